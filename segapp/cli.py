@@ -1,0 +1,173 @@
+"""`segapp` command line: one subcommand per user job.
+
+  segapp data       build the M2NIST-recipe splits from the bundled MNIST files
+  segapp train      train the decoder-free net (defaults reproduce the shipped weights)
+  segapp evaluate   score weights on the test split or a Kaggle M2NIST pair
+  segapp predict    turn a folder of images into masks, overlays and a summary
+  segapp demo       start the web demo (same as `python app.py`)
+  segapp bench      compare dilated / strided / large-kernel / U-Net under one budget
+
+Errors in the user's input (missing files, bad weights, bad data) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from .data import DataError
+from .model import WeightsError
+
+DESCRIPTION = "segapp: semantic segmentation of handwritten digits with a net that never downsamples."
+
+
+def _add_weights(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", type=Path, default=None, metavar="PATH",
+                   help="weights folder (config.json + model.safetensors), .safetensors file or training "
+                        "checkpoint .pt (default: the shipped weights/)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+
+
+def _widths(text: str) -> list[int]:
+    parts = [int(w) for w in text.split(",")]
+    if len(parts) == 1:
+        parts *= 7
+    if len(parts) != 7 or min(parts) < 1:
+        raise argparse.ArgumentTypeError("give one width, or 7 comma-separated widths (one per dilation)")
+    return parts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segapp", description=DESCRIPTION,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    p = sub.add_parser("data", help="build M2NIST-recipe splits into a folder", formatter_class=fmt,
+                       description="Build the M2NIST-recipe splits deterministically from data/mnist/. "
+                                   "Each split is saved as <split>.npz (images, masks) and, with --kaggle-layout, "
+                                   "as <split>/combined.npy + segmented.npy like the Kaggle files.")
+    p.add_argument("--out", type=Path, default=Path("data/m2nist"), help="output folder")
+    p.add_argument("--train-size", type=int, default=5000)
+    p.add_argument("--val-size", type=int, default=1000)
+    p.add_argument("--test-size", type=int, default=1000)
+    p.add_argument("--width", type=int, default=84, help="canvas width; wider canvases hold more digits")
+    p.add_argument("--kaggle-layout", action="store_true", help="also write combined.npy + segmented.npy")
+
+    p = sub.add_parser("train", help="train a model", formatter_class=fmt,
+                       description="Train the decoder-free net. With no flags this reproduces the shipped "
+                                   "weights: fresh M2NIST-recipe compositions every epoch, CE + Dice, AdamW, "
+                                   "one-cycle schedule, best epoch by val mean IoU over digits.")
+    g = p.add_argument_group("data")
+    g.add_argument("--kaggle", type=Path, default=None, metavar="DIR",
+                   help="train on a Kaggle-layout pair (combined.npy + segmented.npy) instead; 10%% held out for val")
+    g.add_argument("--train-size", type=int, default=10000, help="training images per epoch")
+    g.add_argument("--val-size", type=int, default=1000, help="validation images (M2NIST recipe, val digit pool)")
+    g.add_argument("--fixed-train", action="store_true",
+                   help="train on one fixed set of --train-size images instead of fresh compositions each epoch")
+    g.add_argument("--no-augment", dest="augment", action="store_false", help="disable albumentations jitter")
+    g = p.add_argument_group("model and optimisation")
+    g.add_argument("--widths", type=_widths, default=[48] * 7, help="channels per layer: one number or 7")
+    g.add_argument("--epochs", type=int, default=16)
+    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule")
+    g.add_argument("--weight-decay", type=float, default=1e-4)
+    g.add_argument("--dice-weight", type=float, default=1.0, help="loss = CE + this x Dice")
+    g.add_argument("--no-amp", dest="amp", action="store_false", help="train in float32 instead of bfloat16 autocast")
+    g.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("run")
+    g.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
+
+    p = sub.add_parser("evaluate", help="score weights on labelled images", formatter_class=fmt,
+                       description="Score a model: mean IoU (11 classes and digits only), per-class IoU and Dice, "
+                                   "pixel accuracy and a confusion matrix.")
+    _add_weights(p)
+    g = p.add_argument_group("data")
+    g.add_argument("--split", choices=["train", "val", "test"], default="test", help="M2NIST-recipe split")
+    g.add_argument("--kaggle", type=Path, default=None, metavar="DIR",
+                   help="evaluate on a Kaggle-layout pair (combined.npy + segmented.npy) instead")
+    g.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    g.add_argument("--width", type=int, default=84, help="canvas width of the recipe split (e.g. 224 for long numbers)")
+    g = p.add_argument_group("output")
+    g.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of a table")
+    g.add_argument("--out", type=Path, default=None, help="also write metrics.json and confusion.png here")
+    g.add_argument("--batch-size", type=int, default=128)
+
+    try:
+        from . import predict
+
+        predict.add_parser(sub)
+    except ImportError:
+        pass
+    try:
+        from . import bench
+
+        bench.add_parser(sub)
+    except ImportError:
+        pass
+    p = sub.add_parser("demo", help="start the web demo", formatter_class=fmt,
+                       description="Start the Gradio demo (host/port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT).")
+    _add_weights(p)
+    p.add_argument("--share", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def cmd_data(a) -> None:
+    from .data import make_split, save_kaggle
+
+    a.out.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", a.train_size), ("val", a.val_size), ("test", a.test_size)):
+        images, masks = make_split(split, n=n, width=a.width)
+        import numpy as np
+
+        np.savez_compressed(a.out / f"{split}.npz", images=images, masks=masks)
+        if a.kaggle_layout:
+            save_kaggle(a.out / split, images, masks)
+        digits = (masks < 10).mean()
+        print(f"{split}: {len(images)} images {images.shape[1]}x{images.shape[2]}, "
+              f"{digits:.1%} digit pixels -> {a.out / f'{split}.npz'}")
+    (a.out / "args.json").write_text(json.dumps(vars(a), default=str, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    a = build_parser().parse_args(argv)
+    a.argv = argv
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    try:
+        if a.command == "data":
+            cmd_data(a)
+        elif a.command == "train":
+            from .train import run
+
+            run(a)
+        elif a.command == "evaluate":
+            from .evaluate import run
+
+            run(a)
+        elif a.command == "demo":
+            from .demo import main as demo_main
+
+            demo_main(weights=a.weights, device=a.device)
+        else:
+            return a.run(a) or 0
+    except (DataError, WeightsError, FileNotFoundError) as e:
+        print(f"segapp {a.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"segapp {a.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""Files -> arrays -> tensors: MNIST IDX reading, the M2NIST recipe, splits, Kaggle pairs, datasets.
+
+M2NIST recipe (Kaggle "M2NIST"): a 64x84 black canvas; for slot ``i`` a 28x28 MNIST digit is
+pasted untransformed at ``x = i*28 + U[0,9]`` and a uniformly random ``y``; a digit that would
+overflow the canvas width is dropped; the canvas is the pixel-wise max of the digits. A pixel
+belongs to a digit where that digit's MNIST intensity is > 0; where two digits overlap the
+brighter one wins (ties go to the earlier, left-hand digit). Everything else is background (10).
+
+Splits never share a digit image: ``train`` and ``val`` draw from disjoint pools of the MNIST
+training set, ``test`` from the MNIST test set.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .classes import BACKGROUND, NUM_CLASSES
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+MNIST_DIR = DATA_DIR / "mnist"
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+VAL_POOL = 6000  # MNIST-train digits reserved for the val split (the last ones after a fixed shuffle)
+SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
+DEFAULT_SIZES = {"train": 5000, "val": 1000, "test": 1000}
+
+
+class DataError(ValueError):
+    """A data file is missing or malformed; the message names the file and how to fix it."""
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Reads one (optionally gzipped) IDX file of unsigned bytes into an array."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(
+            f"{path}: MNIST file not found; copy the four original MNIST .gz files into {path.parent}"
+        )
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot read IDX file ({e}); replace it with the original file") from None
+    if len(raw) < 8 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path}: not an unsigned-byte IDX file (bad magic number)")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    offset = 4 + 4 * ndim
+    if len(raw) - offset != int(np.prod(dims)):
+        raise DataError(f"{path}: truncated IDX file (header says {dims}, got {len(raw) - offset} bytes)")
+    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
+
+
+def load_mnist(part: str, root: Path = MNIST_DIR) -> tuple[np.ndarray, np.ndarray]:
+    """Returns MNIST ``part`` ("train" or "test") as images (N, 28, 28) uint8 and labels (N,)."""
+    img_name, lbl_name = MNIST_FILES[part]
+    images, labels = read_idx(Path(root) / img_name), read_idx(Path(root) / lbl_name)
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != (len(images),):
+        raise DataError(f"{root}: MNIST {part} images {images.shape} and labels {labels.shape} do not match")
+    return images, labels
+
+
+def digit_pool(split: str, root: Path = MNIST_DIR) -> tuple[np.ndarray, np.ndarray]:
+    """The MNIST digits a split may use; train and val pools are disjoint by construction."""
+    if split == "test":
+        return load_mnist("test", root)
+    images, labels = load_mnist("train", root)
+    order = np.random.default_rng(12345).permutation(len(images))
+    idx = order[-VAL_POOL:] if split == "val" else order[:-VAL_POOL]
+    return images[idx], labels[idx]
+
+
+def compose(
+    digits: np.ndarray, labels: np.ndarray, n: int, rng: np.random.Generator, height: int = 64, width: int = 84
+) -> tuple[np.ndarray, np.ndarray]:
+    """Builds ``n`` images with the M2NIST recipe from a digit pool.
+
+    Wider canvases get more slots (``width // 28``), which is how the 64x224 "long number"
+    images used to test generalisation are made.
+
+    Returns:
+        Images (n, H, W) uint8 and class maps (n, H, W) uint8 (0-9 digits, 10 background).
+    """
+    slots = width // 28
+    images = np.zeros((n, height, width), np.uint8)
+    masks = np.full((n, height, width), BACKGROUND, np.uint8)
+    for k in range(n):
+        canvas, owner = images[k], masks[k]
+        for i in range(slots):
+            x, y = i * 28 + int(rng.integers(0, 10)), int(rng.integers(0, height - 28 + 1))
+            j = int(rng.integers(0, len(digits)))  # drawn even when dropped, so streams stay aligned
+            if x + 28 > width:
+                continue
+            d = digits[j]
+            win_c, win_o = canvas[y : y + 28, x : x + 28], owner[y : y + 28, x : x + 28]
+            wins = (d > 0) & (d > win_c)  # strictly brighter: ties keep the earlier digit
+            win_o[wins] = labels[j]
+            np.maximum(win_c, d, out=win_c)
+    return images, masks
+
+
+def make_split(
+    split: str, n: int | None = None, seed: int | None = None, width: int = 84, root: Path = MNIST_DIR
+) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministically builds one M2NIST split (same arguments -> same bytes)."""
+    if split not in SPLIT_SEEDS:
+        raise ValueError(f"unknown split {split!r}; choose one of {sorted(SPLIT_SEEDS)}")
+    digits, labels = digit_pool(split, root)
+    rng = np.random.default_rng(SPLIT_SEEDS[split] if seed is None else seed)
+    return compose(digits, labels, DEFAULT_SIZES[split] if n is None else n, rng, width=width)
+
+
+def load_kaggle(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Loads a Kaggle M2NIST pair ``combined.npy`` (N,H,W) + ``segmented.npy`` (N,H,W,11).
+
+    Returns:
+        Images (N, H, W) uint8 and class maps (N, H, W) uint8.
+    """
+    folder = Path(folder)
+    img_path, seg_path = folder / "combined.npy", folder / "segmented.npy"
+    for p in (img_path, seg_path):
+        if not p.is_file():
+            raise DataError(f"{p}: not found; point --kaggle at the folder holding combined.npy and segmented.npy")
+    try:
+        images = np.load(img_path, mmap_mode="r", allow_pickle=False)
+        seg = np.load(seg_path, mmap_mode="r", allow_pickle=False)
+    except ValueError as e:
+        raise DataError(f"{folder}: cannot read the Kaggle pair ({e})") from None
+    if images.ndim != 3:
+        raise DataError(f"{img_path}: expected shape (N, H, W), got {images.shape}")
+    if seg.shape != (*images.shape, NUM_CLASSES):
+        raise DataError(f"{seg_path}: expected shape {(*images.shape, NUM_CLASSES)} to match {img_path.name}, got {seg.shape}")
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        scale = 255.0 if images.max() <= 1.0 else 1.0  # some copies store floats in [0, 1]
+        images = np.clip(np.asarray(images, np.float32) * scale, 0, 255).astype(np.uint8)
+    return images, np.asarray(seg).argmax(-1).astype(np.uint8)
+
+
+def save_kaggle(folder: Path, images: np.ndarray, masks: np.ndarray) -> None:
+    """Writes images and class maps in the Kaggle M2NIST layout (one-hot ``segmented.npy``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "combined.npy", images)
+    np.save(folder / "segmented.npy", np.eye(NUM_CLASSES, dtype=np.uint8)[masks])
+
+
+def fingerprint(images: np.ndarray, masks: np.ndarray) -> str:
+    """Short content hash, recorded with results so a user can tell two datasets apart."""
+    return hashlib.sha256(images.tobytes() + masks.tobytes()).hexdigest()[:12]
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W) or (H, W) -> float32 (N, 1, H, W) in [0, 1], the model's input format."""
+    t = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
+    return t.reshape(-1, 1, *t.shape[-2:])
+
+
+def train_augment():
+    """Albumentations pipeline for training: keeps each digit's identity (no flips, no big rotations).
+
+    Photometric jitter and mild geometric jitter make the net robust to the ink weights, contrasts
+    and digit sizes of user images; masks use nearest-neighbour so they stay class indices.
+    """
+    import albumentations as A
+    import cv2
+
+    return A.Compose(
+        [
+            A.Affine(
+                scale=(0.85, 1.15), translate_percent=(-0.05, 0.05), rotate=(-8, 8), shear=(-5, 5),
+                interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST,
+                border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=BACKGROUND, p=0.3,
+            ),
+            A.RandomGamma(gamma_limit=(70, 150), p=0.3),
+            A.RandomBrightnessContrast(brightness_limit=(-0.2, 0.0), contrast_limit=(-0.2, 0.0), p=0.3),
+            A.GaussNoise(std_range=(0.01, 0.05), p=0.2),
+            A.GaussianBlur(blur_limit=(3, 3), sigma_limit=(0.3, 0.8), p=0.1),
+        ]
+    )
+
+
+@dataclass
+class SegmentationSet(Dataset):
+    """In-memory images + class maps, optionally augmented; yields (1,H,W) float and (H,W) long."""
+
+    images: np.ndarray
+    masks: np.ndarray
+    augment: object | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = self.images[i], self.masks[i]
+        if self.augment is not None:
+            out = self.augment(image=image, mask=mask)
+            image, mask = out["image"], out["mask"]
+        return to_tensor(image)[0], torch.from_numpy(np.ascontiguousarray(mask)).long()
+
+
+class FreshM2NIST(Dataset):
+    """Training set recomposed every epoch from the train digit pool: new layouts, same recipe.
+
+    M2NIST's 5000 fixed images reuse each digit layout every epoch; drawing new compositions each
+    epoch (seeded by ``seed`` and the epoch, so runs and resumes are reproducible) is the cheapest
+    augmentation there is and keeps labels exact.
+    """
+
+    def __init__(self, n: int, seed: int, augment: object | None = None, root: Path = MNIST_DIR):
+        self.n, self.seed, self.augment = n, seed, augment
+        self.digits, self.labels = digit_pool("train", root)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        rng = np.random.default_rng([self.seed, epoch])
+        self.images, self.masks = compose(self.digits, self.labels, self.n, rng)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return SegmentationSet(self.images, self.masks, self.augment)[i]

@@ -1,0 +1,93 @@
+"""Segmentation metrics from a running confusion matrix (update per batch, compute once).
+
+IoU, Dice and accuracy are computed by ``segmentation_models_pytorch.metrics`` from the per-class
+true/false positive/negative counts the matrix holds, accumulated over the whole dataset
+("micro" per class), so a class's IoU does not depend on how images are batched.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import segmentation_models_pytorch as smp
+import torch
+
+from .classes import BACKGROUND, CLASS_NAMES, NUM_CLASSES
+
+
+class ConfusionMatrix:
+    """``matrix[t, p]`` counts pixels of true class ``t`` predicted as ``p``."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES):
+        self.num_classes = num_classes
+        self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Adds a batch of class maps (any shape, same for both)."""
+        if pred.shape != target.shape:
+            raise ValueError(f"prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
+        t, p = target.reshape(-1).long().cpu(), pred.reshape(-1).long().cpu()
+        if t.numel() and (t.min() < 0 or t.max() >= self.num_classes or p.min() < 0 or p.max() >= self.num_classes):
+            raise ValueError(f"class indices must lie in [0, {self.num_classes - 1}]")
+        self.matrix += torch.bincount(t * self.num_classes + p, minlength=self.num_classes**2).view(
+            self.num_classes, self.num_classes
+        )
+
+    def stats(self) -> tuple[torch.Tensor, ...]:
+        """Per-class tp, fp, fn, tn, each shaped (1, C) as ``smp.metrics`` expects."""
+        m = self.matrix
+        tp = m.diag()
+        fp, fn = m.sum(0) - tp, m.sum(1) - tp
+        tn = m.sum() - tp - fp - fn
+        return tuple(x.unsqueeze(0) for x in (tp, fp, fn, tn))
+
+    def compute(self) -> dict:
+        """Returns the metrics as plain Python numbers (JSON-ready).
+
+        A class that appears neither in the targets nor in the predictions has no defined IoU;
+        it is reported as NaN and left out of the means.
+        """
+        tp, fp, fn, tn = self.stats()
+        present = ((tp + fp + fn) > 0)[0]
+        iou = smp.metrics.iou_score(tp, fp, fn, tn, reduction="none")[0]
+        dice = smp.metrics.f1_score(tp, fp, fn, tn, reduction="none")[0]
+        iou[~present], dice[~present] = float("nan"), float("nan")
+        digits = torch.arange(self.num_classes) != BACKGROUND
+        total = int(self.matrix.sum())
+        return {
+            "miou": float(iou[present].mean()) if present.any() else float("nan"),
+            "miou_digits": float(iou[present & digits].mean()) if (present & digits).any() else float("nan"),
+            "mdice": float(dice[present].mean()) if present.any() else float("nan"),
+            "mdice_digits": float(dice[present & digits].mean()) if (present & digits).any() else float("nan"),
+            "pixel_accuracy": float(tp.sum() / total) if total else float("nan"),
+            "per_class_iou": [float(v) for v in iou],
+            "per_class_dice": [float(v) for v in dice],
+            "n_pixels": total,
+        }
+
+
+def plot_confusion(matrix: torch.Tensor, path, title: str = "Confusion matrix (row-normalised)") -> None:
+    """Saves the row-normalised confusion matrix as a PNG heat map with class names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = matrix.double().numpy()
+    norm = m / np.maximum(m.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    names = [n if n != "background" else "bg" for n in CLASS_NAMES]
+    ax.set_xticks(range(len(names)), names)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if norm[i, j] >= 0.005:
+                ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

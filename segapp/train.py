@@ -1,0 +1,242 @@
+"""`segapp train`: M2NIST (or a Kaggle-layout pair) -> trained weights, log, curve and model card.
+
+Output folder (``--out``, default ``runs/train``):
+  config.json + model.safetensors  best epoch by val mean IoU over digits (what every command loads)
+  last.pt                          full state for ``--resume`` (model, optimiser, schedule, epoch, RNG)
+  log.csv, curve.png               one row per finished epoch; rewritten whole, atomically
+  args.json, metrics.json, MODEL_CARD.md
+Every file is written to a temp name and renamed, so killing the run at any moment leaves the
+previous complete version of each file behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import segmentation_models_pytorch as smp
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .data import FreshM2NIST, SegmentationSet, fingerprint, load_kaggle, make_split, train_augment
+from .evaluate import autocast, evaluate, pick_device
+from .model import DilatedNet, NetConfig, atomic_write, load_checkpoint, save_pretrained
+
+# Arguments that define the run; on --resume they come from the checkpoint, not the command line.
+RUN_ARGS = ("epochs", "batch_size", "lr", "weight_decay", "seed", "train_size", "val_size", "fixed_train",
+            "augment", "kaggle", "widths", "dice_weight", "amp")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}"
+
+
+def build_data(a) -> tuple:
+    """Train dataset and (val images, val masks) for the run's arguments."""
+    aug = train_augment() if a.augment else None
+    if a.kaggle:
+        images, masks = load_kaggle(Path(a.kaggle))
+        order = np.random.default_rng(a.seed).permutation(len(images))
+        n_val = max(1, len(images) // 10)
+        val, tr = order[:n_val], order[n_val:]
+        return SegmentationSet(images[tr], masks[tr], aug), (images[val], masks[val])
+    val = make_split("val", n=a.val_size)
+    if a.fixed_train:
+        return SegmentationSet(*make_split("train", n=a.train_size), aug), val
+    return FreshM2NIST(a.train_size, a.seed, aug), val
+
+
+def write_log(out: Path, history: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write(out / "log.csv", lambda p: Path(p).write_text(buf.getvalue()))
+    plot_curve(history, out / "curve.png")
+
+
+def plot_curve(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    a1.plot(ep, [h["train_loss"] for h in history], "o-", label="train (CE + Dice)")
+    a1.plot(ep, [h["val_loss"] for h in history], "o-", label="val (CE)")
+    a1.set_xlabel("epoch"), a1.set_ylabel("loss"), a1.set_yscale("log"), a1.legend(), a1.grid(alpha=0.3)
+    a2.plot(ep, [h["val_miou_digits"] for h in history], "o-", label="val mIoU digits")
+    a2.plot(ep, [h["val_miou"] for h in history], "o-", label="val mIoU 11 classes")
+    a2.set_xlabel("epoch"), a2.set_ylabel("mean IoU"), a2.legend(), a2.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, dpi=100, format="png"))
+    plt.close(fig)
+
+
+def run(a) -> dict:
+    """Trains per the parsed arguments ``a`` (see ``segapp train --help``); returns the final metrics."""
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = None
+    if a.resume:
+        ckpt = load_checkpoint(out / "last.pt")
+        for k in RUN_ARGS:
+            setattr(a, k, ckpt["args"][k])
+    torch.manual_seed(a.seed)
+    np.random.seed(a.seed)
+    device = pick_device(a.device)
+    model = DilatedNet(NetConfig(widths=tuple(a.widths))).to(device).to(memory_format=torch.channels_last)
+    train_set, (val_images, val_masks) = build_data(a)
+    steps = a.epochs * (len(train_set) // a.batch_size)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=max(steps, 1), pct_start=0.15)
+    ce, dice = torch.nn.CrossEntropyLoss(), smp.losses.DiceLoss("multiclass", from_logits=True)
+    history, best, start = [], -1.0, 0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        history, best, start = ckpt["history"], ckpt["best"], ckpt["epoch"]
+        print(f"resuming {out / 'last.pt'} after epoch {start}/{a.epochs}", file=sys.stderr)
+    args_dict = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items() if k != "func"}
+    atomic_write(out / "args.json", lambda p: Path(p).write_text(json.dumps(args_dict, indent=2) + "\n"))
+    print(f"model: {model.num_params():,} params, receptive field {model.receptive_field()} px, "
+          f"device {device}, {len(train_set)} train / {len(val_images)} val images per epoch", file=sys.stderr)
+
+    for epoch in range(start + 1, a.epochs + 1):
+        t0 = time.perf_counter()
+        if hasattr(train_set, "set_epoch"):
+            train_set.set_epoch(epoch)
+        if train_set.augment is not None:
+            train_set.augment.set_random_seed(a.seed * 100_003 + epoch)
+        gen = torch.Generator().manual_seed(a.seed * 100_003 + epoch)
+        loader = DataLoader(train_set, a.batch_size, shuffle=True, drop_last=True, generator=gen,
+                            num_workers=a.workers, persistent_workers=False)
+        model.train()
+        loss_sum, n = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch}/{a.epochs}", unit="batch", mininterval=2, file=sys.stderr)
+        for x, y in bar:
+            x, y = x.to(device).contiguous(memory_format=torch.channels_last), y.to(device)
+            with autocast(device, a.amp):
+                logits = model(x)
+            logits = logits.float()
+            loss = ce(logits, y) + a.dice_weight * dice(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum, n = loss_sum + loss.item() * len(x), n + len(x)
+            bar.set_postfix(loss=f"{loss_sum / n:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}", refresh=False)
+        train_seconds = time.perf_counter() - t0
+        metrics, _, val_loss = evaluate(model, val_images, val_masks, 128, device, a.amp)
+        row = {
+            "epoch": epoch, "lr": sched.get_last_lr()[0], "train_loss": loss_sum / max(n, 1), "val_loss": val_loss,
+            "val_miou": metrics["miou"], "val_miou_digits": metrics["miou_digits"],
+            "val_pixel_accuracy": metrics["pixel_accuracy"], "seconds": time.perf_counter() - t0,
+            "train_images_per_s": n / train_seconds,
+        }
+        history.append(row)
+        improved = metrics["miou_digits"] > best
+        if improved:
+            best = metrics["miou_digits"]
+            save_pretrained(model, out, {"epoch": epoch, "val_miou_digits": best})
+        state = {
+            "config": model.config.to_dict(), "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "epoch": epoch, "best": best, "history": history,
+            "rng": {"torch": torch.get_rng_state()}, "args": args_dict,
+        }
+        atomic_write(out / "last.pt", lambda p: torch.save(state, p))
+        write_log(out, history)
+        print(f"epoch {epoch}/{a.epochs}: train loss {row['train_loss']:.4f}  val mIoU digits "
+              f"{row['val_miou_digits']:.4f}  11-class {row['val_miou']:.4f}  {row['seconds']:.0f}s"
+              f"{'  (best, saved)' if improved else ''}", file=sys.stderr)
+    return finish(a, out, history, device)
+
+
+def finish(a, out: Path, history: list[dict], device: torch.device) -> dict:
+    """Scores the best weights on the test split and writes metrics.json and the model card."""
+    from .metrics import plot_confusion
+    from .model import load_pretrained
+
+    model = load_pretrained(out).to(device).to(memory_format=torch.channels_last)
+    if a.kaggle:  # a user's own pair has no separate test split: report the held-out 10% (val)
+        _, (images, masks) = build_data(a)
+        data_name = f"kaggle pair {a.kaggle} (held-out 10%)"
+    else:
+        images, masks = make_split("test")
+        data_name = "M2NIST-recipe test split (MNIST test digits)"
+    metrics, cm, _ = evaluate(model, images, masks, 128, device)
+    wall = sum(h["seconds"] for h in history)
+    best = max(history, key=lambda h: h["val_miou_digits"])
+    metrics.update(
+        data=data_name, n_images=len(images), data_fingerprint=fingerprint(images, masks),
+        params=model.num_params(), receptive_field=model.receptive_field(), best_epoch=best["epoch"],
+        epochs=len(history), train_wall_seconds=round(wall, 1), machine=machine(),
+    )
+    atomic_write(out / "metrics.json", lambda p: Path(p).write_text(json.dumps(metrics, indent=2) + "\n"))
+    plot_confusion(cm.matrix, out / "confusion.png", "Test confusion (row-normalised)")
+    write_card(a, out, metrics)
+    print(f"test ({data_name}): mIoU digits {metrics['miou_digits']:.4f}, 11-class {metrics['miou']:.4f}, "
+          f"pixel accuracy {metrics['pixel_accuracy']:.4f}; wrote {out}", file=sys.stderr)
+    return metrics
+
+
+def write_card(a, out: Path, m: dict) -> None:
+    from .classes import CLASS_NAMES
+
+    command = "segapp " + " ".join(shlex.quote(s) for s in getattr(a, "argv", sys.argv[1:]))
+    rows = "\n".join(f"| {n} | {iou:.4f} |" for n, iou in zip(CLASS_NAMES, m["per_class_iou"]))
+    card = f"""# segapp model card
+
+Decoder-free segmentation net: 3x3 convolutions with dilations {list(NetConfig().dilations)} and
+widths {list(a.widths)}, each + BatchNorm + ReLU at full resolution, then a 1x1 head to 11 classes
+(digits 0-9, background 10). No pooling, stride, upsampling or decoder.
+
+| | |
+|---|---|
+| parameters | {m['params']:,} |
+| receptive field | {m['receptive_field']} x {m['receptive_field']} px |
+| produced by | `{command}` |
+| epochs | {m['epochs']} (best val epoch {m['best_epoch']}) |
+| training wall time | {m['train_wall_seconds'] / 60:.1f} min |
+| machine | {m['machine']} |
+| evaluated on | {m['data']}, {m['n_images']} images (fingerprint {m['data_fingerprint']}) |
+| **test mean IoU, digits** | **{m['miou_digits']:.4f}** |
+| test mean IoU, 11 classes | {m['miou']:.4f} |
+| test mean Dice, 11 classes | {m['mdice']:.4f} |
+| test pixel accuracy | {m['pixel_accuracy']:.4f} |
+
+Per-class test IoU:
+
+| class | IoU |
+|---|---|
+{rows}
+
+Files: `config.json` + `model.safetensors` (the weights every segapp command loads by default),
+`metrics.json` (these numbers), `log.csv` and `curve.png` (every epoch), `confusion.png`,
+`args.json` (resolved arguments). Re-check with `segapp evaluate --weights {out}`.
+
+Training data: the M2NIST recipe rebuilt from the original MNIST files (CC BY-SA 3.0, LeCun,
+Cortes, Burges), see `data/mnist/SOURCE.md`.
+"""
+    atomic_write(out / "MODEL_CARD.md", lambda p: Path(p).write_text(card))
