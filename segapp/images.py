@@ -1,0 +1,177 @@
+"""User image files -> the model's input: safe decoding, grayscale conversion, polarity, normalisation.
+
+Shared by the web demo and `segapp predict`, so both see an image the same way:
+
+1. decode with Pillow, refusing files over :data:`~segapp.classes.MAX_PIXELS` *before* the pixels
+   are allocated (the header is read first), applying EXIF rotation, taking the first frame of
+   animations;
+2. convert any mode (RGB, RGBA, LA, palette, 16-bit, float, 1-bit, CMYK) to 8-bit grayscale;
+   transparent areas become background;
+3. detect polarity (M2NIST is white ink on black; paper is dark ink on white) and invert if needed;
+4. for anything that is not already clean M2NIST-style (exactly-zero background), subtract the
+   background level, zero the residual noise and stretch the ink to the full 0-255 range.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .classes import MAX_PIXELS
+
+MIN_SIDE = 4  # smaller images hold no legible digit; refused with a clear message
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".pgm", ".ppm", ".pbm")
+
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own bomb guard, as a second line of defence
+
+
+class ImageError(ValueError):
+    """An input image cannot be used; the message names the file and the reason."""
+
+
+@dataclass
+class Prepared:
+    """A decoded image ready for the model plus what a person may want to know about it."""
+
+    gray: np.ndarray  # (H, W) uint8, white ink on black, what the model sees
+    display: np.ndarray  # (H, W, 3) uint8 RGB, the image as the user sees it (for overlays)
+    inverted: bool  # True when dark-on-light input was inverted
+
+    @property
+    def polarity(self) -> str:
+        return "dark ink on light background (inverted)" if self.inverted else "light ink on dark background"
+
+
+def decode(source: str | Path | bytes, name: str | None = None) -> Image.Image:
+    """Opens an image file (or bytes) safely; raises :class:`ImageError` naming ``name``."""
+    name = name or (str(source) if not isinstance(source, bytes) else "upload")
+    try:
+        if isinstance(source, bytes):
+            if not source:
+                raise ImageError(f"{name}: empty file (0 bytes)")
+            fh = io.BytesIO(source)
+        else:
+            path = Path(source)
+            if path.is_dir():
+                raise ImageError(f"{name}: is a folder, not an image")
+            if path.stat().st_size == 0:
+                raise ImageError(f"{name}: empty file (0 bytes)")
+            fh = open(path, "rb")  # noqa: SIM115 - closed below once decoded
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            try:
+                img = Image.open(fh)
+                check_size(*img.size, name)  # from the header, before any pixel is decoded
+                img.seek(0)  # first frame of an animation
+                img.load()
+            finally:
+                if not isinstance(source, bytes):
+                    fh.close()
+        return img
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image file Pillow can read (PNG, JPEG, BMP, WebP, GIF, TIFF, ...)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{name}: refused as a decompression bomb ({e})") from None
+    except PermissionError:
+        raise ImageError(f"{name}: permission denied; make the file readable") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageError(f"{name}: corrupt or truncated image ({str(e).strip() or type(e).__name__})") from None
+
+
+def to_gray(img: Image.Image) -> np.ndarray:
+    """Any Pillow image -> (H, W) uint8 grayscale with transparent pixels set to the background."""
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a malformed EXIF block must not cost the picture itself
+        pass
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        return np.zeros(a.shape, np.uint8) if hi <= lo else ((a - lo) * (255.0 / (hi - lo))).round().astype(np.uint8)
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)
+        gray = np.asarray(img.convert("RGB").convert("L"), dtype=np.float32)
+        alpha = rgba[..., 3] / 255.0
+        if alpha.min() >= 1.0:
+            return gray.astype(np.uint8)
+        # Ink is what is opaque; composite it onto the opposite shade so it stays visible.
+        ink = float((gray * alpha).sum() / max(alpha.sum(), 1e-6))
+        bg = 255.0 if ink < 128 else 0.0
+        return (gray * alpha + bg * (1 - alpha)).round().astype(np.uint8)
+    return np.asarray(img.convert("L"), dtype=np.uint8)
+
+
+def normalise(gray: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Puts an 8-bit grayscale image into M2NIST form: white ink on an exactly-black background.
+
+    Returns:
+        The normalised image and whether it was inverted (dark ink on light background).
+    """
+    g = gray.astype(np.float32)
+    inverted = bool(np.median(g) > 127)  # digits are a minority of pixels: the median is background
+    if inverted:
+        g = 255.0 - g
+    if (g == 0).mean() > 0.5:  # already clean M2NIST style: leave every faint stroke pixel as it is
+        return g.astype(np.uint8), inverted
+    bg = float(np.median(g))
+    g = g - bg
+    noise = 1.4826 * float(np.median(np.abs(g[g <= 0]))) if (g <= 0).any() else 0.0
+    floor = max(3.0 * noise, 12.0)
+    peak = float(np.percentile(g[g > floor], 99)) if (g > floor).sum() >= 10 else 0.0
+    if peak <= floor:  # blank page: nothing stands out from the background
+        return np.zeros_like(gray), inverted
+    out = np.where(g > floor, (g - floor) * (255.0 / (peak - floor)), 0.0)
+    return np.clip(out, 0, 255).round().astype(np.uint8), inverted
+
+
+def prepare(source: str | Path | bytes | np.ndarray | Image.Image, name: str | None = None) -> Prepared:
+    """Decodes and normalises one image from a path, bytes, a Pillow image or a numpy array."""
+    if isinstance(source, np.ndarray):
+        gray = array_to_gray(source, name or "array")
+    else:
+        img = source if isinstance(source, Image.Image) else decode(source, name)
+        check_size(*img.size, name or "image")
+        gray = to_gray(img)
+    norm, inverted = normalise(gray)
+    return Prepared(norm, np.repeat(gray[..., None], 3, axis=2), inverted)
+
+
+def check_size(w: int, h: int, name: str) -> None:
+    """Refuses images over the pixel limit or too small to hold a digit."""
+    if w * h > MAX_PIXELS:
+        raise ImageError(f"{name}: {w}x{h} pixels is above the limit of {MAX_PIXELS:,}; downscale the image first")
+    if min(w, h) < MIN_SIDE:
+        raise ImageError(f"{name}: {w}x{h} pixels is too small; segapp needs at least {MIN_SIDE} px a side")
+
+
+def array_to_gray(a: np.ndarray, name: str) -> np.ndarray:
+    """numpy image (H, W), (H, W, 1|3|4), any integer/float/bool dtype -> (H, W) uint8."""
+    a = np.asarray(a)
+    if a.ndim == 3 and a.shape[2] in (1, 3, 4):
+        pass
+    elif a.ndim != 2:
+        raise ImageError(f"{name}: expected an image array (H, W) or (H, W, 1|3|4), got shape {a.shape}")
+    check_size(a.shape[1], a.shape[0], name)
+    if a.dtype == bool:
+        a = a.astype(np.uint8) * 255
+    elif a.dtype != np.uint8:
+        if not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
+            raise ImageError(f"{name}: unsupported pixel type {a.dtype}")
+        f = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        lo, hi = float(f.min()), float(f.max())
+        if np.issubdtype(a.dtype, np.floating) and lo >= 0 and hi <= 1:
+            lo, hi = 0.0, 1.0
+        a = np.zeros(f.shape, np.uint8) if hi <= lo else ((f - lo) * (255.0 / (hi - lo))).round().astype(np.uint8)
+    if a.ndim == 2:
+        return a
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[a.shape[2]]
+    return to_gray(Image.fromarray(a[..., 0] if mode == "L" else np.ascontiguousarray(a), mode))
