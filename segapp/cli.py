@@ -70,16 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--val-size", type=int, default=1000, help="validation images (M2NIST recipe, val digit pool)")
     g.add_argument("--fixed-train", action="store_true",
                    help="train on one fixed set of --train-size images instead of fresh compositions each epoch")
-    g.add_argument("--no-augment", dest="augment", action="store_false", help="disable albumentations jitter")
+    g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+                   help="albumentations photometric + mild geometric jitter")
     g = p.add_argument_group("model and optimisation")
-    g.add_argument("--widths", type=_widths, default=[48] * 7, help="channels per layer: one number or 7")
-    g.add_argument("--epochs", type=int, default=16)
-    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--widths", type=_widths, default=[48] * 7, metavar="W[,W,...]",
+                   help="channels per layer (dilations 1-2-4-8-4-2-1): one number for all, or 7")
+    g.add_argument("--epochs", type=int, default=16, help="passes over --train-size images")
+    g.add_argument("--batch-size", type=int, default=32, help="images per optimiser step")
     g.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule")
-    g.add_argument("--weight-decay", type=float, default=1e-4)
+    g.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
     g.add_argument("--dice-weight", type=float, default=1.0, help="loss = CE + this x Dice")
-    g.add_argument("--no-amp", dest="amp", action="store_false", help="train in float32 instead of bfloat16 autocast")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                   help="bfloat16 autocast (about 2x faster on AVX-512 CPUs and GPUs); --no-amp for float32")
+    g.add_argument("--seed", type=int, default=0, help="seeds init, data compositions, augmentation, order")
     g = p.add_argument_group("run")
     g.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")

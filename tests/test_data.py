@@ -1,0 +1,114 @@
+"""MNIST reading, the M2NIST recipe, splits, the Kaggle layout and augmentation."""
+
+import gzip
+
+import numpy as np
+import pytest
+
+from segapp import data
+from segapp.classes import BACKGROUND, NUM_CLASSES
+from segapp.data import DataError, compose, load_kaggle, load_mnist, make_split, read_idx, save_kaggle
+
+
+def test_mnist_files_are_the_originals():
+    images, labels = load_mnist("train")
+    assert images.shape == (60000, 28, 28) and labels.shape == (60000,)
+    assert labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]  # as published in data/mnist/SOURCE.md
+    test_images, test_labels = load_mnist("test")
+    assert test_images.shape == (10000, 28, 28) and test_labels[:5].tolist() == [7, 2, 1, 0, 4]
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [(None, "not found"), (b"\x00\x00\x08\x03\x00\x00\x00\x02", "truncated"), (b"PK\x03\x04garbage!", "magic")],
+    ids=["missing", "truncated", "not-idx"],
+)
+def test_bad_idx_files_name_the_file(tmp_path, content, reason):
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    if content is not None:
+        with gzip.open(path, "wb") as f:
+            f.write(content)
+    with pytest.raises(DataError, match=reason) as err:
+        read_idx(path)
+    assert str(path) in str(err.value)
+
+
+def test_missing_mnist_folder_says_how_to_fix(tmp_path):
+    with pytest.raises(DataError, match="copy the four original MNIST"):
+        load_mnist("test", tmp_path)
+
+
+def test_compose_follows_the_recipe():
+    rng = np.random.default_rng(0)
+    digits = np.zeros((2, 28, 28), np.uint8)
+    digits[0, 4:24, 4:24] = 200
+    digits[1, 4:24, 4:24] = 90
+    images, masks = compose(digits, np.array([3, 7]), 200, rng)
+    assert images.shape == masks.shape == (200, 64, 84)
+    # a pixel is a digit exactly where the canvas is lit
+    assert np.array_equal(images > 0, masks != BACKGROUND)
+    assert set(np.unique(masks)) <= {3, 7, BACKGROUND}
+    # the third slot (x = 56 + U[0,9]) fits only with offset 0, so digit pixels never pass x = 84 - 28 + 28 - 4
+    assert images[:, :, 80:].max() == 0
+
+
+def test_brighter_digit_wins_on_overlap():
+    digits = np.zeros((2, 28, 28), np.uint8)
+    digits[0, :, 14:28] = 100  # right half of digit "1"
+    digits[1, :, 0:14] = 250  # left half of digit "2", brighter
+    images, masks = compose(digits, np.array([1, 2]), 300, np.random.default_rng(1), width=56)
+    assert np.all(masks[images == 250] == 2)  # includes every pixel where the two overlap
+    assert np.all(masks[images == 100] == 1)
+    assert np.all(masks[images == 0] == BACKGROUND)
+
+
+def test_wider_canvas_holds_more_digits():
+    images, masks = make_split("test", n=20, width=224)
+    counts = [len(np.unique(m[m != BACKGROUND])) for m in masks]
+    assert images.shape == (20, 64, 224) and max(counts) >= 5
+
+
+def test_splits_are_deterministic_and_disjoint():
+    a, b = make_split("val", n=30), make_split("val", n=30)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    train_pool, _ = data.digit_pool("train")
+    val_pool, _ = data.digit_pool("val")
+    assert len(train_pool) + len(val_pool) == 60000
+    train_keys = {d.tobytes() for d in train_pool}
+    shared = sum(d.tobytes() in train_keys for d in val_pool)
+    assert shared <= 10  # MNIST itself holds a handful of byte-identical duplicate digits
+
+
+def test_kaggle_round_trip(tmp_path, test_split):
+    images, masks = test_split
+    save_kaggle(tmp_path, images, masks)
+    assert np.load(tmp_path / "segmented.npy").shape == (*images.shape, NUM_CLASSES)
+    images2, masks2 = load_kaggle(tmp_path)
+    assert np.array_equal(images, images2) and np.array_equal(masks, masks2)
+
+
+def test_kaggle_pair_with_wrong_shapes_is_refused(tmp_path):
+    np.save(tmp_path / "combined.npy", np.zeros((3, 64, 84), np.uint8))
+    np.save(tmp_path / "segmented.npy", np.zeros((3, 64, 84, 10), np.uint8))
+    with pytest.raises(DataError, match="segmented.npy: expected shape"):
+        load_kaggle(tmp_path)
+
+
+def test_augmentation_keeps_masks_valid(test_split):
+    images, masks = test_split
+    ds = data.SegmentationSet(images, masks, data.train_augment())
+    ds.augment.set_random_seed(0)
+    for i in range(len(ds)):
+        x, y = ds[i]
+        assert x.shape == (1, 64, 84) and y.shape == (64, 84)
+        assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+        assert set(y.unique().tolist()) <= set(range(NUM_CLASSES))
+
+
+def test_fresh_training_set_changes_per_epoch_and_is_reproducible():
+    a, b = data.FreshM2NIST(8, seed=3), data.FreshM2NIST(8, seed=3)
+    first = a.images.copy()
+    a.set_epoch(1)
+    b.set_epoch(1)
+    assert not np.array_equal(first, a.images)
+    assert np.array_equal(a.images, b.images)

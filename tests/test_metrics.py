@@ -1,0 +1,54 @@
+"""Confusion-matrix metrics on hand-worked 4-pixel examples."""
+
+import math
+
+import pytest
+import torch
+
+from segapp.metrics import ConfusionMatrix
+
+
+def test_four_pixels_three_classes():
+    # target: 0 0 1 2, prediction: 0 1 1 2
+    # class 0: tp 1, fp 0, fn 1 -> IoU 1/2, Dice 2/3
+    # class 1: tp 1, fp 1, fn 0 -> IoU 1/2, Dice 2/3
+    # class 2: tp 1                -> IoU 1,   Dice 1
+    cm = ConfusionMatrix(3)
+    cm.update(torch.tensor([[0, 1], [1, 2]]), torch.tensor([[0, 0], [1, 2]]))
+    m = cm.compute()
+    assert m["per_class_iou"] == pytest.approx([0.5, 0.5, 1.0])
+    assert m["per_class_dice"] == pytest.approx([2 / 3, 2 / 3, 1.0])
+    assert m["miou"] == pytest.approx(2 / 3)
+    assert m["pixel_accuracy"] == pytest.approx(0.75)
+    assert cm.matrix.tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
+
+
+def test_digits_mean_excludes_background_and_absent_classes():
+    # 11 classes; 4 pixels: target 3 3 10 10, prediction 3 10 10 10
+    # class 3: tp 1, fn 1 -> IoU 1/2; background: tp 2, fp 1 -> IoU 2/3; all others absent -> NaN
+    cm = ConfusionMatrix(11)
+    cm.update(torch.tensor([3, 10, 10, 10]), torch.tensor([3, 3, 10, 10]))
+    m = cm.compute()
+    assert m["miou_digits"] == pytest.approx(0.5)
+    assert m["miou"] == pytest.approx((0.5 + 2 / 3) / 2)
+    assert math.isnan(m["per_class_iou"][0])
+    assert m["per_class_iou"][10] == pytest.approx(2 / 3)
+
+
+def test_updates_accumulate_independently_of_batching():
+    pred, target = torch.tensor([0, 1, 1, 2]), torch.tensor([0, 0, 1, 2])
+    whole, parts = ConfusionMatrix(3), ConfusionMatrix(3)
+    whole.update(pred, target)
+    parts.update(pred[:1], target[:1])
+    parts.update(pred[1:], target[1:])
+    assert torch.equal(whole.matrix, parts.matrix)
+
+
+@pytest.mark.parametrize(
+    "pred, target",
+    [(torch.tensor([0, 1]), torch.tensor([0, 1, 2])), (torch.tensor([0, 5]), torch.tensor([0, 1]))],
+    ids=["shape-mismatch", "class-out-of-range"],
+)
+def test_bad_updates_raise(pred, target):
+    with pytest.raises(ValueError):
+        ConfusionMatrix(3).update(pred, target)
