@@ -139,7 +139,9 @@ def load_kaggle(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     if images.ndim != 3:
         raise DataError(f"{img_path}: expected shape (N, H, W), got {images.shape}")
     if seg.shape != (*images.shape, NUM_CLASSES):
-        raise DataError(f"{seg_path}: expected shape {(*images.shape, NUM_CLASSES)} to match {img_path.name}, got {seg.shape}")
+        raise DataError(
+            f"{seg_path}: expected shape {(*images.shape, NUM_CLASSES)} to match {img_path.name}, got {seg.shape}"
+        )
     images = np.asarray(images)
     if images.dtype != np.uint8:
         scale = 255.0 if images.max() <= 1.0 else 1.0  # some copies store floats in [0, 1]

@@ -97,6 +97,8 @@ def run(a) -> dict:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = None
+    for stale in out.glob(".*.tmp"):  # temp files of a run killed mid-write; the real files are intact
+        stale.unlink()
     if a.resume:
         ckpt = load_checkpoint(out / "last.pt")
         for k in RUN_ARGS:
@@ -165,7 +167,7 @@ def run(a) -> dict:
             "scheduler": sched.state_dict(), "epoch": epoch, "best": best, "history": history,
             "rng": {"torch": torch.get_rng_state()}, "args": args_dict,
         }
-        atomic_write(out / "last.pt", lambda p: torch.save(state, p))
+        atomic_write(out / "last.pt", lambda p, state=state: torch.save(state, p))
         write_log(out, history)
         print(f"epoch {epoch}/{a.epochs}: train loss {row['train_loss']:.4f}  val mIoU digits "
               f"{row['val_miou_digits']:.4f}  11-class {row['val_miou']:.4f}  {row['seconds']:.0f}s"
