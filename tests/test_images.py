@@ -1,0 +1,153 @@
+"""User image files -> model input: formats, polarity, limits, and hostile bytes."""
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from PIL import Image
+
+from segapp.classes import BACKGROUND
+from segapp.images import ImageError, prepare
+
+
+def encode(array, fmt="PNG", mode=None, **kw):
+    buf = io.BytesIO()
+    Image.fromarray(array, mode).save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def png_claiming(width, height):
+    """A tiny PNG whose header claims width x height pixels (a decompression bomb's shape)."""
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + idat + chunk(b"IEND", b"")
+
+
+def fg_iou(gray, mask):
+    pred, true = gray > 0, mask != BACKGROUND
+    return (pred & true).sum() / (pred | true).sum()
+
+
+def test_clean_m2nist_image_passes_unchanged(test_split):
+    image = test_split[0][0]
+    p = prepare(encode(image), "a.png")
+    assert np.array_equal(p.gray, image) and not p.inverted
+    assert p.display.shape == (*image.shape, 3)
+
+
+def test_dark_ink_on_paper_is_inverted_exactly(test_split):
+    image = test_split[0][1]
+    p = prepare(encode(255 - image), "paper.png")
+    assert p.inverted and "inverted" in p.polarity
+    assert np.array_equal(p.gray, image)
+
+
+@pytest.mark.parametrize("quality, min_iou", [(75, 0.7), (90, 0.85)])
+def test_paper_jpeg_keeps_the_strokes(test_split, quality, min_iou):
+    images, masks = test_split
+    rgb = np.repeat((255 - images[2])[..., None], 3, axis=2)
+    p = prepare(encode(rgb, "JPEG", quality=quality), "paper.jpg")
+    assert p.inverted
+    assert fg_iou(p.gray, masks[2]) > min_iou  # JPEG ringing removed, faint edge pixels mostly kept
+
+
+def test_rgba_transparent_background_keeps_dark_ink():
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[8:24, 14:18] = (0, 0, 0, 255)  # opaque black stroke on a fully transparent page
+    p = prepare(encode(rgba), "ink.png")
+    assert p.inverted and p.gray[16, 15] > 200 and p.gray[2, 2] == 0
+
+
+def test_sixteen_bit_and_palette_inputs(test_split):
+    image = test_split[0][3]
+    sixteen = prepare(encode(image.astype(np.uint16) * 257), "deep.png")
+    assert np.abs(sixteen.gray.astype(int) - image).max() <= 1
+    palette = Image.fromarray(image).convert("P")
+    buf = io.BytesIO()
+    palette.save(buf, format="PNG")
+    assert fg_iou(prepare(buf.getvalue(), "pal.png").gray, test_split[1][3]) > 0.9
+
+
+def test_exif_rotation_is_applied():
+    img = Image.fromarray(np.zeros((20, 40), np.uint8))
+    exif = img.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif)
+    assert prepare(buf.getvalue(), "phone.jpg").gray.shape == (40, 20)
+
+
+def test_animated_gif_uses_the_first_frame():
+    frames = [Image.fromarray(np.full((16, 16), v, np.uint8)) for v in (0, 255)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
+    assert prepare(buf.getvalue(), "anim.gif").gray.max() == 0
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"", "empty"),
+        (b"hello, I am a text file\n", "not an image"),
+        (png_claiming(100_000, 100_000), "above the limit"),
+        (png_claiming(1, 1), "too small"),
+        (encode(np.zeros((3, 2), np.uint8)), "too small"),
+    ],
+    ids=["zero-bytes", "text", "bomb-header", "1x1", "3x2"],
+)
+def test_bad_bytes_give_one_line_errors_naming_the_file(data, reason):
+    with pytest.raises(ImageError, match=reason) as err:
+        prepare(data, "input/x.png")
+    assert str(err.value).startswith("input/x.png:") and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_truncated_files_are_refused(test_split, fmt):
+    data = encode(test_split[0][0], fmt)
+    with pytest.raises(ImageError, match="truncated|corrupt|not an image"):
+        prepare(data[: len(data) // 2], f"cut.{fmt.lower()}")
+
+
+def test_paths_are_read_and_folders_refused(tmp_path, test_split):
+    (tmp_path / "a.png").write_bytes(encode(test_split[0][0]))
+    assert prepare(tmp_path / "a.png").gray.shape == (64, 84)
+    with pytest.raises(ImageError, match="folder"):
+        prepare(tmp_path)
+
+
+def test_very_wide_image_keeps_its_size():
+    assert prepare(encode(np.zeros((16, 4000), np.uint8)), "wide.png").gray.shape == (16, 4000)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2048))
+def test_random_bytes_never_crash(data):
+    try:
+        p = prepare(data, "fuzz.bin")
+    except ImageError:
+        return
+    assert p.gray.dtype == np.uint8 and p.gray.ndim == 2
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    hnp.arrays(
+        dtype=st.sampled_from([np.uint8, np.uint16, np.int32, np.float32, np.float64, np.bool_]),
+        shape=hnp.array_shapes(min_dims=2, max_dims=3, min_side=1, max_side=24),
+    )
+)
+def test_random_arrays_never_crash(array):
+    try:
+        p = prepare(array, "array")
+    except ImageError:
+        return
+    assert p.gray.shape == array.shape[:2] and p.gray.dtype == np.uint8

@@ -1,0 +1,73 @@
+"""Class map -> digits read out, overlays and palette masks."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segapp.classes import BACKGROUND, MIN_DIGIT_AREA, PALETTE
+from segapp.images import prepare
+from segapp.model import load_pretrained
+from segapp.render import overlay, read_digits, read_mask, save_mask, segment_batch
+
+
+def canvas(h=20, w=40):
+    return np.full((h, w), BACKGROUND, np.uint8)
+
+
+def test_digits_are_read_left_to_right_with_area_bbox_and_confidence():
+    c = canvas()
+    c[2:12, 25:30] = 7  # right
+    c[5:10, 3:8] = 4  # left
+    conf = np.full(c.shape, 0.5, np.float32)
+    conf[c == 4] = 0.9
+    digits = read_digits(c, conf)
+    assert [d["digit"] for d in digits] == [4, 7]
+    assert digits[0] == {"digit": 4, "area": 25, "confidence": pytest.approx(0.9), "bbox": [3, 5, 8, 10]}
+    assert digits[1]["area"] == 50 and digits[1]["bbox"] == [25, 2, 30, 12]
+
+
+def test_specks_and_misclassified_minorities_are_not_digits():
+    c = canvas()
+    c[0:2, 0:2] = 1  # a 4-pixel speck, below MIN_DIGIT_AREA
+    c[5:15, 10:20] = 3  # a 100-pixel digit ...
+    c[5:7, 10:20] = 8  # ... with 20 pixels misread as 8 (< 30% of the 3's 80 pixels)
+    assert 4 < MIN_DIGIT_AREA
+    assert [d["digit"] for d in read_digits(c, np.ones(c.shape, np.float32))] == [3]
+
+
+def test_touching_digits_are_both_read():
+    c = canvas()
+    c[4:16, 5:15] = 2
+    c[4:16, 15:25] = 5  # shares an edge with the 2
+    assert [d["digit"] for d in read_digits(c, np.ones(c.shape, np.float32))] == [2, 5]
+
+
+def test_overlay_colours_digits_and_leaves_background_untouched():
+    display = np.full((4, 4, 3), 100, np.uint8)
+    c = np.full((4, 4), BACKGROUND, np.uint8)
+    c[1, 2] = 6
+    out = overlay(display, c, alpha=1.0)
+    assert tuple(out[1, 2]) == tuple(PALETTE[6])
+    assert np.array_equal(np.delete(out.reshape(-1, 3), 6, axis=0), np.delete(display.reshape(-1, 3), 6, axis=0))
+    half = overlay(display, c, alpha=0.5)[1, 2]
+    assert np.allclose(half, (display[1, 2] + PALETTE[6].astype(float)) / 2, atol=1)
+
+
+def test_mask_png_reads_back_as_class_indices_and_shows_the_palette(tmp_path):
+    c = np.random.default_rng(0).integers(0, 11, size=(13, 29)).astype(np.uint8)
+    save_mask(tmp_path / "m.png", c)
+    assert np.array_equal(read_mask(tmp_path / "m.png"), c)
+    with Image.open(tmp_path / "m.png") as img:
+        assert img.mode == "P"
+        assert np.array_equal(np.asarray(img.convert("RGB")), PALETTE[c])
+
+
+def test_shipped_model_reads_m2nist_digits(test_split):
+    """The shipped weights read the right digit sequence on most M2NIST test images."""
+    images, masks = test_split
+    model = load_pretrained()
+    results = segment_batch(model, [prepare(im) for im in images])
+    truth = [[d["digit"] for d in read_digits(m, np.ones(m.shape, np.float32))] for m in masks]
+    correct = sum([d["digit"] for d in r.digits] == t for r, t in zip(results, truth))
+    assert correct >= 0.9 * len(images)
+    assert all(r.classes.shape == (64, 84) for r in results)
