@@ -4,6 +4,7 @@ import gzip
 
 import numpy as np
 import pytest
+import torch
 
 from segapp import data
 from segapp.classes import BACKGROUND, NUM_CLASSES
@@ -103,6 +104,7 @@ def test_augmentation_keeps_masks_valid(test_split):
         assert x.shape == (1, 64, 84) and y.shape == (64, 84)
         assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
         assert set(y.unique().tolist()) <= set(range(NUM_CLASSES))
+        assert torch.equal(x[0] > 0, y != BACKGROUND)  # the M2NIST label rule survives augmentation
 
 
 def test_fresh_training_set_changes_per_epoch_and_is_reproducible():
