@@ -25,7 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .classes import MAX_PIXELS
 
 FAINT_SHARE = 0.15  # see is_clean()
-NOISE_FLOOR = 8.0  # grey levels (of 255) above the background that count as ink in lossy images
+NOISE_FLOOR = 10.0  # grey levels above the background that count as ink in lossy images (tuned on the val split)
 MIN_SIDE = 4  # smaller images hold no legible digit; refused with a clear message
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".pgm", ".ppm", ".pbm")
 
