@@ -1,0 +1,43 @@
+"""Writes the demo's example images (run from the repo root: .venv/bin/python data/examples/make_examples.py).
+
+* ``m2nist_test_<i>_<digits>.png``: M2NIST-recipe test images (``segapp.data.make_split("test")``, 64x84, white ink
+  on black), chosen to show two and three digits and a repeated digit;
+* ``paper_<digits>.jpg``: a wider test composition rendered as dark blue ink on slightly uneven cream paper and saved
+  as JPEG, to show polarity detection and lossy input.
+
+The file names carry the true digits left to right. Output is deterministic.
+"""
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from segapp.data import make_split
+from segapp.render import read_digits
+
+OUT = Path(__file__).resolve().parent
+PICK = (0, 1, 3, 11, 18)  # indices into the test split: two and three digits, a repeated digit
+
+
+def truth(mask: np.ndarray) -> str:
+    return "".join(str(d["digit"]) for d in read_digits(mask, np.ones(mask.shape, np.float32)))
+
+
+def main() -> None:
+    images, masks = make_split("test", n=max(PICK) + 1)
+    for i in PICK:
+        Image.fromarray(images[i]).save(OUT / f"m2nist_test_{i}_{truth(masks[i])}.png", optimize=True)
+    images, masks = make_split("test", n=1, seed=7, width=168)
+    ink = images[0].astype(np.float32)[..., None] / 255.0
+    rng = np.random.default_rng(0)
+    h, w = ink.shape[:2]
+    shade = np.linspace(0.0, 12.0, w, dtype=np.float32)[None, :, None]  # light falls off to the right
+    paper = np.array([247, 242, 228], np.float32) - shade + rng.normal(0, 2.5, (h, w, 1)).astype(np.float32)
+    pen = np.array([28, 38, 96], np.float32)
+    rgb = np.clip(paper * (1 - ink) + pen * ink, 0, 255).round().astype(np.uint8)
+    Image.fromarray(rgb).save(OUT / f"paper_{truth(masks[0])}.jpg", quality=90)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""`segapp predict`: a folder (or one file) of images -> class-index masks, overlays and a summary.
+
+For each input ``INPUT/<rel>/<name>.<ext>`` the run writes, under OUT:
+
+* ``masks/<rel>/<name>.png``: 8-bit indexed PNG at the input's size; pixel value = class index
+  (0-9 digit, 10 background), with the segapp palette embedded (see :mod:`segapp.classes`);
+* ``overlays/<rel>/<name>.png``: the input (as grayscale) with the digits coloured (``--no-overlays``);
+* one row per input file in ``summary.csv`` and ``summary.jsonl``.
+
+When two inputs in one folder differ only in their extension (``scan.png``, ``scan.jpg``), each
+keeps its extension in its output names (``scan.png.png``, ``scan.jpg.png``) so none replaces another.
+
+Images are decoded and outputs encoded in a thread pool (Pillow, OpenCV and zlib release the
+GIL); images of the same size are batched for the model. Every output file is written to a
+temporary name and renamed into place, so an interrupted run leaves no half-written PNG. The
+summary is appended to as each file finishes (so ``--resume`` works even after ``kill -9``)
+and rewritten atomically, in input order, at the end of the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from .images import IMAGE_EXTENSIONS, ImageError, prepare
+from .predict_files import (
+    FIELDS,
+    SUMMARY_CSV,
+    SUMMARY_JSONL,
+    Item,
+    Summary,
+    UsageError,
+    check_folders,
+    complete_png,
+    find_images,
+    plan,
+    read_previous,
+    remove_stale_temps,
+    row_for,
+    write_atomic,
+)
+from .render import mask_image, overlay, segment_batch
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+BATCH_PIXELS = 2**21  # a batch stops growing at this many pixels, so big photos run one at a time
+EPILOG = """exit status: 0 every file ok; 1 at least one file failed (see the summary's status column);
+2 usage error (bad arguments, missing weights, OUT inside INPUT or not writable, results already
+in OUT without --overwrite/--resume, no images found); 130 interrupted (outputs written so far are complete and
+summarised; finish with --resume)."""
+
+
+def reason(e: BaseException, item: Item) -> str:
+    """One-line reason without the file name (the summary has its own column for that)."""
+    msg = " ".join(str(e).split()) or type(e).__name__
+    return msg.removeprefix(f"{item.rel}: ") if isinstance(e, ImageError) else f"{type(e).__name__}: {msg}"
+
+
+def load(item: Item):
+    """Decodes one input (in a worker thread); links to nowhere and pipes get their own clear reason."""
+    if not item.src.exists():
+        raise ImageError(f"{item.rel}: broken link, or the file was removed during the run")
+    if not item.src.is_file():
+        raise ImageError(f"{item.rel}: not a regular file (a pipe, socket or device); not read")
+    return prepare(item.src, item.rel)
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU (as :func:`segapp.evaluate.pick_device`, whose module
+    would pull in segmentation_models_pytorch and add two seconds to every run)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else torch.device(name)
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """bfloat16 pays off on GPUs and on CPUs with native BF16 (AVX-512 BF16 / AMX); elsewhere it is emulated."""
+    if device.type != "cpu":
+        return True
+    try:
+        return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def write_outputs(item: Item, seg, a, out: Path) -> dict:
+    """Encodes and atomically writes one file's outputs (in a worker thread); returns its summary row."""
+    try:
+        for kind, path in item.outs.items():
+            if a.resume and complete_png(path):
+                continue  # left by the interrupted run this one resumes
+            if kind == "mask":
+                img = mask_image(seg.classes)
+            else:
+                img = Image.fromarray(overlay(seg.prepared.display, seg.classes, a.alpha))
+            buf = io.BytesIO()
+            img.save(buf, format="PNG", compress_level=a.compress_level)
+            write_atomic(path, buf.getvalue())
+        return row_for(item, out, seg)
+    except OSError as e:
+        return row_for(item, out, status=f"error: cannot write output ({e.strerror or e})")
+    except Exception as e:  # an encoder failure costs this file only
+        return row_for(item, out, status=f"error: cannot write output ({reason(e, item)})")
+
+
+def run(a: argparse.Namespace) -> int:
+    """`segapp predict`; returns the exit status (see :data:`EPILOG`)."""
+    try:
+        return predict_folder(a)
+    except (UsageError, OSError) as e:  # OSError: OUT cannot be created or written, INPUT vanished, ...
+        print(f"segapp predict: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def predict_folder(a: argparse.Namespace) -> int:
+    from .model import load_pretrained
+
+    root, out = Path(a.input), Path(a.out)
+    if not root.exists():
+        raise FileNotFoundError(f"{root}: no such file or folder")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"OUT {out} is a file; give a folder")
+    if a.batch_size < 1 or a.workers < 1:
+        raise UsageError("--batch-size and --workers must be at least 1")
+    files, list_errors, skipped = find_images(root, a.recursive, a.hidden)
+    if not files and not list_errors:
+        raise UsageError(f"{root}: no image files found (looked for {', '.join(IMAGE_EXTENSIONS)}"
+                         f"{'' if a.recursive else ', not in subfolders (--no-recursive)'})")
+    items = plan(files, root, out, a.overlays)
+    if items:
+        check_folders(root, out, items)
+    if a.resume or a.overwrite:
+        remove_stale_temps(out)
+    previous = read_previous(out) if a.resume else {}
+    existing = [p for it in items for p in it.outs.values() if p.exists()]
+    existing += [out / n for n in (SUMMARY_CSV, SUMMARY_JSONL) if (out / n).exists()]
+    if existing and not (a.overwrite or a.resume):
+        raise UsageError(f"{len(existing)} outputs already exist in {out} (e.g. {existing[0]}); nothing was written; "
+                         "use --resume to finish that run or --overwrite to redo it")
+    done = {it.rel: previous[it.rel] for it in items if previous.get(it.rel, {}).get("status") == "ok"
+            and all(complete_png(p) for p in it.outs.values()) and not it.error}
+    todo = [it for it in items if it.rel not in done]
+    device = pick_device(a.device)
+    model = load_pretrained(a.weights).to(device).to(memory_format=torch.channels_last)
+    amp = bf16_is_fast(device) if a.amp == "auto" else a.amp == "on"
+    summary = Summary(out, done)
+    bar = tqdm(total=len(items), initial=len(done), unit="file", disable=a.quiet or None, dynamic_ncols=True,
+               desc="predict")
+    failed, t0 = 0, time.perf_counter()
+
+    def finish(row: dict) -> None:
+        nonlocal failed
+        summary.add(row)
+        bar.update()
+        if row["status"] != "ok":
+            failed += 1
+            bar.write(f"segapp predict: {row['file']}: {row['status'].removeprefix('error: ')}", file=sys.stderr)
+
+    for rel, why in list_errors.items():  # an unreadable folder is reported like a bad file
+        failed += 1
+        summary.add({**dict.fromkeys(FIELDS), "file": rel, "status": f"error: {why}"})
+        bar.write(f"segapp predict: {rel}: {why}", file=sys.stderr)
+    pool = ThreadPoolExecutor(a.workers, thread_name_prefix="segapp-predict")
+    writing: list[Future] = []
+    buckets: dict[tuple[int, int], list] = {}
+    chunk = 4 * max(a.batch_size, a.workers)
+
+    def segment(batch: list) -> list:
+        try:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                return list(zip((item for item, _ in batch), segment_batch(model, [p for _, p in batch], device)))
+        except RuntimeError as e:  # e.g. out of memory: retry one at a time, then fail only the file at fault
+            if len(batch) > 1:
+                return [done for one in batch for done in segment([one])]
+            finish(row_for(batch[0][0], out, status=f"error: model failed ({' '.join(str(e).split())[:200]})"))
+            return []
+
+    def run_batch(key: tuple[int, int]) -> list:
+        return segment(buckets.pop(key))
+
+    # The pool and the model take turns, each with every core: the pool decodes the next chunk while it
+    # encodes the last one's outputs, then the model runs alone (threads competing with torch's
+    # OpenMP threads slow inference several-fold on a small machine).
+    interrupted = False
+    try:
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            for item in part:
+                if item.error:
+                    finish(row_for(item, out, status=f"error: {item.error}"))
+            loading = [(item, pool.submit(load, item)) for item in part if not item.error]
+            wait([f for _, f in loading] + writing)
+            while writing:
+                finish(writing.pop(0).result())
+            ready = []
+            for item, fut in loading:
+                try:
+                    prepared = fut.result()
+                except Exception as e:  # one bad file is reported, the run goes on
+                    finish(row_for(item, out, status=f"error: {reason(e, item)}"))
+                    continue
+                key = prepared.gray.shape
+                buckets.setdefault(key, []).append((item, prepared))
+                if len(buckets[key]) >= a.batch_size or len(buckets[key]) * key[0] * key[1] >= BATCH_PIXELS:
+                    ready += run_batch(key)
+                elif sum(map(len, buckets.values())) > chunk:  # many different sizes: run the fullest bucket
+                    ready += run_batch(max(buckets, key=lambda k: len(buckets[k])))
+            if start + chunk >= len(todo):
+                for key in list(buckets):
+                    ready += run_batch(key)
+            writing = [pool.submit(write_outputs, item, seg, a, out) for item, seg in ready]
+        while writing:
+            finish(writing.pop(0).result())
+    except KeyboardInterrupt:
+        interrupted = True
+        pool.shutdown(wait=True, cancel_futures=True)
+        for f in writing:  # outputs finished before the interrupt still get their summary rows
+            if f.done() and not f.cancelled() and f.exception() is None:
+                finish(f.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+        summary.close([it.rel for it in items])
+    seconds = time.perf_counter() - t0
+    n_new = len(summary.rows) - len(done) - failed
+    print(f"segapp predict: {len(summary.rows)} of {len(items)} files summarised ({n_new} predicted, {len(done)} "
+          f"already done, {failed} failed{f', {skipped} non-image or hidden files skipped' if skipped else ''}) "
+          f"in {seconds:.1f} s ({n_new / max(seconds, 1e-9):.0f} files/s) -> {out}", file=sys.stderr)
+    if interrupted:
+        print("segapp predict: interrupted; run again with --resume to finish", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def add_parser(sub) -> None:
+    """Registers `segapp predict` (and the `export` / `score` helpers) on the CLI's subparsers."""
+    from .cli import _add_weights
+    from .export import add_parsers
+
+    p = sub.add_parser(
+        "predict", help="turn a folder of images into masks, overlays and a summary",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=EPILOG,
+        description="Segment every image under INPUT (a folder, searched recursively, or one file) at its native "
+                    "size with the demo's preprocessing, and write OUT/masks/<rel>/<name>.png (class-index PNG "
+                    "with palette), OUT/overlays/<rel>/<name>.png and OUT/summary.csv + summary.jsonl. "
+                    "Nothing is ever written inside INPUT; each output appears atomically.")
+    p.add_argument("input", type=Path, metavar="INPUT", help="image folder or single image file")
+    p.add_argument("--out", type=Path, required=True, default=argparse.SUPPRESS, metavar="OUT",
+                   help="output folder (must not be inside INPUT)")
+    g = p.add_argument_group("inputs")
+    g.add_argument("--recursive", action=argparse.BooleanOptionalAction, default=True, help="look in subfolders")
+    g.add_argument("--hidden", action="store_true", help="also read hidden files and folders (names starting '.')")
+    g = p.add_argument_group("outputs")
+    g.add_argument("--overlays", action=argparse.BooleanOptionalAction, default=True, help="write overlay PNGs")
+    g.add_argument("--alpha", type=float, default=0.6, help="opacity of the digit colours in overlays")
+    g.add_argument("--compress-level", type=int, default=1, choices=range(10), metavar="0-9",
+                   help="PNG zlib level: 1 is fast, 9 smallest (masks compress well either way)")
+    m = g.add_mutually_exclusive_group()
+    m.add_argument("--overwrite", action="store_true", help="redo every file, replacing existing outputs")
+    m.add_argument("--resume", action="store_true",
+                   help="keep files whose outputs exist from an earlier (possibly interrupted) run; do the rest")
+    g = p.add_argument_group("model")
+    _add_weights(g)
+    g.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
+                   help="bfloat16 inference; auto: on for CUDA and for CPUs with native BF16, else off")
+    g = p.add_argument_group("speed")
+    g.add_argument("--batch-size", type=int, default=16, help="images of one size per model call")
+    g.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                   help="threads decoding inputs and encoding outputs (they take turns with the model)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+    add_parsers(sub)
