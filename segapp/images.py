@@ -14,7 +14,10 @@ Shared by the web demo and `segapp predict`, so both see an image the same way:
 
 from __future__ import annotations
 
+import errno
 import io
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +52,18 @@ class Prepared:
         return "dark ink on light background (inverted)" if self.inverted else "light ink on dark background"
 
 
+def file_status(path: Path, name: str) -> os.stat_result:
+    """``stat`` of ``path`` following links, with dangling links and link loops as :class:`ImageError`."""
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        raise ImageError(f"{name}: no such file (a broken link, or removed while segapp was running)") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ImageError(f"{name}: symbolic link loop; not followed") from None
+        raise
+
+
 def decode(source: str | Path | bytes, name: str | None = None) -> Image.Image:
     """Opens an image file (or bytes) safely; raises :class:`ImageError` naming ``name``."""
     name = name or (str(source) if not isinstance(source, bytes) else "upload")
@@ -59,9 +74,12 @@ def decode(source: str | Path | bytes, name: str | None = None) -> Image.Image:
             fh = io.BytesIO(source)
         else:
             path = Path(source)
-            if path.is_dir():
+            st = file_status(path, name)
+            if stat.S_ISDIR(st.st_mode):
                 raise ImageError(f"{name}: is a folder, not an image")
-            if path.stat().st_size == 0:
+            if not stat.S_ISREG(st.st_mode):  # opening a pipe would block forever
+                raise ImageError(f"{name}: not a regular file (a pipe, socket or device); not read")
+            if st.st_size == 0:
                 raise ImageError(f"{name}: empty file (0 bytes)")
             fh = open(path, "rb")  # noqa: SIM115 - closed below once decoded
         with warnings.catch_warnings():

@@ -65,11 +65,7 @@ def reason(e: BaseException, item: Item) -> str:
 
 
 def load(item: Item):
-    """Decodes one input (in a worker thread); links to nowhere and pipes get their own clear reason."""
-    if not item.src.exists():
-        raise ImageError(f"{item.rel}: broken link, or the file was removed during the run")
-    if not item.src.is_file():
-        raise ImageError(f"{item.rel}: not a regular file (a pipe, socket or device); not read")
+    """Decodes one input (in a worker thread); links to nowhere, link loops and pipes get their own reason."""
     return prepare(item.src, item.rel)
 
 

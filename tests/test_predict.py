@@ -220,11 +220,13 @@ def test_ctrl_c_then_resume_equals_clean_run(tmp_path, test_split, tiny_weights,
     assert predict(root, out, tiny_weights, "--resume") == 0 and snapshot(out) == finished  # nothing left to do
 
 
-def test_kill_9_then_resume(tmp_path, test_split, tiny_weights):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_interrupted_process_then_resume(sig, tmp_path, test_split, tiny_weights):
     root, out = tmp_path / "in", tmp_path / "out"
     clean_folder(root, test_split[0], copies=5)  # 200 files
     cmd = [sys.executable, "-m", "segapp.cli", "--threads", "1", "predict", str(root), "--out", str(out),
            "--weights", str(tiny_weights), "--workers", "1", "--batch-size", "2", "--quiet"]
+    before = snapshot(root)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
@@ -232,8 +234,9 @@ def test_kill_9_then_resume(tmp_path, test_split, tiny_weights):
         if jsonl.exists() and jsonl.read_bytes().count(b"\n") >= 20:
             break
         time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL  # killed mid-run, not finished
+    proc.send_signal(sig)
+    assert proc.wait(60) == (130 if sig == signal.SIGINT else -signal.SIGKILL)  # stopped mid-run, not finished
+    assert snapshot(root) == before
     for p in out.rglob("*.png"):  # whatever got a real name is a complete PNG
         with Image.open(p) as im:
             im.load()
