@@ -138,6 +138,33 @@ def test_random_bytes_never_crash(data):
     assert p.gray.dtype == np.uint8 and p.gray.ndim == 2
 
 
+def _encoded(fmt: str) -> bytes:
+    buf = io.BytesIO()
+    img = np.zeros((20, 28), np.uint8)
+    img[4:16, 10:14] = 255
+    Image.fromarray(img).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+VALID = {fmt: _encoded(fmt) for fmt in ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(VALID)), st.data())
+def test_mutated_real_files_never_crash(fmt, data):
+    """Valid files with bytes overwritten, cut short or extended reach deep into each decoder."""
+    b = bytearray(VALID[fmt])
+    for _ in range(data.draw(st.integers(1, 8))):
+        b[data.draw(st.integers(0, len(b) - 1))] = data.draw(st.integers(0, 255))
+    b = b[: data.draw(st.integers(1, len(b)))] + data.draw(st.binary(max_size=16))
+    try:
+        p = prepare(bytes(b), f"mutated.{fmt.lower()}")
+    except ImageError as e:
+        assert str(e).startswith("mutated.") and "\n" not in str(e)
+        return
+    assert p.gray.dtype == np.uint8 and p.gray.ndim == 2 and min(p.gray.shape) >= 4
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     hnp.arrays(
