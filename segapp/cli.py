@@ -28,7 +28,7 @@ DESCRIPTION = "segapp: semantic segmentation of handwritten digits with a net th
 def _add_weights(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", type=Path, default=None, metavar="PATH",
                    help="weights folder (config.json + model.safetensors), .safetensors file or training "
-                        "checkpoint .pt (default: the shipped weights/)")
+                        "checkpoint .pt (default: the shipped weights/)%(default).0s")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
 
 
@@ -44,7 +44,8 @@ def _widths(text: str) -> list[int]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segapp", description=DESCRIPTION,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: all cores)%(default).0s")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     fmt = argparse.ArgumentDefaultsHelpFormatter
 

@@ -176,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calls", type=int, default=100, help="timed calls per endpoint (0: skip the latency test)")
     p.add_argument("--warmup", type=int, default=10, help="untimed calls per endpoint first")
     p.add_argument("--accuracy", type=int, default=1000, help="test images for the accuracy check (0: skip)")
-    p.add_argument("--weights", type=Path, default=None, help="weights folder (default: the shipped weights/)")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="weights folder (default: the shipped weights/)%(default).0s")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = p.parse_args(argv)
     report = {"cpus": os.cpu_count(), "busy_before": busy_processes()}

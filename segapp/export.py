@@ -120,7 +120,7 @@ def add_parsers(sub) -> None:
     g.add_argument("--split", choices=["train", "val", "test"], default="test", help="M2NIST-recipe split")
     g.add_argument("--n", type=int, default=1000, help="number of images")
     g.add_argument("--width", type=int, default=84, help="canvas width (224 holds up to 8 digits)")
-    g.add_argument("--seed", type=int, default=None, help="composition seed (default: the split's own)")
+    g.add_argument("--seed", type=int, default=None, help="composition seed (default: the split's own)%(default).0s")
     g = p.add_argument_group("files")
     g.add_argument("--style", choices=["m2nist", "paper"], default="m2nist",
                    help="m2nist: white on black, grayscale; paper: dark ink on off-white paper, RGB")

@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--clients", type=int, default=32, help="concurrent gradio_client users")
     p.add_argument("--seconds", type=float, default=30, help="how long the load lasts")
-    p.add_argument("--weights", type=Path, default=None, help="weights folder (default: the shipped weights/)")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="weights folder (default: the shipped weights/)%(default).0s")
     p.add_argument("--json", type=Path, default=None, help="also write the report here")
     a = p.parse_args(argv)
     busy = busy_processes()

@@ -5,7 +5,7 @@ For each input ``INPUT/<rel>/<name>.<ext>`` the run writes, under OUT:
 * ``masks/<rel>/<name>.png``: 8-bit indexed PNG at the input's size; pixel value = class index
   (0-9 digit, 10 background), with the segapp palette embedded (see :mod:`segapp.classes`);
 * ``overlays/<rel>/<name>.png``: the input (as grayscale) with the digits coloured (``--no-overlays``);
-* one row per input file in ``summary.csv`` and ``summary.jsonl``.
+* one row per input file in ``summary.csv`` and ``summary.jsonl``; the resolved arguments in ``args.json``.
 
 When two inputs in one folder differ only in their extension (``scan.png``, ``scan.jpg``), each
 keeps its extension in its output names (``scan.png.png``, ``scan.jpg.png``) so none replaces another.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import sys
 import time
@@ -117,7 +118,8 @@ def run(a: argparse.Namespace) -> int:
 def predict_folder(a: argparse.Namespace) -> int:
     from .model import load_pretrained
 
-    root, out = Path(a.input), Path(a.out)
+    root = Path(a.input)
+    out = Path(a.out) if a.out else Path("runs/predict") / (root.resolve().stem or "input")
     if not root.exists():
         raise FileNotFoundError(f"{root}: no such file or folder")
     if out.exists() and not out.is_dir():
@@ -142,6 +144,9 @@ def predict_folder(a: argparse.Namespace) -> int:
     done = {it.rel: previous[it.rel] for it in items if previous.get(it.rel, {}).get("status") == "ok"
             and all(complete_png(p) for p in it.outs.values()) and not it.error}
     todo = [it for it in items if it.rel not in done]
+    if todo or not (out / "args.json").exists():  # a finished run resumed again stays untouched
+        args = {**vars(a), "input": str(root.resolve()), "out": str(out.resolve()), "files": len(items)}
+        write_atomic(out / "args.json", (json.dumps(args, default=str, indent=2) + "\n").encode())
     device = pick_device(a.device)
     model = load_pretrained(a.weights).to(device).to(memory_format=torch.channels_last)
     amp = bf16_is_fast(device) if a.amp == "auto" else a.amp == "on"
@@ -244,11 +249,12 @@ def add_parser(sub) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=EPILOG,
         description="Segment every image under INPUT (a folder, searched recursively, or one file) at its native "
                     "size with the demo's preprocessing, and write OUT/masks/<rel>/<name>.png (class-index PNG "
-                    "with palette), OUT/overlays/<rel>/<name>.png and OUT/summary.csv + summary.jsonl. "
+                    "with palette), OUT/overlays/<rel>/<name>.png and OUT/summary.csv + summary.jsonl, "
+                    "and the resolved arguments in OUT/args.json. "
                     "Nothing is ever written inside INPUT; each output appears atomically.")
     p.add_argument("input", type=Path, metavar="INPUT", help="image folder or single image file")
-    p.add_argument("--out", type=Path, required=True, default=argparse.SUPPRESS, metavar="OUT",
-                   help="output folder (must not be inside INPUT)")
+    p.add_argument("--out", type=Path, default=None, metavar="OUT",
+                   help="output folder, not inside INPUT (default: runs/predict/<INPUT's name>)%(default).0s")
     g = p.add_argument_group("inputs")
     g.add_argument("--recursive", action=argparse.BooleanOptionalAction, default=True, help="look in subfolders")
     g.add_argument("--hidden", action="store_true", help="also read hidden files and folders (names starting '.')")

@@ -151,6 +151,14 @@ def test_messy_folder(messy, tiny_weights, tmp_path):
     assert all(p.stat().st_mode & 0o777 == 0o666 & ~umask for p in out.rglob("*") if p.is_file())
 
 
+def test_out_defaults_to_runs_predict(tmp_path, test_split, tiny_weights, monkeypatch):
+    root = tmp_path / "scans"
+    clean_folder(root, test_split[0][:2])
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", str(root), "--weights", str(tiny_weights), "--quiet"]) == 0
+    assert len(summary(tmp_path / "runs" / "predict" / "scans")[0]) == 2
+
+
 def test_rerun_changes_nothing_resume_keeps_overwrite_redoes(messy, tiny_weights, tmp_path, capsys):
     root, _ = messy
     out = tmp_path / "out"
@@ -284,7 +292,9 @@ def test_single_file_and_options(messy, tiny_weights, tmp_path):
     out = tmp_path / "one"
     assert predict(root / "a" / "b" / "paper.jpg", out, tiny_weights, "--no-overlays") == 0
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
-        "masks/paper.png", "summary.csv", "summary.jsonl"]
+        "args.json", "masks/paper.png", "summary.csv", "summary.jsonl"]
+    args = json.loads((out / "args.json").read_text())
+    assert args["overlays"] is False and args["out"] == str(out.resolve()) and args["files"] == 1
     rows, _ = summary(out)
     assert [(r["file"], r["overlay"], r["status"]) for r in rows] == [("paper.jpg", "", OK)]
     out = tmp_path / "top"
