@@ -48,6 +48,14 @@ def png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def write_pngs(images: np.ndarray, folder: Path) -> list[Path]:
+    """Saves each image as ``folder/test_<i>.png``, the way a user would upload it; returns the paths."""
+    paths = [folder / f"test_{i}.png" for i in range(len(images))]
+    for path, img in zip(paths, images):
+        path.write_bytes(png(img))
+    return paths
+
+
 def busy_processes() -> list[str]:
     """Other processes that would compete for the CPU while timing."""
     out = subprocess.run(["ps", "-eo", "pid,pcpu,args"], capture_output=True, text=True).stdout.splitlines()[1:]
@@ -131,10 +139,7 @@ def latency(calls: int, warmup: int, weights: Path | None) -> dict:
     right = 0
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            paths = []
-            for i, img in enumerate(images):
-                paths.append(Path(tmp) / f"test_{i}.png")
-                paths[-1].write_bytes(png(img))
+            paths = write_pngs(images, Path(tmp))
             client = Client(url, verbose=False)
 
             def call(name: str, i: int):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .data import make_split
 from .demo import MAX_FILE_SIZE
-from .demo_bench import busy_processes, png, start_server, stats, truth
+from .demo_bench import busy_processes, start_server, stats, truth, write_pngs
 
 IMAGES = 64  # distinct test images the clients cycle through
 
@@ -55,10 +55,7 @@ def run(clients: int = 32, seconds: float = 30, weights: Path | None = None) -> 
     proc, url = start_server(weights)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            paths = []
-            for i, img in enumerate(images):
-                paths.append(Path(tmp) / f"test_{i}.png")
-                paths[-1].write_bytes(png(img))
+            paths = write_pngs(images, Path(tmp))
             warm = Client(url, verbose=False)
             for p in paths[:5]:
                 warm.predict(handle_file(str(p)), api_name="/segment")

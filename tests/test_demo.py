@@ -8,10 +8,8 @@ import io
 import os
 import shutil
 import socket
-import struct
 import subprocess
 import time
-import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,6 +19,7 @@ import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from imagefiles import png_claiming
 from PIL import Image
 
 from segapp.classes import BACKGROUND, MAX_PIXELS, PALETTE, hex_colour
@@ -52,16 +51,6 @@ def png(array: np.ndarray, mode: str | None = None) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array, mode).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims width x height pixels (a decompression bomb's shape)."""
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
 
 
 BAD_UPLOADS = {  # file name -> (content, what the message must say)

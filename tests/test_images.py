@@ -1,14 +1,13 @@
 """User image files -> model input: formats, polarity, limits, and hostile bytes."""
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from imagefiles import png_claiming
 from PIL import Image
 
 from segapp.classes import BACKGROUND
@@ -19,17 +18,6 @@ def encode(array, fmt="PNG", mode=None, **kw):
     buf = io.BytesIO()
     Image.fromarray(array, mode).save(buf, format=fmt, **kw)
     return buf.getvalue()
-
-
-def png_claiming(width, height):
-    """A tiny PNG whose header claims width x height pixels (a decompression bomb's shape)."""
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    idat = chunk(b"IDAT", zlib.compress(b"\x00" * 16))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + idat + chunk(b"IEND", b"")
 
 
 def fg_iou(gray, mask):

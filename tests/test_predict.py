@@ -7,17 +7,16 @@ import io
 import json
 import os
 import signal
-import struct
 import subprocess
 import sys
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from imagefiles import png_claiming
 from PIL import Image, ImageOps
 
 import segapp.predict
@@ -29,13 +28,6 @@ from segapp.model import DEFAULT_WEIGHTS, load_pretrained
 from segapp.render import read_mask
 
 OK = "ok"
-
-
-def png_header_only(w: int, h: int) -> bytes:
-    """A PNG whose header claims ``w`` x ``h`` pixels (no pixel data): a decompression-bomb stand-in."""
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
-    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))  # noqa: E731
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
 
 
 def save(path: Path, img: Image.Image, **kw) -> None:
@@ -69,7 +61,7 @@ def make_messy(root: Path, imgs: np.ndarray) -> dict[str, str]:
     buf = io.BytesIO()
     Image.fromarray(imgs[14]).save(buf, format="PNG")
     (bad / "truncated.png").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
-    (bad / "huge.png").write_bytes(png_header_only(5000, 5000))
+    (bad / "huge.png").write_bytes(png_claiming(5000, 5000))
     save(bad / "tiny.png", Image.fromarray(imgs[15][:3, :3]))
     os.symlink(root / "nowhere.png", root / "broken.png")
     os.symlink(root, root / "a" / "loop")  # a folder link back to the top: must not be followed

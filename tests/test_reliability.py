@@ -11,13 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import pytest
+from imagefiles import png_claiming
 from PIL import Image
 
 import segapp.images
@@ -33,16 +32,6 @@ def png_bytes(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format=fmt, **kw)
     return buf.getvalue()
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A 60-byte PNG whose header claims ``width`` x ``height`` pixels: a decompression bomb's shape."""
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
 
 
 def digits(h: int = 64, w: int = 84) -> np.ndarray:
