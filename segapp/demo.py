@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -290,8 +291,17 @@ def load_model(weights: Path | str | None = None, device: torch.device | str = "
     return model
 
 
+def no_proxy_for_localhost() -> None:
+    """Adds this machine to NO_PROXY: Gradio checks its own URL at start-up with httpx, which honours HTTP(S)_PROXY,
+    and a proxy (a corporate one, or a dead one on an offline machine) cannot reach our localhost."""
+    for var in ("NO_PROXY", "no_proxy"):
+        hosts = [h for h in os.environ.get(var, "").split(",") if h]
+        os.environ[var] = ",".join(hosts + [h for h in ("localhost", "127.0.0.1", "::1") if h not in hosts])
+
+
 def main(weights: Path | str | None = None, device: str = "auto") -> None:
     """Serves the demo until interrupted (``python app.py`` / ``segapp demo``)."""
+    no_proxy_for_localhost()
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else torch.device(device)
     try:
         model = load_model(weights, dev)

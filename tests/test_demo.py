@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -194,6 +195,31 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_app_py_serves_on_gradio_port_offline(tmp_path):
+    """The README's main job as a user starts it: `python app.py`, port from GRADIO_SERVER_PORT."""
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
+           "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}  # any outside call would fail
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=root, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        url, deadline = f"http://127.0.0.1:{port}/", time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        client = Client(url, verbose=False)
+        _, summary = client.predict(handle_file(str(EXAMPLES_DIR / "m2nist_test_1_647.png")), api_name="/segment")
+        assert summary["text"] == "6 4 7"
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 @pytest.fixture(scope="module")
