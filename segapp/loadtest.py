@@ -61,7 +61,7 @@ def run(clients: int = 32, seconds: float = 30, weights: Path | None = None) -> 
                 warm.predict(handle_file(str(p)), api_name="/segment")
             rss_before = rss_mb(proc.pid)
             lock, latencies, errors, wrong = threading.Lock(), [], [], [0]
-            peak = [rss_before]
+            peak = rss_before
             start = threading.Barrier(clients + 1)
             stop = threading.Event()
 
@@ -98,7 +98,7 @@ def run(clients: int = 32, seconds: float = 30, weights: Path | None = None) -> 
             oversize = {"refused": False, "message": ""}
             big = oversize_file(Path(tmp))
             while (elapsed := time.monotonic() - t0) < seconds:
-                peak[0] = max(peak[0], rss_mb(proc.pid))
+                peak = max(peak, rss_mb(proc.pid))
                 if not oversize["message"] and elapsed >= seconds / 2:
                     try:
                         Client(url, verbose=False).predict(handle_file(str(big)), api_name="/segment")
@@ -120,7 +120,7 @@ def run(clients: int = 32, seconds: float = 30, weights: Path | None = None) -> 
         "clients": clients, "seconds": round(wall, 1), "requests": n, "failed": len(errors),
         "errors": sorted(set(errors))[:10], "requests_per_s": n / wall, "wrong_text": wrong[0],
         "latency": stats(latencies) if latencies else {}, "oversize_upload": oversize,
-        "rss_mb": {"before": rss_before, "peak": peak[0], "after": rss_after},
+        "rss_mb": {"before": rss_before, "peak": peak, "after": rss_after},
         "cpus": os.cpu_count(),
     }
 

@@ -65,11 +65,6 @@ def reason(e: BaseException, item: Item) -> str:
     return msg.removeprefix(f"{item.rel}: ") if isinstance(e, ImageError) else f"{type(e).__name__}: {msg}"
 
 
-def load(item: Item):
-    """Decodes one input (in a worker thread); links to nowhere, link loops and pipes get their own reason."""
-    return prepare(item.src, item.rel)
-
-
 def pick_device(name: str) -> torch.device:
     """``auto`` -> CUDA when present, else CPU (as :func:`segapp.evaluate.pick_device`, whose module
     would pull in segmentation_models_pytorch and add two seconds to every run)."""
@@ -195,7 +190,7 @@ def predict_folder(a: argparse.Namespace) -> int:
             for item in part:
                 if item.error:
                     finish(row_for(item, out, status=f"error: {item.error}"))
-            loading = [(item, pool.submit(load, item)) for item in part if not item.error]
+            loading = [(item, pool.submit(prepare, item.src, item.rel)) for item in part if not item.error]
             wait([f for _, f in loading] + writing)
             while writing:
                 finish(writing.pop(0).result())
