@@ -13,6 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
+
+class SegappError(Exception):
+    """A problem segapp can explain in one line (bad input, bad arguments, a file it will not touch); exit 2."""
+
+
 NUM_DIGITS = 10
 BACKGROUND = 10
 NUM_CLASSES = 11

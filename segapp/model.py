@@ -9,8 +9,7 @@ whole 28x28 digit from any of its pixels.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import stat
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -18,15 +17,32 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .classes import NUM_CLASSES
+from .classes import NUM_CLASSES, SegappError
+from .safeio import write_atomic
 
 ARCHITECTURE = "segapp.DilatedNet"
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+MAX_CONFIG_BYTES = 1 << 20  # a config.json is a few hundred bytes
+# Bounds of a config read from a file: far beyond any sensible net, small enough that building one is cheap.
+MAX_LAYERS, MAX_WIDTH, MAX_DILATION, MAX_KERNEL = 32, 1024, 256, 31
 
 
-class WeightsError(ValueError):
+class WeightsError(SegappError, ValueError):
     """A weights file is missing, corrupt, unsafe or for another architecture."""
+
+
+def _int_list(name: str, values, lo: int = 1, hi: int | None = None) -> tuple[int, ...]:
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise ValueError(f"{name} must be a list of integers, got {values!r}"[:200])
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) and not (isinstance(v, float) and v.is_integer()):
+            raise ValueError(f"{name} must be whole numbers, got {v!r}"[:200])
+        if v < lo or hi is not None and v > hi:
+            raise ValueError(f"{name} must lie in {lo}..{hi if hi is not None else ''}, got {v!r}"[:200])
+        out.append(int(v))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -40,19 +56,29 @@ class NetConfig:
     num_classes: int = NUM_CLASSES
 
     def __post_init__(self):
-        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
-        object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
-        object.__setattr__(self, "kernel_sizes", tuple(int(k) for k in self.kernel_sizes))
+        for name in ("widths", "dilations", "kernel_sizes"):
+            object.__setattr__(self, name, _int_list(name, getattr(self, name)))
+        object.__setattr__(self, "in_channels", _int_list("in_channels", [self.in_channels])[0])
+        object.__setattr__(self, "num_classes", _int_list("num_classes", [self.num_classes])[0])
         if not (len(self.widths) == len(self.dilations) == len(self.kernel_sizes) > 0):
             raise ValueError(f"widths, dilations and kernel_sizes need one entry per layer, got {self}")
         if any(k % 2 == 0 for k in self.kernel_sizes):
             raise ValueError(f"kernel sizes must be odd to keep the resolution, got {self.kernel_sizes}")
+
+    def check_bounds(self) -> None:
+        """Refuses sizes no segapp net has (a config read from a file): building one would exhaust memory."""
+        for name, hi in (("widths", MAX_WIDTH), ("dilations", MAX_DILATION), ("kernel_sizes", MAX_KERNEL)):
+            _int_list(name, getattr(self, name), 1, hi)
+        if len(self.widths) > MAX_LAYERS:
+            raise ValueError(f"at most {MAX_LAYERS} layers, got {len(self.widths)}")
 
     def to_dict(self) -> dict:
         return {"architecture": ARCHITECTURE, **asdict(self)}
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> NetConfig:
+        if not isinstance(d, dict):
+            raise WeightsError(f"{source}: the model config must be a JSON object, got {type(d).__name__}")
         if d.get("architecture", ARCHITECTURE) != ARCHITECTURE:
             raise WeightsError(
                 f"{source}: architecture {d.get('architecture')!r} is not {ARCHITECTURE}; "
@@ -60,9 +86,15 @@ class NetConfig:
             )
         names = {f.name for f in fields(cls)}
         try:
-            return cls(**{k: v for k, v in d.items() if k in names})
-        except (TypeError, ValueError) as e:
+            config = cls(**{k: v for k, v in d.items() if k in names})
+            config.check_bounds()
+        except (TypeError, ValueError, OverflowError) as e:
             raise WeightsError(f"{source}: invalid model config ({e})") from None
+        if config.in_channels != 1 or config.num_classes != NUM_CLASSES:
+            raise WeightsError(f"{source}: a segapp model takes 1 input channel and gives {NUM_CLASSES} classes, "
+                               f"this config says {config.in_channels} and {config.num_classes}; "
+                               "was it saved for another architecture or class count?")
+        return config
 
 
 class DilatedNet(nn.Module):
@@ -117,19 +149,12 @@ class DilatedNet(nn.Module):
 
 
 def atomic_write(path: Path, write) -> None:
-    """Calls ``write(tmp_path)`` then renames over ``path``: readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Calls ``write(tmp_path)`` then fsyncs and renames over ``path``: readers never see a half-written file.
+
+    The temp file is one of segapp's own (:mod:`segapp.safeio`), so a killed run's leftovers can be told from
+    any other file; the result gets the usual permissions (0o666 less the umask).
+    """
+    write_atomic(path, write, fsync=True)
 
 
 def save_pretrained(model: DilatedNet, folder: Path, extra: dict | None = None) -> None:
@@ -141,10 +166,30 @@ def save_pretrained(model: DilatedNet, folder: Path, extra: dict | None = None) 
     atomic_write(folder / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(cfg, indent=2) + "\n"))
 
 
+def check_state(state, expected: dict, source: str) -> None:
+    """Refuses tensors a trained segapp net cannot hold: wrong type, non-finite values, negative variances."""
+    if not isinstance(state, dict):
+        raise WeightsError(f"{source}: the weights are not a mapping of tensor names to tensors")
+    for k, v in state.items():
+        if not isinstance(v, torch.Tensor):
+            raise WeightsError(f"{source}: entry {k!r} is a {type(v).__name__}, not a tensor")
+        if k in expected and expected[k].dtype.is_floating_point:
+            if not v.dtype.is_floating_point:
+                raise WeightsError(f"{source}: {k} is stored as {v.dtype}, not as floating point; "
+                                   "these are not weights segapp saved")
+            if not bool(torch.isfinite(v).all()):
+                raise WeightsError(f"{source}: {k} holds NaN or infinite values; the weights are broken")
+            if k.endswith("running_var") and bool((v < 0).any()):
+                raise WeightsError(f"{source}: {k} holds negative variances; the weights are broken")
+        elif k in expected and (v.dtype.is_floating_point or v.dtype == torch.bool):
+            raise WeightsError(f"{source}: {k} should hold integers, got {v.dtype}")
+
+
 def build_from_state(config: NetConfig, state: dict, source: str) -> DilatedNet:
     """Builds the net for ``config`` and loads ``state``, turning mismatches into a clear error."""
-    model = DilatedNet(config)
-    expected = model.state_dict()
+    with torch.device("meta"):  # shapes only: nothing allocated until the state is known to fit
+        expected = DilatedNet(config).state_dict()
+    check_state(state, expected, source)
     bad = [k for k in expected if k not in state or state[k].shape != expected[k].shape]
     extra = [k for k in state if k not in expected]
     if bad or extra:
@@ -153,8 +198,38 @@ def build_from_state(config: NetConfig, state: dict, source: str) -> DilatedNet:
             f"{source}: weights do not fit {ARCHITECTURE} with {config} (mismatched: {what}); "
             "was it saved for another architecture or class count?"
         )
+    model = DilatedNet(config)
     model.load_state_dict(state)
     return model.eval()
+
+
+def _no_nan(constant: str):
+    raise ValueError(f"{constant} is not a number a model config can hold")
+
+
+def read_config(cfg_path: Path, weights_name: str) -> dict:
+    """``config.json`` as a dict, refusing anything else (a list, non-UTF-8, NaN/Infinity, a pipe, a huge file)."""
+    try:
+        st = cfg_path.stat()
+    except FileNotFoundError:
+        raise WeightsError(f"{cfg_path}: missing; keep config.json beside {weights_name}") from None
+    except OSError as e:
+        raise WeightsError(f"{cfg_path}: cannot read ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise WeightsError(f"{cfg_path}: not a regular file (a folder, pipe or device); not read")
+    if st.st_size > MAX_CONFIG_BYTES:
+        raise WeightsError(f"{cfg_path}: {st.st_size:,} bytes is far too big for a model config")
+    try:
+        cfg = json.loads(cfg_path.read_bytes().decode("utf-8"), parse_constant=_no_nan)
+    except OSError as e:
+        raise WeightsError(f"{cfg_path}: cannot read ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise WeightsError(f"{cfg_path}: not UTF-8 text, so not a segapp config.json") from None
+    except (ValueError, RecursionError) as e:  # json.JSONDecodeError is a ValueError
+        raise WeightsError(f"{cfg_path}: not valid JSON ({' '.join(str(e).split())[:200]})") from None
+    if not isinstance(cfg, dict):
+        raise WeightsError(f"{cfg_path}: must hold a JSON object ({{...}}), got a {type(cfg).__name__}")
+    return cfg
 
 
 def load_pretrained(path: Path | str | None = None) -> DilatedNet:
@@ -167,20 +242,18 @@ def load_pretrained(path: Path | str | None = None) -> DilatedNet:
     if path.is_dir():
         path = path / WEIGHTS_NAME
     if not path.is_file():
+        if path.exists():
+            raise WeightsError(f"{path}: not a regular file (a pipe, socket or device); not read")
         raise WeightsError(f"{path}: weights not found; pass --weights PATH or train one with `segapp train`")
     if path.suffix == ".safetensors":
         cfg_path = path.with_name(CONFIG_NAME)
-        try:
-            cfg = json.loads(cfg_path.read_text())
-        except FileNotFoundError:
-            raise WeightsError(f"{cfg_path}: missing; keep config.json beside {path.name}") from None
-        except json.JSONDecodeError as e:
-            raise WeightsError(f"{cfg_path}: not valid JSON ({e})") from None
+        config = NetConfig.from_dict(read_config(cfg_path, path.name), str(cfg_path))
         try:
             state = load_file(path)
         except Exception as e:  # safetensors raises its own error types for corrupt headers
-            raise WeightsError(f"{path}: corrupt or truncated safetensors file ({e})") from None
-        return build_from_state(NetConfig.from_dict(cfg, str(cfg_path)), state, str(path))
+            reason = " ".join(str(e).split())[:200]
+            raise WeightsError(f"{path}: corrupt or truncated safetensors file ({reason})") from None
+        return build_from_state(config, state, str(path))
     ckpt = load_checkpoint(path)
     return build_from_state(NetConfig.from_dict(ckpt["config"], str(path)), ckpt["model"], str(path))
 
@@ -197,3 +270,4 @@ def load_checkpoint(path: Path) -> dict:
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise WeightsError(f"{path}: not a segapp checkpoint (no 'model' and 'config' entries)")
     return ckpt
+
