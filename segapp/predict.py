@@ -20,8 +20,6 @@ and rewritten atomically, in input order, at the end of the run.
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import os
 import sys
 import time
@@ -29,27 +27,13 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import torch
-from PIL import Image
 from tqdm import tqdm
 
-from .images import IMAGE_EXTENSIONS, ImageError, prepare
-from .predict_files import (
-    FIELDS,
-    SUMMARY_CSV,
-    SUMMARY_JSONL,
-    Item,
-    Summary,
-    UsageError,
-    check_folders,
-    complete_png,
-    find_images,
-    plan,
-    read_previous,
-    remove_stale_temps,
-    row_for,
-    write_atomic,
-)
-from .render import mask_image, overlay, segment_batch
+from .classes import SegappError
+from .images import ImageError, prepare
+from .predict_files import FIELDS, Item, Summary, begin, row_for, write_outputs
+from .render import segment_batch
+from .safeio import describe
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 BATCH_PIXELS = 2**21  # a batch stops growing at this many pixels, so big photos run one at a time
@@ -81,67 +65,23 @@ def bf16_is_fast(device: torch.device) -> bool:
         return False
 
 
-def write_outputs(item: Item, seg, a, out: Path) -> dict:
-    """Encodes and atomically writes one file's outputs (in a worker thread); returns its summary row."""
-    try:
-        for kind, path in item.outs.items():
-            if a.resume and complete_png(path):
-                continue  # left by the interrupted run this one resumes
-            if kind == "mask":
-                img = mask_image(seg.classes)
-            else:
-                img = Image.fromarray(overlay(seg.prepared.display, seg.classes, a.alpha))
-            buf = io.BytesIO()
-            img.save(buf, format="PNG", compress_level=a.compress_level)
-            write_atomic(path, buf.getvalue())
-        return row_for(item, out, seg)
-    except OSError as e:
-        return row_for(item, out, status=f"error: cannot write output ({e.strerror or e})")
-    except Exception as e:  # an encoder failure costs this file only
-        return row_for(item, out, status=f"error: cannot write output ({reason(e, item)})")
-
-
 def run(a: argparse.Namespace) -> int:
     """`segapp predict`; returns the exit status (see :data:`EPILOG`)."""
     try:
         return predict_folder(a)
-    except (UsageError, OSError) as e:  # OSError: OUT cannot be created or written, INPUT vanished, ...
-        print(f"segapp predict: error: {e}", file=sys.stderr)
+    except SegappError as e:  # bad arguments or folders, bad weights, a full disk
+        print(f"segapp predict: error: {' '.join(str(e).splitlines())}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:  # OUT cannot be created or written, INPUT vanished, ...
+        print(f"segapp predict: error: {describe(e)}", file=sys.stderr)
         return EXIT_USAGE
 
 
 def predict_folder(a: argparse.Namespace) -> int:
     from .model import load_pretrained
 
-    root = Path(a.input)
-    out = Path(a.out) if a.out else Path("runs/predict") / (root.resolve().stem or "input")
-    if not root.exists():
-        raise FileNotFoundError(f"{root}: no such file or folder")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"OUT {out} is a file; give a folder")
-    if a.batch_size < 1 or a.workers < 1:
-        raise UsageError("--batch-size and --workers must be at least 1")
-    files, list_errors, skipped = find_images(root, a.recursive, a.hidden)
-    if not files and not list_errors:
-        raise UsageError(f"{root}: no image files found (looked for {', '.join(IMAGE_EXTENSIONS)}"
-                         f"{'' if a.recursive else ', not in subfolders (--no-recursive)'})")
-    items = plan(files, root, out, a.overlays)
-    if items:
-        check_folders(root, out, items)
-    if a.resume or a.overwrite:
-        remove_stale_temps(out)
-    previous = read_previous(out) if a.resume else {}
-    existing = [p for it in items for p in it.outs.values() if p.exists()]
-    existing += [out / n for n in (SUMMARY_CSV, SUMMARY_JSONL) if (out / n).exists()]
-    if existing and not (a.overwrite or a.resume):
-        raise UsageError(f"{len(existing)} outputs already exist in {out} (e.g. {existing[0]}); nothing was written; "
-                         "use --resume to finish that run or --overwrite to redo it")
-    done = {it.rel: previous[it.rel] for it in items if previous.get(it.rel, {}).get("status") == "ok"
-            and all(complete_png(p) for p in it.outs.values()) and not it.error}
-    todo = [it for it in items if it.rel not in done]
-    if todo or not (out / "args.json").exists():  # a finished run resumed again stays untouched
-        args = {**vars(a), "input": str(root.resolve()), "out": str(out.resolve()), "files": len(items)}
-        write_atomic(out / "args.json", (json.dumps(args, default=str, indent=2) + "\n").encode())
+    job = begin(a)  # arguments, folders, output names, what --resume keeps, args.json (segapp.predict_files)
+    out, items, todo, done, skipped, list_errors = job.out, job.items, job.todo, job.done, job.skipped, job.list_errors
     device = pick_device(a.device)
     model = load_pretrained(a.weights).to(device).to(memory_format=torch.channels_last)
     amp = bf16_is_fast(device) if a.amp == "auto" else a.amp == "on"

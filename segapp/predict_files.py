@@ -1,47 +1,44 @@
-"""The file side of `segapp predict`: finding inputs, naming outputs, guarding INPUT, the summary files.
+"""The file side of `segapp predict`: finding inputs, naming outputs, guarding INPUT, writing outputs, the summary.
 
-Kept apart from the inference pipeline in :mod:`segapp.predict` so each can be read (and tested) alone.
+Kept apart from the inference pipeline in :mod:`segapp.predict` so each can be read (and tested) alone. The rules
+it enforces (see docs/predict.md, "Safety"):
+
+* no output ever lands on an input: OUT inside INPUT is refused, and an output path (or summary, or args.json)
+  that names or resolves to the same file as an input is refused;
+* existing results are never replaced unless ``--resume`` or ``--overwrite`` says so, and only segapp's own
+  temp files (:mod:`segapp.safeio`) are ever deleted;
+* ``--resume`` keeps a file's results only when the summary row proves they are current: same input bytes
+  (``input_sha256``) and same weights (``weights_sha256``);
+* any file name works, including names that are not valid UTF-8 (shown as ``\\xNN`` in the summary).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import math
 import os
-import secrets
+import stat
+import sys
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .classes import SegappError
 from .images import IMAGE_EXTENSIONS
+from .safeio import DISK_FULL, OutputError, describe, file_id, sweep_temps, write_atomic
 
-FIELDS = ("file", "width", "height", "digits", "areas", "confidences", "inverted", "mask", "overlay", "status")
-SUMMARY_CSV, SUMMARY_JSONL = "summary.csv", "summary.jsonl"
+__all__ = ["write_atomic"]  # re-exported: export.py writes its files with it
+
+FIELDS = ("file", "width", "height", "digits", "areas", "confidences", "inverted", "mask", "overlay", "status",
+          "input_sha256", "weights_sha256")
+SUMMARY_CSV, SUMMARY_JSONL, ARGS_JSON = "summary.csv", "summary.jsonl", "args.json"
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the last 12 bytes of every complete PNG
-
-
-def write_atomic(path: Path, data: bytes, fsync: bool = False) -> None:
-    """Writes ``data`` to a hidden temp file beside ``path`` and renames it over ``path``.
-
-    Unlike :func:`segapp.model.atomic_write` (made for checkpoints) this skips the per-file fsync,
-    which costs more than encoding a small PNG and stalls for tens of milliseconds on a busy disk,
-    and it creates files with the usual permissions (umask) rather than owner-only. The rename
-    alone guarantees that a killed run leaves no half-written file under an output's name; after
-    a power cut, ``--resume`` redoes any output that is not a complete PNG (:func:`complete_png`).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:
-            f.write(data)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
+HASH_HEX = 16  # fingerprints are the first 64 bits of a SHA-256, as hex
+MAX_NAME_BYTES = 255  # longest file name most filesystems take
 
 
 def complete_png(path: Path) -> bool:
@@ -53,8 +50,63 @@ def complete_png(path: Path) -> bool:
     except OSError:
         return False
 
-class UsageError(Exception):
+
+class UsageError(SegappError):
     """A problem with the command line or the folders: one line, exit status 2."""
+
+
+def shown(s: str) -> str:
+    """``s`` as valid UTF-8 text: the bytes of a non-UTF-8 file name (kept by Python as lone surrogates)
+    become ``\\xNN``, so ``b'caf\\xe9.png'`` shows as ``caf\\xe9.png`` in the summary and in messages."""
+    try:
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def file_sha256(path: Path | str) -> str | None:
+    """SHA-256 of a regular file's bytes (hex); None for anything that is not one or cannot be read.
+    A pipe or device is never read (opened non-blocking and checked first)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        h = hashlib.sha256()
+        with open(fd, "rb", closefd=False) as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        return h.hexdigest()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def input_fingerprint(path: Path) -> str | None:
+    """The ``input_sha256`` column: the first 64 bits of the SHA-256 of the input file's bytes."""
+    digest = file_sha256(path)
+    return digest[:HASH_HEX] if digest else None
+
+
+def weights_fingerprint(weights: Path | str | None) -> str | None:
+    """The ``weights_sha256`` column: a SHA-256 over the files ``--weights`` loads (config.json + model.safetensors,
+    or the checkpoint). None when they cannot be read (loading them then fails with its own message)."""
+    from .model import CONFIG_NAME, DEFAULT_WEIGHTS, WEIGHTS_NAME
+
+    path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+    if path.is_dir():
+        path = path / WEIGHTS_NAME
+    parts = [path, path.with_name(CONFIG_NAME)] if path.suffix == ".safetensors" else [path]
+    h = hashlib.sha256()
+    for p in parts:
+        digest = file_sha256(p)
+        if digest is None:
+            return None
+        h.update(digest.encode())
+    return h.hexdigest()[:HASH_HEX]
 
 
 @dataclass
@@ -62,16 +114,19 @@ class Item:
     """One input file and where its results go."""
 
     src: Path
-    rel: str  # path relative to INPUT, '/'-separated: the summary's `file` column
+    rel: str  # path relative to INPUT, '/'-separated, as shown (valid UTF-8): the summary's `file` column
     outs: dict[str, Path] = field(default_factory=dict)  # "mask" / "overlay" -> output path
     error: str | None = None  # known before decoding (e.g. an output name clash)
+    input_sha256: str | None = None
+    weights_sha256: str | None = None
+    reuse: bool = False  # an earlier row vouches for this file's outputs: complete ones are kept, not rewritten
 
 
 def find_images(root: Path, recursive: bool = True, hidden: bool = False) -> tuple[list[Path], dict[str, str], int]:
     """Lists image files under ``root`` in sorted order, never following folder symlinks.
 
     Returns:
-        The image paths, ``{folder relative to root: reason}`` for folders that could not be
+        The image paths, ``{folder relative to root (as shown): reason}`` for folders that could not be
         listed, and how many files were skipped for their extension or for being hidden.
     """
     if not root.is_dir():
@@ -79,7 +134,7 @@ def find_images(root: Path, recursive: bool = True, hidden: bool = False) -> tup
     files, errors, skipped = [], {}, 0
 
     def onerror(e: OSError) -> None:
-        errors[Path(os.path.relpath(e.filename, root)).as_posix()] = f"cannot list folder ({e.strerror})"
+        errors[shown(Path(os.path.relpath(e.filename, root)).as_posix())] = f"cannot list folder ({e.strerror})"
 
     for folder, dirs, names in os.walk(root, onerror=onerror, followlinks=False):
         dirs[:] = sorted(d for d in dirs if hidden or not d.startswith(".")) if recursive else []
@@ -91,48 +146,234 @@ def find_images(root: Path, recursive: bool = True, hidden: bool = False) -> tup
     return files, errors, skipped
 
 
+def _tag(rel: str, n: int = 6) -> str:
+    return hashlib.sha256(rel.encode("utf-8", "surrogateescape")).hexdigest()[:n]
+
+
+def _fit(name: str, rel: str) -> str:
+    """``name`` (``<something>.png``) shortened with a tag from ``rel`` if it is over :data:`MAX_NAME_BYTES`."""
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) <= MAX_NAME_BYTES:
+        return name
+    tail = f"~{_tag(rel, 12)}.png".encode()
+    head = raw[: MAX_NAME_BYTES - len(tail)]
+    return (head + tail).decode("utf-8", "surrogateescape")
+
+
 def plan(files: list[Path], root: Path, out: Path, overlays: bool) -> list[Item]:
-    """Assigns output paths; inputs whose names clash keep their extension in the output name."""
+    """Assigns output paths (``<name>.png``), deterministic whatever order files are found in.
+
+    * inputs whose names differ only in extension or letter case (``scan.png``, ``scan.jpg``) keep their extension
+      (``scan.png.png``, ``scan.jpg.png``), as does an input whose output name is a folder of other outputs
+      (``x.jpg`` beside ``x.png/``);
+    * names that would still be equal ignoring case (``a.png``, ``a.PNG``) each get a short tag made from the input's
+      full name (``a.png~3f9a2c.png``, ``a.PNG~81b0e4.png``), so none replaces another even on a case-insensitive disk;
+    * a name over 255 bytes is shortened and tagged the same way.
+    """
     base = root if root.is_dir() else root.parent
     rels = [f.relative_to(base).as_posix() for f in files]
-    stem = [r[: -len(Path(r).suffix)] if Path(r).suffix else r for r in rels]
-    clashes = Counter(s.casefold() for s in stem)
-    items, taken = [], {}
-    for f, rel, s in zip(files, rels, stem):
-        name = (rel if clashes[s.casefold()] > 1 else s) + ".png"
-        item = Item(f, rel, {"mask": out / "masks" / name})
+    stems = [r[: -len(Path(r).suffix)] if Path(r).suffix else r for r in rels]
+    same_stem = Counter(s.casefold() for s in stems)
+    folders = {"/".join(parts[:i]).casefold() for r in rels for parts in [r.split("/")] for i in range(1, len(parts))}
+    names = []
+    for rel, stem in zip(rels, stems):
+        name = stem + ".png"
+        if same_stem[stem.casefold()] > 1 or name.casefold() in folders:
+            name = rel + ".png"
+        names.append(name)
+    counts = Counter(n.casefold() for n in names)
+    for i, (rel, name) in enumerate(zip(rels, names)):
+        if counts[name.casefold()] > 1 or name.casefold() in folders:
+            name = f"{rel}~{_tag(rel)}.png"
+        folder, _, last = name.rpartition("/")
+        names[i] = (folder + "/" if folder else "") + _fit(last, rel)
+    items, taken, keys = [], {}, {}
+    for f, rel, name in zip(files, rels, names):
+        key = shown(rel)
+        item = Item(f, key, {"mask": out / "masks" / name})
         if overlays:
             item.outs["overlay"] = out / "overlays" / name
-        if name.casefold() in taken:
-            item.error = f"output name {name} clashes with that of {taken[name.casefold()]}; rename one of them"
-        taken.setdefault(name.casefold(), rel)
+        if name.casefold() in taken or name.casefold() in folders:
+            item.error = (f"output name {shown(name)} clashes with that of {taken.get(name.casefold(), 'a folder')}; "
+                          "rename one of them")
+        elif key in keys:
+            item.error = f"name shows as {key} in the summary, like that of another file; rename one of them"
+        taken.setdefault(name.casefold(), key)
+        keys.setdefault(key, f)
         items.append(item)
     return items
 
 
+def run_files(out: Path) -> list[Path]:
+    """The files of OUT that every run writes (besides masks and overlays)."""
+    return [out / ARGS_JSON, out / SUMMARY_CSV, out / SUMMARY_JSONL]
+
+
 def check_folders(root: Path, out: Path, items: list[Item]) -> None:
-    """Refuses any layout in which an output could land inside INPUT."""
-    r, o = root.resolve(), out.resolve()
+    """Refuses any layout in which an output could land inside INPUT or on an input file.
+
+    Output paths are compared with the inputs both as paths (links resolved) and as files (device and inode, which
+    also catches hard links). For a single input file, or a clash with a summary or args.json, the run is refused;
+    in a folder, a file whose output would be an input is reported as failed and not processed.
+    """
+    r, o = Path(os.path.realpath(root)), Path(os.path.realpath(out))
     if root.is_dir() and (o == r or o.is_relative_to(r)):
         raise UsageError(f"OUT {out} is inside INPUT {root}; segapp never writes inside INPUT, choose another OUT")
     if root.is_dir() and any(r.is_relative_to(o / sub) for sub in ("masks", "overlays")):
         raise UsageError(f"INPUT {root} is inside OUT's masks/ or overlays/ folder; choose another OUT")
-    if not root.is_dir() and any(p.resolve() == r for p in items[0].outs.values()):
-        raise UsageError(f"output for {root} would replace the input itself; choose another OUT")
+    by_path: dict[str, Item] = {}
+    by_id: dict[tuple[int, int], Item] = {}
+    for it in items:
+        by_path[os.path.realpath(it.src)] = it
+        fid = file_id(it.src)
+        if fid is not None:
+            by_id[fid] = it
+
+    def input_at(p: Path) -> Item | None:
+        hit = by_path.get(os.path.realpath(p))
+        if hit is None and os.path.lexists(p):
+            hit = by_id.get(file_id(p))
+        return hit
+
+    for p in run_files(out):
+        hit = input_at(p)
+        if hit is not None:
+            raise UsageError(f"{shown(str(p))} would replace the input {hit.rel}; segapp never writes over an input, "
+                             "choose another OUT")
+    for it in items:
+        for kind, p in it.outs.items():
+            hit = input_at(p)
+            if hit is None:
+                continue
+            if not root.is_dir():
+                raise UsageError(f"output for {shown(str(root))} would replace the input itself; choose another OUT")
+            it.error = (f"its {kind} output {shown(p.relative_to(out).as_posix())} would replace the input {hit.rel}; "
+                        "not processed, choose another OUT")
+            break
 
 
-def remove_stale_temps(out: Path) -> int:
-    """Deletes the hidden ``.<name>.<random>.tmp`` files a killed run's atomic writes left in OUT."""
-    removed = 0
-    for top in (out / "masks", out / "overlays", out):
-        for folder, dirs, names in os.walk(top):
-            if top == out:
-                dirs.clear()  # OUT itself holds only the summary files
-            for name in names:
-                if name.startswith(".") and name.endswith(".tmp"):
-                    os.unlink(os.path.join(folder, name))
-                    removed += 1
-    return removed
+def input_ids(items: list[Item]) -> set[tuple[int, int]]:
+    return {fid for it in items if (fid := file_id(it.src)) is not None}
+
+
+def remove_stale_temps(out: Path, keep: set | None = None) -> int:
+    """Deletes the temp files a killed run's atomic writes left in OUT (only segapp's own; never an input)."""
+    return sweep_temps([out], [out / "masks", out / "overlays"], keep)
+
+
+@dataclass
+class Run:
+    """Everything `segapp predict` settles before the first image is decoded."""
+
+    root: Path
+    out: Path
+    items: list[Item]
+    todo: list[Item]
+    done: dict[str, dict]
+    skipped: int
+    list_errors: dict[str, str]
+
+
+def begin(a) -> Run:
+    """Checks the arguments and folders, plans the outputs, sweeps stale temps, decides what ``--resume`` keeps,
+    and writes args.json. Raises :class:`UsageError` before anything is written if the run must not go ahead."""
+    root = Path(a.input)
+    out = Path(a.out) if a.out else Path("runs/predict") / (Path(os.path.realpath(root)).stem or "input")
+    if not os.path.lexists(root):
+        raise UsageError(f"{shown(str(root))}: no such file or folder")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"OUT {shown(str(out))} is a file; give a folder")
+    if a.batch_size < 1 or a.workers < 1:
+        raise UsageError("--batch-size and --workers must be at least 1")
+    if not (isinstance(a.alpha, (int, float)) and math.isfinite(a.alpha) and 0 <= a.alpha <= 1):
+        raise UsageError(f"--alpha {a.alpha} is outside 0..1 (0: overlays show the input only, 1: solid colours)")
+    files, list_errors, skipped = find_images(root, a.recursive, a.hidden)
+    if not files and not list_errors:
+        raise UsageError(f"{shown(str(root))}: no image files found (looked for {', '.join(IMAGE_EXTENSIONS)}"
+                         f"{'' if a.recursive else ', not in subfolders (--no-recursive)'})")
+    items = plan(files, root, out, a.overlays)
+    if items:
+        check_folders(root, out, items)
+    weights = weights_fingerprint(a.weights)
+    with ThreadPoolExecutor(max(1, min(a.workers, 8)), thread_name_prefix="segapp-hash") as pool:
+        for it, digest in zip(items, pool.map(lambda it: input_fingerprint(it.src), items)):
+            it.input_sha256, it.weights_sha256 = digest, weights
+    existing = [p for it in items for p in it.outs.values() if os.path.lexists(p)]
+    existing += [p for p in run_files(out) if os.path.lexists(p)]
+    if existing and not (a.overwrite or a.resume):
+        raise UsageError(f"{len(existing)} outputs already exist in {shown(str(out))} (e.g. "
+                         f"{shown(str(existing[0]))}); nothing was written; use --resume to finish that run or "
+                         "--overwrite to redo it")
+    if a.resume or a.overwrite:
+        remove_stale_temps(out, input_ids(items))
+    previous = read_previous(out) if a.resume else {}
+    done, stale = {}, 0
+    for it in items:
+        prev = previous.get(it.rel)
+        if it.error or not prev or prev.get("status") != "ok":
+            continue
+        names = {k: shown(p.relative_to(out).as_posix()) for k, p in it.outs.items()}
+        if (it.input_sha256 is None or prev.get("input_sha256") != it.input_sha256
+                or prev.get("weights_sha256") != weights
+                or any(prev.get(k) not in (None, v) for k, v in names.items())):
+            stale += 1  # the input, the weights or the output names changed since: redo it, outputs and all
+        elif all(complete_png(p) for p in it.outs.values()):
+            done[it.rel] = prev
+        else:
+            it.reuse = True  # some outputs missing or cut short: write those, keep the complete ones
+    if stale:
+        print(f"segapp predict: {stale} files done earlier are redone: their input or the weights are not those of "
+              "that run (or it predates fingerprints)", file=sys.stderr)
+    todo = [it for it in items if it.rel not in done]
+    if todo or not (out / ARGS_JSON).exists():  # a finished run resumed again stays untouched
+        args = {**vars(a), "input": os.path.realpath(root), "out": os.path.realpath(out), "files": len(items),
+                "weights_sha256": weights}
+        args.pop("run", None)
+        text = json.dumps(args, default=lambda v: shown(str(v)), indent=2) + "\n"
+        write_atomic(out / ARGS_JSON, text.encode())
+    return Run(root, out, items, todo, done, skipped, list_errors)
+
+
+def write_outputs(item: Item, seg, a, out: Path) -> dict:
+    """Encodes and atomically writes one file's outputs (in a worker thread); returns its summary row.
+
+    A write that fails costs this file only (its row says why, naming the output), except a full disk, which
+    stops the run with :class:`~segapp.safeio.OutputError` (every later write would fail the same way).
+    """
+    from PIL import Image
+
+    from .render import mask_image, overlay
+
+    path = None
+    try:
+        for kind, path in item.outs.items():
+            if item.reuse and complete_png(path):
+                continue  # vouched for by the earlier run's row for this same input and weights
+            if kind == "mask":
+                img = mask_image(seg.classes)
+            else:
+                img = Image.fromarray(overlay(seg.prepared.display, seg.classes, a.alpha))
+            buf = io.BytesIO()
+            img.save(buf, format="PNG", compress_level=a.compress_level)
+            write_atomic(path, buf.getvalue())
+        return row_for(item, out, seg)
+    except OSError as e:
+        if e.errno in DISK_FULL:
+            raise OutputError(describe(e, shown(str(path)))) from None
+        where = shown(path.relative_to(out).as_posix()) if path is not None else "output"
+        return row_for(item, out, status=f"error: {describe(e, where)}")
+    except Exception as e:  # an encoder failure costs this file only
+        msg = " ".join(str(e).split()) or type(e).__name__
+        return row_for(item, out, status=f"error: cannot write output ({type(e).__name__}: {msg})")
+
+
+def _own_file(path: Path) -> bool:
+    """False when ``path`` is a link or has other hard links: appending to it could change another file."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return True
+    return stat.S_ISREG(st.st_mode) and st.st_nlink == 1
 
 
 class Summary:
@@ -140,60 +381,72 @@ class Summary:
 
     def __init__(self, out: Path, rows: dict[str, dict]):
         self.out, self.rows, self.files = out, dict(rows), None
-        self._replace()  # drop rows of files being redone and any line cut short by a kill
+        # drop rows of files being redone and any line cut short by a kill; never append through a link
+        self._replace(force=not all(_own_file(out / n) for n in (SUMMARY_CSV, SUMMARY_JSONL)))
+
+    def _open(self, name: str):
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        return open(os.open(self.out / name, flags, 0o666), "a", encoding="utf-8", newline="")  # noqa: SIM115
 
     def add(self, row: dict) -> None:
         self.rows[row["file"]] = row
         if self.files is None:
             self.out.mkdir(parents=True, exist_ok=True)
-            self.files = (open(self.out / SUMMARY_CSV, "a", newline=""), open(self.out / SUMMARY_JSONL, "a"))  # noqa: SIM115
+            self.files = (self._open(SUMMARY_CSV), self._open(SUMMARY_JSONL))
         csv_f, json_f = self.files
-        csv.writer(csv_f, lineterminator="\n").writerow(csv_values(row))
-        json_f.write(json.dumps(row) + "\n")
-        csv_f.flush()
-        json_f.flush()
+        try:
+            csv.writer(csv_f, lineterminator="\n").writerow(csv_values(row))
+            json_f.write(json.dumps(row) + "\n")
+            csv_f.flush()
+            json_f.flush()
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, shown(str(self.out / SUMMARY_CSV))) from None
 
     def close(self, order: list[str]) -> None:
         for f in self.files or ():
-            f.close()
+            try:
+                f.close()
+            except OSError:
+                pass  # a full disk: the rewrite below reports it
         self.files = None
         rank = {rel: i for i, rel in enumerate(order)}
         self.rows = dict(sorted(self.rows.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
         self._replace()
 
-    def _replace(self) -> None:
+    def _replace(self, force: bool = False) -> None:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(FIELDS)
         w.writerows(csv_values(r) for r in self.rows.values())
-        for name, text in ((SUMMARY_CSV, buf.getvalue()), (SUMMARY_JSONL, "".join(json.dumps(r) + "\n" for r in
-                                                                                 self.rows.values()))):
-            path = self.out / name
-            if not (path.is_file() and path.read_bytes() == text.encode()):  # untouched when nothing changed
-                write_atomic(path, text.encode(), fsync=True)
+        jsonl = "".join(json.dumps(r) + "\n" for r in self.rows.values())
+        for name, text in ((SUMMARY_CSV, buf.getvalue()), (SUMMARY_JSONL, jsonl)):
+            path, data = self.out / name, text.encode("utf-8")
+            if force or not (path.is_file() and path.read_bytes() == data):  # untouched when nothing changed
+                write_atomic(path, data, fsync=True)
 
 
 def csv_values(row: dict) -> list:
-    """A summary row as CSV cells: lists space-separated, missing values empty."""
+    """A summary row as CSV cells: lists space-separated, missing values empty, text valid UTF-8."""
     cells = []
     for k in FIELDS:
         v = row.get(k)
-        cells.append(" ".join(map(str, v)) if isinstance(v, list) else "" if v is None else v)
+        v = " ".join(map(str, v)) if isinstance(v, list) else "" if v is None else v
+        cells.append(shown(v) if isinstance(v, str) else v)
     return cells
 
 
 def read_previous(out: Path) -> dict[str, dict]:
-    """Rows of an earlier run's ``summary.jsonl`` by file (a line cut short by a kill is ignored)."""
+    """Rows of an earlier run's ``summary.jsonl`` by file (a line cut short by a kill, or not UTF-8, is ignored)."""
     rows = {}
     try:
-        lines = (out / SUMMARY_JSONL).read_text().splitlines()
-    except (FileNotFoundError, UnicodeDecodeError):
+        lines = (out / SUMMARY_JSONL).read_bytes().splitlines()
+    except OSError:
         return rows
     for line in lines:
         try:
-            row = json.loads(line)
+            row = json.loads(line.decode("utf-8"))
             rows[row["file"]] = row
-        except (json.JSONDecodeError, TypeError, KeyError):
+        except (UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError):
             continue
     return rows
 
@@ -201,11 +454,13 @@ def read_previous(out: Path) -> dict[str, dict]:
 def row_for(item: Item, out: Path, seg=None, status: str = "ok") -> dict:
     """One summary row; ``seg`` is None for a failed file."""
     row = dict.fromkeys(FIELDS)
-    row.update(file=item.rel, status=status)
+    row.update(file=item.rel, status=shown(status), input_sha256=item.input_sha256,
+               weights_sha256=item.weights_sha256)
     if seg is not None:
         h, w = seg.classes.shape
         row.update(width=w, height=h, digits=seg.text, inverted=seg.prepared.inverted,
                    areas=[d["area"] for d in seg.digits], confidences=[d["confidence"] for d in seg.digits],
-                   **{k: p.relative_to(out).as_posix() for k, p in item.outs.items()})
+                   **{k: shown(p.relative_to(out).as_posix()) for k, p in item.outs.items()})
         row["bboxes"] = [d["bbox"] for d in seg.digits]
     return row
+
