@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 import torch
 
+from .classes import SegappError
 from .data import DataError
-from .model import WeightsError
+from .safeio import describe
 
 DESCRIPTION = "segapp: semantic segmentation of handwritten digits with a net that never downsamples."
 
@@ -33,12 +35,49 @@ def _add_weights(p: argparse.ArgumentParser) -> None:
 
 
 def _widths(text: str) -> list[int]:
-    parts = [int(w) for w in text.split(",")]
+    from .model import MAX_WIDTH
+
+    try:
+        parts = [int(w) for w in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError("give one width, or 7 comma-separated widths (whole numbers)") from None
     if len(parts) == 1:
         parts *= 7
-    if len(parts) != 7 or min(parts) < 1:
-        raise argparse.ArgumentTypeError("give one width, or 7 comma-separated widths (one per dilation)")
+    if len(parts) != 7 or min(parts) < 1 or max(parts) > MAX_WIDTH:
+        raise argparse.ArgumentTypeError(f"give one width, or 7 comma-separated widths (one per dilation), "
+                                         f"each 1..{MAX_WIDTH}")
     return parts
+
+
+def check_device(name: str | None) -> None:
+    """Refuses a ``--device`` this machine cannot run on, before any work starts or any file is written."""
+    if name is None or name == "auto":
+        return
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise SegappError(f"--device {name!r} is not a device name; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cpu":
+        return
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise SegappError(f"--device {name}: {why}; use --device cpu (or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SegappError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices "
+                              f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+        return
+    if device.type == "mps" and torch.backends.mps.is_available():
+        return
+    raise SegappError(f"--device {name}: segapp runs on cpu or cuda (or mps where present); use auto, cpu or cuda")
+
+
+def check_data_args(a) -> None:
+    for flag in ("train_size", "val_size", "test_size"):
+        if getattr(a, flag) < 1:
+            raise SegappError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(a, flag)}")
+    if not 28 <= a.width <= 4096:
+        raise SegappError(f"--width must be 28..4096 (a digit is 28 pixels wide), got {a.width}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bfloat16 autocast (about 2x faster on AVX-512 CPUs and GPUs); --no-amp for float32")
     g.add_argument("--seed", type=int, default=0, help="seeds init, data compositions, augmentation, order")
     g = p.add_argument_group("run")
-    g.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder")
+    g.add_argument("--out", type=Path, default=Path("runs/train"),
+                   help="output folder; refused if it already holds a run (or any file a run writes), unless --resume")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
@@ -127,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_data(a) -> None:
     from .data import make_split, save_kaggle
 
+    check_data_args(a)
     a.out.mkdir(parents=True, exist_ok=True)
     for split, n in (("train", a.train_size), ("val", a.val_size), ("test", a.test_size)):
         images, masks = make_split(split, n=n, width=a.width)
@@ -141,13 +182,23 @@ def cmd_data(a) -> None:
     (a.out / "args.json").write_text(json.dumps(vars(a), default=str, indent=2) + "\n")
 
 
+def one_line(e: BaseException) -> str:
+    return " ".join(str(e).splitlines()) or type(e).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Runs one command. Errors segapp can explain (bad arguments, files or data; a full disk) print one line,
+    ``segapp <command>: error: <what and what to do>``, and exit 2; Ctrl-C exits 130; a closed output pipe
+    (``segapp evaluate --json | head -c 300``) ends the command quietly with 141, as SIGPIPE would."""
     argv = sys.argv[1:] if argv is None else argv
     a = build_parser().parse_args(argv)
     a.argv = argv
-    if a.threads:
-        torch.set_num_threads(a.threads)
     try:
+        if a.threads is not None and a.threads < 1:
+            raise SegappError(f"--threads must be at least 1, got {a.threads}")
+        if a.threads:
+            torch.set_num_threads(a.threads)
+        check_device(getattr(a, "device", None))
         if a.command == "data":
             cmd_data(a)
         elif a.command == "train":
@@ -163,9 +214,21 @@ def main(argv: list[str] | None = None) -> int:
 
             demo_main(weights=a.weights, device=a.device)
         else:
-            return a.run(a) or 0
-    except (DataError, WeightsError, FileNotFoundError) as e:
-        print(f"segapp {a.command}: error: {e}", file=sys.stderr)
+            code = a.run(a) or 0
+            sys.stdout.flush()
+            return code
+        sys.stdout.flush()  # here, so a closed pipe is caught below and not at interpreter exit
+    except BrokenPipeError:
+        try:  # nobody reads stdout any more: point it at /dev/null so the final flush cannot fail again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 141
+    except (SegappError, DataError) as e:
+        print(f"segapp {a.command}: error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:  # e.g. a full disk: names the file, and says --resume finishes the job
+        print(f"segapp {a.command}: error: {one_line(describe(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"segapp {a.command}: interrupted", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -59,10 +60,35 @@ def load_eval_data(split: str = "test", kaggle: Path | None = None, n: int | Non
     return make_split(split, n=n, width=width)
 
 
+OUT_FILES = ("metrics.json", "confusion.json", "confusion.png", "args.json")
+
+
+def check_args(args) -> None:
+    """One-line refusals for values that would crash or silently score nothing, and for an --out that holds results."""
+    from .classes import SegappError
+
+    limit, batch_size, width = getattr(args, "limit", None), getattr(args, "batch_size", 1), getattr(args, "width", 84)
+    if limit is not None and limit < 1:
+        raise SegappError(f"--limit must be at least 1, got {limit}")
+    if batch_size < 1:
+        raise SegappError(f"--batch-size must be at least 1, got {batch_size}")
+    if not 28 <= width <= 4096:
+        raise SegappError(f"--width must be 28..4096 (a digit is 28 pixels wide), got {width}")
+    if getattr(args, "out", None) is not None:
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise SegappError(f"--out {out} is a file, not a folder")
+        found = [n for n in OUT_FILES if os.path.lexists(out / n)]
+        if found:
+            raise SegappError(f"{out} already holds {', '.join(found)}; nothing was written; choose another --out "
+                              "(segapp never replaces files it did not just create)")
+
+
 def run(args) -> dict:
     """`segapp evaluate`: scores the weights, prints a table (or JSON), writes optional artefacts."""
     from .model import load_pretrained
 
+    check_args(args)
     model = load_pretrained(args.weights)
     device = pick_device(args.device)
     model.to(device).to(memory_format=torch.channels_last)

@@ -6,7 +6,8 @@ Output folder (``--out``, default ``runs/train``):
   log.csv, curve.png               one row per finished epoch; rewritten whole, atomically
   args.json, metrics.json, MODEL_CARD.md
 Every file is written to a temp name and renamed, so killing the run at any moment leaves the
-previous complete version of each file behind.
+previous complete version of each file behind. An --out that already holds any of these files is
+refused unless --resume is given: a run is never replaced by accident.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import platform
 import shlex
@@ -27,13 +29,105 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from .classes import SegappError
 from .data import FreshM2NIST, SegmentationSet, fingerprint, load_kaggle, make_split, train_augment
 from .evaluate import autocast, evaluate, pick_device
 from .model import DilatedNet, NetConfig, atomic_write, load_checkpoint, save_pretrained
+from .safeio import file_id, sweep_temps
 
 # Arguments that define the run; on --resume they come from the checkpoint, not the command line.
 RUN_ARGS = ("epochs", "batch_size", "lr", "weight_decay", "seed", "train_size", "val_size", "fixed_train",
             "augment", "kaggle", "widths", "dice_weight", "amp")
+# Every file a run writes in --out; any of them already there means a run (or someone's file) is in the way.
+RUN_FILES = ("last.pt", "model.safetensors", "config.json", "log.csv", "curve.png", "args.json", "metrics.json",
+             "MODEL_CARD.md", "confusion.png")
+RESUME_KEYS = ("model", "config", "optimizer", "scheduler", "epoch", "best", "history", "rng", "args")
+
+
+def _whole(v, lo: int, hi: int | None = None) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= lo and (hi is None or v <= hi)
+
+
+def _number(v, lo: float, strict: bool = False) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            and (v > lo if strict else v >= lo))
+
+
+def check_args(a, names=None, source: str = "") -> None:
+    """Refuses argument values that would crash the run or train nothing (``names``: check only these)."""
+    checks = {
+        "epochs": (_whole(a.epochs, 1), f"--epochs must be at least 1, got {a.epochs}"),
+        "batch_size": (_whole(a.batch_size, 1), f"--batch-size must be at least 1, got {a.batch_size}"),
+        "train_size": (_whole(a.train_size, 1), f"--train-size must be at least 1, got {a.train_size}"),
+        "val_size": (_whole(a.val_size, 1), f"--val-size must be at least 1, got {a.val_size}"),
+        "lr": (_number(a.lr, 0, strict=True), f"--lr must be a positive number, got {a.lr}"),
+        "weight_decay": (_number(a.weight_decay, 0), f"--weight-decay must be 0 or more, got {a.weight_decay}"),
+        "dice_weight": (_number(a.dice_weight, 0), f"--dice-weight must be 0 or more, got {a.dice_weight}"),
+        "seed": (_whole(a.seed, 0, 2**32 - 1), f"--seed must be in 0..{2**32 - 1}, got {a.seed}"),
+        "workers": (_whole(getattr(a, "workers", 0), 0), f"--workers must be 0 or more, got {a.workers}"),
+    }
+    for name, (ok, message) in checks.items():
+        if (names is None or name in names) and not ok:
+            raise SegappError(message + source)
+    if names is None or "widths" in names:
+        try:
+            NetConfig(widths=tuple(a.widths)).check_bounds()
+        except (TypeError, ValueError) as e:
+            raise SegappError(f"--widths: {e}{source}") from None
+    if (names is None or "batch_size" in names) and not a.kaggle and a.batch_size > a.train_size:
+        raise SegappError(f"--batch-size {a.batch_size} is larger than --train-size {a.train_size}: an epoch would "
+                          f"hold no full batch and train nothing; lower --batch-size{source}")
+
+
+def check_out(out: Path, resume: bool) -> None:
+    """Refuses an --out that is a file, or that already holds a run (or any file a run writes) without --resume."""
+    if out.exists() and not out.is_dir():
+        raise SegappError(f"--out {out} is a file, not a folder; choose another --out")
+    if resume:
+        return
+    found = [n for n in RUN_FILES if os.path.lexists(out / n)]
+    if found:
+        names = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+        raise SegappError(f"{out} already holds a training run ({names}); nothing was written; pass --resume to "
+                          "continue it, or choose another --out")
+
+
+def load_resumable(out: Path) -> tuple[dict | None, dict]:
+    """What ``--resume`` continues from: the checkpoint (None when the run was stopped before its first epoch
+    finished) and the run's arguments. One-line errors when there is nothing segapp can continue."""
+    path = out / "last.pt"
+    if not out.is_dir():
+        raise SegappError(f"--resume: {out} does not exist, so there is no run to continue; leave out --resume")
+    if not os.path.lexists(path):
+        try:  # stopped before its first epoch finished: start it again with the arguments it recorded
+            args = json.loads((out / "args.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            args = None
+        if isinstance(args, dict) and args.get("command") == "train" and all(k in args for k in RUN_ARGS):
+            print(f"no epoch of the run in {out} had finished; starting it again from epoch 1", file=sys.stderr)
+            return None, args
+        raise SegappError(f"--resume: {path} not found, so there is no run in {out} to continue; leave out --resume "
+                          "(with a fresh --out)")
+    if not path.is_file():
+        raise SegappError(f"--resume: {path} is not a regular file (a folder, pipe or device); not read")
+    ckpt = load_checkpoint(path)
+    missing = [k for k in RESUME_KEYS if k not in ckpt]
+    if not missing and isinstance(ckpt["args"], dict):
+        missing = [f"args.{k}" for k in RUN_ARGS if k not in ckpt["args"]]
+    elif not missing:
+        missing = ["args"]
+    if missing:
+        raise SegappError(f"--resume: {path} is not a resumable training checkpoint (it lacks {', '.join(missing[:4])}"
+                          "); it can still be loaded with --weights, but training must start again in another --out")
+    return ckpt, ckpt["args"]
+
+
+def check_data(a, train_set) -> None:
+    """Refuses a training set that holds no full batch (a small Kaggle pair): nothing would be trained."""
+    if len(train_set) < a.batch_size:
+        raise SegappError(f"{len(train_set)} training images (after holding out the validation images) are fewer than "
+                          f"--batch-size {a.batch_size}: no full batch, nothing would be trained; lower --batch-size "
+                          "or give more images")
 
 
 def machine() -> str:
@@ -95,19 +189,22 @@ def plot_curve(history: list[dict], path: Path) -> None:
 def run(a) -> dict:
     """Trains per the parsed arguments ``a`` (see ``segapp train --help``); returns the final metrics."""
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_args(a, names=("workers",) if a.resume else None)  # nothing is written before these checks
+    check_out(out, a.resume)
     ckpt = None
-    for stale in out.glob(".*.tmp"):  # temp files of a run killed mid-write; the real files are intact
-        stale.unlink()
     if a.resume:
-        ckpt = load_checkpoint(out / "last.pt")
+        ckpt, run_args = load_resumable(out)
         for k in RUN_ARGS:
-            setattr(a, k, ckpt["args"][k])
+            setattr(a, k, run_args[k])
+        check_args(a, names=RUN_ARGS, source=f" (in {out / 'last.pt'})")
+    kaggle_files = [Path(a.kaggle) / n for n in ("combined.npy", "segmented.npy")] if a.kaggle else []
+    sweep_temps([out], keep={fid for p in kaggle_files if (fid := file_id(p))})  # a killed run's temp files only
     torch.manual_seed(a.seed)
     np.random.seed(a.seed)
     device = pick_device(a.device)
     model = DilatedNet(NetConfig(widths=tuple(a.widths))).to(device).to(memory_format=torch.channels_last)
     train_set, (val_images, val_masks) = build_data(a)
+    check_data(a, train_set)
     steps = a.epochs * (len(train_set) // a.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=max(steps, 1), pct_start=0.15)
