@@ -65,7 +65,12 @@ def file_status(path: Path, name: str) -> os.stat_result:
 
 
 def decode(source: str | Path | bytes, name: str | None = None) -> Image.Image:
-    """Opens an image file (or bytes) safely; raises :class:`ImageError` naming ``name``."""
+    """Opens an image file (or bytes) safely; raises :class:`ImageError` naming ``name``.
+
+    Only the raster formats segapp supports are tried, whatever the file's name: Pillow would otherwise
+    hand a PostScript/EPS file to Ghostscript, or parse any of its dozens of rarer formats.
+    """
+    formats = ("PNG", "JPEG", "BMP", "WEBP", "GIF", "TIFF", "PPM")  # Pillow's names; PPM reads pgm/ppm/pbm
     name = name or (str(source) if not isinstance(source, bytes) else "upload")
     try:
         if isinstance(source, bytes):
@@ -85,7 +90,7 @@ def decode(source: str | Path | bytes, name: str | None = None) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             try:
-                img = Image.open(fh)
+                img = Image.open(fh, formats=formats)  # never PostScript/EPS (Ghostscript) or other plugins
                 check_size(*img.size, name)  # from the header, before any pixel is decoded
                 img.seek(0)  # first frame of an animation
                 img.load()
@@ -96,7 +101,8 @@ def decode(source: str | Path | bytes, name: str | None = None) -> Image.Image:
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image file Pillow can read (PNG, JPEG, BMP, WebP, GIF, TIFF, ...)") from None
+        raise ImageError(f"{name}: not an image in a format segapp reads "
+                         "(PNG, JPEG, BMP, WebP, GIF, TIFF, PGM/PPM/PBM)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(
             f"{name}: above the limit of {MAX_PIXELS:,} pixels (possible decompression bomb); downscale it first"
