@@ -20,6 +20,7 @@ import html
 import math
 import os
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ import cv2
 import gradio as gr
 import numpy as np
 import torch
-from gradio import component_meta
+from gradio import component_meta, processing_utils
 
 from .classes import MAX_PIXELS, MIN_DIGIT_AREA, hex_colour
 from .data import to_tensor
@@ -185,6 +186,42 @@ def table_html(result: Result) -> str:
     )
     head = "<tr><th>#</th><th>digit</th><th>area (px)</th><th>mean confidence</th><th>box x0, y0, x1, y1</th></tr>"
     return f'<div class="reading"><table>{head}{rows}</table></div>' if rows else ""
+
+
+def _save_result_once(img, cache_dir: str, name: str = "image", format: str = "webp") -> str:
+    """Replaces Gradio's ``processing_utils.save_pil_to_cache``, which writes every result image (the overlay, the
+    per-digit masks) to a file named after the hash of its bytes, rewriting that file in place on every request.
+    When many users get the same result at once (the same example image), one request served the file while another
+    was truncating and rewriting it: h11 "Too much/little data for declared Content-Length". Here a result file is
+    written once, under a temp name, and linked into place: once visible it is complete and never changes."""
+    data = processing_utils.encode_pil_to_bytes(img, format)
+    folder = Path(cache_dir) / processing_utils.hash_bytes(data)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = (folder / f"{name}.{format}").resolve()
+    if path.exists():
+        try:
+            os.utime(path)  # handed out again: restart its clock for Gradio's delete_cache
+        except OSError:
+            pass
+        return str(path)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".segapp-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        try:
+            os.link(tmp, path)  # never replaces: a concurrent request may have linked the same bytes first
+        except FileExistsError:
+            pass
+        except OSError:  # a filesystem without hard links: an atomic rename of identical bytes
+            os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+    return str(path)
+
+
+if hasattr(processing_utils, "encode_pil_to_bytes") and hasattr(processing_utils, "hash_bytes"):
+    processing_utils.save_pil_to_cache = _save_result_once  # save_img_array_to_cache goes through it too
 
 
 # Gradio writes a .pyi stub beside the module of every Component subclass it sees defined; keep it out of segapp.
