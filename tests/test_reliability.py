@@ -69,6 +69,9 @@ CASES: dict[str, tuple[bytes, str | tuple[int, int]]] = {
     "exif_rotated.jpg": (exif_rotated_jpeg(), (64, 84)),
     "animated.gif": (animated_gif(), (84, 64)),
     "locked.png": (png_bytes(Image.fromarray(digits())), "permission denied"),
+    # PostScript under an image name: Pillow would hand it to Ghostscript; segapp reads raster formats only
+    "postscript.png": (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 84 64\nnewpath 0 0 moveto 84 64 lineto stroke\n"
+                       b"showpage\n", "not an image"),
 }
 LINKS = {"loop.png": ("loop.png", "link loop"), "dangling.png": ("missing.png", "broken link")}  # name: target, reason
 
@@ -167,3 +170,33 @@ def test_demo_under_concurrent_clients_serves_every_request_and_refuses_oversize
     assert r["requests"] >= 6 and r["failed"] == 0, r["errors"]
     assert r["oversize_upload"]["refused"], r["oversize_upload"]
     assert r["rss_mb"]["after"] < r["rss_mb"]["before"] + 300
+
+
+def test_same_result_for_many_concurrent_requests_is_never_half_written(tmp_path):
+    """80 users sending the same example get the same result image: Gradio's cache file for it must never be seen
+    half-written (it used to be rewritten in place per request: h11 Content-Length errors under load)."""
+    import threading
+
+    from gradio import processing_utils
+
+    import segapp.demo
+
+    assert processing_utils.save_pil_to_cache is segapp.demo._save_result_once
+    picture = (np.random.default_rng(0).random((400, 600, 3)) * 255).astype(np.uint8)
+    seen, lock = [], threading.Lock()
+
+    def user() -> None:
+        for _ in range(10):
+            path = processing_utils.save_img_array_to_cache(picture, str(tmp_path), format="png")
+            data = Path(path).read_bytes()
+            with lock:
+                seen.append((path, data))
+
+    threads = [threading.Thread(target=user) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({p for p, _ in seen}) == 1 and len({d for _, d in seen}) == 1  # one file, always complete
+    assert seen[0][1].endswith(b"IEND\xaeB`\x82")
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["image.png"]  # no temp files left
