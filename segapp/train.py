@@ -42,6 +42,10 @@ RUN_ARGS = ("epochs", "batch_size", "lr", "weight_decay", "seed", "train_size", 
 RUN_FILES = ("last.pt", "model.safetensors", "config.json", "log.csv", "curve.png", "args.json", "metrics.json",
              "MODEL_CARD.md", "confusion.png")
 RESUME_KEYS = ("model", "config", "optimizer", "scheduler", "epoch", "best", "history", "rng", "args")
+# Arguments every resumable run has recorded since checkpoints carry args; a flag added later may be missing
+# from an older run's args and gets its "before this flag existed" value where RUN_ARGS are restored.
+REQUIRED_RUN_ARGS = ("epochs", "batch_size", "lr", "weight_decay", "seed", "train_size", "val_size", "fixed_train",
+                     "augment", "kaggle", "widths", "dice_weight", "amp")
 
 
 def _whole(v, lo: int, hi: int | None = None) -> bool:
@@ -103,7 +107,7 @@ def load_resumable(out: Path) -> tuple[dict | None, dict]:
             args = json.loads((out / "args.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             args = None
-        if isinstance(args, dict) and args.get("command") == "train" and all(k in args for k in RUN_ARGS):
+        if isinstance(args, dict) and args.get("command") == "train" and all(k in args for k in REQUIRED_RUN_ARGS):
             print(f"no epoch of the run in {out} had finished; starting it again from epoch 1", file=sys.stderr)
             return None, args
         raise SegappError(f"--resume: {path} not found, so there is no run in {out} to continue; leave out --resume "
@@ -113,7 +117,7 @@ def load_resumable(out: Path) -> tuple[dict | None, dict]:
     ckpt = load_checkpoint(path)
     missing = [k for k in RESUME_KEYS if k not in ckpt]
     if not missing and isinstance(ckpt["args"], dict):
-        missing = [f"args.{k}" for k in RUN_ARGS if k not in ckpt["args"]]
+        missing = [f"args.{k}" for k in REQUIRED_RUN_ARGS if k not in ckpt["args"]]
     elif not missing:
         missing = ["args"]
     if missing:
