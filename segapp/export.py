@@ -1,11 +1,16 @@
-"""`segapp export` and `segapp score`: labelled image folders in, mean IoU out.
+"""`segapp export` (ONNX model, or a labelled image folder) and `segapp score` (mean IoU of mask folders).
 
-`segapp export` writes M2NIST-recipe images as ordinary files (``images/00000.png``) with their
-ground-truth masks (``truth/00000.png``, the same indexed-PNG format `segapp predict` writes),
-either as the clean white-on-black originals or as dark ink on off-white paper (RGB, JPEG if
-asked). `segapp score` compares a folder of predicted masks with a folder of true masks by
-relative path and reports the same metrics as `segapp evaluate`, so the two can be checked
-against each other on the same images.
+`segapp export --format onnx --out FILE` writes the net as ONNX (dynamic batch, height and width; see
+:mod:`segapp.engines`), optionally int8 (``--int8``: ONNX Runtime static QDQ quantization calibrated on
+M2NIST-recipe training images), and beside it ``FILE.parity.json``: torch and ONNX Runtime run on the
+M2NIST-recipe test split, with the share of identical class-map pixels and both mean IoUs.
+
+`segapp export --format folder --out DIR` writes M2NIST-recipe images as ordinary files
+(``images/00000.png``) with their ground-truth masks (``truth/00000.png``, the same indexed-PNG format
+`segapp predict` writes), either as the clean white-on-black originals or as dark ink on off-white paper
+(RGB, JPEG if asked). `segapp score` compares a folder of predicted masks with a folder of true masks by
+relative path and reports the same metrics as `segapp evaluate`, so the two can be checked against each
+other on the same images.
 """
 
 from __future__ import annotations
@@ -78,7 +83,17 @@ def score(pred: Path, truth: Path) -> tuple[dict, list[str]]:
     return {**cm.compute(), "n_scored": n, "n_missing": len(problems)}, problems
 
 
+IDENTICAL_BAR = 0.9999  # share of class-map pixels where ONNX Runtime and torch must agree (fp32)
+INT8_TOLERANCE = 0.003  # test mIoU over digits int8 may lose against fp32 to be worth shipping
+
+
 def run_export(a: argparse.Namespace) -> int:
+    if a.format == "onnx":
+        return run_onnx(a)
+    return run_folder(a)
+
+
+def run_folder(a: argparse.Namespace) -> int:
     from .data import make_split
 
     clash = [d for d in ("images", "truth") if (a.out / d).is_dir() and any(os.scandir(a.out / d))]
@@ -86,10 +101,86 @@ def run_export(a: argparse.Namespace) -> int:
         print(f"segapp export: error: {a.out / clash[0]} is not empty; use --overwrite or another OUT", file=sys.stderr)
         return 2
     images, masks = make_split(a.split, n=a.n, seed=a.seed, width=a.width)
-    n = export(a.out, images, masks, a.style, a.format, a.quality)
-    print(f"segapp export: {n} {a.split} images {images.shape[1]}x{images.shape[2]} ({a.style}, {a.format}) -> "
+    n = export(a.out, images, masks, a.style, a.image_format, a.quality)
+    print(f"segapp export: {n} {a.split} images {images.shape[1]}x{images.shape[2]} ({a.style}, {a.image_format}) -> "
           f"{a.out / 'images'}, true masks -> {a.out / 'truth'}")
     return 0
+
+
+def run_onnx(a: argparse.Namespace) -> int:
+    """Exports, writes FILE and FILE.parity.json; 0 when the file meets its bar (fp32: parity; int8: mIoU within
+    :data:`INT8_TOLERANCE` of fp32), 1 when not (the files are written either way), 2 on bad arguments."""
+    import time
+
+    from .data import make_split
+    from .engines import OnnxEngine, exporter_name, file_sha256, onnx_bytes, parity, quantize_int8, state_digest
+    from .model import load_pretrained
+
+    out = Path(a.out)
+    if out.is_dir() or out.suffix.lower() != ".onnx":
+        print(f"segapp export: error: {out}: give a file name ending in .onnx (a labelled image folder is written "
+              "with `segapp export --format folder --out DIR`)", file=sys.stderr)
+        return 2
+    if min(a.calib_images, a.parity_images) < 1:
+        print("segapp export: error: --calib-images and --parity-images must be at least 1", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    model = load_pretrained(a.weights).cpu().eval()
+    digest = state_digest(model)
+    fp32 = onnx_bytes(model, metadata={"segapp.weights_digest": digest, "segapp.precision": "fp32"})
+    data, calib = fp32, None
+    if a.int8:
+        calib_images = make_split("train", n=a.calib_images)[0]
+        calib = {"data": "m2nist-recipe:train", "n_images": len(calib_images), "method": "minmax", "format": "QDQ",
+                 "weights": "int8, per output channel", "activations": "uint8",
+                 "float_layers": "the first conv (1 input channel)"}
+        data = quantize_int8(fp32, calib_images)
+    write_atomic(out, data)
+    export_s = time.perf_counter() - t0
+
+    images, masks = make_split("test", n=a.parity_images)
+
+    def torch_fp32(x):
+        with torch.inference_mode():
+            return model(x)
+
+    engines = {"torch_fp32": torch_fp32, "onnx": OnnxEngine(out)}  # the file as written, in plain ONNX Runtime
+    if a.int8:
+        engines["onnx_fp32"] = OnnxEngine(fp32)
+    results = parity(engines, images, masks, reference="torch_fp32")
+    import onnxruntime
+
+    record = {
+        "file": out.name, "sha256": file_sha256(out), "bytes": out.stat().st_size,
+        "precision": "int8" if a.int8 else "fp32", "exporter": exporter_name(), "onnxruntime": onnxruntime.__version__,
+        "input": "image: float32 (N, 1, H, W) = pixel/255, white ink on black; N, H, W dynamic",
+        "output": "logits: float32 (N, 11, H, W); argmax over dim 1 = class (0-9 digit, 10 background)",
+        "weights": str(a.weights or "weights/"), "weights_digest": digest,
+        "data": "m2nist-recipe:test", "n_images": int(len(images)), "image_size": list(images.shape[1:]),
+        "reference": "torch fp32 (segapp.model.DilatedNet, eval mode)", "results": results,
+        "export_seconds": round(export_s, 1), "threads": torch.get_num_threads(),
+    }
+    onnx_r, ref = results["onnx"], results["torch_fp32"]
+    if a.int8:
+        drop = results["onnx_fp32"]["miou_digits"] - onnx_r["miou_digits"]
+        ok = drop <= INT8_TOLERANCE
+        record.update(calibration=calib, int8_miou_digits_drop_vs_fp32=drop, int8_tolerance=INT8_TOLERANCE,
+                      int8_within_tolerance=ok)
+        fp = results["onnx_fp32"]["miou_digits"]
+        verdict = (f"int8 mIoU digits {onnx_r['miou_digits']:.4f} vs ONNX fp32 {fp:.4f} (drop {drop:+.4f}; "
+                   f"{'within' if ok else 'NOT within'} {INT8_TOLERANCE})")
+    else:
+        same = round(onnx_r["miou_digits"], 4) == round(ref["miou_digits"], 4)
+        ok = onnx_r["identical_pixels"] >= IDENTICAL_BAR and same
+        record.update(identical_pixels_bar=IDENTICAL_BAR, miou_digits_equal_4dp=same, parity_passed=ok)
+        verdict = (f"identical class-map pixels {onnx_r['identical_pixels']:.6%} (bar {IDENTICAL_BAR:.2%}), "
+                   f"mIoU digits torch {ref['miou_digits']:.4f} / ONNX {onnx_r['miou_digits']:.4f}: "
+                   f"{'parity passed' if ok else 'PARITY FAILED'}")
+    parity_path = out.with_name(out.name + ".parity.json")
+    write_atomic(parity_path, (json.dumps(record, indent=2) + "\n").encode())
+    print(f"segapp export: {record['precision']} ONNX model ({record['bytes']:,} bytes) -> {out}\n"
+          f"segapp export: on {len(images)} test images: {verdict} -> {parity_path}")
+    return 0 if ok else 1
 
 
 def run_score(a: argparse.Namespace) -> int:
@@ -111,20 +202,37 @@ def run_score(a: argparse.Namespace) -> int:
 def add_parsers(sub) -> None:
     """Registers `segapp export` and `segapp score`."""
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = sub.add_parser("export", help="write recipe test images + true masks as a folder of files", formatter_class=fmt,
-                       description="Write M2NIST-recipe images as OUT/images/NNNNN.<png|jpg> and their true masks as "
-                                   "OUT/truth/NNNNN.png, to try `segapp predict` and check it with `segapp score`. "
-                                   "The same --split/--n/--width give the same images as `segapp evaluate`.")
-    p.add_argument("out", type=Path, metavar="OUT", help="output folder")
-    g = p.add_argument_group("images")
+    p = sub.add_parser("export", help="export the model to ONNX (or write a labelled image folder)",
+                       formatter_class=fmt,
+                       description="--format onnx: write the net as an ONNX model (dynamic batch, height and width; "
+                                   "input 'image' float32 N,1,H,W = pixel/255, white ink on black; output 'logits' "
+                                   "N,11,H,W) that runs in plain ONNX Runtime, and FILE.parity.json: torch and ONNX "
+                                   "Runtime on the M2NIST-recipe test split. Exit status 1 when the file misses its "
+                                   "bar (fp32: identical class maps on >= 99.99%% of pixels and mIoU equal to 4 "
+                                   "decimals; int8: mIoU within 0.003 of fp32). "
+                                   "--format folder: write M2NIST-recipe images as OUT/images/NNNNN.<png|jpg> and "
+                                   "their true masks as OUT/truth/NNNNN.png, to try `segapp predict` and check it "
+                                   "with `segapp score` (the same --split/--n/--width give the same images as "
+                                   "`segapp evaluate`).")
+    p.add_argument("--format", choices=["onnx", "folder"], default="onnx",
+                   help="onnx: the model as an ONNX file; folder: labelled test images as files")
+    p.add_argument("--out", type=Path, required=True, metavar="OUT", help="the .onnx file, or the output folder")
+    g = p.add_argument_group("onnx")
+    g.add_argument("--weights", type=Path, default=None, metavar="PATH",
+                   help="weights folder, .safetensors file or training checkpoint (default: the shipped weights/)"
+                        "%(default).0s")
+    g.add_argument("--int8", action="store_true",
+                   help="int8: ONNX Runtime static quantization (QDQ) calibrated on M2NIST-recipe training images")
+    g.add_argument("--calib-images", type=int, default=500, metavar="N", help="training images for int8 calibration")
+    g.add_argument("--parity-images", type=int, default=1000, metavar="N", help="test images for the parity check")
+    g = p.add_argument_group("folder")
     g.add_argument("--split", choices=["train", "val", "test"], default="test", help="M2NIST-recipe split")
     g.add_argument("--n", type=int, default=1000, help="number of images")
     g.add_argument("--width", type=int, default=84, help="canvas width (224 holds up to 8 digits)")
     g.add_argument("--seed", type=int, default=None, help="composition seed (default: the split's own)%(default).0s")
-    g = p.add_argument_group("files")
     g.add_argument("--style", choices=["m2nist", "paper"], default="m2nist",
                    help="m2nist: white on black, grayscale; paper: dark ink on off-white paper, RGB")
-    g.add_argument("--format", choices=["png", "jpg"], default="png", help="image file format")
+    g.add_argument("--image-format", choices=["png", "jpg"], default="png", help="image file format")
     g.add_argument("--quality", type=int, default=90, help="JPEG quality")
     g.add_argument("--overwrite", action="store_true", help="write into non-empty images/ and truth/ folders")
     p.set_defaults(run=run_export)

@@ -351,9 +351,10 @@ def test_masks_equal_direct_inference(batch_size, tmp_path, test_split, tiny_wei
 
 def test_score_and_export(tmp_path, capsys):
     ex = tmp_path / "ex"
-    assert main(["export", str(ex), "--n", "6", "--style", "paper", "--format", "jpg"]) == 0
+    folder = ["export", "--format", "folder", "--out", str(ex)]
+    assert main([*folder, "--n", "6", "--style", "paper", "--image-format", "jpg"]) == 0
     assert len(list((ex / "images").glob("*.jpg"))) == len(list((ex / "truth").glob("*.png"))) == 6
-    assert main(["export", str(ex), "--n", "6"]) == 2  # refuses to mix into a filled folder
+    assert main([*folder, "--n", "6"]) == 2  # refuses to mix into a filled folder
     capsys.readouterr()
     assert main(["score", str(ex / "truth"), str(ex / "truth"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["miou_digits"] == 1.0
@@ -367,7 +368,7 @@ def test_score_and_export(tmp_path, capsys):
 def test_real_weights_match_evaluate(tmp_path, capsys):
     """Masks written by predict score like `segapp evaluate` on the same images (the issue's first bar, small)."""
     ex, out = tmp_path / "ex", tmp_path / "out"
-    assert main(["export", str(ex), "--n", "100"]) == 0
+    assert main(["export", "--format", "folder", "--out", str(ex), "--n", "100"]) == 0
     assert main(["predict", str(ex / "images"), "--out", str(out), "--no-overlays", "--quiet"]) == 0
     capsys.readouterr()
     assert main(["score", str(out / "masks"), str(ex / "truth"), "--json"]) == 0

@@ -1,0 +1,112 @@
+"""ONNX export, int8, BatchNorm folding and the inference backends (torch / onnx / auto)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from segapp.cli import main
+from segapp.engines import TorchEngine, fold_batchnorm
+from segapp.model import DilatedNet, NetConfig, save_pretrained
+
+ort = pytest.importorskip("onnxruntime")
+
+
+def random_net(seed: int = 0) -> DilatedNet:
+    """A narrow net with non-trivial BatchNorm statistics (fresh ones are the identity, which folds trivially)."""
+    torch.manual_seed(seed)
+    net = DilatedNet(NetConfig(widths=(8,) * 7))
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """`segapp export --format onnx` of a random narrow net: (model, weights folder, .onnx path, exit status)."""
+    root = tmp_path_factory.mktemp("export")
+    net = random_net()
+    save_pretrained(net, root / "weights")
+    out = root / "net.onnx"
+    rc = main(["export", "--format", "onnx", "--out", str(out), "--weights", str(root / "weights"),
+               "--parity-images", "20"])
+    return net, root / "weights", out, rc
+
+
+def test_export_writes_model_and_parity(exported):
+    _, _, out, rc = exported
+    assert rc == 0
+    record = json.loads(out.with_name(out.name + ".parity.json").read_text())
+    assert record["parity_passed"] and record["precision"] == "fp32" and record["n_images"] == 20
+    assert record["results"]["onnx"]["identical_pixels"] >= 0.9999
+    assert record["miou_digits_equal_4dp"]
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 17, 23), (3, 1, 64, 84), (2, 1, 5, 131), (5, 1, 40, 9)])
+def test_onnx_matches_torch_on_any_batch_and_size(exported, shape):
+    net, _, out, _ = exported
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(sum(shape)))
+    got = session.run(["logits"], {"image": x.numpy()})[0]
+    with torch.inference_mode():
+        want = net(x).numpy()
+    assert got.shape == want.shape == (shape[0], 11, *shape[2:])
+    assert np.abs(got - want).max() < 1e-4
+
+
+def test_onnx_file_runs_without_segapp(exported):
+    """The file needs onnxruntime and numpy only: a fresh interpreter that never imports segapp or torch runs it."""
+    out = exported[2]
+    code = ("import sys, numpy as np, onnxruntime as ort\n"
+            f"s = ort.InferenceSession({str(out)!r}, providers=['CPUExecutionProvider'])\n"
+            "y = s.run(None, {'image': np.zeros((2, 1, 30, 41), np.float32)})[0]\n"
+            "assert y.shape == (2, 11, 30, 41), y.shape\n"
+            "assert not any(m.split('.')[0] in ('segapp', 'torch') for m in sys.modules)\n"
+            "print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_export_refuses_a_non_onnx_name(tmp_path, capsys):
+    assert main(["export", "--format", "onnx", "--out", str(tmp_path)]) == 2
+    assert "--format folder" in capsys.readouterr().err
+
+
+def test_int8_export_runs_and_is_recorded(exported, tmp_path):
+    _, weights, _, _ = exported
+    out = tmp_path / "net.int8.onnx"
+    rc = main(["export", "--format", "onnx", "--int8", "--out", str(out), "--weights", str(weights),
+               "--calib-images", "20", "--parity-images", "10"])
+    record = json.loads(out.with_name(out.name + ".parity.json").read_text())
+    assert record["precision"] == "int8" and record["calibration"]["data"] == "m2nist-recipe:train"
+    assert rc == (0 if record["int8_within_tolerance"] else 1)
+    assert {"onnx", "onnx_fp32", "torch_fp32"} <= set(record["results"])
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    y = ort.InferenceSession(str(out)).run(None, {"image": np.zeros((1, 1, 21, 33), np.float32)})[0]
+    assert y.shape == (1, 11, 21, 33)
+
+
+def test_batchnorm_folding_keeps_outputs_and_the_training_model():
+    net = random_net(1)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    folded = fold_batchnorm(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == 7  # the original keeps its BNs
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    x = torch.rand(3, 1, 29, 47)
+    with torch.inference_mode():
+        assert (folded(x) - net(x)).abs().max() < 1e-4
+        engine = TorchEngine(net, torch.device("cpu"), amp=False)
+        assert (engine(x) - net(x)).abs().max() < 1e-4
