@@ -206,7 +206,7 @@ def measure_throughput(archs: list[str], width: int = 48, batch: int = 64, repea
     Interleaving (repeat 1: all archs, repeat 2: all archs, ...) in one process means load spikes on a
     shared machine hit every architecture alike, so the ratios hold even where absolute numbers drift.
     """
-    from .evaluate import autocast  # deferred: evaluate imports the data and metrics stack
+    from .runtime import autocast
 
     device = torch.device("cpu")
     torch.manual_seed(0)

@@ -69,7 +69,7 @@ def train_model(model: torch.nn.Module, seed: int, epochs: int, train_size: int,
     from torch.utils.data import DataLoader
 
     from .data import FreshM2NIST, train_augment
-    from .evaluate import autocast
+    from .runtime import autocast
 
     train_set = FreshM2NIST(train_size, seed, train_augment() if r["augment"] else None)
     steps = epochs * (train_size // r["batch_size"])
@@ -102,7 +102,8 @@ def train_model(model: torch.nn.Module, seed: int, epochs: int, train_size: int,
 
 def bench_one(arch: str, seed: int, a: argparse.Namespace, test: tuple, log) -> dict:
     """Builds, trains and scores one (architecture, seed); returns its results row."""
-    from .evaluate import evaluate, pick_device
+    from .evaluate import evaluate
+    from .runtime import pick_device
 
     r, device = recipe(), pick_device(a.device)
     torch.manual_seed(seed)

@@ -25,6 +25,8 @@ from .data import DataError
 from .safeio import describe
 
 DESCRIPTION = "segapp: semantic segmentation of handwritten digits with a net that never downsamples."
+BACKEND_HELP = ("what runs the net: torch (BatchNorm folded, bf16 only where native), onnx (ONNX Runtime, the net "
+                "exported once per weights and cached), auto (torch on CUDA, else ONNX Runtime; see docs/speed.md)")
 
 
 def _add_weights(p: argparse.ArgumentParser) -> None:
@@ -32,6 +34,10 @@ def _add_weights(p: argparse.ArgumentParser) -> None:
                    help="weights folder (config.json + model.safetensors), .safetensors file or training "
                         "checkpoint .pt (default: the shipped weights/)%(default).0s")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+
+
+def _add_backend(p) -> None:
+    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto", help=BACKEND_HELP)
 
 
 def _widths(text: str) -> list[int]:
@@ -112,16 +118,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on one fixed set of --train-size images instead of fresh compositions each epoch")
     g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="albumentations photometric + mild geometric jitter")
+    g.add_argument("--wild", type=float, default=0.65, metavar="SHARE",
+                   help="share of real-world-like images per epoch (any size, pens, slant, two rows, photographs; "
+                        "see segapp/synth.py); 0 trains on the M2NIST recipe alone")
     g = p.add_argument_group("model and optimisation")
     g.add_argument("--widths", type=_widths, default=[48] * 7, metavar="W[,W,...]",
                    help="channels per layer (dilations 1-2-4-8-4-2-1): one number for all, or 7")
-    g.add_argument("--epochs", type=int, default=16, help="passes over --train-size images")
+    g.add_argument("--epochs", type=int, default=None,
+                   help="passes over --train-size images (default 16; 4 with --init)")
     g.add_argument("--batch-size", type=int, default=32, help="images per optimiser step")
-    g.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule")
+    g.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate of the one-cycle schedule (default 3e-3; 1e-3 with --init)")
+    g.add_argument("--init", type=Path, default=None, metavar="WEIGHTS",
+                   help="fine-tune: start from these trained weights (a run folder or weights/) instead of random "
+                        "initialisation; their widths are used and their fingerprint goes into the model card")
     g.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
     g.add_argument("--dice-weight", type=float, default=1.0, help="loss = CE + this x Dice")
-    g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
-                   help="bfloat16 autocast (about 2x faster on AVX-512 CPUs and GPUs); --no-amp for float32")
+    g.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
+                   help="bfloat16 autocast; auto: on for CUDA and CPUs with native BF16 (AVX-512 BF16/AMX), "
+                        "off where it would be emulated (about 5x slower than float32)")
     g.add_argument("--seed", type=int, default=0, help="seeds init, data compositions, augmentation, order")
     g = p.add_argument_group("run")
     g.add_argument("--out", type=Path, default=Path("runs/train"),
@@ -138,12 +153,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--split", choices=["train", "val", "test"], default="test", help="M2NIST-recipe split")
     g.add_argument("--kaggle", type=Path, default=None, metavar="DIR",
                    help="evaluate on a Kaggle-layout pair (combined.npy + segmented.npy) instead")
+    g.add_argument("--data", type=Path, default=None, metavar="DIR",
+                   help="evaluate on a folder dataset instead: DIR/images/* + DIR/masks/*.png (class-index PNGs as "
+                        "`segapp predict` writes them; 255 = void, not scored)")
     g.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    g = p.add_argument_group("inference (as `segapp predict`)")
+    g.add_argument("--rescale", action=argparse.BooleanOptionalAction, default=True,
+                   help="scale normalisation: resize so digits reach the net about 20 px tall")
+    g.add_argument("--digit-height", type=float, default=None, metavar="PX",
+                   help="digit height in the images (px) instead of estimating it from the ink")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_backend(g)
     g.add_argument("--width", type=int, default=84, help="canvas width of the recipe split (e.g. 224 for long numbers)")
     g = p.add_argument_group("output")
     g.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of a table")
     g.add_argument("--out", type=Path, default=None, help="also write metrics.json and confusion.png here")
-    g.add_argument("--batch-size", type=int, default=128)
+    g.add_argument("--batch-size", type=int, default=128, help="unused; kept for old scripts")
 
     try:
         from . import predict
@@ -160,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="start the web demo", formatter_class=fmt,
                        description="Start the Gradio demo (host/port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT).")
     _add_weights(p)
+    _add_backend(p)
     p.add_argument("--share", action="store_true", help=argparse.SUPPRESS)
     return parser
 
@@ -212,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         elif a.command == "demo":
             from .demo import main as demo_main
 
+            os.environ["SEGAPP_BACKEND"] = a.backend  # read by segapp.demo.load_segmenter (also for app.py)
             demo_main(weights=a.weights, device=a.device)
         else:
             code = a.run(a) or 0

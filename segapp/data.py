@@ -303,3 +303,30 @@ class FreshM2NIST(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         return SegmentationSet(self.images, self.masks, self.augment)[i]
+
+
+class WildM2NIST(FreshM2NIST):
+    """:class:`FreshM2NIST` where a share ``wild`` of the images are real-world-like (see :mod:`segapp.synth`).
+
+    Each wild image is drawn from its own generator seeded by (seed, epoch, index), so runs,
+    resumes and DataLoader workers all see the same images. Labels may hold
+    :data:`segapp.synth.IGNORE` (the faint stroke edge), which the loss skips.
+    """
+
+    def __init__(self, n: int, seed: int, wild: float, augment: object | None = None, root: Path = MNIST_DIR):
+        self.wild = wild
+        super().__init__(n, seed, augment, root)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        super().set_epoch(epoch)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from .synth import wild_sample
+
+        rng = np.random.default_rng([self.seed, self.epoch, i, 7])
+        if rng.random() >= self.wild:
+            return super().__getitem__(i)
+        image, mask = wild_sample(rng, self.digits, self.labels)
+        return to_tensor(image)[0], torch.from_numpy(mask).long()
+

@@ -33,15 +33,14 @@ import torch
 from gradio import component_meta, processing_utils
 
 from .classes import MAX_PIXELS, MIN_DIGIT_AREA, hex_colour
-from .data import to_tensor
-from .images import ImageError, Prepared, prepare
-from .model import WeightsError, load_pretrained
-from .render import Segmentation, legend_html, overlay, read_digits, segment
+from .images import ImageError, prepare
+from .inference import TARGET_HEIGHT, InferenceConfig, Segmenter
+from .model import WeightsError
+from .render import Segmentation, legend_html, overlay
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "data" / "examples"
 DEFAULT_ALPHA = 0.6  # overlay opacity; the UI slider starts here, the API always uses it
-TILE = 1024  # images with more than TILE x TILE pixels run in tiles, so memory stays bounded (~1 GB)
-ONE_THREAD_PIXELS = 512 * 512  # smaller images run on one CPU thread (see infer())
+ONE_THREAD_PIXELS = 512 * 512  # net inputs up to this size run on one CPU thread (see analyse())
 MASK_SIDE = 1024  # the per-digit mask panel is downscaled to this longest side (display only)
 MAX_MASKS = 24  # more digits than this: one mask per digit class instead of one per digit
 MAX_FILE_SIZE = "20mb"  # uploads above this are refused by Gradio before they reach segapp
@@ -53,6 +52,7 @@ CACHE_CLEANUP = (3600, 3600)  # every hour, delete Gradio's cached uploads/resul
 CSS = """
 .pixelated img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }
 .reading .number { font-size: 3.2em; font-weight: 700; letter-spacing: 0.12em; line-height: 1.2; }
+@media (max-width: 700px) { #answer-col { order: -1; } }  /* phones: the answer first, above the input */
 .reading .meta { opacity: 0.75; margin-bottom: 0.6em; }
 .reading table { border-collapse: collapse; width: 100%; }
 .reading th, .reading td { padding: 3px 10px; text-align: right; border-bottom: 1px solid #8884; }
@@ -61,10 +61,12 @@ CSS = """
 """
 LAUNCH_KWARGS = {"max_file_size": MAX_FILE_SIZE, "allowed_paths": [str(EXAMPLES_DIR)], "css": CSS}
 INTRO = f"""# segapp: handwritten digit segmentation
-Upload, paste or pick an image of handwritten digits (PNG, JPEG, BMP, WebP; any size up to {MAX_PIXELS:,} pixels;
-white ink on black like MNIST, or dark ink on paper). A network of dilated convolutions with **no downsampling**
-labels every pixel at the image's own resolution; each digit is overlaid in its class colour and the number is read
-left to right. Blobs under {MIN_DIGIT_AREA} pixels are ignored as specks.
+Upload, paste, photograph or **draw** digits (PNG, JPEG, BMP, WebP; any size up to {MAX_PIXELS:,} pixels; white ink
+on black like MNIST, or dark ink on paper). A network of dilated convolutions with **no downsampling** labels every
+pixel; each digit is overlaid in its class colour and the number is read line by line, left to right.
+The image is first resized so its digits are about {TARGET_HEIGHT:.0f} px tall, the size the network was trained
+on: a 12-megapixel phone photo reaches the network as a few hundred pixels and returns in seconds (at most
+1.5 megapixels ever reach it). Specks under {MIN_DIGIT_AREA} pixels at that scale are ignored.
 """
 
 
@@ -82,23 +84,6 @@ class Result:
         return self.seg.summary()
 
 
-def infer(
-    model: torch.nn.Module, prepared: Prepared, device: torch.device | str = "cpu", tile: int = TILE
-) -> Segmentation:
-    """Runs the model at the image's own resolution; big images go through in overlapping tiles.
-
-    Each tile carries a margin of the receptive field's radius, so every kept output pixel sees exactly the input
-    it would see in one full-image pass; the result equals the untiled one while peak memory stays per-tile.
-    Small images use one CPU thread: splitting a few milliseconds of work gains little, and when another process
-    holds a core, OpenMP's waiting threads turned 7 ms into 20-300 ms (measured on the 2-core demo machine).
-    """
-    h, w = prepared.gray.shape
-    with cpu_threads(1 if h * w <= ONE_THREAD_PIXELS else None):
-        if h * w <= tile * tile:
-            return segment(model, prepared, device)
-        return _infer_tiled(model, prepared, device, tile)
-
-
 @contextmanager
 def cpu_threads(n: int | None):
     """Runs the block with ``n`` torch CPU threads (None: leave as is); model calls are serialised by the queue."""
@@ -112,28 +97,23 @@ def cpu_threads(n: int | None):
             torch.set_num_threads(old)
 
 
-def _infer_tiled(model: torch.nn.Module, prepared: Prepared, device: torch.device | str, tile: int) -> Segmentation:
-    h, w = prepared.gray.shape
-    r = (model.receptive_field() - 1) // 2
-    classes, conf = np.empty((h, w), np.uint8), np.empty((h, w), np.float32)
-    for y in range(0, h, tile):
-        for x in range(0, w, tile):
-            y0, x0, y1, x1 = max(0, y - r), max(0, x - r), min(h, y + tile + r), min(w, x + tile + r)
-            c, f = model.predict(to_tensor(prepared.gray[y0:y1, x0:x1]).to(device))
-            core = np.s_[y - y0 : min(y + tile, h) - y0, x - x0 : min(x + tile, w) - x0]
-            classes[y : y + tile, x : x + tile] = c[0].cpu().numpy()[core]
-            conf[y : y + tile, x : x + tile] = f[0].float().cpu().numpy()[core]
-    return Segmentation(classes, conf, prepared, read_digits(classes, conf))
-
-
 def analyse(
-    model: torch.nn.Module, source, alpha: float = DEFAULT_ALPHA, device: torch.device | str = "cpu",
-    name: str | None = None,
+    segmenter: Segmenter, source, alpha: float = DEFAULT_ALPHA, name: str | None = None,
+    digit_height: float | None = None, rescale: bool = True,
 ) -> Result:
-    """Image -> segmentation, coloured overlay and summary. Raises :class:`ImageError` for unusable input."""
+    """Image -> segmentation, coloured overlay and summary. Raises :class:`ImageError` for unusable input.
+
+    Small images run on one CPU thread: splitting a few milliseconds of work gains little, and when another process
+    holds a core, OpenMP's waiting threads turned 7 ms into 20-300 ms (measured on the 2-core demo machine).
+    """
     t0 = time.perf_counter()
-    seg = infer(model, prepare(source, name), device)
-    return Result(seg, overlay(seg.prepared.display, seg.classes, alpha), time.perf_counter() - t0)
+    if digit_height is not None or not rescale:
+        segmenter = segmenter.with_options(digit_height=digit_height, rescale=rescale)
+    prepared = prepare(source, name)
+    h, w = prepared.raw.shape
+    with cpu_threads(1 if h * w <= ONE_THREAD_PIXELS else None):
+        seg = segmenter.segment([prepared])[0]
+    return Result(seg, overlay(prepared.display, seg.classes, alpha), time.perf_counter() - t0)
 
 
 def digit_masks(seg: Segmentation, max_side: int = MASK_SIDE) -> tuple[tuple, dict[str, str]]:
@@ -165,26 +145,37 @@ def digit_masks(seg: Segmentation, max_side: int = MASK_SIDE) -> tuple[tuple, di
     return (base, masks), colours
 
 
+def duration(seconds: float) -> str:
+    """Milliseconds below a second, seconds above (e.g. "130 ms", "2.4 s")."""
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
 def reading_html(result: Result) -> str:
-    """The number read, in large type, over one line of context (count, size, assumed polarity, time)."""
+    """The number read in large type (one row per text line), over one line of context: count, size, assumed
+    polarity, the estimated digit height and the scale the net saw the image at, time."""
     seg = result.seg
     h, w = seg.classes.shape
     count = f"{len(seg.digits)} digit{'s' * (len(seg.digits) != 1)}"
+    lines = "".join(f"<div>{html.escape(line)}</div>" for line in seg.lines) or "<div>no digits found</div>"
+    size = ("digit height: no ink found" if seg.digit_height is None
+            else f"digits ~{seg.digit_height:.0f} px tall, seen at {seg.scale:.2f}x")
     return (
-        f'<div class="reading"><div class="number">{html.escape(seg.text) or "no digits found"}</div>'
-        f'<div class="meta">{count} · {w}×{h} px · assumed {html.escape(seg.prepared.polarity)}'
-        f" · {result.seconds * 1000:.0f} ms</div></div>"
+        f'<div class="reading"><div class="number">{lines}</div>'
+        f'<div class="meta">{count} · {w}×{h} px · {size} · assumed {html.escape(seg.prepared.polarity)}'
+        f" · {duration(result.seconds)}</div></div>"
     )
 
 
 def table_html(result: Result) -> str:
-    """One row per digit read, left to right: colour, digit, area, mean confidence, bounding box."""
+    """One row per digit read, in reading order: colour, digit, line, area, mean confidence, bounding box."""
     rows = "".join(
         f'<tr><td>{i}</td><td><span class="swatch" style="background:{hex_colour(d["digit"])}"></span>{d["digit"]}</td>'
-        f'<td>{d["area"]}</td><td>{d["confidence"]:.3f}</td><td>{", ".join(map(str, d["bbox"]))}</td></tr>'
+        f'<td>{d["line"] + 1}</td><td>{d["area"]}</td><td>{d["confidence"]:.3f}</td>'
+        f'<td>{", ".join(map(str, d["bbox"]))}</td></tr>'
         for i, d in enumerate(result.seg.digits, 1)
     )
-    head = "<tr><th>#</th><th>digit</th><th>area (px)</th><th>mean confidence</th><th>box x0, y0, x1, y1</th></tr>"
+    head = ("<tr><th>#</th><th>digit</th><th>line</th><th>area (px)</th><th>mean confidence</th>"
+            "<th>box x0, y0, x1, y1</th></tr>")
     return f'<div class="reading"><table>{head}{rows}</table></div>' if rows else ""
 
 
@@ -250,35 +241,67 @@ finally:
     component_meta.create_or_modify_pyi = _write_stub
 
 
-def _analyse_upload(model, device, source, alpha: float) -> Result:
-    """:func:`analyse` for an upload, with unusable images turned into a message the UI shows."""
+def _analyse_upload(segmenter: Segmenter, source, alpha: float, digit_height: float | None = None,
+                    rescale: bool = True) -> Result:
+    """:func:`analyse` for an upload or a drawing, with unusable images turned into a message the UI shows."""
     if source is None:
-        raise gr.Error("No image: upload, paste or pick one first.", title="No image")
-    name = Path(source).name if isinstance(source, str) else "pasted image"
+        raise gr.Error("No image: upload, paste, photograph or draw one first.", title="No image")
+    if isinstance(source, dict):  # a Sketchpad value: the drawing is the composite of its layers
+        source = source.get("composite")
+        if source is None or not np.asarray(source).any():
+            raise gr.Error("The drawing is empty: draw a number first.", title="No image")
+        name = "drawing"
+    else:
+        name = Path(source).name if isinstance(source, str) else "pasted image"
     try:
-        return analyse(model, source, alpha, device, name)
+        return analyse(segmenter, source, alpha, name, digit_height=digit_height, rescale=rescale)
     except ImageError as e:
         raise gr.Error(html.escape(str(e)), title="Cannot use this image", print_exception=False) from None
 
 
-def build_app(model: torch.nn.Module, device: torch.device | str = "cpu") -> gr.Blocks:
+def _height_option(value) -> float | None:
+    """The UI's digit-height box: 0 or empty means "estimate"."""
+    try:
+        v = float(value or 0)
+    except (TypeError, ValueError):
+        return None
+    if v and not 2 <= v <= 100_000:
+        raise gr.Error(f"Digit height {v:g} px: give the height of one digit in the image (2 px or more), "
+                       "or 0 to estimate it.", title="Bad option")
+    return v or None
+
+
+def write_mask_file(classes: np.ndarray) -> str:
+    """The class-index mask as an indexed PNG in a fresh temp file (one per request: no two requests share it)."""
+    from .render import mask_image
+
+    folder = Path(tempfile.gettempdir()) / "segapp-demo"
+    folder.mkdir(exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix="mask-", suffix=".png", dir=folder)
+    with os.fdopen(fd, "wb") as f:
+        mask_image(classes).save(f, format="PNG")
+    return path
+
+
+def build_app(segmenter: Segmenter) -> gr.Blocks:
     """The demo's Blocks (queued, not launched): the UI plus the public ``segment`` and ``ping`` endpoints."""
-    model.eval()
 
-    def segment_api(image) -> tuple[np.ndarray, dict]:
-        """Segments one image: the overlay (PNG) and a summary with the digits read left to right."""
-        r = _analyse_upload(model, device, image, DEFAULT_ALPHA)
-        return r.overlay, r.summary
+    def segment_api(image) -> tuple[np.ndarray, dict, str]:
+        """Segments one image: the overlay (PNG), a summary (text in lines, digits, digit height, scale) and the
+        class-index mask (8-bit indexed PNG: pixel value = class, 0-9 digits, 10 background)."""
+        r = _analyse_upload(segmenter, image, DEFAULT_ALPHA)
+        return r.overlay, r.summary, write_mask_file(r.seg.classes)
 
-    def segment_ui(image, alpha: float):
+    def segment_ui(image, alpha: float, rescale: bool, height):
         if image is None:  # cleared input
-            return None, "", "", gr.update(value=None), None, None, legend_html()
-        r = _analyse_upload(model, device, image, alpha)
+            return None, "", "", gr.update(value=None), None, None, legend_html(), None
+        r = _analyse_upload(segmenter, image, alpha, _height_option(height), rescale)
         masks, colours = digit_masks(r.seg)
         present = {d["digit"] for d in r.seg.digits}
         state = (r.seg.prepared.display, r.seg.classes)
         masks = gr.update(value=masks, color_map=colours)
-        return r.overlay, reading_html(r), table_html(r), masks, r.summary, state, legend_html(present)
+        return (r.overlay, reading_html(r), table_html(r), masks, r.summary, state, legend_html(present),
+                write_mask_file(r.seg.classes))
 
     def reblend(state, alpha: float):
         return None if state is None else overlay(state[0], state[1], alpha)
@@ -291,20 +314,34 @@ def build_app(model: torch.nn.Module, device: torch.device | str = "cpu") -> gr.
     with gr.Blocks(title="segapp: handwritten digit segmentation", analytics_enabled=False,
                    delete_cache=CACHE_CLEANUP) as app:
         gr.Markdown(INTRO)
-        with gr.Row():
-            with gr.Column(scale=2):
-                image = UploadImage(type="filepath", label="Image", sources=["upload", "clipboard"], height=280,
-                                    elem_id="input-image", elem_classes="pixelated")
+        with gr.Row(elem_id="main-row"):
+            with gr.Column(scale=2, min_width=300, elem_id="input-col"):
+                with gr.Tabs():
+                    with gr.Tab("Upload, paste or camera"):
+                        image = UploadImage(type="filepath", label="Image", sources=["upload", "clipboard", "webcam"],
+                                            height=280, elem_id="input-image", elem_classes="pixelated")
+                    with gr.Tab("Draw", elem_id="draw-tab") as draw_tab:
+                        sketch = gr.Sketchpad(type="numpy", image_mode="RGBA", canvas_size=(600, 300),
+                                              brush=gr.Brush(default_size=12, colors=["#000000"], color_mode="fixed"),
+                                              label="Draw digits with the mouse or a finger", elem_id="sketch")
+                        read = gr.Button("Read the drawing", variant="primary", elem_id="read-drawing")
                 opacity = gr.Slider(0, 1, value=DEFAULT_ALPHA, step=0.05, label="Overlay opacity")
+                with gr.Accordion("Scale options", open=False):
+                    rescale = gr.Checkbox(True, label=f"Scale normalisation: digits reach the net about "
+                                                      f"{TARGET_HEIGHT:.0f} px tall (off: it sees the image as is)")
+                    height = gr.Number(0, label="Digit height in the image, px (0 = estimate from the ink)",
+                                       minimum=0, precision=0)
                 if examples:
                     gr.Examples([[str(p)] for p in examples], inputs=[image], label="Examples (click one)",
                                 examples_per_page=len(examples))
-            with gr.Column(scale=3):
+            with gr.Column(scale=3, min_width=300, elem_id="answer-col"):
                 reading = gr.HTML(elem_id="reading")
                 result = gr.Image(label="Overlay", format="png", interactive=False, height=280,
                                   elem_id="overlay", elem_classes="pixelated")
                 legend = gr.HTML(legend_html())
                 table = gr.HTML(elem_id="digits")
+                mask_file = gr.File(label="Class-index mask (PNG: pixel value = class, 10 = background)",
+                                    elem_id="mask-file")
         with gr.Row():
             masks = gr.AnnotatedImage(label="Per-digit masks (hover a label)", format="png", height=280,
                                       elem_classes="pixelated")
@@ -312,20 +349,29 @@ def build_app(model: torch.nn.Module, device: torch.device | str = "cpu") -> gr.
         state = gr.State(time_to_live=STATE_TTL)  # (display, class map) for re-blending without the model
 
         model_events = {"concurrency_id": "model", "concurrency_limit": MODEL_CONCURRENCY}
-        image.change(segment_ui, [image, opacity], [result, reading, table, masks, summary, state, legend],
-                     api_visibility="private", **model_events)
+        outputs = [result, reading, table, masks, summary, state, legend, mask_file]
+        image.change(segment_ui, [image, opacity, rescale, height], outputs, api_visibility="private", **model_events)
+        read.click(segment_ui, [sketch, opacity, rescale, height], outputs, api_visibility="private", **model_events)
+        # Gradio's editor starts with no tool selected ("select the draw tool to start"): pick the brush for the user.
+        draw_tab.select(None, js="() => setTimeout(() => document.querySelector('#sketch button[aria-label=Brush]')"
+                                 "?.click(), 300)")
         opacity.change(reblend, [state, opacity], [result], api_visibility="private", show_progress="hidden")
         # The API endpoint has no UI trigger of its own: a hidden button carries it.
-        gr.Button(visible=False).click(segment_api, [image], [result, summary], api_name="segment", **model_events)
+        gr.Button(visible=False).click(segment_api, [image], [result, summary, mask_file], api_name="segment",
+                                       **model_events)
         gr.api(ping, api_name="ping")
     return app.queue(default_concurrency_limit=LIGHT_CONCURRENCY, max_size=QUEUE_SIZE)
 
 
-def load_model(weights: Path | str | None = None, device: torch.device | str = "cpu") -> torch.nn.Module:
-    """Loads the weights once and warms the model up, so the first user does not pay for kernel setup."""
-    model = load_pretrained(weights).to(device).eval()
-    segment(model, prepare(np.zeros((64, 84), np.uint8)), device)
-    return model
+def load_segmenter(weights: Path | str | None = None, device: str = "auto", backend: str | None = None) -> Segmenter:
+    """Loads the weights once and warms the model up, so the first user does not pay for kernel setup.
+
+    ``backend`` (auto | torch | onnx; see :class:`InferenceConfig`) defaults to ``$SEGAPP_BACKEND``, else auto.
+    """
+    backend = backend or os.environ.get("SEGAPP_BACKEND") or "auto"
+    segmenter = Segmenter(weights, InferenceConfig(device=device, backend=backend))
+    analyse(segmenter, np.zeros((64, 84), np.uint8))
+    return segmenter
 
 
 def no_proxy_for_localhost() -> None:
@@ -339,10 +385,9 @@ def no_proxy_for_localhost() -> None:
 def main(weights: Path | str | None = None, device: str = "auto") -> None:
     """Serves the demo until interrupted (``python app.py`` / ``segapp demo``)."""
     no_proxy_for_localhost()
-    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else torch.device(device)
     try:
-        model = load_model(weights, dev)
+        segmenter = load_segmenter(weights, device)
     except WeightsError as e:  # one line, as the segapp command prints it, also for `python app.py`
         print(f"segapp demo: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    build_app(model, dev).launch(**LAUNCH_KWARGS)
+    build_app(segmenter).launch(**LAUNCH_KWARGS)

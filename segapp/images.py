@@ -19,9 +19,9 @@ import io
 import os
 import stat
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -39,13 +39,44 @@ class ImageError(ValueError):
     """An input image cannot be used; the message names the file and the reason."""
 
 
-@dataclass
 class Prepared:
-    """A decoded image ready for the model plus what a person may want to know about it."""
+    """A decoded image plus, computed on first use, its normalised form and polarity.
 
-    gray: np.ndarray  # (H, W) uint8, white ink on black, what the model sees
-    display: np.ndarray  # (H, W, 3) uint8 RGB, the image as the user sees it (for overlays)
-    inverted: bool  # True when dark-on-light input was inverted
+    ``raw`` is what was decoded, as 8-bit grayscale at the file's own size. The normalised image
+    (:attr:`gray`) is only computed when asked for: the inference path works on a reduced copy of a
+    big photo and never needs it at 12 megapixels.
+    """
+
+    def __init__(self, raw: np.ndarray):
+        self.raw = raw  # (H, W) uint8 grayscale, the file's own pixels
+        self._norm: tuple[np.ndarray, bool] | None = None
+        self._inverted: bool | None = None  # set by the inference path when it found out on a reduced copy
+
+    def _normalised(self) -> tuple[np.ndarray, bool]:
+        if self._norm is None:
+            self._norm = normalise(self.raw)
+        return self._norm
+
+    @property
+    def gray(self) -> np.ndarray:
+        """(H, W) uint8 white ink on black at the input's size (see :func:`normalise`)."""
+        return self._normalised()[0]
+
+    @property
+    def inverted(self) -> bool:
+        """True when the image is dark ink on a light background (it is inverted for the net)."""
+        if self._inverted is None:
+            self._inverted = self._normalised()[1]
+        return self._inverted
+
+    @inverted.setter
+    def inverted(self, value: bool) -> None:
+        self._inverted = bool(value)
+
+    @property
+    def display(self) -> np.ndarray:
+        """(H, W, 3) uint8 RGB, the image as the user sees it (for overlays)."""
+        return np.repeat(self.raw[..., None], 3, axis=2)
 
     @property
     def polarity(self) -> str:
@@ -152,30 +183,70 @@ def is_clean(g: np.ndarray) -> bool:
     return ((g > 0) & (g <= 6)).sum() <= FAINT_SHARE * max(int(lit.sum()), 1)
 
 
-def normalise(gray: np.ndarray) -> tuple[np.ndarray, bool]:
+def background(g: np.ndarray) -> np.ndarray:
+    """Smooth estimate of the paper's level under uneven lighting: block quartiles, bilinearly upsampled.
+
+    ``g`` has bright ink on a darker background. Ink covers well under 75% of almost every block of
+    20 px or more, so each block's lower quartile is paper; up to 6 x 6 blocks follow a lighting
+    gradient or a shadow without following the strokes.
+    """
+    h, w = g.shape
+    gy, gx = int(np.clip(h // 20, 1, 6)), int(np.clip(w // 20, 1, 6))
+    if gy * gx == 1:
+        return np.full_like(g, float(np.percentile(g, 25)))
+    ys, xs = np.linspace(0, h, gy + 1).astype(int), np.linspace(0, w, gx + 1).astype(int)
+    blocks = [[g[ys[i] : ys[i + 1], xs[j] : xs[j + 1]] for j in range(gx)] for i in range(gy)]
+    grid = np.array([[np.percentile(b, 25) for b in row] for row in blocks], np.float32)
+    return cv2.resize(grid, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def is_dark_on_light(g: np.ndarray) -> bool:
+    """Polarity: the background is the median; ink lies on the far side of it from the paper.
+
+    Compares the median's distance to the darkest and brightest ends (1st/99th percentiles), so a
+    grey, tinted or dim photo of paper is recognised as well as a white scan.
+    """
+    lo, med, hi = np.percentile(g, [1, 50, 99])
+    if hi - lo < 1:
+        return bool(med > 127)
+    return bool(med - lo > hi - med)
+
+
+def normalise(gray: np.ndarray, inverted: bool | None = None) -> tuple[np.ndarray, bool]:
     """Puts an 8-bit grayscale image into M2NIST form: white ink on an exactly-black background.
 
     Clean images pass through unchanged, so every faint stroke pixel the model was trained on is
-    kept. Others (photos, scans, JPEGs) get their background level subtracted, the noise below
-    :data:`NOISE_FLOOR` (or 3 sigma of the background, if larger) zeroed, and the ink stretched to 255.
+    kept. Others (photos, scans, JPEGs) get their local background level (see :func:`background`)
+    subtracted, the noise below :data:`NOISE_FLOOR` (or 3 sigma of the background, if larger)
+    zeroed, and the ink stretched to 255.
+
+    Args:
+        gray: (H, W) uint8 grayscale.
+        inverted: the polarity when already known (e.g. for a crop, whose own statistics may mislead).
 
     Returns:
         The normalised image and whether it was inverted (dark ink on light background).
     """
     g = gray.astype(np.float32)
-    inverted = bool(np.median(g) > 127)  # digits are a minority of pixels: the median is background
+    inverted = is_dark_on_light(g) if inverted is None else inverted
     if inverted:
         g = 255.0 - g
     if is_clean(g):
         return g.astype(np.uint8), inverted
-    g = g - float(np.median(g))
+    g = g - background(g)
     noise = 1.4826 * float(np.median(np.abs(g[g <= 0]))) if (g <= 0).any() else 0.0
     floor = max(3.0 * noise, NOISE_FLOOR)
-    peak = float(np.percentile(g[g > floor], 99)) if (g > floor).sum() >= 10 else 0.0
+    return stretch(g, floor), inverted
+
+
+def stretch(g: np.ndarray, floor: float = 0.0) -> np.ndarray:
+    """Zeroes everything at or below ``floor`` and maps the ink's 99th percentile to 255 (uint8)."""
+    lit = g > floor
+    peak = float(np.percentile(g[lit], 99)) if lit.sum() >= 10 else 0.0
     if peak <= floor:  # blank page: nothing stands out from the background
-        return np.zeros_like(gray), inverted
-    out = np.where(g > floor, (g - floor) * (255.0 / (peak - floor)), 0.0)
-    return np.clip(out, 0, 255).round().astype(np.uint8), inverted
+        return np.zeros(g.shape, np.uint8)
+    out = np.where(lit, (g - floor) * (255.0 / (peak - floor)), 0.0)
+    return np.clip(out, 0, 255).round().astype(np.uint8)
 
 
 def prepare(source: str | Path | bytes | np.ndarray | Image.Image, name: str | None = None) -> Prepared:
@@ -186,8 +257,7 @@ def prepare(source: str | Path | bytes | np.ndarray | Image.Image, name: str | N
         img = source if isinstance(source, Image.Image) else decode(source, name)
         check_size(*img.size, name or "image")
         gray = to_gray(img)
-    norm, inverted = normalise(gray)
-    return Prepared(norm, np.repeat(gray[..., None], 3, axis=2), inverted)
+    return Prepared(gray)
 
 
 def check_size(w: int, h: int, name: str) -> None:

@@ -26,17 +26,14 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from .classes import SegappError
 from .images import ImageError, prepare
 from .predict_files import FIELDS, Item, Summary, begin, row_for, write_outputs
-from .render import segment_batch
 from .safeio import describe
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-BATCH_PIXELS = 2**21  # a batch stops growing at this many pixels, so big photos run one at a time
 EPILOG = """exit status: 0 every file ok; 1 at least one file failed (see the summary's status column);
 2 usage error (bad arguments, missing weights, OUT inside INPUT or not writable, results already
 in OUT without --overwrite/--resume, no images found); 130 interrupted (outputs written so far are complete and
@@ -47,22 +44,6 @@ def reason(e: BaseException, item: Item) -> str:
     """One-line reason without the file name (the summary has its own column for that)."""
     msg = " ".join(str(e).split()) or type(e).__name__
     return msg.removeprefix(f"{item.rel}: ") if isinstance(e, ImageError) else f"{type(e).__name__}: {msg}"
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU (as :func:`segapp.evaluate.pick_device`, whose module
-    would pull in segmentation_models_pytorch and add two seconds to every run)."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else torch.device(name)
-
-
-def bf16_is_fast(device: torch.device) -> bool:
-    """bfloat16 pays off on GPUs and on CPUs with native BF16 (AVX-512 BF16 / AMX); elsewhere it is emulated."""
-    if device.type != "cpu":
-        return True
-    try:
-        return torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def run(a: argparse.Namespace) -> int:
@@ -78,13 +59,13 @@ def run(a: argparse.Namespace) -> int:
 
 
 def predict_folder(a: argparse.Namespace) -> int:
-    from .model import load_pretrained
+    from .inference import InferenceConfig, Segmenter
 
     job = begin(a)  # arguments, folders, output names, what --resume keeps, args.json (segapp.predict_files)
     out, items, todo, done, skipped, list_errors = job.out, job.items, job.todo, job.done, job.skipped, job.list_errors
-    device = pick_device(a.device)
-    model = load_pretrained(a.weights).to(device).to(memory_format=torch.channels_last)
-    amp = bf16_is_fast(device) if a.amp == "auto" else a.amp == "on"
+    segmenter = Segmenter(a.weights, InferenceConfig(
+        rescale=a.rescale, digit_height=a.digit_height, batch_size=a.batch_size, device=a.device, amp=a.amp,
+        backend=getattr(a, "backend", "auto")))
     summary = Summary(out, done)
     bar = tqdm(total=len(items), initial=len(done), unit="file", disable=a.quiet or None, dynamic_ncols=True,
                desc="predict")
@@ -107,10 +88,12 @@ def predict_folder(a: argparse.Namespace) -> int:
     buckets: dict[tuple[int, int], list] = {}
     chunk = 4 * max(a.batch_size, a.workers)
 
+    def load(item: Item):
+        return segmenter.preprocess(prepare(item.src, item.rel))  # decode, normalise, scale: in a worker thread
+
     def segment(batch: list) -> list:
         try:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                return list(zip((item for item, _ in batch), segment_batch(model, [p for _, p in batch], device)))
+            return list(zip((item for item, _ in batch), segmenter.infer([n for _, n in batch])))
         except RuntimeError as e:  # e.g. out of memory: retry one at a time, then fail only the file at fault
             if len(batch) > 1:
                 return [done for one in batch for done in segment([one])]
@@ -130,7 +113,7 @@ def predict_folder(a: argparse.Namespace) -> int:
             for item in part:
                 if item.error:
                     finish(row_for(item, out, status=f"error: {item.error}"))
-            loading = [(item, pool.submit(prepare, item.src, item.rel)) for item in part if not item.error]
+            loading = [(item, pool.submit(load, item)) for item in part if not item.error]
             wait([f for _, f in loading] + writing)
             while writing:
                 finish(writing.pop(0).result())
@@ -141,9 +124,9 @@ def predict_folder(a: argparse.Namespace) -> int:
                 except Exception as e:  # one bad file is reported, the run goes on
                     finish(row_for(item, out, status=f"error: {reason(e, item)}"))
                     continue
-                key = prepared.gray.shape
+                key = prepared.image.shape  # the net's input size after scale normalisation
                 buckets.setdefault(key, []).append((item, prepared))
-                if len(buckets[key]) >= a.batch_size or len(buckets[key]) * key[0] * key[1] >= BATCH_PIXELS:
+                if len(buckets[key]) >= segmenter.batch_limit(key):
                     ready += run_batch(key)
                 elif sum(map(len, buckets.values())) > chunk:  # many different sizes: run the fullest bucket
                     ready += run_batch(max(buckets, key=lambda k: len(buckets[k])))
@@ -204,8 +187,16 @@ def add_parser(sub) -> None:
                    help="keep files whose outputs exist from an earlier (possibly interrupted) run; do the rest")
     g = p.add_argument_group("model")
     _add_weights(g)
+    g.add_argument("--rescale", action=argparse.BooleanOptionalAction, default=True,
+                   help="scale normalisation: estimate the digit height from the ink and resize so digits reach the "
+                        "net about 20 px tall (a huge photo is reduced first, so its cost follows the digits)")
+    g.add_argument("--digit-height", type=float, default=None, metavar="PX",
+                   help="digit height in the inputs (px) instead of estimating it, e.g. for a batch of forms")
     g.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
                    help="bfloat16 inference; auto: on for CUDA and for CPUs with native BF16, else off")
+    g.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                   help="what runs the net: torch (BatchNorm folded), onnx (ONNX Runtime; the net exported once per "
+                        "weights and cached), auto (torch on CUDA, else ONNX Runtime; see docs/speed.md)")
     g = p.add_argument_group("speed")
     g.add_argument("--batch-size", type=int, default=16, help="images of one size per model call")
     g.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),

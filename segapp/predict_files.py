@@ -33,8 +33,8 @@ from .safeio import DISK_FULL, OutputError, describe, file_id, sweep_temps, writ
 
 __all__ = ["write_atomic"]  # re-exported: export.py writes its files with it
 
-FIELDS = ("file", "width", "height", "digits", "areas", "confidences", "inverted", "mask", "overlay", "status",
-          "input_sha256", "weights_sha256")
+FIELDS = ("file", "width", "height", "text", "lines", "digits", "areas", "confidences", "inverted", "digit_height",
+          "scale", "mask", "overlay", "status", "input_sha256", "weights_sha256")
 SUMMARY_CSV, SUMMARY_JSONL, ARGS_JSON = "summary.csv", "summary.jsonl", "args.json"
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the last 12 bytes of every complete PNG
 HASH_HEX = 16  # fingerprints are the first 64 bits of a SHA-256, as hex
@@ -426,11 +426,11 @@ class Summary:
 
 
 def csv_values(row: dict) -> list:
-    """A summary row as CSV cells: lists space-separated, missing values empty, text valid UTF-8."""
+    """A summary row as CSV cells: lists space-separated (text lines by " | "), missing values empty, valid UTF-8."""
     cells = []
     for k in FIELDS:
         v = row.get(k)
-        v = " ".join(map(str, v)) if isinstance(v, list) else "" if v is None else v
+        v = (" | " if k == "lines" else " ").join(map(str, v)) if isinstance(v, list) else "" if v is None else v
         cells.append(shown(v) if isinstance(v, str) else v)
     return cells
 
@@ -458,7 +458,9 @@ def row_for(item: Item, out: Path, seg=None, status: str = "ok") -> dict:
                weights_sha256=item.weights_sha256)
     if seg is not None:
         h, w = seg.classes.shape
-        row.update(width=w, height=h, digits=seg.text, inverted=seg.prepared.inverted,
+        row.update(width=w, height=h, digits=seg.text, text=seg.text, lines=seg.lines, inverted=seg.prepared.inverted,
+                   digit_height=None if seg.digit_height is None else round(seg.digit_height, 1),
+                   scale=round(seg.scale, 4),
                    areas=[d["area"] for d in seg.digits], confidences=[d["confidence"] for d in seg.digits],
                    **{k: shown(p.relative_to(out).as_posix()) for k, p in item.outs.items()})
         row["bboxes"] = [d["bbox"] for d in seg.digits]

@@ -10,11 +10,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 from PIL import Image
 
 from .classes import BACKGROUND, CLASS_NAMES, MIN_DIGIT_AREA, NUM_DIGITS, PALETTE, flat_palette
-from .data import to_tensor
 from .images import Prepared
 
 # Inside one connected blob of digit pixels, a second class counts as its own digit only when it
@@ -25,21 +23,98 @@ MINORITY_SHARE = 0.3
 
 @dataclass
 class Segmentation:
-    """Everything one image's inference yields."""
+    """Everything one image's inference yields, in the input's own pixels."""
 
-    classes: np.ndarray  # (H, W) uint8 class map, 0-9 digits, 10 background
-    confidence: np.ndarray  # (H, W) float32 softmax probability of the chosen class
+    classes: np.ndarray  # (H, W) uint8 class map at the input's size, 0-9 digits, 10 background
     prepared: Prepared
-    digits: list[dict] = field(default_factory=list)
+    digits: list[dict] = field(default_factory=list)  # reading order: lines top to bottom, each left to right
+    lines: list[str] = field(default_factory=list)  # one string per text line, e.g. ["5 0 4", "1 9"]
+    scale: float = 1.0  # net pixels per input pixel used by scale normalisation
+    digit_height: float | None = None  # estimated (or given) digit height in input pixels
+
+    @classmethod
+    def from_digits(cls, classes: np.ndarray, prepared: Prepared, digits: list[dict], **kw) -> Segmentation:
+        """Groups ``digits`` into text lines, numbers them (``line``) and puts them in reading order."""
+        lines = group_lines(digits)
+        ordered = []
+        for i, line in enumerate(lines):
+            for d in line:
+                d["line"] = i
+                ordered.append(d)
+        return cls(classes, prepared, ordered, [" ".join(str(d["digit"]) for d in line) for line in lines], **kw)
 
     @property
     def text(self) -> str:
-        """The digits read left to right, e.g. ``"5 0 4"``."""
-        return " ".join(str(d["digit"]) for d in self.digits)
+        """The digits read, lines top to bottom separated by a newline, e.g. ``"5 0 4\n1 9"``."""
+        return "\n".join(self.lines)
 
     def summary(self) -> dict:
         h, w = self.classes.shape
-        return {"width": w, "height": h, "text": self.text, "digits": self.digits, "polarity": self.prepared.polarity}
+        return {"width": w, "height": h, "text": self.text, "lines": self.lines, "digits": self.digits,
+                "polarity": self.prepared.polarity,
+                "digit_height": None if self.digit_height is None else round(self.digit_height, 1),
+                "scale": round(self.scale, 4)}
+
+
+def group_lines(digits: list[dict]) -> list[list[dict]]:
+    """Digits -> text lines (top to bottom), each sorted left to right.
+
+    Handwriting wanders: digits of one number can sit a whole digit-height above or below their
+    neighbours (M2NIST places them up to 1.8 heights apart), so "same line" cannot be a fixed
+    vertical overlap. Two facts decide instead: digits stacked above one another (overlapping in x
+    by half the narrower width) must be on different lines, and a vertical gap of more than
+    :data:`LINE_GAP` digit heights between consecutive digit centres separates lines. Within each
+    gap-separated band, the centres are split by 1-D k-means into as many lines as the tallest stack.
+    """
+    if not digits:
+        return []
+    cy = lambda d: (d["bbox"][1] + d["bbox"][3]) / 2  # noqa: E731
+    height = float(np.median([d["bbox"][3] - d["bbox"][1] for d in digits]))
+    ordered = sorted(digits, key=cy)
+    bands, band = [], [ordered[0]]
+    for prev, d in zip(ordered, ordered[1:]):
+        if cy(d) - cy(prev) > LINE_GAP * height:
+            bands.append(band)
+            band = []
+        band.append(d)
+    bands.append(band)
+    lines = []
+    for band in bands:
+        k = max(_stack(d, band) for d in band)
+        lines += _kmeans_rows(band, k, cy) if k > 1 else [band]
+    for line in lines:
+        line.sort(key=lambda d: (d["bbox"][0] + d["bbox"][2]) / 2)
+    return lines
+
+
+LINE_GAP = 2.0  # digit heights between consecutive centres that always start a new line
+
+
+def _stack(d: dict, band: list[dict]) -> int:
+    """How many digits of ``band`` (``d`` included) lie above one another in ``d``'s columns: overlapping
+    in x by half the narrower width, but in y by less than half the shorter height."""
+    x0, y0, x1, y1 = d["bbox"]
+    n = 0
+    for m in band:
+        mx0, my0, mx1, my1 = m["bbox"]
+        over_x = min(x1, mx1) - max(x0, mx0) >= 0.5 * min(x1 - x0, mx1 - mx0)
+        over_y = min(y1, my1) - max(y0, my0) >= 0.5 * min(y1 - y0, my1 - my0)
+        n += m is d or (over_x and not over_y)
+    return n
+
+
+def _kmeans_rows(band: list[dict], k: int, cy) -> list[list[dict]]:
+    """Splits a band of digits (sorted by centre y) into ``k`` rows by 1-D k-means on their centres."""
+    ys = np.array([cy(d) for d in band])
+    k = min(k, len(band))
+    centres = np.array([ys[int((i + 0.5) * len(ys) / k)] for i in range(k)], np.float64)
+    for _ in range(20):
+        assign = np.abs(ys[:, None] - centres[None]).argmin(1)
+        new = np.array([ys[assign == i].mean() if (assign == i).any() else centres[i] for i in range(k)])
+        if np.allclose(new, centres):
+            break
+        centres = new
+    return [[d for d, a in zip(band, assign) if a == i] for i in np.argsort(centres) if (assign == i).any()]
 
 
 def read_digits(classes: np.ndarray, confidence: np.ndarray, min_area: int = MIN_DIGIT_AREA) -> list[dict]:
@@ -69,33 +144,15 @@ def read_digits(classes: np.ndarray, confidence: np.ndarray, min_area: int = MIN
     return found
 
 
-@torch.inference_mode()
-def segment_batch(model, prepared: list[Prepared], device: torch.device | str = "cpu") -> list[Segmentation]:
-    """Runs the model on same-sized prepared images in one batch, at their native resolution."""
-    if not prepared:
-        return []
-    x = to_tensor(np.stack([p.gray for p in prepared])).to(device).contiguous(memory_format=torch.channels_last)
-    classes, conf = model.predict(x)
-    classes, conf = classes.to(torch.uint8).cpu().numpy(), conf.float().cpu().numpy()
-    return [Segmentation(c, f, p, read_digits(c, f)) for c, f, p in zip(classes, conf, prepared)]
-
-
-def segment(model, prepared: Prepared, device: torch.device | str = "cpu") -> Segmentation:
-    """One image -> :class:`Segmentation`."""
-    return segment_batch(model, [prepared], device)[0]
-
-
 def overlay(display: np.ndarray, classes: np.ndarray, alpha: float = 0.6) -> np.ndarray:
     """Blends each digit's colour over an RGB image; background pixels are left untouched."""
-    out = display.astype(np.float32).copy()
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"overlay opacity {alpha} is outside 0..1")
+    out = display.copy()
     digit = classes != BACKGROUND
-    out[digit] = (1 - alpha) * out[digit] + alpha * PALETTE[classes[digit]].astype(np.float32)
-    return out.round().astype(np.uint8)
-
-
-def colour_mask(classes: np.ndarray) -> np.ndarray:
-    """Class map -> RGB picture in the palette (background black)."""
-    return PALETTE[classes]
+    blend = (1 - alpha) * display[digit].astype(np.float32) + alpha * PALETTE[classes[digit]].astype(np.float32)
+    out[digit] = blend.round().astype(np.uint8)
+    return out
 
 
 def mask_image(classes: np.ndarray) -> Image.Image:

@@ -30,14 +30,19 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .classes import SegappError
-from .data import FreshM2NIST, SegmentationSet, fingerprint, load_kaggle, make_split, train_augment
-from .evaluate import autocast, evaluate, pick_device
-from .model import DilatedNet, NetConfig, atomic_write, load_checkpoint, save_pretrained
+from .data import FreshM2NIST, SegmentationSet, WildM2NIST, fingerprint, load_kaggle, make_split, train_augment
+from .evaluate import evaluate
+from .model import DilatedNet, NetConfig, atomic_write, load_checkpoint, load_pretrained, save_pretrained
+from .predict_files import weights_fingerprint
+from .runtime import amp_enabled, autocast, pick_device
 from .safeio import file_id, sweep_temps
+from .synth import IGNORE
 
 # Arguments that define the run; on --resume they come from the checkpoint, not the command line.
 RUN_ARGS = ("epochs", "batch_size", "lr", "weight_decay", "seed", "train_size", "val_size", "fixed_train",
-            "augment", "kaggle", "widths", "dice_weight", "amp")
+            "augment", "kaggle", "widths", "dice_weight", "amp", "wild", "init", "init_sha256")
+FINE_TUNE = {"epochs": 4, "lr": 1e-3}  # defaults with --init: a short, gentle schedule from trained weights
+FROM_SCRATCH = {"epochs": 16, "lr": 3e-3}
 # Every file a run writes in --out; any of them already there means a run (or someone's file) is in the way.
 RUN_FILES = ("last.pt", "model.safetensors", "config.json", "log.csv", "curve.png", "args.json", "metrics.json",
              "MODEL_CARD.md", "confusion.png")
@@ -134,6 +139,8 @@ def check_data(a, train_set) -> None:
                           "or give more images")
 
 
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -159,6 +166,8 @@ def build_data(a) -> tuple:
     val = make_split("val", n=a.val_size)
     if a.fixed_train:
         return SegmentationSet(*make_split("train", n=a.train_size), aug), val
+    if getattr(a, "wild", 0.0) > 0:
+        return WildM2NIST(a.train_size, a.seed, a.wild, aug), val
     return FreshM2NIST(a.train_size, a.seed, aug), val
 
 
@@ -193,26 +202,38 @@ def plot_curve(history: list[dict], path: Path) -> None:
 def run(a) -> dict:
     """Trains per the parsed arguments ``a`` (see ``segapp train --help``); returns the final metrics."""
     out = Path(a.out)
+    for k, v in (FINE_TUNE if getattr(a, "init", None) else FROM_SCRATCH).items():
+        if getattr(a, k, None) is None:
+            setattr(a, k, v)
     check_args(a, names=("workers",) if a.resume else None)  # nothing is written before these checks
     check_out(out, a.resume)
     ckpt = None
     if a.resume:
         ckpt, run_args = load_resumable(out)
         for k in RUN_ARGS:
-            setattr(a, k, run_args[k])
+            setattr(a, k, run_args.get(k, {"wild": 0.0}.get(k)))  # runs from before a flag existed lack it
         check_args(a, names=RUN_ARGS, source=f" (in {out / 'last.pt'})")
     kaggle_files = [Path(a.kaggle) / n for n in ("combined.npy", "segmented.npy")] if a.kaggle else []
     sweep_temps([out], keep={fid for p in kaggle_files if (fid := file_id(p))})  # a killed run's temp files only
     torch.manual_seed(a.seed)
     np.random.seed(a.seed)
     device = pick_device(a.device)
-    model = DilatedNet(NetConfig(widths=tuple(a.widths))).to(device).to(memory_format=torch.channels_last)
+    if getattr(a, "init", None) and ckpt is None:  # fine-tuning: start from trained weights (their architecture)
+        parent = Path(a.init)
+        model = load_pretrained(parent)
+        a.widths = list(model.config.widths)
+        a.init_sha256 = weights_fingerprint(parent)
+    else:
+        model = DilatedNet(NetConfig(widths=tuple(a.widths)))
+    model = model.to(device).to(memory_format=torch.channels_last)
     train_set, (val_images, val_masks) = build_data(a)
     check_data(a, train_set)
     steps = a.epochs * (len(train_set) // a.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=max(steps, 1), pct_start=0.15)
-    ce, dice = torch.nn.CrossEntropyLoss(), smp.losses.DiceLoss("multiclass", from_logits=True)
+    ce = torch.nn.CrossEntropyLoss(ignore_index=IGNORE)
+    dice = smp.losses.DiceLoss("multiclass", from_logits=True, ignore_index=IGNORE)
+    amp = amp_enabled(a.amp, device)
     history, best, start = [], -1.0, 0
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
@@ -224,7 +245,8 @@ def run(a) -> dict:
     args_dict = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items() if k != "func"}
     atomic_write(out / "args.json", lambda p: Path(p).write_text(json.dumps(args_dict, indent=2) + "\n"))
     print(f"model: {model.num_params():,} params, receptive field {model.receptive_field()} px, "
-          f"device {device}, {len(train_set)} train / {len(val_images)} val images per epoch", file=sys.stderr)
+          f"device {device} {'bf16' if amp else 'fp32'}, "
+          f"{len(train_set)} train / {len(val_images)} val images per epoch", file=sys.stderr)
 
     for epoch in range(start + 1, a.epochs + 1):
         t0 = time.perf_counter()
@@ -240,7 +262,7 @@ def run(a) -> dict:
         bar = tqdm(loader, desc=f"epoch {epoch}/{a.epochs}", unit="batch", mininterval=2, file=sys.stderr)
         for x, y in bar:
             x, y = x.to(device).contiguous(memory_format=torch.channels_last), y.to(device)
-            with autocast(device, a.amp):
+            with autocast(device, amp):
                 logits = model(x)
             logits = logits.float()
             loss = ce(logits, y) + a.dice_weight * dice(logits, y)
@@ -251,7 +273,7 @@ def run(a) -> dict:
             loss_sum, n = loss_sum + loss.item() * len(x), n + len(x)
             bar.set_postfix(loss=f"{loss_sum / n:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}", refresh=False)
         train_seconds = time.perf_counter() - t0
-        metrics, _, val_loss = evaluate(model, val_images, val_masks, 128, device, a.amp)
+        metrics, _, val_loss = evaluate(model, val_images, val_masks, 128, device, amp)
         row = {
             "epoch": epoch, "lr": sched.get_last_lr()[0], "train_loss": loss_sum / max(n, 1), "val_loss": val_loss,
             "val_miou": metrics["miou"], "val_miou_digits": metrics["miou_digits"],
@@ -279,8 +301,6 @@ def run(a) -> dict:
 def finish(a, out: Path, history: list[dict], device: torch.device) -> dict:
     """Scores the best weights on the test split and writes metrics.json and the model card."""
     from .metrics import plot_confusion
-    from .model import load_pretrained
-
     model = load_pretrained(out).to(device).to(memory_format=torch.channels_last)
     if a.kaggle:  # a user's own pair has no separate test split: report the held-out 10% (val)
         _, (images, masks) = build_data(a)
@@ -307,6 +327,8 @@ def finish(a, out: Path, history: list[dict], device: torch.device) -> dict:
 def write_card(a, out: Path, m: dict) -> None:
     from .classes import CLASS_NAMES
 
+    init = getattr(a, "init", None)
+    parent = f"`{init}` (weights fingerprint {a.init_sha256}), fine-tuned" if init else "random initialisation"
     command = "segapp " + " ".join(shlex.quote(s) for s in getattr(a, "argv", sys.argv[1:]))
     rows = "\n".join(f"| {n} | {iou:.4f} |" for n, iou in zip(CLASS_NAMES, m["per_class_iou"]))
     card = f"""# segapp model card
@@ -320,6 +342,7 @@ widths {list(a.widths)}, each + BatchNorm + ReLU at full resolution, then a 1x1 
 | parameters | {m['params']:,} |
 | receptive field | {m['receptive_field']} x {m['receptive_field']} px |
 | produced by | `{command}` |
+| started from | {parent} |
 | epochs | {m['epochs']} (best val epoch {m['best_epoch']}) |
 | training wall time | {m['train_wall_seconds'] / 60:.1f} min |
 | machine | {m['machine']} |

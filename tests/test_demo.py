@@ -34,13 +34,12 @@ from segapp.demo import (
     analyse,
     build_app,
     digit_masks,
-    infer,
-    load_model,
+    load_segmenter,
     main,
     reading_html,
     table_html,
 )
-from segapp.images import Prepared, prepare
+from segapp.images import Prepared
 from segapp.render import Segmentation, read_digits
 
 
@@ -65,7 +64,8 @@ BAD_UPLOADS = {  # file name -> (content, what the message must say)
 
 @pytest.fixture(scope="module")
 def model():
-    return load_model()
+    """The shipped weights behind the one inference path (a Segmenter), as the demo loads them."""
+    return load_segmenter()
 
 
 # --- the pure function ------------------------------------------------------------------------------------------
@@ -88,7 +88,9 @@ def test_overlay_tints_digits_in_their_colour_and_leaves_background_untouched(mo
     assert np.array_equal(analyse(model, image, alpha=0.0).overlay, display)
     summary = solid.summary
     assert summary["text"] == solid.seg.text and summary["width"] == 84 and summary["height"] == 64
-    assert [set(d) for d in summary["digits"]] == [{"digit", "area", "confidence", "bbox"}] * len(summary["digits"])
+    keys = {"digit", "area", "confidence", "bbox", "line"}
+    assert [set(d) for d in summary["digits"]] == [keys] * len(summary["digits"])
+    assert summary["lines"] == [solid.seg.text] and summary["scale"] == 1.0 and summary["digit_height"] > 10
 
 
 def test_any_size_mode_and_polarity_runs_at_native_resolution(model):
@@ -116,22 +118,12 @@ def test_shipped_examples_are_read_correctly(model):
         assert r.seg.prepared.inverted is f.name.startswith("paper")
 
 
-def test_tiled_inference_equals_one_pass(model):
-    images, _ = make_split("test", n=1, seed=5, width=224)
-    prepared = prepare(np.pad(images[0], ((5, 30), (0, 9))))
-    whole, tiled = infer(model, prepared), infer(model, prepared, tile=32)
-    assert np.array_equal(whole.classes, tiled.classes)
-    np.testing.assert_allclose(whole.confidence, tiled.confidence, atol=1e-4)
-    assert whole.digits == tiled.digits
-
-
 def fake_segmentation(h: int, w: int, boxes: list[tuple[int, int, int, int, int]]) -> Segmentation:
     classes = np.full((h, w), BACKGROUND, np.uint8)
     for digit, x0, y0, x1, y1 in boxes:
         classes[y0:y1, x0:x1] = digit
     conf = np.ones((h, w), np.float32)
-    return Segmentation(classes, conf, Prepared(np.zeros((h, w), np.uint8), np.zeros((h, w, 3), np.uint8), False),
-                        read_digits(classes, conf))
+    return Segmentation.from_digits(classes, Prepared(np.zeros((h, w), np.uint8)), read_digits(classes, conf))
 
 
 def test_digit_masks_one_per_digit_in_its_colour():
@@ -154,7 +146,7 @@ def test_digit_masks_are_downscaled_and_grouped_when_many():
 def test_reading_shows_number_table_and_polarity(model):
     r = analyse(model, next(EXAMPLES_DIR.glob("paper_*.jpg")))
     page = reading_html(r)
-    assert f'<div class="number">{r.seg.text}</div>' in page and "dark ink on light background" in page
+    assert f'<div class="number"><div>{r.seg.text}</div></div>' in page and "dark ink on light background" in page
     assert table_html(r).count("<tr>") == len(r.seg.digits) + 1
     blank = analyse(model, np.zeros((30, 30), np.uint8))
     assert blank.seg.digits == [] and "no digits found" in reading_html(blank) and table_html(blank) == ""
@@ -166,7 +158,7 @@ def test_bad_uploads_become_clear_ui_errors(model, tmp_path, name):
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(gr.Error) as e:
-        _analyse_upload(model, "cpu", str(path), 0.6)
+        _analyse_upload(model, str(path), 0.6)
     assert name in e.value.message and reason in e.value.message
 
 
@@ -177,7 +169,7 @@ def test_upload_reaches_segapp_undecoded():
     pasted = SimpleNamespace(path=None, url="data:image/png;base64," + base64.b64encode(b"PNGDATA").decode())
     assert image.preprocess(pasted) == b"PNGDATA"
     with pytest.raises(gr.Error, match="No image"):
-        _analyse_upload(None, "cpu", None, 0.6)
+        _analyse_upload(None, None, 0.6)
 
 
 def test_missing_weights_stop_the_demo_with_one_line(tmp_path, capsys):
@@ -215,7 +207,7 @@ def test_app_py_serves_on_gradio_port_offline(tmp_path):
                 time.sleep(0.3)
         assert proc.poll() is None, proc.stderr.read()[-2000:]
         client = Client(url, verbose=False)
-        _, summary = client.predict(handle_file(str(EXAMPLES_DIR / "m2nist_test_1_647.png")), api_name="/segment")
+        _, summary, _ = client.predict(handle_file(str(EXAMPLES_DIR / "m2nist_test_1_647.png")), api_name="/segment")
         assert summary["text"] == "6 4 7"
     finally:
         proc.terminate()
@@ -242,16 +234,19 @@ def test_api_offers_segment_and_ping_only(client):
     assert client.predict(api_name="/ping") == "ok"
 
 
-def test_segment_endpoint_reads_m2nist_test_images(client, tmp_path):
+def test_segment_endpoint_reads_m2nist_test_images(client, model, tmp_path):
     images, masks = make_split("test", n=10)
     for i, (img, m) in enumerate(zip(images, masks)):
         path = tmp_path / f"test_{i}.png"
         path.write_bytes(png(img))
-        overlay_path, summary = client.predict(handle_file(str(path)), api_name="/segment")
+        overlay_path, summary, mask_path = client.predict(handle_file(str(path)), api_name="/segment")
         assert summary["text"] == truth(m), i
         assert [d["digit"] for d in summary["digits"]] == [int(c) for c in truth(m).split()]
         with Image.open(overlay_path) as o:
             assert o.format == "PNG" and o.size == (84, 64) and o.mode == "RGB"
+        with Image.open(mask_path) as mk:  # the class-index mask: pixel value = class
+            assert mk.mode == "P" and mk.size == (84, 64)
+            assert np.array_equal(np.asarray(mk), analyse(model, img).seg.classes)
 
 
 def test_bad_uploads_get_messages_and_the_server_keeps_serving(client, tmp_path):
@@ -266,7 +261,7 @@ def test_bad_uploads_get_messages_and_the_server_keeps_serving(client, tmp_path)
     with pytest.raises(ValueError, match="maximum file size"):
         client.predict(handle_file(str(huge)), api_name="/segment")
     assert client.predict(api_name="/ping") == "ok"
-    _, summary = client.predict(handle_file(str(next(EXAMPLES_DIR.glob("m2nist_*.png")))), api_name="/segment")
+    _, summary, _ = client.predict(handle_file(str(next(EXAMPLES_DIR.glob("m2nist_*.png")))), api_name="/segment")
     assert summary["text"]
 
 
@@ -381,3 +376,39 @@ def test_browser_upload_shows_the_number_overlay_and_masks(browser, server, mode
     browser.upload("#input-image input[type=file]", bad)
     browser.wait_for(lambda: browser.js("return document.body.innerText.includes('broken.png: not an image')"), 30,
                      "no error message for a corrupt upload")
+
+
+def draw(browser, element: str, strokes: list[list[tuple[int, int]]]) -> None:
+    """Draws ``strokes`` (points relative to the element's centre) with W3C pointer actions: down, moves, up."""
+    for points in strokes:
+        acts = []
+        for i, (x, y) in enumerate(points):
+            acts.append({"type": "pointerMove", "origin": {W3C_ELEMENT: element}, "x": x, "y": y, "duration": 40})
+            if i == 0:
+                acts.append({"type": "pointerDown", "button": 0})
+        acts.append({"type": "pointerUp", "button": 0})
+        browser.call("POST", "/actions", {"actions": [
+            {"type": "pointer", "id": "pen", "parameters": {"pointerType": "mouse"}, "actions": acts}]})
+
+
+def test_browser_draws_a_number_on_the_sketchpad(browser, server, tmp_path):
+    """Issue 9: draw "1 7 9" on the canvas with pointer events (as a mouse or finger would); the demo reads it."""
+    browser.call("POST", "/url", {"url": server})
+    browser.wait_for(lambda: browser.js("return !!document.querySelector('button[role=tab]')"), 60, "no tabs")
+    browser.js("[...document.querySelectorAll('button[role=tab]')].find(t => t.innerText.includes('Draw')).click()")
+    browser.wait_for(lambda: browser.js(
+        "const b = document.querySelector('#sketch button[aria-label=Brush]');"
+        "return b && b.className.includes('highlight')"),
+        30, "the brush was not selected when the Draw tab opened")
+    canvas = browser.call("POST", "/element", {"using": "css selector", "value": "#sketch canvas"})[W3C_ELEMENT]
+    line = [(-120, y) for y in range(-70, 71, 20)]
+    seven = [(-40, -70), (0, -70), (40, -70), (20, -20), (0, 30), (-10, 70)]
+    nine = [(80, -70), (120, -70), (120, -10), (80, -10), (80, -70)]
+    draw(browser, canvas, [line, seven, nine, [(120, -10), (120, 70)]])
+    browser.js("document.querySelector('#read-drawing').click()")
+    number = browser.wait_for(lambda: browser.js(
+        "const n = document.querySelector('#reading .number'); return n && n.innerText.trim()"), 60,
+        "no number appeared after reading the drawing")
+    assert number == "1 7 9"
+    assert "dark ink on light background" in browser.js("return document.querySelector('#reading .meta').innerText")
+    (tmp_path / "drawing.png").write_bytes(base64.b64decode(browser.call("GET", "/screenshot")))

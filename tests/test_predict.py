@@ -24,6 +24,7 @@ from segapp.classes import flat_palette
 from segapp.cli import main
 from segapp.data import to_tensor
 from segapp.export import on_paper
+from segapp.inference import Segmenter
 from segapp.model import DEFAULT_WEIGHTS, load_pretrained
 from segapp.render import read_mask
 
@@ -323,14 +324,14 @@ def test_model_failure_costs_one_file(tmp_path, test_split, tiny_weights, monkey
     imgs = test_split[0][:6]
     root, out = tmp_path / "in", tmp_path / "out"
     clean_folder(root, imgs)
-    real = segapp.predict.segment_batch
+    real = Segmenter.infer
 
-    def out_of_memory_on_4(model, prepared, device):
-        if any(np.array_equal(p.gray, imgs[4]) for p in prepared):
+    def out_of_memory_on_4(self, inputs):
+        if any(np.array_equal(n.prepared.raw, imgs[4]) for n in inputs):
             raise RuntimeError("CUDA out of memory (simulated)")
-        return real(model, prepared, device)
+        return real(self, inputs)
 
-    monkeypatch.setattr(segapp.predict, "segment_batch", out_of_memory_on_4)
+    monkeypatch.setattr(Segmenter, "infer", out_of_memory_on_4)
     assert predict(root, out, tiny_weights) == 1  # batches of 3: the batch holding image 4 is retried one by one
     status = {r["file"]: r["status"] for r in summary(out)[0]}
     assert status.pop("part0/c0_004.png").startswith("error: model failed (CUDA out of memory")
@@ -342,7 +343,7 @@ def test_masks_equal_direct_inference(batch_size, tmp_path, test_split, tiny_wei
     imgs = test_split[0][:12]
     root, out = tmp_path / "in", tmp_path / "out"
     clean_folder(root, imgs)
-    assert predict(root, out, tiny_weights, "--amp", "off", "--batch-size", batch_size) == 0
+    assert predict(root, out, tiny_weights, "--amp", "off", "--batch-size", batch_size, "--no-rescale") == 0
     with torch.inference_mode():
         want, _ = load_pretrained(tiny_weights).predict(to_tensor(imgs))
     got = np.stack([read_mask(out / "masks" / "part0" / f"c0_{i:03d}.png") for i in range(len(imgs))])

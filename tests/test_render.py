@@ -6,8 +6,8 @@ from PIL import Image
 
 from segapp.classes import BACKGROUND, MIN_DIGIT_AREA, PALETTE
 from segapp.images import prepare
-from segapp.model import load_pretrained
-from segapp.render import overlay, read_digits, read_mask, save_mask, segment_batch
+from segapp.inference import Segmenter
+from segapp.render import overlay, read_digits, read_mask, save_mask
 
 
 def canvas(h=20, w=40):
@@ -65,8 +65,7 @@ def test_mask_png_reads_back_as_class_indices_and_shows_the_palette(tmp_path):
 def test_shipped_model_reads_m2nist_digits(test_split):
     """The shipped weights read the right digit sequence on most M2NIST test images."""
     images, masks = test_split
-    model = load_pretrained()
-    results = segment_batch(model, [prepare(im) for im in images])
+    results = Segmenter().segment([prepare(im) for im in images])
     truth = [[d["digit"] for d in read_digits(m, np.ones(m.shape, np.float32))] for m in masks]
     correct = sum([d["digit"] for d in r.digits] == t for r, t in zip(results, truth))
     assert correct >= 0.9 * len(images)

@@ -1,0 +1,273 @@
+"""Robustness benchmark: images unlike the training set, built from MNIST *test* digits (and fonts).
+
+    python -m benchmarks.robustness [--weights weights] [--n 150] [--seed 200] [--out runs/robustness]
+
+Builds one labelled folder per category under ``--out`` (``<cat>/images/*.png|jpg``,
+``<cat>/masks/*.png`` with 255 = void, ``<cat>/truth.csv``), runs the one inference path
+(:class:`segapp.inference.Segmenter`, as `segapp predict` does) over every file and prints mean IoU
+over digits and the share of numbers read exactly (all lines, in reading order) per category.
+
+Where digits are resampled, thickened or photographed, the faint edge band (clean ink below a
+quarter of full intensity) is void, as PASCAL VOC leaves object boundaries void.
+
+Categories: the M2NIST recipe; canvases upscaled 2x and 4x; downscaled 0.7x; marker-thick strokes;
+the photo treatment at 1x and 3x; two rows; touching digits (20 px apart); printed digits (OpenCV's
+Hershey fonts); a "script" hand (Hershey script fonts, elastic wobble, 24-160 px, clean and
+photographed: a handwriting style not from MNIST); blank paper (must read nothing). Seeds 100
+(development) and 200 (held out: never looked at while tuning) give disjoint image sets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from segapp.classes import BACKGROUND, NUM_DIGITS
+from segapp.data import compose, digit_pool
+from segapp.inference import InferenceConfig, Segmenter
+from segapp.metrics import ConfusionMatrix
+
+VOID = 255
+EDGE = 64  # clean ink below this (a quarter of 255) is void where digits were resampled
+
+
+def resample(img: np.ndarray, mask: np.ndarray, f: float) -> tuple[np.ndarray, np.ndarray]:
+    """Scales a clean canvas by ``f``; labels follow the ink (>= EDGE digit, faint band void)."""
+    h, w = img.shape
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    out = cv2.resize(img, size, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_CUBIC)
+    lab = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+    return out, void_edges(out, lab)
+
+
+def void_edges(ink: np.ndarray, lab: np.ndarray) -> np.ndarray:
+    """Digit where ink >= EDGE (label of the nearest digit), void in the faint band, background elsewhere."""
+    lab = lab.copy()
+    near = cv2.erode(lab, np.ones((3, 3), np.uint8))  # any digit (0-9) beats background (10)
+    for _ in range(3):
+        orphan = (ink >= EDGE) & (lab == BACKGROUND)
+        lab[orphan] = near[orphan]
+        near = cv2.erode(near, np.ones((3, 3), np.uint8))
+    lab[(ink >= EDGE) & (lab == BACKGROUND)] = VOID
+    lab[(ink < EDGE) & (lab != BACKGROUND)] = VOID
+    lab[(ink > 0) & (ink < EDGE)] = VOID
+    return lab
+
+
+def photograph(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """White-on-black ink -> RGB photo of dark ink on tinted, unevenly lit paper, blurred, noisy (no JPEG yet)."""
+    h, w = ink.shape
+    a = ink.astype(np.float32) / 255.0
+    paper = rng.uniform(170, 240) * np.array([1.0, rng.uniform(0.92, 1.0), rng.uniform(0.8, 0.95)])
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    light = 1.0 - rng.uniform(0.15, 0.35) * (xx / w) - rng.uniform(0.0, 0.2) * (yy / h)
+    pen = np.array([rng.uniform(10, 50), rng.uniform(10, 50), rng.uniform(40, 110)])
+    rgb = (paper * (1 - a[..., None]) + pen * a[..., None]) * light[..., None]
+    rgb = cv2.GaussianBlur(rgb, (0, 0), rng.uniform(0.6, 1.0) * max(1.0, h / 64 * 0.5))
+    rgb += rng.normal(0, rng.uniform(4, 8), rgb.shape)
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def png(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def canvases(n: int, rng: np.random.Generator, width: int = 84, spacing: int = 28):
+    """M2NIST-recipe canvases of MNIST-test digits; ``spacing`` < 28 makes touching digits."""
+    digits, labels = digit_pool("test")
+    if spacing == 28:
+        return compose(digits, labels, n, rng, width=width)
+    images = np.zeros((n, 64, width), np.uint8)
+    masks = np.full((n, 64, width), BACKGROUND, np.uint8)
+    for k in range(n):
+        x = int(rng.integers(0, 6))
+        while x + 28 <= width:
+            j = int(rng.integers(0, len(digits)))
+            y = int(rng.integers(8, 28))
+            d = digits[j]
+            win_c, win_o = images[k, y : y + 28, x : x + 28], masks[k, y : y + 28, x : x + 28]
+            wins = (d > 0) & (d > win_c)
+            win_o[wins] = labels[j]
+            np.maximum(win_c, d, out=win_c)
+            x += spacing
+    return images, masks
+
+
+def font_number(rng: np.random.Generator, height: int, script: bool) -> tuple[np.ndarray, np.ndarray, str]:
+    """A number written with an OpenCV Hershey font (script: handwriting-like, wobbled), white on black."""
+    fonts = ([cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_HERSHEY_SCRIPT_COMPLEX] if script else
+             [cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_TRIPLEX])
+    font = fonts[int(rng.integers(0, len(fonts)))]
+    text = "".join(str(int(rng.integers(0, 10))) for _ in range(int(rng.integers(2, 6))))
+    scale = cv2.getFontScaleFromHeight(font, height)
+    thick = max(1, int(round(height * rng.uniform(0.06, 0.12))))
+    gap = int(height * rng.uniform(0.25, 0.6))
+    widths = [cv2.getTextSize(c, font, scale, thick)[0][0] for c in text]
+    W = sum(widths) + gap * (len(text) + 1)
+    H = int(height * 2.2)
+    ink = np.zeros((H, W), np.uint8)
+    lab = np.full((H, W), BACKGROUND, np.uint8)
+    x = gap
+    base = int(height * 1.5)
+    for c, cw in zip(text, widths):
+        one = np.zeros((H, W), np.uint8)
+        cv2.putText(one, c, (x, base + int(rng.integers(-height // 10, height // 10 + 1))), font, scale, 255, thick,
+                    cv2.LINE_AA)
+        lab[(one >= EDGE) & (one > ink)] = int(c)
+        np.maximum(ink, one, out=ink)
+        x += cw + gap
+    if script:  # wobble: a smooth random displacement, so no two digits are the same shape
+        amp = height * 0.04
+        field = rng.normal(0, 1, (2, 3, max(3, len(text) * 2))).astype(np.float32)
+        dx = cv2.resize(field[0], (W, H), interpolation=cv2.INTER_CUBIC) * amp
+        dy = cv2.resize(field[1], (W, H), interpolation=cv2.INTER_CUBIC) * amp
+        gx, gy = np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32))
+        ink = cv2.remap(ink, gx + dx, gy + dy, cv2.INTER_LINEAR)
+        lab = cv2.remap(lab, gx + dx, gy + dy, cv2.INTER_NEAREST, borderValue=BACKGROUND)
+    return ink, void_edges(ink, lab), " ".join(text)
+
+
+def truth_text(mask: np.ndarray, rows: int = 1) -> str:
+    """Digits of a canvas class map in reading order (left to right; two rows: top row first)."""
+    h = mask.shape[0]
+    out = []
+    for r in range(rows):
+        part = mask[r * h // rows : (r + 1) * h // rows]
+        n, lab, stats, cent = cv2.connectedComponentsWithStats((part < NUM_DIGITS).astype(np.uint8), connectivity=8)
+        found = []
+        for i in range(1, n):
+            vals = part[lab == i]
+            for d in np.unique(vals):
+                if (vals == d).sum() >= 20:
+                    xs = np.nonzero((lab == i) & (part == d))[1]
+                    found.append((xs.mean(), int(d)))
+        out.append(" ".join(str(d) for _, d in sorted(found)))
+    return "\n".join(o for o in out if o)
+
+
+def build(cat: str, n: int, rng: np.random.Generator) -> list[tuple[bytes, str, np.ndarray, str]]:
+    """(file bytes, extension, label map with VOID, true text) for ``n`` images of category ``cat``."""
+    items = []
+    if cat in ("m2nist", "up2x", "up4x", "down0.7x", "thick", "photo1x", "photo3x"):
+        imgs, masks = canvases(n, rng)
+        for img, m in zip(imgs, masks):
+            text = truth_text(m)
+            if cat == "m2nist":
+                items.append((png(img), "png", m, text))
+            elif cat in ("up2x", "up4x", "down0.7x"):
+                f = {"up2x": 2.0, "up4x": 4.0, "down0.7x": 0.7}[cat]
+                a, lab = resample(img, m, f)
+                items.append((png(a), "png", lab, text))
+            elif cat == "thick":
+                a = cv2.dilate(img, np.ones((3, 3), np.uint8))  # strokes 2 px thicker
+                items.append((png(a), "png", void_edges(a, m), text))
+            else:
+                f = 3.0 if cat == "photo3x" else 1.0
+                a, lab = resample(img, m, f) if f != 1 else (img, void_edges(img, m))
+                items.append((jpeg(photograph(a, rng), int(rng.integers(70, 95))), "jpg", lab, text))
+    elif cat == "two_rows":
+        imgs, masks = canvases(2 * n, rng)
+        for k in range(n):
+            img, m = np.vstack([imgs[2 * k], imgs[2 * k + 1]]), np.vstack([masks[2 * k], masks[2 * k + 1]])
+            items.append((png(img), "png", m, truth_text(m, rows=2)))
+    elif cat == "touching":
+        imgs, masks = canvases(n, rng, width=124, spacing=20)
+        items += [(png(i), "png", m, truth_text(m)) for i, m in zip(imgs, masks)]
+    elif cat in ("printed", "script", "script_photo"):
+        for _ in range(n):
+            lo, hi = (24, 48) if cat == "printed" else (24, 160)
+            height = int(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+            ink, lab, text = font_number(rng, height, script=cat != "printed")
+            if cat == "script_photo":
+                items.append((jpeg(photograph(ink, rng), int(rng.integers(70, 95))), "jpg", lab, text))
+            else:
+                items.append((png(255 - ink), "png", lab, text))  # dark ink on white, as drawn or typed
+    elif cat == "blank":
+        for _ in range(n):
+            h, w = int(rng.integers(64, 400)), int(rng.integers(84, 600))
+            ink = np.zeros((h, w), np.uint8)
+            for _ in range(int(rng.integers(0, 8))):  # specks of dust
+                cv2.circle(ink, (int(rng.integers(0, w)), int(rng.integers(0, h))), int(rng.integers(0, 2)), 180, -1)
+            items.append((jpeg(photograph(ink, rng), 85), "jpg", np.full((h, w), BACKGROUND, np.uint8), ""))
+    else:
+        raise ValueError(cat)
+    return items
+
+
+CATEGORIES = ("m2nist", "up2x", "up4x", "down0.7x", "thick", "photo1x", "photo3x", "two_rows", "touching", "printed",
+              "script", "script_photo", "blank")
+
+
+def score(seg: Segmenter, items: list, folder: Path | None = None) -> dict:
+    cm, right, t0 = ConfusionMatrix(), 0, time.perf_counter()
+    for k, (data, ext, lab, text) in enumerate(items):
+        s = seg(data, f"{k:05d}.{ext}")
+        keep = lab != VOID
+        cm.update(_t(s.classes[keep]), _t(lab[keep]))
+        right += s.text == text
+        if folder is not None:
+            (folder / "images").mkdir(parents=True, exist_ok=True)
+            (folder / "masks").mkdir(parents=True, exist_ok=True)
+            (folder / "images" / f"{k:05d}.{ext}").write_bytes(data)
+            Image.fromarray(lab).save(folder / "masks" / f"{k:05d}.png")
+    m = cm.compute()
+    return {"miou_digits": m["miou_digits"], "read": right / len(items), "n": len(items),
+            "seconds_per_image": (time.perf_counter() - t0) / len(items)}
+
+
+def _t(a: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--weights", default=None, help="run folder or weights (default: the shipped weights)")
+    p.add_argument("--n", type=int, default=150, help="images per category")
+    p.add_argument("--seed", type=int, default=200, help="100: development set; 200: held out")
+    p.add_argument("--categories", default=",".join(CATEGORIES))
+    p.add_argument("--no-rescale", action="store_true", help="turn scale normalisation off (the 'before' column)")
+    p.add_argument("--out", type=Path, default=None, help="also write the labelled folders and results.json here")
+    a = p.parse_args(argv)
+    seg = Segmenter(a.weights, InferenceConfig(rescale=not a.no_rescale))
+    results = {}
+    print(f"{'category':14s} {'mIoU digits':>11s} {'read':>6s} {'s/img':>6s}")
+    for i, cat in enumerate(a.categories.split(",")):
+        rng = np.random.default_rng([a.seed, i])
+        items = build(cat, a.n, rng)
+        r = score(seg, items, a.out / cat if a.out else None)
+        if cat == "blank":
+            r["miou_digits"] = float("nan")
+        results[cat] = r
+        print(f"{cat:14s} {r['miou_digits']:11.4f} {r['read']:6.1%} {r['seconds_per_image']:6.3f}", flush=True)
+    if a.out:
+        a.out.mkdir(parents=True, exist_ok=True)
+        (a.out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(a).items()},
+                                                        "results": results}, indent=2) + "\n")
+        with open(a.out / "results.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["category", "miou_digits", "read", "n"])
+            for cat, r in results.items():
+                w.writerow([cat, f"{r['miou_digits']:.4f}", f"{r['read']:.4f}", r["n"]])
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,328 @@
+"""The one inference path, used by the demo, `segapp predict` and `segapp evaluate`.
+
+preprocess -> net -> postprocess, Ultralytics-predictor style:
+
+1. **preprocess** (:meth:`Segmenter.preprocess`): a reduced copy of the image (at most
+   ``analysis_pixels``) is normalised (polarity, uneven paper, noise; :func:`segapp.images.normalise`)
+   and its ink measured: the median height of the ink's connected parts is the digit height.
+   The image is then resized so digits reach the net at the 20 px the net was trained on (MNIST's
+   digit height) and normalised at that size. A 4000x3000 photo of a 3-digit number thus becomes a
+   few hundred pixels: its cost follows the digits, not the megapixels.
+2. **net** (:meth:`Segmenter.logits`): same-sized inputs in batches; large ones in tiles with a
+   margin of the receptive field's radius, so memory is bounded and the result equals one pass.
+3. **postprocess** (:meth:`Segmenter.postprocess`): digits are read at the net's scale (where
+   their size is known), boxes mapped back to input pixels; the class map comes back at the
+   input's exact H x W by bilinear upsampling of the logits, then argmax (clean boundaries), only
+   around the digits (the rest is background), in strips of bounded memory.
+
+The network itself stays decoder-free and never downsamples: all resizing is around it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .classes import BACKGROUND
+from .images import Prepared, normalise, prepare
+from .model import load_pretrained
+from .render import Segmentation, read_digits
+from .runtime import amp_enabled, pick_device
+
+TARGET_HEIGHT = 20.0  # px: MNIST digits are 20 px tall (ink > 64) in their 28x28 box; the net was trained there
+KEEP_BAND = 1.4  # estimated heights within TARGET / KEEP_BAND .. TARGET * KEEP_BAND run unresized (the net was
+# trained on digits 0.7-1.4x the target size, see segapp.synth, so resampling inside the band only costs detail)
+MAX_UPSCALE = 3.0  # below ~7 px a digit is not legible; more upscaling only magnifies noise
+MIN_INK_HEIGHT = 8  # px at analysis scale: shorter ink parts are specks (or digits too small to read)
+STRIP_BYTES = 64 * 2**20  # memory of one strip of upsampled logits
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How images are brought to the net. Defaults suit photos, scans, drawings and M2NIST alike."""
+
+    rescale: bool = True  # scale normalisation; off: the net sees the image at its own size
+    digit_height: float | None = None  # px in the input; None: estimated from the ink
+    max_net_pixels: int = 1_500_000  # the net's input is reduced to fit (bounds time: ~3 s on 2 cores)
+    analysis_pixels: int = 1_000_000  # size of the copy the digit height is measured on
+    tile: int = 512  # net inputs above tile x tile pixels run in overlapping tiles
+    batch_size: int = 16
+    device: str = "auto"
+    amp: str = "auto"  # bfloat16: auto = only where native (GPU, AVX-512 BF16 / AMX)
+    backend: str = "auto"  # auto | torch | onnx: what runs the net (see :func:`make_engine`)
+
+    def __post_init__(self):
+        if self.digit_height is not None and not (2 <= self.digit_height <= 100_000):
+            raise ValueError(f"digit height {self.digit_height} px: give a digit's height in the image, 2 px or more")
+        if self.max_net_pixels < 64 * 64 or self.analysis_pixels < 64 * 64 or self.tile < 64 or self.batch_size < 1:
+            raise ValueError("inference limits too small: max/analysis pixels >= 4096, tile >= 64, batch size >= 1")
+        if self.backend not in ("auto", "torch", "onnx"):  # = BACKENDS (defined with the engines, below)
+            raise ValueError(f"backend {self.backend!r}: use auto, torch or onnx")
+
+
+@dataclass
+class NetInput:
+    """One image as the net will see it, and how it got there."""
+
+    prepared: Prepared
+    image: np.ndarray  # (h, w) uint8, white ink on black, digits about TARGET_HEIGHT px tall
+    scale: float  # net pixels per input pixel (1.0: unresized)
+    digit_height: float | None  # estimated (or given) digit height in input pixels; None: no ink found
+
+
+def ink_height(ink: np.ndarray) -> float | None:
+    """Typical digit height (px) of a normalised image: the median height of its ink parts.
+
+    Specks (small parts), ruled lines (very wide, flat parts) and frames are left out; after a first
+    estimate, gaps of a tenth of a digit are closed so broken strokes count at full height.
+    """
+    binary = (ink >= 64).astype(np.uint8)
+    first = _median_part_height(binary)
+    if first is None:
+        return None
+    k = int(round(first / 10))
+    if k >= 2:
+        closed = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+        return _median_part_height(closed) or first
+    return first
+
+
+def _median_part_height(binary: np.ndarray) -> float | None:
+    n, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    if n <= 1:
+        return None
+    w, h, area = stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT], stats[1:, cv2.CC_STAT_AREA]
+    H, W = binary.shape
+    keep = (area >= max(4, 0.03 * area.max())) & (h >= MIN_INK_HEIGHT) & (w <= 8 * h)
+    keep &= ~((h >= 0.9 * H) & (w >= 0.9 * W))  # a frame or the paper's edge
+    if not keep.any():
+        return None
+    # Each part votes once: digits that touch merge into one part (on a line: taller by little; stacked,
+    # as M2NIST's random offsets make them: twice as tall), and a lower median lets the single digits win.
+    return float(np.percentile(h[keep], 50, method="lower"))
+
+
+class Segmenter:
+    """Weights + :class:`InferenceConfig` -> a callable from images to :class:`Segmentation`.
+
+    Example::
+
+        seg = Segmenter("weights")("photo.jpg")
+        print(seg.text, seg.digit_height, seg.scale)
+    """
+
+    def __init__(self, weights: Path | str | None = None, cfg: InferenceConfig = InferenceConfig(),
+                 model: torch.nn.Module | None = None):
+        self.cfg = cfg
+        self.device = pick_device(cfg.device)
+        self.amp = amp_enabled(cfg.amp, self.device)
+        model = model if model is not None else load_pretrained(weights)
+        self.model = model.to(self.device).eval()
+        self.radius = (model.receptive_field() - 1) // 2
+        self.num_classes = model.config.num_classes
+        self.engine = make_engine(self.model, cfg.backend, self.device, self.amp)  # an inference copy: BN folded
+        self.backend = self.engine.name
+
+    def with_options(self, **changes) -> Segmenter:
+        """The same weights with other options (e.g. a user's ``digit_height``); shares the model."""
+        other = Segmenter.__new__(Segmenter)
+        other.__dict__.update(self.__dict__)
+        other.cfg = replace(self.cfg, **changes)
+        return other
+
+    def __call__(self, source, name: str | None = None) -> Segmentation:
+        """One image (path, bytes, array or Pillow image) -> :class:`Segmentation`."""
+        return self.segment([source if isinstance(source, Prepared) else prepare(source, name)])[0]
+
+    # -- preprocess ------------------------------------------------------------------------------
+    def preprocess(self, p: Prepared) -> NetInput:
+        """Normalises polarity and background, estimates the digit height and resizes to the net's scale."""
+        raw, cfg = p.raw, self.cfg
+        H, W = raw.shape
+        height = cfg.digit_height
+        if cfg.rescale and height is None:
+            a = min(1.0, math.sqrt(cfg.analysis_pixels / (H * W)))
+            if a == 1.0:
+                ink = p.gray
+            else:
+                ink, inverted = normalise(cv2.resize(raw, _size(W, H, a), interpolation=cv2.INTER_AREA))
+                p.inverted = inverted
+            if not ink.any():  # no ink at all: nothing to read, no need to run the net on megapixels of paper
+                return NetInput(p, np.zeros((1, 1), np.uint8), 1.0, None)
+            measured = ink_height(ink)
+            height = None if measured is None else measured / a
+        scale = 1.0
+        if cfg.rescale and height is not None:
+            s = min(TARGET_HEIGHT / height, MAX_UPSCALE)
+            if not (1 / KEEP_BAND <= s <= KEEP_BAND):
+                scale = s
+        scale = min(scale, math.sqrt(cfg.max_net_pixels / (H * W)))  # bounded cost, whatever the digits
+        if scale == 1.0:
+            return NetInput(p, p.gray, 1.0, height)
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        image, inverted = normalise(cv2.resize(raw, _size(W, H, scale), interpolation=interp))
+        p.inverted = inverted
+        return NetInput(p, image, scale, height)
+
+    # -- net -------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def logits(self, images: list[np.ndarray]) -> torch.Tensor:
+        """Same-sized (h, w) uint8 images -> float32 logits (N, C, h, w) on the CPU."""
+        h, w = images[0].shape
+        x = torch.from_numpy(np.stack(images)).float().div_(255.0)[:, None]
+        if h * w <= self.cfg.tile**2:
+            return self._forward(x)
+        out = torch.empty((len(images), self.num_classes, h, w), dtype=torch.float32)
+        t, r = self.cfg.tile, self.radius
+        for y in range(0, h, t):
+            for x0 in range(0, w, t):
+                ya, xa, yb, xb = max(0, y - r), max(0, x0 - r), min(h, y + t + r), min(w, x0 + t + r)
+                part = self._forward(x[:, :, ya:yb, xa:xb])
+                out[:, :, y : y + t, x0 : x0 + t] = part[:, :, y - ya : y - ya + t, x0 - xa : x0 - xa + t]
+        return out
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1, h, w) float in [0, 1] -> float32 logits (N, C, h, w) on the CPU, through the chosen engine."""
+        return self.engine(x)
+
+    # -- postprocess -----------------------------------------------------------------------------
+    def postprocess(self, n: NetInput, logits: torch.Tensor) -> Segmentation:
+        """(C, h, w) logits -> class map at the input's size, digits read in lines, in input pixels."""
+        probs = logits.softmax(0)
+        conf, classes = probs.max(0)
+        small = classes.to(torch.uint8).numpy()
+        digits = read_digits(small, conf.numpy())
+        H, W = n.prepared.raw.shape
+        full = small.copy() if small.shape == (H, W) else upsample_classes(logits, small, H, W)
+        ink_refine(full, n.prepared, n.scale)
+        sy, sx = small.shape[0] / H, small.shape[1] / W
+        for d in digits:  # boxes to input pixels; areas as the final mask has them
+            x0, y0, x1, y1 = d["bbox"]
+            x0, y0, x1, y1 = int(x0 / sx), int(y0 / sy), min(W, math.ceil(x1 / sx)), min(H, math.ceil(y1 / sy))
+            d["bbox"] = [x0, y0, x1, y1]
+            d["area"] = int((full[y0:y1, x0:x1] == d["digit"]).sum())
+        return Segmentation.from_digits(full, n.prepared, digits, scale=n.scale, digit_height=n.digit_height)
+
+    def infer(self, inputs: list[NetInput]) -> list[Segmentation]:
+        """Net + postprocess for preprocessed inputs of one size (the caller batches; see :meth:`segment`)."""
+        return [self.postprocess(n, lg) for n, lg in zip(inputs, self.logits([n.image for n in inputs]))]
+
+    def batch_limit(self, shape: tuple[int, int]) -> int:
+        """How many net inputs of ``shape`` go into one batch (fewer as they grow; tiles bound the rest)."""
+        return max(1, min(self.cfg.batch_size, self.cfg.tile**2 // (shape[0] * shape[1])))
+
+    def segment(self, prepared: list[Prepared]) -> list[Segmentation]:
+        """Prepared images -> segmentations (in order); same-sized net inputs share batches."""
+        inputs = [self.preprocess(p) for p in prepared]
+        results: list[Segmentation | None] = [None] * len(inputs)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, n in enumerate(inputs):
+            groups.setdefault(n.image.shape, []).append(i)
+        for shape, idx in groups.items():
+            per_batch = self.batch_limit(shape)
+            for k in range(0, len(idx), per_batch):
+                chunk = idx[k : k + per_batch]
+                for i, seg in zip(chunk, self.infer([inputs[i] for i in chunk])):
+                    results[i] = seg
+        return results
+
+
+def upsample_classes(logits: torch.Tensor, small: np.ndarray, H: int, W: int) -> np.ndarray:
+    """Class map at H x W from (C, h, w) logits: bilinear upsampling (align_corners=False), then argmax.
+
+    Only the box around the digits found at net scale is computed (the rest is background), in
+    strips of at most :data:`STRIP_BYTES`, so a 12-megapixel class map costs tens of megabytes.
+    """
+    out = np.full((H, W), BACKGROUND, np.uint8)
+    ys, xs = np.nonzero(small != BACKGROUND)
+    if len(ys) == 0:
+        return out
+    C, h, w = logits.shape
+    sy, sx = h / H, w / W
+    # input rows/cols whose source position lies within one net pixel of a digit pixel
+    r0, r1 = max(0, int((ys.min() - 1) / sy)), min(H, math.ceil((ys.max() + 2) / sy))
+    c0, c1 = max(0, int((xs.min() - 1) / sx)), min(W, math.ceil((xs.max() + 2) / sx))
+    gx = ((torch.arange(c0, c1, dtype=torch.float32) + 0.5) * sx) * (2.0 / w) - 1.0
+    rows = max(1, STRIP_BYTES // (4 * C * (c1 - c0)))
+    src = logits[None]
+    for y in range(r0, r1, rows):
+        ye = min(r1, y + rows)
+        gy = ((torch.arange(y, ye, dtype=torch.float32) + 0.5) * sy) * (2.0 / h) - 1.0
+        grid = torch.stack(torch.broadcast_tensors(gx[None, :], gy[:, None]), dim=-1)[None]
+        up = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        out[y:ye, c0:c1] = up[0].argmax(0).to(torch.uint8).numpy()
+    return out
+
+
+def ink_refine(full: np.ndarray, prepared: Prepared, scale: float) -> None:
+    """Makes digit masks follow the ink at the input's own resolution (in place).
+
+    Two rules, the M2NIST labelling rule applied to any image: a pixel without ink is background,
+    and ink touching a digit belongs to it. The first removes the halo that upsampled logits wear
+    (they cannot place a boundary more finely than one net pixel: 40 px in a phone photo); the
+    second gives faint anti-aliased stroke edges, which a net trained on photos tends to drop, to
+    their digit. Ink is measured on a crop around the digits (two digit heights of paper around them,
+    for the background estimate) with the polarity found for the whole image.
+    """
+    ys, xs = np.nonzero(full != BACKGROUND)
+    if len(ys) == 0:
+        return
+    if scale == 1.0:
+        y0, x0, ink = 0, 0, prepared.gray
+        y1, x1 = full.shape
+    else:
+        m = int(2 * TARGET_HEIGHT / scale)
+        y0, y1 = max(0, ys.min() - m), min(full.shape[0], ys.max() + 1 + m)
+        x0, x1 = max(0, xs.min() - m), min(full.shape[1], xs.max() + 1 + m)
+        ink, _ = normalise(prepared.raw[y0:y1, x0:x1], inverted=prepared.inverted)
+    view = full[y0:y1, x0:x1]
+    lit = ink > 0
+    view[~lit & (view != BACKGROUND)] = BACKGROUND
+    grow = max(2, math.ceil(1 / scale))  # px: one net pixel, and at least the 2 px of an anti-aliased edge
+    kernel = np.ones((3, 3), np.uint8)
+    for _ in range(grow):
+        orphan = lit & (view == BACKGROUND)
+        if not orphan.any():
+            break
+        near = cv2.erode(view, kernel)  # min over 3x3: any digit (0-9) beats background (10)
+        view[orphan] = near[orphan]
+
+
+def _size(W: int, H: int, s: float) -> tuple[int, int]:
+    """cv2 (width, height) of an H x W image scaled by ``s`` (rounded down: never above a pixel budget), >= 1 px."""
+    return max(1, int(W * s)), max(1, int(H * s))
+
+
+# -- engines ---------------------------------------------------------------------------------------
+BACKENDS = ("auto", "torch", "onnx")
+
+
+def make_engine(model: torch.nn.Module, backend: str, device: torch.device, amp: bool):
+    """The callable that runs the net for a :class:`Segmenter` (see :mod:`segapp.engines`).
+
+    * ``torch``: an inference copy of ``model`` with BatchNorm folded into the convs, channels_last, bfloat16
+      autocast when ``amp`` (which :func:`segapp.runtime.amp_enabled` allows only where bf16 is native);
+    * ``onnx``: the net exported to ONNX (cached per weights) and run by ONNX Runtime with torch's thread
+      count; checked against torch on a small input before use;
+    * ``auto``: torch on CUDA; on the CPU ONNX Runtime fp32, the fastest of the correct engines measured in
+      docs/speed.md, falling back to torch when ONNX Runtime is missing or its graph fails the check.
+    """
+    from .engines import EngineError, TorchEngine, onnx_engine_for
+
+    if backend == "torch" or (backend == "auto" and device.type != "cpu"):
+        return TorchEngine(model, device, amp)
+    if backend == "onnx":
+        return onnx_engine_for(model, device)
+    try:
+        return onnx_engine_for(model, device)
+    except EngineError as e:
+        import warnings
+
+        warnings.warn(f"segapp: ONNX Runtime backend unavailable ({e}); using torch", stacklevel=2)
+        return TorchEngine(model, device, amp)

@@ -1,0 +1,184 @@
+"""Real-world training images made from MNIST training digits: what scale normalisation cannot remove.
+
+The inference path (:mod:`segapp.inference`) brings every image to the digit size the net was
+trained on (about 20 px tall), so what is left for the net to learn is the rest of the real
+world: residual scale error, pens from pencil to marker, slant and wobble, touching digits, two
+rows, and photographs (tinted, unevenly lit paper, coloured ink, blur, sensor noise, JPEG,
+specks and ruled lines). Photographs go through the same :func:`segapp.images.normalise` that
+inference uses, so the net sees exactly what a user's photo becomes.
+
+Digit shapes come from MNIST training digits only (no fonts, no other handwriting): what the net
+does on other people's handwriting is then an honest measure of generalisation.
+
+Labels: a pixel belongs to a digit where that digit's own (transformed) intensity is at least
+:data:`EDGE` of full ink; the faint band around strokes (0 < ink < EDGE) is :data:`IGNORE`, as
+PASCAL VOC leaves object boundaries void: nobody can say where a resampled or blurred stroke ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .classes import BACKGROUND
+from .images import normalise
+
+IGNORE = 255  # label value that the loss skips
+EDGE = 0.25  # share of full ink from which a resampled stroke pixel is labelled as its digit
+TARGET_HEIGHT = 20.0  # MNIST digits are 20 px tall (ink > 64) in their 28x28 box
+
+
+@dataclass(frozen=True)
+class WildConfig:
+    """Probabilities and ranges of the real-world generator (all sizes in net pixels)."""
+
+    height: int = 64
+    width: int = 84
+    scale: tuple[float, float] = (0.7, 1.4)  # digit height / 20 px: residual error of scale normalisation
+    two_rows: float = 0.25
+    gap: tuple[float, float] = (-3.0, 9.0)  # px between neighbouring digits' boxes; < 0 overlaps
+    slant: float = 0.35  # max |shear|
+    rotate: float = 10.0  # max |degrees|
+    elastic: float = 0.5  # probability of a smooth random wobble
+    thicken: float = 0.35  # probability of a marker (dilation by 2-5 px)
+    thin: float = 0.08  # probability of a fine pen (erosion)
+    resample: float = 0.25  # probability of blur from a low-resolution original (small digits upscaled)
+    photo: float = 0.55  # probability of the photograph treatment
+
+
+def _digit_patch(d28: np.ndarray, height: float, rng: np.random.Generator, cfg: WildConfig) -> np.ndarray:
+    """One MNIST digit -> float patch in [0, 1], ``height`` px tall, slanted, rotated, wobbled, re-stroked."""
+    ys, xs = np.nonzero(d28 > 0)
+    d = d28[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32) / 255.0
+    h0, w0 = d.shape
+    s = height / max(h0, 1)
+    sx = s * float(np.exp(rng.uniform(-0.2, 0.2)))  # width/height ratio of other hands
+    shear = rng.uniform(-cfg.slant, cfg.slant)
+    ang = np.deg2rad(rng.uniform(-cfg.rotate, cfg.rotate))
+    ca, sa = np.cos(ang), np.sin(ang)
+    lin = np.array([[ca, -sa], [sa, ca]]) @ np.array([[1.0, shear], [0.0, 1.0]]) @ np.diag([sx, s])
+    corners = np.array([[0, 0], [w0, 0], [0, h0], [w0, h0]], np.float64) @ lin.T
+    pad = 6
+    lo = corners.min(0)
+    size = np.ceil(corners.max(0) - lo).astype(int) + 2 * pad
+    m = np.hstack([lin, (pad - lo)[:, None]]).astype(np.float32)
+    p = cv2.warpAffine(d, m, (int(size[0]), int(size[1])), flags=cv2.INTER_LINEAR, borderValue=0.0)
+    if rng.random() < cfg.elastic:
+        gh, gw = p.shape
+        amp = rng.uniform(0.5, 1.6) * height / TARGET_HEIGHT
+        field = rng.normal(0, 1, (2, 4, 4)).astype(np.float32)
+        dx = cv2.resize(field[0], (gw, gh), interpolation=cv2.INTER_CUBIC) * amp
+        dy = cv2.resize(field[1], (gw, gh), interpolation=cv2.INTER_CUBIC) * amp
+        gx, gy = np.meshgrid(np.arange(gw, dtype=np.float32), np.arange(gh, dtype=np.float32))
+        p = cv2.remap(p, gx + dx, gy + dy, cv2.INTER_LINEAR, borderValue=0.0)
+    r = rng.random()
+    if r < cfg.thicken:
+        k = int(rng.integers(2, 6))
+        p = cv2.dilate(p, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    elif r < cfg.thicken + cfg.thin:
+        thinner = cv2.erode(p, np.ones((2, 2), np.uint8))
+        if (thinner > 0.5).sum() > 0.3 * (p > 0.5).sum():  # keep the digit legible
+            p = thinner
+    return np.clip(p, 0.0, 1.0)
+
+
+def _layout(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, cfg: WildConfig):
+    """Digits placed in one or two rows with random sizes and gaps -> ink (H, W) float, label (H, W)."""
+    H, W = cfg.height, cfg.width
+    ink = np.zeros((H, W), np.float32)
+    strength = np.zeros((H, W), np.float32)  # intensity of the digit that owns each pixel
+    label = np.full((H, W), BACKGROUND, np.uint8)
+    faint = np.zeros((H, W), bool)
+    rows = 2 if rng.random() < cfg.two_rows else 1
+    base = TARGET_HEIGHT * float(np.exp(rng.uniform(*np.log(cfg.scale))))
+    if rows == 2:
+        base = min(base, (H - 6) / 2.3)
+    row_gap = rng.uniform(2, 8)
+    y_top = rng.uniform(-0.1 * base, max(H - rows * base - (rows - 1) * row_gap, 0) + 0.1 * base)
+    for row in range(rows):
+        x = rng.uniform(-0.3 * base, 0.5 * base)
+        y_row = y_top + row * (base + row_gap)
+        while x < W:
+            j = int(rng.integers(0, len(digits)))
+            p = _digit_patch(digits[j], base * rng.uniform(0.9, 1.1), rng, cfg)
+            ph, pw = p.shape
+            nz = np.nonzero(p.max(0) > 0.1)[0]
+            left, right = (nz[0], nz[-1]) if len(nz) else (0, pw - 1)
+            x0 = int(round(x - left))
+            y0 = int(round(y_row + rng.uniform(-0.08, 0.08) * base - 6))
+            # clip the patch to the canvas
+            cy0, cx0 = max(y0, 0), max(x0, 0)
+            cy1, cx1 = min(y0 + ph, H), min(x0 + pw, W)
+            if cy1 > cy0 and cx1 > cx0:
+                q = p[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
+                win = (slice(cy0, cy1), slice(cx0, cx1))
+                own = (q >= EDGE) & (q > strength[win])
+                label[win][own] = labels[j]
+                strength[win][own] = q[own]
+                faint[win] |= (q > 0.02) & (q < EDGE)
+                np.maximum(ink[win], q, out=ink[win])
+            x = x0 + right + rng.uniform(*cfg.gap) * base / TARGET_HEIGHT
+    label[faint & (label == BACKGROUND)] = IGNORE
+    return ink, label
+
+
+def _photograph(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """White-on-black ink -> a photo of dark ink on paper (uint8 gray), as a phone would take it."""
+    H, W = ink.shape
+    paper = rng.uniform(140, 250) * np.exp(rng.normal(0, 0.08, 3))  # tinted paper, RGB
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    ang = rng.uniform(0, 2 * np.pi)
+    ramp = (np.cos(ang) * (xx / W - 0.5) + np.sin(ang) * (yy / H - 0.5)).astype(np.float32)
+    light = 1.0 + rng.uniform(-0.6, 0.6) * ramp  # uneven lighting
+    if rng.random() < 0.3:  # a soft shadow blob
+        cy, cx, r = rng.uniform(0, H), rng.uniform(0, W), rng.uniform(0.2, 0.6) * max(H, W)
+        light *= 1.0 - rng.uniform(0.1, 0.35) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
+    pen = rng.uniform(0, 90, 3)
+    if rng.random() < 0.4:  # blue or red ballpoint
+        pen[int(rng.integers(0, 3))] += rng.uniform(60, 140)
+    a = ink * rng.uniform(0.6, 1.0)
+    if rng.random() < 0.3:  # ruled or printed form lines: not digits
+        y = int(rng.integers(0, H))
+        a_line = np.zeros_like(ink)
+        a_line[y : y + int(rng.integers(1, 3))] = rng.uniform(0.15, 0.4)
+        a = np.maximum(a, a_line)
+    if rng.random() < 0.3:  # dust and specks of ink
+        for _ in range(int(rng.integers(1, 6))):
+            cv2.circle(a, (int(rng.integers(0, W)), int(rng.integers(0, H))), int(rng.integers(0, 2)),
+                       float(rng.uniform(0.3, 0.9)), -1)
+    rgb = (paper[None, None] * (1 - a[..., None]) + pen[None, None] * a[..., None]) * light[..., None]
+    rgb += rng.normal(0, 1, (H, W, 1)).astype(np.float32) * rng.uniform(0, 6)  # paper texture
+    sigma = rng.uniform(0, 1.3)
+    if sigma > 0.3:
+        rgb = cv2.GaussianBlur(rgb, (0, 0), sigma)
+    rgb += rng.normal(0, rng.uniform(0, 10), rgb.shape).astype(np.float32)  # sensor noise
+    img = np.clip(rgb, 0, 255).astype(np.uint8)
+    if rng.random() < 0.6:
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 96))])
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+
+
+def wild_sample(
+    rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, cfg: WildConfig = WildConfig()
+) -> tuple[np.ndarray, np.ndarray]:
+    """One real-world-like training pair: image (H, W) float32 in [0, 1] as the net sees it, labels
+    (H, W) uint8 with 0-9 digits, 10 background and :data:`IGNORE` for the faint stroke edge."""
+    ink, label = _layout(rng, digits, labels, cfg)
+    if rng.random() < cfg.resample:  # a small original upscaled: soft, blocky strokes
+        f = rng.uniform(0.45, 0.8)
+        small = cv2.resize(ink, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        ink = cv2.resize(small, (cfg.width, cfg.height), interpolation=cv2.INTER_LINEAR)
+    if rng.random() < cfg.photo:
+        gray = _photograph(ink, rng)
+    else:
+        gray = ink * 255.0
+        if rng.random() < 0.3:
+            gray = cv2.GaussianBlur(gray, (0, 0), rng.uniform(0.4, 1.0))
+        if rng.random() < 0.3:
+            gray = gray + rng.normal(0, rng.uniform(2, 12), gray.shape)
+        gray = np.clip(gray, 0, 255).round().astype(np.uint8)
+    image, _ = normalise(gray)
+    return image.astype(np.float32) / 255.0, label

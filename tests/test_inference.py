@@ -1,0 +1,113 @@
+"""The one inference path: scale normalisation, tiling, upsampling to the input's size, reading in lines."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from segapp.classes import BACKGROUND
+from segapp.data import make_split
+from segapp.images import Prepared
+from segapp.inference import TARGET_HEIGHT, InferenceConfig, Segmenter, ink_height, upsample_classes
+from segapp.render import group_lines
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    return Segmenter(cfg=InferenceConfig(device="cpu", amp="off"))
+
+
+def box(x0, y0, x1, y1, digit=1):
+    return {"digit": digit, "bbox": [x0, y0, x1, y1]}
+
+
+@pytest.mark.parametrize("f", [0.7, 1.0, 2.0, 4.0])
+def test_ink_height_follows_the_digits(f):
+    images, _ = make_split("test", n=12, seed=3)
+    heights = []
+    for img in images:
+        big = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC if f > 1 else cv2.INTER_AREA)
+        heights.append(ink_height(big))
+    assert abs(np.median(heights) / (TARGET_HEIGHT * f) - 1) < 0.2
+
+
+def test_blank_and_speck_images_have_no_digit_height():
+    assert ink_height(np.zeros((50, 80), np.uint8)) is None
+    specks = np.zeros((200, 300), np.uint8)
+    for x, y in [(10, 10), (100, 50), (250, 180)]:
+        cv2.circle(specks, (x, y), 1, 255, -1)
+    assert ink_height(specks) is None
+
+
+def test_upscaled_canvas_is_read_at_net_scale_and_mapped_back(segmenter):
+    images, masks = make_split("test", n=4, seed=9)
+    for img, m in zip(images, masks):
+        big = cv2.resize(img, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+        seg = segmenter(big)
+        assert seg.classes.shape == big.shape  # exact H x W of the input
+        assert 0.25 < seg.scale < 0.45 and 45 < seg.digit_height < 75
+        assert seg.text == segmenter(img).text
+        truth = cv2.resize(m, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST)
+        inside = (truth != BACKGROUND) & (cv2.erode(big, np.ones((5, 5), np.uint8)) > 128)
+        assert (seg.classes[inside] == truth[inside]).mean() > 0.9
+        for d in seg.digits:  # boxes are in input pixels
+            x0, y0, x1, y1 = d["bbox"]
+            assert 0 <= x0 < x1 <= big.shape[1] and 0 <= y0 < y1 <= big.shape[0]
+
+
+def test_options_turn_scaling_off_or_fix_the_height(segmenter):
+    img = cv2.resize(make_split("test", n=1, seed=4)[0][0], None, fx=2, fy=2)
+    assert segmenter.with_options(rescale=False)(img).scale == 1.0
+    fixed = segmenter.with_options(digit_height=80.0)(img)
+    assert fixed.digit_height == 80.0 and fixed.scale == pytest.approx(0.25, abs=0.01)
+    with pytest.raises(ValueError, match="digit height"):
+        InferenceConfig(digit_height=-3)
+
+
+def test_huge_image_reaches_the_net_small(segmenter):
+    canvas = np.full((3000, 4000), 235, np.uint8)
+    cv2.putText(canvas, "3 7", (500, 2000), cv2.FONT_HERSHEY_SIMPLEX, 30, 20, 60, cv2.LINE_AA)
+    n = segmenter.preprocess(Prepared(canvas))
+    assert n.image.size <= segmenter.cfg.max_net_pixels and n.scale < 0.1
+    blank = segmenter.preprocess(Prepared(np.full((3000, 4000), 200, np.uint8)))
+    assert blank.digit_height is None and blank.image.size <= segmenter.cfg.max_net_pixels
+
+
+def test_tiled_logits_equal_one_pass(segmenter):
+    images, _ = make_split("test", n=2, seed=5, width=224)
+    x = [np.pad(im, ((5, 30), (0, 9))) for im in images]
+    whole = segmenter.logits(x)
+    tiled = segmenter.with_options(tile=64).logits(x)
+    torch.testing.assert_close(whole, tiled, atol=1e-4, rtol=1e-4)
+
+
+def test_upsampling_matches_full_interpolation():
+    torch.manual_seed(0)
+    logits = torch.randn(11, 7, 9)
+    logits[10] += 1.5  # mostly background, as real maps are
+    small = logits.argmax(0).to(torch.uint8).numpy()
+    got = upsample_classes(logits, small, 31, 40)
+    want = torch.nn.functional.interpolate(logits[None], size=(31, 40), mode="bilinear", align_corners=False)
+    want = want[0].argmax(0).numpy()
+    far = want == BACKGROUND  # outside the digits' box everything is background by construction
+    assert got.shape == (31, 40) and ((got == want) | far).all() and (got[~far] == want[~far]).mean() > 0.99
+
+
+@pytest.mark.parametrize("layout,lines", [
+    # M2NIST places digits of one number up to 1.8 heights apart vertically: still one line
+    ([box(0, 0, 15, 20), box(30, 36, 45, 56), box(60, 10, 75, 30)], 1),
+    # two rows of stacked digits
+    ([box(0, 0, 15, 20), box(30, 30, 45, 50), box(0, 64, 15, 84), box(30, 90, 45, 110)], 2),
+    # a slanted line
+    ([box(20 * i, 40 - 8 * i, 20 * i + 15, 60 - 8 * i) for i in range(5)], 1),
+    # three lines far apart, digits not stacked
+    ([box(0, 0, 15, 20), box(40, 100, 55, 120), box(80, 200, 95, 220)], 3),
+    # two classes found in one blob (same place): one line, not two
+    ([box(0, 0, 15, 20), box(2, 1, 14, 19), box(30, 0, 45, 20)], 1),
+])
+def test_group_lines(layout, lines):
+    got = group_lines(layout)
+    assert len(got) == lines and sum(map(len, got)) == len(layout)
+    for line in got:
+        xs = [d["bbox"][0] for d in line]
+        assert xs == sorted(xs)
