@@ -23,7 +23,7 @@ import segapp.images
 from segapp import loadtest
 from segapp.cli import main
 from segapp.demo import _analyse_upload
-from segapp.model import load_pretrained
+from segapp.inference import Segmenter
 
 OK = "ok"  # the summary status of a file that worked
 
@@ -129,19 +129,20 @@ def test_predict_handles_every_case_and_leaves_input_alone(folder, tiny_weights,
 
 @pytest.fixture(scope="module")
 def tiny_model(tiny_weights):
-    return load_pretrained(tiny_weights).eval()
+    """The demo's inference path (a Segmenter) on the tiny test weights."""
+    return Segmenter(tiny_weights)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_demo_upload_handles_every_case(name, folder, tiny_model, locked_is_unreadable):
     _, expected = CASES[name]
     if isinstance(expected, tuple):
-        r = _analyse_upload(tiny_model, "cpu", str(folder / name), 0.6)
+        r = _analyse_upload(tiny_model, str(folder / name), 0.6)
         assert r.seg.classes.shape[::-1] == expected and r.overlay.shape == (*expected[::-1], 3)
         assert (r.summary["width"], r.summary["height"]) == expected
     else:
         with pytest.raises(gr.Error) as e:
-            _analyse_upload(tiny_model, "cpu", str(folder / name), 0.6)
+            _analyse_upload(tiny_model, str(folder / name), 0.6)
         msg = e.value.message
         assert name in msg and expected in msg and "\n" not in msg and "Traceback" not in msg
 
@@ -149,7 +150,7 @@ def test_demo_upload_handles_every_case(name, folder, tiny_model, locked_is_unre
 @pytest.mark.parametrize("name", sorted(LINKS))
 def test_demo_path_refuses_links_to_nowhere(name, folder, tiny_model):
     with pytest.raises(gr.Error) as e:
-        _analyse_upload(tiny_model, "cpu", str(folder / name), 0.6)
+        _analyse_upload(tiny_model, str(folder / name), 0.6)
     assert name in e.value.message and LINKS[name][1] in e.value.message and "\n" not in e.value.message
 
 
@@ -158,10 +159,10 @@ def test_pasted_bytes_take_the_same_path(tiny_model):
         if name == "locked.png":
             continue
         if isinstance(expected, tuple):
-            assert _analyse_upload(tiny_model, "cpu", content, 0.6).seg.classes.shape[::-1] == expected
+            assert _analyse_upload(tiny_model, content, 0.6).seg.classes.shape[::-1] == expected
         else:
             with pytest.raises(gr.Error, match=expected):
-                _analyse_upload(tiny_model, "cpu", content, 0.6)
+                _analyse_upload(tiny_model, content, 0.6)
 
 
 def test_demo_under_concurrent_clients_serves_every_request_and_refuses_oversize():
