@@ -226,9 +226,36 @@ def score(seg: Segmenter, items: list, folder: Path | None = None) -> dict:
             (folder / "masks").mkdir(parents=True, exist_ok=True)
             (folder / "images" / f"{k:05d}.{ext}").write_bytes(data)
             Image.fromarray(lab).save(folder / "masks" / f"{k:05d}.png")
+            with open(folder / "truth.csv", "a" if k else "w", newline="") as f:
+                w = csv.writer(f)
+                if not k:
+                    w.writerow(["file", "text"])
+                w.writerow([f"{k:05d}.{ext}", text])
     m = cm.compute()
     return {"miou_digits": m["miou_digits"], "read": right / len(items), "n": len(items),
             "seconds_per_image": (time.perf_counter() - t0) / len(items)}
+
+
+def score_predict(built: Path, predicted: Path) -> dict:
+    """Scores a `segapp predict` output folder against a folder this tool built (``--out``): how a user checks."""
+    rows = {}
+    for line in (predicted / "summary.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        rows[r["file"]] = r
+    truth = {r["file"]: r["text"] for r in csv.DictReader(open(built / "truth.csv"))}
+    cm, right = ConfusionMatrix(), 0
+    for name, text in truth.items():
+        r = rows.get(name, {})
+        lab = np.asarray(Image.open(built / "masks" / (Path(name).stem + ".png")))
+        if r.get("status") != "ok":
+            continue
+        with Image.open(predicted / r["mask"]) as m:
+            pred = np.asarray(m)
+        keep = lab != VOID
+        cm.update(_t(pred[keep]), _t(lab[keep]))
+        got = r.get("text", r.get("digits")) or ""
+        right += got == text
+    return {"miou_digits": cm.compute()["miou_digits"], "read": right / len(truth), "n": len(truth)}
 
 
 def _t(a: np.ndarray):
@@ -245,7 +272,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--categories", default=",".join(CATEGORIES))
     p.add_argument("--no-rescale", action="store_true", help="turn scale normalisation off (the 'before' column)")
     p.add_argument("--out", type=Path, default=None, help="also write the labelled folders and results.json here")
+    p.add_argument("--score-predict", type=Path, default=None, metavar="PRED",
+                   help="instead: score `segapp predict` outputs PRED/<category> against the folders in --out")
     a = p.parse_args(argv)
+    if a.score_predict:
+        results = {c: score_predict(a.out / c, a.score_predict / c) for c in a.categories.split(",")
+                   if (a.score_predict / c / "summary.jsonl").exists()}
+        for cat, r in results.items():
+            print(f"{cat:14s} {r['miou_digits']:11.4f} {r['read']:6.1%}")
+        return results
     seg = Segmenter(a.weights, InferenceConfig(rescale=not a.no_rescale))
     results = {}
     print(f"{'category':14s} {'mIoU digits':>11s} {'read':>6s} {'s/img':>6s}")

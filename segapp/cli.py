@@ -118,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on one fixed set of --train-size images instead of fresh compositions each epoch")
     g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="albumentations photometric + mild geometric jitter")
+    g.add_argument("--data", type=Path, default=None, metavar="DIR",
+                   help="train on a folder dataset: DIR/images/* + DIR/masks/*.png (class-index PNGs, 255 void; "
+                        "exactly what `segapp predict` writes), split by DIR/train + DIR/val or a fixed 10%% as val")
+    g.add_argument("--mix-recipe", type=float, default=0.0, metavar="SHARE",
+                   help="with --data: this share of each epoch comes from the M2NIST recipe (+ --wild images), "
+                        "so the net keeps what it knew")
     g.add_argument("--wild", type=float, default=0.65, metavar="SHARE",
                    help="share of real-world-like images per epoch (any size, pens, slant, two rows, photographs; "
                         "see segapp/synth.py); 0 trains on the M2NIST recipe alone")

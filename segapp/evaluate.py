@@ -37,8 +37,9 @@ def evaluate(
         y = torch.from_numpy(np.ascontiguousarray(masks[i : i + batch_size])).long().to(device)
         with autocast(device, amp):
             logits = model(x)
-        loss_sum += float(nn.functional.cross_entropy(logits.float(), y, reduction="sum"))
-        cm.update(logits.argmax(1), y)
+        loss_sum += float(nn.functional.cross_entropy(logits.float(), y, reduction="sum", ignore_index=VOID))
+        keep = y != VOID  # void pixels (folder datasets' masks) are not scored
+        cm.update(logits.argmax(1)[keep], y[keep])
     model.train(was_training)
     return cm.compute(), cm, loss_sum / max(cm.matrix.sum().item(), 1)
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
+import torch
 from PIL import Image
+from torch.utils.data import Dataset
 
 from .classes import NUM_CLASSES, PALETTE, SegappError
 from .images import IMAGE_EXTENSIONS, ImageError, Prepared, prepare
@@ -100,3 +103,84 @@ def load_pair(pair: Pair) -> tuple[Prepared, np.ndarray]:
         raise FolderError(f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but {pair.image} is {w}x{h}; "
                           "masks must match their image pixel for pixel")
     return prepared, mask
+
+
+class FolderSet(Dataset):
+    """Training windows from a folder dataset, at the scale the net will see them.
+
+    Each pair goes through the inference path's scale normalisation (:func:`segapp.scale.to_net_scale`;
+    the mask is resized with it, nearest-neighbour, void kept), so a folder of phone photos trains the
+    net on what `segapp predict` will feed it. Items are random ``size`` windows (zero-padded where the
+    image is smaller), drawn from a generator seeded by (seed, epoch, index): reproducible, resumable.
+    With ``share`` < 1 the rest of each epoch comes from ``other`` (e.g. the M2NIST recipe).
+    """
+
+    def __init__(self, pairs: list[Pair], n: int, seed: int, size: tuple[int, int] = (64, 84),
+                 other: Dataset | None = None, share: float = 1.0):
+        from .scale import to_net_scale
+
+        self.images, self.masks = [], []
+        for pair in pairs:
+            prepared, mask = load_pair(pair)
+            net = to_net_scale(prepared)
+            h, w = net.image.shape
+            self.images.append(net.image)
+            self.masks.append(mask if mask.shape == (h, w) else cv2.resize(mask, (w, h),
+                                                                           interpolation=cv2.INTER_NEAREST))
+        self.n, self.seed, self.size, self.other, self.share = n, seed, size, other, share
+        self.augment = None  # the training engine seeds augmentations it finds here
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if self.other is not None and hasattr(self.other, "set_epoch"):
+            self.other.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.epoch, i, 13])
+        if self.other is not None and rng.random() >= self.share:
+            return self.other[i % len(self.other)]
+        k = int(rng.integers(0, len(self.images)))
+        return window(self.images[k], self.masks[k], self.size, rng)
+
+
+def window(image: np.ndarray, mask: np.ndarray, size: tuple[int, int], rng: np.random.Generator):
+    """A random ``size`` window of an image and its mask (zero / background padding), as tensors."""
+    from .classes import BACKGROUND
+
+    H, W = size
+    h, w = image.shape
+    y = int(rng.integers(0, max(h - H, 0) + 1))
+    x = int(rng.integers(0, max(w - W, 0) + 1))
+    img = np.zeros((H, W), np.uint8)
+    lab = np.full((H, W), BACKGROUND, np.uint8)
+    crop = image[y : y + H, x : x + W]
+    img[: crop.shape[0], : crop.shape[1]] = crop
+    lab[: crop.shape[0], : crop.shape[1]] = mask[y : y + H, x : x + W]
+    return torch.from_numpy(img).float().div_(255.0)[None], torch.from_numpy(lab).long()
+
+
+def split_pairs(root: Path, seed: int) -> tuple[list[Pair], list[Pair]]:
+    """(train, val) pairs: ``root/train`` + ``root/val`` when both exist, else a fixed 10% of ``root`` as val."""
+    root = Path(root)
+    if (root / "train").is_dir() and (root / "val").is_dir():
+        return find_pairs(root / "train"), find_pairs(root / "val")
+    pairs = find_pairs(root)
+    if len(pairs) < 2:
+        raise FolderError(f"{root}: {len(pairs)} image/mask pair; training needs at least 2 (one is held out "
+                          "for validation), or give train/ and val/ subfolders")
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    n_val = max(1, len(pairs) // 10)
+    return [pairs[i] for i in sorted(order[n_val:])], [pairs[i] for i in sorted(order[:n_val])]
+
+
+def val_windows(pairs: list[Pair], size: tuple[int, int] = (64, 84)) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed validation windows (the top-left ``size`` of each pair at net scale) as (N, H, W) arrays."""
+    sets = FolderSet(pairs, len(pairs), seed=0, size=size)
+    rng = np.random.default_rng(0)
+    items = [window(img, m, size, rng) for img, m in zip(sets.images, sets.masks)]
+    images = np.stack([(x[0].numpy() * 255).round().astype(np.uint8) for x, _ in items])
+    return images, np.stack([y.numpy().astype(np.uint8) for _, y in items])

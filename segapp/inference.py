@@ -34,12 +34,8 @@ from .images import Prepared, normalise, prepare
 from .model import load_pretrained
 from .render import Segmentation, read_digits
 from .runtime import amp_enabled, pick_device
+from .scale import TARGET_HEIGHT, NetInput, ink_height, to_net_scale  # noqa: F401 (re-exported)
 
-TARGET_HEIGHT = 20.0  # px: MNIST digits are 20 px tall (ink > 64) in their 28x28 box; the net was trained there
-KEEP_BAND = 1.4  # estimated heights within TARGET / KEEP_BAND .. TARGET * KEEP_BAND run unresized (the net was
-# trained on digits 0.7-1.4x the target size, see segapp.synth, so resampling inside the band only costs detail)
-MAX_UPSCALE = 3.0  # below ~7 px a digit is not legible; more upscaling only magnifies noise
-MIN_INK_HEIGHT = 8  # px at analysis scale: shorter ink parts are specks (or digits too small to read)
 STRIP_BYTES = 64 * 2**20  # memory of one strip of upsampled logits
 
 
@@ -64,48 +60,6 @@ class InferenceConfig:
             raise ValueError("inference limits too small: max/analysis pixels >= 4096, tile >= 64, batch size >= 1")
         if self.backend not in ("auto", "torch", "onnx"):  # = BACKENDS (defined with the engines, below)
             raise ValueError(f"backend {self.backend!r}: use auto, torch or onnx")
-
-
-@dataclass
-class NetInput:
-    """One image as the net will see it, and how it got there."""
-
-    prepared: Prepared
-    image: np.ndarray  # (h, w) uint8, white ink on black, digits about TARGET_HEIGHT px tall
-    scale: float  # net pixels per input pixel (1.0: unresized)
-    digit_height: float | None  # estimated (or given) digit height in input pixels; None: no ink found
-
-
-def ink_height(ink: np.ndarray) -> float | None:
-    """Typical digit height (px) of a normalised image: the median height of its ink parts.
-
-    Specks (small parts), ruled lines (very wide, flat parts) and frames are left out; after a first
-    estimate, gaps of a tenth of a digit are closed so broken strokes count at full height.
-    """
-    binary = (ink >= 64).astype(np.uint8)
-    first = _median_part_height(binary)
-    if first is None:
-        return None
-    k = int(round(first / 10))
-    if k >= 2:
-        closed = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-        return _median_part_height(closed) or first
-    return first
-
-
-def _median_part_height(binary: np.ndarray) -> float | None:
-    n, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-    if n <= 1:
-        return None
-    w, h, area = stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT], stats[1:, cv2.CC_STAT_AREA]
-    H, W = binary.shape
-    keep = (area >= max(4, 0.03 * area.max())) & (h >= MIN_INK_HEIGHT) & (w <= 8 * h)
-    keep &= ~((h >= 0.9 * H) & (w >= 0.9 * W))  # a frame or the paper's edge
-    if not keep.any():
-        return None
-    # Each part votes once: digits that touch merge into one part (on a line: taller by little; stacked,
-    # as M2NIST's random offsets make them: twice as tall), and a lower median lets the single digits win.
-    return float(np.percentile(h[keep], 50, method="lower"))
 
 
 class Segmenter:
@@ -143,32 +97,8 @@ class Segmenter:
     # -- preprocess ------------------------------------------------------------------------------
     def preprocess(self, p: Prepared) -> NetInput:
         """Normalises polarity and background, estimates the digit height and resizes to the net's scale."""
-        raw, cfg = p.raw, self.cfg
-        H, W = raw.shape
-        height = cfg.digit_height
-        if cfg.rescale and height is None:
-            a = min(1.0, math.sqrt(cfg.analysis_pixels / (H * W)))
-            if a == 1.0:
-                ink = p.gray
-            else:
-                ink, inverted = normalise(cv2.resize(raw, _size(W, H, a), interpolation=cv2.INTER_AREA))
-                p.inverted = inverted
-            if not ink.any():  # no ink at all: nothing to read, no need to run the net on megapixels of paper
-                return NetInput(p, np.zeros((1, 1), np.uint8), 1.0, None)
-            measured = ink_height(ink)
-            height = None if measured is None else measured / a
-        scale = 1.0
-        if cfg.rescale and height is not None:
-            s = min(TARGET_HEIGHT / height, MAX_UPSCALE)
-            if not (1 / KEEP_BAND <= s <= KEEP_BAND):
-                scale = s
-        scale = min(scale, math.sqrt(cfg.max_net_pixels / (H * W)))  # bounded cost, whatever the digits
-        if scale == 1.0:
-            return NetInput(p, p.gray, 1.0, height)
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        image, inverted = normalise(cv2.resize(raw, _size(W, H, scale), interpolation=interp))
-        p.inverted = inverted
-        return NetInput(p, image, scale, height)
+        c = self.cfg
+        return to_net_scale(p, c.rescale, c.digit_height, c.analysis_pixels, c.max_net_pixels)
 
     # -- net -------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -292,11 +222,6 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float) -> None:
             break
         near = cv2.erode(view, kernel)  # min over 3x3: any digit (0-9) beats background (10)
         view[orphan] = near[orphan]
-
-
-def _size(W: int, H: int, s: float) -> tuple[int, int]:
-    """cv2 (width, height) of an H x W image scaled by ``s`` (rounded down: never above a pixel budget), >= 1 px."""
-    return max(1, int(W * s)), max(1, int(H * s))
 
 
 # -- engines ---------------------------------------------------------------------------------------

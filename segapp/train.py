@@ -40,7 +40,7 @@ from .synth import IGNORE
 
 # Arguments that define the run; on --resume they come from the checkpoint, not the command line.
 RUN_ARGS = ("epochs", "batch_size", "lr", "weight_decay", "seed", "train_size", "val_size", "fixed_train",
-            "augment", "kaggle", "widths", "dice_weight", "amp", "wild", "init", "init_sha256")
+            "augment", "kaggle", "widths", "dice_weight", "amp", "wild", "init", "init_sha256", "data", "mix_recipe")
 FINE_TUNE = {"epochs": 4, "lr": 1e-3}  # defaults with --init: a short, gentle schedule from trained weights
 FROM_SCRATCH = {"epochs": 16, "lr": 3e-3}
 # Every file a run writes in --out; any of them already there means a run (or someone's file) is in the way.
@@ -163,6 +163,13 @@ def build_data(a) -> tuple:
         n_val = max(1, len(images) // 10)
         val, tr = order[:n_val], order[n_val:]
         return SegmentationSet(images[tr], masks[tr], aug), (images[val], masks[val])
+    if getattr(a, "data", None):  # a folder dataset, optionally mixed with the M2NIST recipe (+ real-world images)
+        from .folders import FolderSet, split_pairs, val_windows
+
+        train_pairs, val_pairs = split_pairs(Path(a.data), a.seed)
+        mix = getattr(a, "mix_recipe", 0.0)
+        other = WildM2NIST(a.train_size, a.seed, a.wild, aug) if mix > 0 else None
+        return FolderSet(train_pairs, a.train_size, a.seed, other=other, share=1 - mix), val_windows(val_pairs)
     val = make_split("val", n=a.val_size)
     if a.fixed_train:
         return SegmentationSet(*make_split("train", n=a.train_size), aug), val
@@ -305,6 +312,9 @@ def finish(a, out: Path, history: list[dict], device: torch.device) -> dict:
     if a.kaggle:  # a user's own pair has no separate test split: report the held-out 10% (val)
         _, (images, masks) = build_data(a)
         data_name = f"kaggle pair {a.kaggle} (held-out 10%)"
+    elif getattr(a, "data", None):  # a folder dataset: its validation windows (`evaluate --data` scores whole images)
+        _, (images, masks) = build_data(a)
+        data_name = f"folder dataset {a.data} (validation windows)"
     else:
         images, masks = make_split("test")
         data_name = "M2NIST-recipe test split (MNIST test digits)"

@@ -1,0 +1,112 @@
+"""Scale normalisation: bring any image's digits to the size the net was trained on (20 px tall).
+
+A reduced copy of the image (at most ``analysis_pixels``) is normalised (polarity, uneven paper,
+noise; :func:`segapp.images.normalise`) and its ink measured: the median height of the ink's
+connected parts is the digit height. The image is then resized so digits reach the net about
+:data:`TARGET_HEIGHT` px tall and normalised at that size. A 4000x3000 photo of a 3-digit number
+becomes a few hundred pixels: its cost follows the digits, not the megapixels. Shared by inference
+(:mod:`segapp.inference`) and training on folder datasets (:mod:`segapp.folders`), so the net
+trains on what it will see.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .images import Prepared, normalise
+
+TARGET_HEIGHT = 20.0  # px: MNIST digits are 20 px tall (ink > 64) in their 28x28 box; the net was trained there
+KEEP_BAND = 1.4  # estimated heights within TARGET / KEEP_BAND .. TARGET * KEEP_BAND run unresized (the net was
+# trained on digits 0.7-1.4x the target size, see segapp.synth, so resampling inside the band only costs detail)
+MAX_UPSCALE = 3.0  # below ~7 px a digit is not legible; more upscaling only magnifies noise
+MIN_INK_HEIGHT = 8  # px at analysis scale: shorter ink parts are specks (or digits too small to read)
+
+
+@dataclass
+class NetInput:
+    """One image as the net will see it, and how it got there."""
+
+    prepared: Prepared
+    image: np.ndarray  # (h, w) uint8, white ink on black, digits about TARGET_HEIGHT px tall
+    scale: float  # net pixels per input pixel (1.0: unresized)
+    digit_height: float | None  # estimated (or given) digit height in input pixels; None: no ink found
+
+
+def ink_height(ink: np.ndarray) -> float | None:
+    """Typical digit height (px) of a normalised image: the median height of its ink parts.
+
+    Specks (small parts), ruled lines (very wide, flat parts) and frames are left out; after a first
+    estimate, gaps of a tenth of a digit are closed so broken strokes count at full height.
+    """
+    binary = (ink >= 64).astype(np.uint8)
+    first = _median_part_height(binary)
+    if first is None:
+        return None
+    k = int(round(first / 10))
+    if k >= 2:
+        closed = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+        return _median_part_height(closed) or first
+    return first
+
+
+def _median_part_height(binary: np.ndarray) -> float | None:
+    n, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    if n <= 1:
+        return None
+    w, h, area = stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT], stats[1:, cv2.CC_STAT_AREA]
+    H, W = binary.shape
+    keep = (area >= max(4, 0.03 * area.max())) & (h >= MIN_INK_HEIGHT) & (w <= 8 * h)
+    keep &= ~((h >= 0.9 * H) & (w >= 0.9 * W))  # a frame or the paper's edge
+    if not keep.any():
+        return None
+    # Each part votes once: digits that touch merge into one part (on a line: taller by little; stacked,
+    # as M2NIST's random offsets make them: twice as tall), and a lower median lets the single digits win.
+    return float(np.percentile(h[keep], 50, method="lower"))
+
+
+def to_net_scale(p: Prepared, rescale: bool = True, digit_height: float | None = None,
+                 analysis_pixels: int = 1_000_000, max_net_pixels: int = 1_500_000) -> NetInput:
+    """One prepared image -> :class:`NetInput`: normalised, digits about :data:`TARGET_HEIGHT` px tall.
+
+    Args:
+        p: the decoded image.
+        rescale: off: the net sees the image at its own size (only ``max_net_pixels`` still applies).
+        digit_height: px in the input; None: estimated from the ink.
+        analysis_pixels: size of the reduced copy the digit height is measured on.
+        max_net_pixels: the net's input is reduced to fit (bounds time and memory).
+    """
+    raw = p.raw
+    H, W = raw.shape
+    height = digit_height
+    if rescale and height is None:
+        a = min(1.0, math.sqrt(analysis_pixels / (H * W)))
+        if a == 1.0:
+            ink = p.gray
+        else:
+            ink, inverted = normalise(cv2.resize(raw, _size(W, H, a), interpolation=cv2.INTER_AREA))
+            p.inverted = inverted
+        if not ink.any():  # no ink at all: nothing to read, no need to run the net on megapixels of paper
+            return NetInput(p, np.zeros((1, 1), np.uint8), 1.0, None)
+        measured = ink_height(ink)
+        height = None if measured is None else measured / a
+    scale = 1.0
+    if rescale and height is not None:
+        s = min(TARGET_HEIGHT / height, MAX_UPSCALE)
+        if not (1 / KEEP_BAND <= s <= KEEP_BAND):
+            scale = s
+    scale = min(scale, math.sqrt(max_net_pixels / (H * W)))  # bounded cost, whatever the digits
+    if scale == 1.0:
+        return NetInput(p, p.gray, 1.0, height)
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    image, inverted = normalise(cv2.resize(raw, _size(W, H, scale), interpolation=interp))
+    p.inverted = inverted
+    return NetInput(p, image, scale, height)
+
+
+def _size(W: int, H: int, s: float) -> tuple[int, int]:
+    """cv2 (width, height) of an H x W image scaled by ``s`` (rounded down: never above a pixel budget), >= 1 px."""
+    return max(1, int(W * s)), max(1, int(H * s))
