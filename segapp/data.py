@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .classes import BACKGROUND, NUM_CLASSES
+from .classes import BACKGROUND, NUM_CLASSES, SegappError
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 MNIST_DIR = DATA_DIR / "mnist"
@@ -34,7 +34,7 @@ SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
 DEFAULT_SIZES = {"train": 5000, "val": 1000, "test": 1000}
 
 
-class DataError(ValueError):
+class DataError(SegappError, ValueError):
     """A data file is missing or malformed; the message names the file and how to fix it."""
 
 

@@ -46,7 +46,8 @@ MAX_MASKS = 24  # more digits than this: one mask per digit class instead of one
 MAX_FILE_SIZE = "20mb"  # uploads above this are refused by Gradio before they reach segapp
 MODEL_CONCURRENCY = 1  # model calls at once: torch already spreads one over all cores; more would contend
 LIGHT_CONCURRENCY = 4  # other events (opacity re-blend, ping) need no model and run beside it
-QUEUE_SIZE = 64  # waiting events beyond this are told the queue is full
+QUEUE_SIZE = 256  # waiting events beyond this are told the queue is full (80 clients at once must all be served)
+MASK_TTL = 3600  # seconds a downloadable mask file is kept
 STATE_TTL = 1800  # seconds a session's last class map is kept for the opacity slider
 CACHE_CLEANUP = (3600, 3600)  # every hour, delete Gradio's cached uploads/results older than an hour
 CSS = """
@@ -277,6 +278,13 @@ def write_mask_file(classes: np.ndarray) -> str:
 
     folder = Path(tempfile.gettempdir()) / "segapp-demo"
     folder.mkdir(exist_ok=True)
+    now = time.time()
+    for old in folder.glob("mask-*.png"):  # masks served over an hour ago: the page that showed them is stale
+        try:
+            if now - old.stat().st_mtime > MASK_TTL:
+                old.unlink()
+        except OSError:  # another request removed it first
+            pass
     fd, path = tempfile.mkstemp(prefix="mask-", suffix=".png", dir=folder)
     with os.fdopen(fd, "wb") as f:
         mask_image(classes).save(f, format="PNG")

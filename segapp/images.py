@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .classes import MAX_PIXELS
+from .classes import MAX_PIXELS, SegappError
 
 FAINT_SHARE = 0.15  # see is_clean()
 NOISE_FLOOR = 10.0  # grey levels above the background that count as ink in lossy images (tuned on the val split)
@@ -35,7 +35,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own bomb guard, as a second line of defence
 
 
-class ImageError(ValueError):
+class ImageError(SegappError, ValueError):
     """An input image cannot be used; the message names the file and the reason."""
 
 

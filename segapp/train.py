@@ -74,6 +74,10 @@ def check_args(a, names=None, source: str = "") -> None:
         "dice_weight": (_number(a.dice_weight, 0), f"--dice-weight must be 0 or more, got {a.dice_weight}"),
         "seed": (_whole(a.seed, 0, 2**32 - 1), f"--seed must be in 0..{2**32 - 1}, got {a.seed}"),
         "workers": (_whole(getattr(a, "workers", 0), 0), f"--workers must be 0 or more, got {a.workers}"),
+        "wild": (_number(getattr(a, "wild", 0.0), 0) and getattr(a, "wild", 0.0) <= 1,
+                 f"--wild is a share of each epoch, 0 to 1; got {getattr(a, 'wild', None)}"),
+        "mix_recipe": (_number(getattr(a, "mix_recipe", 0.0), 0) and getattr(a, "mix_recipe", 0.0) < 1,
+                       f"--mix-recipe is a share of each epoch, 0 to below 1; got {getattr(a, 'mix_recipe', None)}"),
     }
     for name, (ok, message) in checks.items():
         if (names is None or name in names) and not ok:
