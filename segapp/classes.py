@@ -23,20 +23,23 @@ BACKGROUND = 10
 NUM_CLASSES = 11
 CLASS_NAMES: tuple[str, ...] = tuple(str(d) for d in range(NUM_DIGITS)) + ("background",)
 
-# One fixed, distinguishable colour per digit (Tableau-10-like, tuned for contrast on both
-# black and white backgrounds); background is black in masks and left untouched in overlays.
+# One fixed colour per digit, chosen (greedy max-min search over a grid of colours of lightness 40-85
+# and chroma > 35, so they show on black canvases and on paper) so that every pair stays at least
+# 24 CIELAB units apart for normal vision and under simulated protanopia, deuteranopia and
+# tritanopia (Machado et al. 2009); the previous Tableau-like set fell to 5 units (2 vs 8, protan).
+# tests/test_render.py re-checks this. Background is black in masks and left untouched in overlays.
 PALETTE = np.array(
     [
-        (230, 25, 75),  # 0 red
-        (60, 180, 75),  # 1 green
-        (255, 225, 25),  # 2 yellow
-        (0, 130, 200),  # 3 blue
-        (245, 130, 48),  # 4 orange
-        (145, 30, 180),  # 5 purple
-        (70, 240, 240),  # 6 cyan
-        (240, 50, 230),  # 7 magenta
-        (210, 245, 60),  # 8 lime
-        (170, 110, 40),  # 9 brown
+        (238, 68, 0),  # 0 vermilion
+        (153, 221, 102),  # 1 light green
+        (204, 221, 17),  # 2 yellow
+        (0, 153, 255),  # 3 azure
+        (187, 119, 85),  # 4 tan
+        (119, 17, 255),  # 5 violet
+        (0, 238, 187),  # 6 aqua
+        (204, 34, 136),  # 7 magenta
+        (255, 187, 255),  # 8 pink
+        (170, 0, 170),  # 9 purple
         (0, 0, 0),  # background
     ],
     dtype=np.uint8,

@@ -53,7 +53,12 @@ CACHE_CLEANUP = (3600, 3600)  # every hour, delete Gradio's cached uploads/resul
 CSS = """
 .pixelated img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }
 .reading .number { font-size: 3.2em; font-weight: 700; letter-spacing: 0.12em; line-height: 1.2; }
-@media (max-width: 700px) { #answer-col { order: -1; } }  /* phones: the answer first, above the input */
+.reading .error { font-size: 1.15em; font-weight: 600; color: #b42318; padding: 0.6em 0; }
+@media (max-width: 700px) {  /* phones: the answer first, above the input; the table without its wide columns */
+  #answer-col { order: -1; }
+  .reading .wide { display: none; }
+  .reading .number { font-size: 2.4em; }
+}
 .reading .meta { opacity: 0.75; margin-bottom: 0.6em; }
 .reading table { border-collapse: collapse; width: 100%; }
 .reading th, .reading td { padding: 3px 10px; text-align: right; border-bottom: 1px solid #8884; }
@@ -146,6 +151,11 @@ def digit_masks(seg: Segmentation, max_side: int = MASK_SIDE) -> tuple[tuple, di
     return (base, masks), colours
 
 
+def error_html(message: str) -> str:
+    """A one-line problem shown in place of the reading (``message`` is already HTML-escaped)."""
+    return f'<div class="reading"><div class="error" role="alert">⚠ {message}</div></div>'
+
+
 def duration(seconds: float) -> str:
     """Milliseconds below a second, seconds above (e.g. "130 ms", "2.4 s")."""
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
@@ -171,12 +181,12 @@ def table_html(result: Result) -> str:
     """One row per digit read, in reading order: colour, digit, line, area, mean confidence, bounding box."""
     rows = "".join(
         f'<tr><td>{i}</td><td><span class="swatch" style="background:{hex_colour(d["digit"])}"></span>{d["digit"]}</td>'
-        f'<td>{d["line"] + 1}</td><td>{d["area"]}</td><td>{d["confidence"]:.3f}</td>'
-        f'<td>{", ".join(map(str, d["bbox"]))}</td></tr>'
+        f'<td>{d["line"] + 1}</td><td class="wide">{d["area"]}</td><td>{d["confidence"]:.3f}</td>'
+        f'<td class="wide">{", ".join(map(str, d["bbox"]))}</td></tr>'
         for i, d in enumerate(result.seg.digits, 1)
     )
-    head = ("<tr><th>#</th><th>digit</th><th>line</th><th>area (px)</th><th>mean confidence</th>"
-            "<th>box x0, y0, x1, y1</th></tr>")
+    head = ('<tr><th>#</th><th>digit</th><th>line</th><th class="wide">area (px)</th><th>confidence</th>'
+            '<th class="wide">box x0, y0, x1, y1</th></tr>')
     return f'<div class="reading"><table>{head}{rows}</table></div>' if rows else ""
 
 
@@ -230,6 +240,15 @@ try:
         """
 
         is_template = True  # the browser renders it with Gradio's own image component
+
+        def example_payload(self):
+            """The API page's example input: a digit image of ours, not Gradio's bus picture."""
+            from gradio_client import handle_file
+
+            return handle_file(str(EXAMPLES_DIR / "m2nist_test_1_647.png"))
+
+        def example_value(self):
+            return str(EXAMPLES_DIR / "m2nist_test_1_647.png")
 
         def preprocess(self, payload) -> str | bytes | None:
             if payload is None:
@@ -303,7 +322,10 @@ def build_app(segmenter: Segmenter) -> gr.Blocks:
     def segment_ui(image, alpha: float, rescale: bool, height):
         if image is None:  # cleared input
             return None, "", "", gr.update(value=None), None, None, legend_html(), None
-        r = _analyse_upload(segmenter, image, alpha, _height_option(height), rescale)
+        try:
+            r = _analyse_upload(segmenter, image, alpha, _height_option(height), rescale)
+        except gr.Error as e:  # one message, where the answer goes; nothing of the previous image stays on screen
+            return None, error_html(e.message), "", gr.update(value=None), None, None, legend_html(), None
         masks, colours = digit_masks(r.seg)
         present = {d["digit"] for d in r.seg.digits}
         state = (r.seg.prepared.display, r.seg.classes)
@@ -390,12 +412,19 @@ def no_proxy_for_localhost() -> None:
         os.environ[var] = ",".join(hosts + [h for h in ("localhost", "127.0.0.1", "::1") if h not in hosts])
 
 
-def main(weights: Path | str | None = None, device: str = "auto") -> None:
-    """Serves the demo until interrupted (``python app.py`` / ``segapp demo``)."""
+def main(weights: Path | str | None = None, device: str = "auto", host: str | None = None, port: int | None = None,
+         share: bool | None = None) -> None:
+    """Serves the demo until interrupted (``python app.py`` / ``segapp demo``).
+
+    ``host`` / ``port`` default to Gradio's ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT`` (else 127.0.0.1:7860);
+    ``share`` (a public gradio.live link, which needs the internet) defaults to ``$SEGAPP_SHARE`` = 1 / true.
+    """
     no_proxy_for_localhost()
     try:
         segmenter = load_segmenter(weights, device)
     except WeightsError as e:  # one line, as the segapp command prints it, also for `python app.py`
         print(f"segapp demo: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    build_app(segmenter).launch(**LAUNCH_KWARGS)
+    if share is None:
+        share = os.environ.get("SEGAPP_SHARE", "").lower() in ("1", "true", "yes")
+    build_app(segmenter).launch(server_name=host, server_port=port, share=share, **LAUNCH_KWARGS)

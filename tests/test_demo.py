@@ -352,10 +352,7 @@ def test_browser_upload_shows_the_number_overlay_and_masks(browser, server, mode
     assert browser.js("return document.querySelectorAll('#digits table tr').length") == len(number.split()) + 1
     fetched = browser.js("return performance.getEntriesByType('resource').map(e => e.name)")
     assert fetched and not [u for u in fetched if not u.startswith((server.rstrip("/"), "data:", "blob:"))]
-    shot = base64.b64decode(browser.call("GET", "/screenshot"))
-    (tmp_path / "demo.png").write_bytes(shot)
-    if os.environ.get("SEGAPP_SCREENSHOT"):  # how docs/demo.png is made
-        Path(os.environ["SEGAPP_SCREENSHOT"]).write_bytes(shot)
+    (tmp_path / "demo.png").write_bytes(save_screenshot(browser, "demo.png"))
 
     paper = next(EXAMPLES_DIR.glob("paper_*.jpg"))  # clicking an example runs it too
     browser.js("[...document.querySelectorAll('.gallery-item')].find(b => b.querySelector('img[src*=paper_]')).click()")
@@ -376,6 +373,41 @@ def test_browser_upload_shows_the_number_overlay_and_masks(browser, server, mode
     browser.upload("#input-image input[type=file]", bad)
     browser.wait_for(lambda: browser.js("return document.body.innerText.includes('broken.png: not an image')"), 30,
                      "no error message for a corrupt upload")
+    # issue 14: the message once, where the answer goes; the previous reading, overlay and table are gone
+    assert browser.js("return document.body.innerText.split('broken.png: not an image').length - 1") == 1
+    assert browser.js("return document.querySelector('#reading .error').innerText").count("not an image") == 1
+    assert browser.js("return document.querySelector('#reading .number')") is None
+    assert not browser.js("const i = document.querySelector('#overlay img'); return i && i.naturalWidth")
+    assert browser.js("return document.querySelectorAll('#digits table tr').length") == 0
+    assert not browser.js("return document.querySelector('.toast-body')")
+    save_screenshot(browser, "demo-bad-upload.png")
+
+
+def save_screenshot(browser, name: str) -> bytes:
+    """The page as a PNG; also kept under $SEGAPP_SCREENSHOT_DIR (how docs/*.png are made)."""
+    shot = base64.b64decode(browser.call("GET", "/screenshot"))
+    if os.environ.get("SEGAPP_SCREENSHOT_DIR"):
+        Path(os.environ["SEGAPP_SCREENSHOT_DIR"], name).write_bytes(shot)
+    return shot
+
+
+def test_phone_viewport_shows_the_reading_first(browser, server):
+    """Issue 14: on a 390x844 phone the number is read above the input, and table rows stay one line."""
+    browser.call("POST", "/window/rect", {"width": 390, "height": 844})
+    browser.call("POST", "/url", {"url": server})
+    browser.wait_for(lambda: browser.js("return !!document.querySelector('#input-image input[type=file]')"), 60,
+                     "the page did not render its upload input")
+    browser.upload("#input-image input[type=file]", EXAMPLES_DIR / "m2nist_test_1_647.png")
+    browser.wait_for(lambda: browser.js(
+        "const n = document.querySelector('#reading .number'); return n && n.innerText.trim() == '6 4 7'"), 60,
+        "no number appeared after the upload")
+    top = browser.js("return [document.querySelector('#reading').getBoundingClientRect().top,"
+                     " document.querySelector('#input-image').getBoundingClientRect().top]")
+    assert top[0] < top[1] and top[0] < 844  # the answer first, above the fold
+    rows = browser.js("return [...document.querySelectorAll('#digits table tr')]"
+                      ".map(r => r.getBoundingClientRect().height)")
+    assert rows and max(rows) < 40  # one text line per row
+    save_screenshot(browser, "demo-phone.png")
 
 
 def draw(browser, element: str, strokes: list[list[tuple[int, int]]]) -> None:
@@ -411,4 +443,4 @@ def test_browser_draws_a_number_on_the_sketchpad(browser, server, tmp_path):
         "no number appeared after reading the drawing")
     assert number == "1 7 9"
     assert "dark ink on light background" in browser.js("return document.querySelector('#reading .meta').innerText")
-    (tmp_path / "drawing.png").write_bytes(base64.b64decode(browser.call("GET", "/screenshot")))
+    (tmp_path / "drawing.png").write_bytes(save_screenshot(browser, "demo-drawing.png"))

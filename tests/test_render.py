@@ -70,3 +70,31 @@ def test_shipped_model_reads_m2nist_digits(test_split):
     correct = sum([d["digit"] for d in r.digits] == t for r, t in zip(results, truth))
     assert correct >= 0.9 * len(images)
     assert all(r.classes.shape == (64, 84) for r in results)
+
+
+CVD = {  # Machado, Oliveira & Fernandes (2009), severity 1.0, on linear RGB
+    "normal": np.eye(3),
+    "protanopia": np.array([[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216],
+                            [-0.003882, -0.048116, 1.051998]]),
+    "deuteranopia": np.array([[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],
+                              [-0.011820, 0.042940, 0.968881]]),
+    "tritanopia": np.array([[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602],
+                            [0.004733, 0.691367, 0.303900]]),
+}
+
+
+def to_lab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB (N, 3) in 0-1 linear -> CIELAB (D65)."""
+    xyz = rgb @ np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]).T
+    xyz = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+    return np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], -1)
+
+
+@pytest.mark.parametrize("vision", sorted(CVD))
+def test_digit_colours_stay_distinguishable_with_colour_blindness(vision):
+    c = PALETTE[:10].astype(float) / 255
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    lab = to_lab(np.clip(linear @ CVD[vision].T, 0, 1))
+    d = np.linalg.norm(lab[:, None] - lab[None], axis=-1) + np.eye(10) * 1e9
+    assert d.min() > 20, f"digits {np.unravel_index(d.argmin(), d.shape)} look alike under {vision}"
