@@ -5,7 +5,6 @@
   segapp evaluate   score weights on the test split or a Kaggle M2NIST pair
   segapp predict    turn a folder of images into masks, overlays and a summary
   segapp demo       start the web demo (same as `python app.py`)
-  segapp bench      compare dilated / strided / large-kernel / U-Net under one budget
 
 Errors in the user's input (missing files, bad weights, bad data) print one line and exit 2.
 """
@@ -180,12 +179,6 @@ def build_parser() -> argparse.ArgumentParser:
         from . import predict
 
         predict.add_parser(sub)
-    except ImportError:
-        pass
-    try:
-        from . import bench
-
-        bench.add_parser(sub)
     except ImportError:
         pass
     p = sub.add_parser("demo", help="start the web demo", formatter_class=fmt,

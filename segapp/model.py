@@ -82,7 +82,7 @@ class NetConfig:
         if d.get("architecture", ARCHITECTURE) != ARCHITECTURE:
             raise WeightsError(
                 f"{source}: architecture {d.get('architecture')!r} is not {ARCHITECTURE}; "
-                "baseline models from `segapp bench` cannot be loaded as the segapp model"
+                "baseline models from `python -m benchmarks.bench` cannot be loaded as the segapp model"
             )
         names = {f.name for f in fields(cls)}
         try:

@@ -1,4 +1,4 @@
-"""`segapp bench` and its baselines: shapes, measured MACs and receptive fields, resumable sweeps."""
+"""The architecture benchmark (benchmarks/bench.py) and its baselines: MACs, receptive fields, resumable sweeps."""
 
 import csv
 import json
@@ -8,9 +8,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from segapp import bench
-from segapp.baselines import ARCHS, build, count_macs, num_params, receptive_field
-from segapp.cli import main
+from benchmarks import bench
+from benchmarks.baselines import ARCHS, build, count_macs, num_params, receptive_field
 from segapp.model import DilatedNet, NetConfig
 
 
@@ -52,12 +51,12 @@ def test_dilated_macs_and_receptive_field_match_the_model_formulas():
     assert receptive_field(build("large-kernel", 8)) == 45
 
 
-TINY = ["bench", "--archs", "dilated,strided", "--seeds", "0,1", "--epochs", "1", "--train-size", "32",
+TINY = ["--archs", "dilated,strided", "--seeds", "0,1", "--epochs", "1", "--train-size", "32",
         "--test-size", "16", "--width", "8", "--repeats", "2", "--throughput-batch", "4"]
 
 
 def test_tiny_sweep_appends_each_run_and_a_rerun_skips_them(tmp_path, monkeypatch):
-    assert main([*TINY, "--out", str(tmp_path)]) == 0
+    assert bench.main([*TINY, "--out", str(tmp_path)]) == 0
     rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert sorted((r["arch"], r["seed"]) for r in rows) == [("dilated", 0), ("dilated", 1), ("strided", 0),
                                                            ("strided", 1)]
@@ -76,18 +75,18 @@ def test_tiny_sweep_appends_each_run_and_a_rerun_skips_them(tmp_path, monkeypatc
     monkeypatch.setattr(bench, "bench_one", must_not_train)
     with (tmp_path / "results.jsonl").open("a") as f:
         f.write('{"key": "torn li')  # a run killed mid-append must not break the resume
-    assert main([*TINY, "--out", str(tmp_path)]) == 0
+    assert bench.main([*TINY, "--out", str(tmp_path)]) == 0
     assert len(bench.read_rows(tmp_path)) == 4
 
 
 def test_quick_mode_shrinks_the_budget_but_explicit_flags_win(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr(bench, "report", lambda out, a, archs, log: seen.update(vars(a)))
-    assert main(["bench", "--quick", "--epochs", "2", "--report-only", "--out", str(tmp_path)]) == 0
+    assert bench.main(["--quick", "--epochs", "2", "--report-only", "--out", str(tmp_path)]) == 0
     assert seen["epochs"] == 2 and seen["train_size"] == bench.QUICK["train_size"] and seen["seed_list"] == [0]
 
 
 def test_unknown_architecture_fails_before_any_training(tmp_path, capsys):
-    assert main(["bench", "--archs", "dilated,vit", "--out", str(tmp_path)]) == 2
+    assert bench.main(["--archs", "dilated,vit", "--out", str(tmp_path)]) == 2
     assert "unknown architecture(s) vit" in capsys.readouterr().err
     assert not (tmp_path / "results.jsonl").exists()

@@ -20,7 +20,7 @@ from imagefiles import png_claiming
 from PIL import Image
 
 import segapp.images
-from segapp import loadtest
+from benchmarks import loadtest
 from segapp.cli import main
 from segapp.demo import _analyse_upload
 from segapp.inference import Segmenter
@@ -166,7 +166,7 @@ def test_pasted_bytes_take_the_same_path(tiny_model):
 
 
 def test_demo_under_concurrent_clients_serves_every_request_and_refuses_oversize():
-    """A short version of ``python -m segapp.loadtest`` (32 clients x 30 s is the documented run)."""
+    """A short version of ``python -m benchmarks.loadtest`` (32 clients x 30 s is the documented run)."""
     r = loadtest.run(clients=6, seconds=4)
     assert r["requests"] >= 6 and r["failed"] == 0, r["errors"]
     assert r["oversize_upload"]["refused"], r["oversize_upload"]

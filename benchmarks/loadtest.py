@@ -1,6 +1,6 @@
 """Load test of the web demo: many concurrent ``gradio_client`` users for a while (docs/reliability.md).
 
-    .venv/bin/python -m segapp.loadtest [--clients 32] [--seconds 30] [--json FILE]
+    .venv/bin/python -m benchmarks.loadtest [--clients 32] [--seconds 30] [--json FILE]
 
 Starts the demo server in a fresh Python on a free localhost port (as ``app.py`` serves it), warms it up, then runs
 ``--clients`` threads, each with its own ``gradio_client.Client``, calling ``segment`` back to back on 64x84
@@ -22,9 +22,9 @@ import threading
 import time
 from pathlib import Path
 
-from .data import make_split
-from .demo import MAX_FILE_SIZE
-from .demo_bench import busy_processes, start_server, stats, truth, write_pngs
+from benchmarks.demo_bench import busy_processes, start_server, stats, truth, write_pngs
+from segapp.data import make_split
+from segapp.demo import MAX_FILE_SIZE
 
 IMAGES = 64  # distinct test images the clients cycle through
 
@@ -126,7 +126,7 @@ def run(clients: int = 32, seconds: float = 30, weights: Path | None = None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m segapp.loadtest", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m benchmarks.loadtest", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--clients", type=int, default=32, help="concurrent gradio_client users")
     p.add_argument("--seconds", type=float, default=30, help="how long the load lasts")

@@ -1,16 +1,18 @@
 """Measures the web demo: digit-sequence accuracy and gradio_client round-trip latency (docs/demo.md).
 
-    .venv/bin/python -m segapp.demo_bench [--calls 100] [--accuracy 1000] [--weights PATH] [--json FILE]
+    .venv/bin/python -m benchmarks.demo_bench [--calls 100] [--accuracy 1000] [--weights PATH] [--json FILE]
 
 1. Accuracy: the ``segment`` text (digits left to right) against the true sequence of M2NIST-recipe test images,
-   through the same pure function the endpoint calls (:func:`segapp.demo.analyse`, images passed as PNG bytes).
+   through the same function the endpoint calls (:func:`segapp.demo.analyse` on a :class:`segapp.inference.Segmenter`,
+   images passed as PNG bytes).
 2. Latency: starts the demo server in a fresh Python on a free localhost port (as ``app.py`` runs it, plus a no-op
    ``echo`` endpoint, see :func:`serve`), warms up, then times ``--calls`` interleaved ``gradio_client`` calls to
    ``ping`` (no-op, no files), ``echo`` (no-op, one image in and out) and ``segment`` (a different 64x84 test image
    each call, uploaded as a PNG file; the overlay PNG is downloaded, as gradio_client does by default). The segment
    answers are also checked against the truth, so accuracy is reported through the API as well.
 
-Other CPU-heavy processes (training, ``segapp bench``, pytest) skew the timings; they are listed in the report.
+Other CPU-heavy processes (training, ``python -m benchmarks.bench``, pytest) skew the timings; they are
+listed in the report.
 """
 
 from __future__ import annotations
@@ -30,16 +32,16 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from .data import make_split
-from .render import read_digits
+from segapp.data import make_split
+from segapp.evaluate import true_text
 
 REPO = Path(__file__).resolve().parent.parent
-BUSY = ("segapp train", "segapp bench", "segapp --threads", "pytest", "segapp predict", "segapp evaluate")
+BUSY = ("segapp train", "benchmarks.bench", "segapp --threads", "pytest", "segapp predict", "segapp evaluate")
 
 
 def truth(mask: np.ndarray) -> str:
-    """The true digit sequence of a class map, read with the same rules as predictions."""
-    return " ".join(str(d["digit"]) for d in read_digits(mask, np.ones(mask.shape, np.float32)))
+    """The true digit sequence of a class map, read with the same rules as predictions (lines included)."""
+    return true_text(mask)
 
 
 def png(image: np.ndarray) -> bytes:
@@ -65,12 +67,13 @@ def busy_processes() -> list[str]:
 
 def accuracy(n: int, weights: Path | None) -> dict:
     """Share of ``n`` test images whose digits are read exactly, through :func:`segapp.demo.analyse`."""
-    from .demo import analyse, load_model
+    from segapp.demo import analyse, load_segmenter
 
-    model = load_model(weights)
+    segmenter = load_segmenter(weights, "auto")
     images, masks = make_split("test", n=n)
     t0 = time.perf_counter()
-    right = sum(analyse(model, png(img)).seg.text == truth(m) for img, m in zip(images, masks))
+    right = sum(analyse(segmenter, png(img), name=f"test_{i}.png").seg.text == truth(m)
+                for i, (img, m) in enumerate(zip(images, masks)))
     return {"images": n, "correct": right, "accuracy": right / n, "seconds": time.perf_counter() - t0}
 
 
@@ -83,9 +86,9 @@ def serve(weights: str | None = None) -> None:
     """
     import gradio as gr
 
-    from . import demo
+    from segapp import demo
 
-    app = demo.build_app(demo.load_model(weights))
+    app = demo.build_app(demo.load_segmenter(weights, "auto"))
     with app:
         image = demo.UploadImage(type="filepath", visible=False)
         outputs = [gr.Image(format="png", visible=False), gr.JSON(visible=False)]
@@ -100,7 +103,7 @@ def start_server(weights: Path | None) -> tuple[subprocess.Popen, str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
-    code = f"from segapp.demo_bench import serve; serve({str(weights) if weights else None!r})"
+    code = f"from benchmarks.demo_bench import serve; serve({str(weights) if weights else None!r})"
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}/"
@@ -176,7 +179,7 @@ def process_cpu(pid: int | None = None) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m segapp.demo_bench", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m benchmarks.demo_bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--calls", type=int, default=100, help="timed calls per endpoint (0: skip the latency test)")
     p.add_argument("--warmup", type=int, default=10, help="untimed calls per endpoint first")

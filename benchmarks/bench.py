@@ -1,6 +1,8 @@
-"""`segapp bench`: dilated vs strided vs large-kernel vs U-Net under one data/loss/optimiser/budget.
+"""Architecture benchmark: dilated vs strided vs large-kernel vs U-Net under one data/loss/optimiser/budget.
 
-Every architecture (see :mod:`segapp.baselines`) is trained with the recipe of `segapp train`
+    python -m benchmarks.bench [--quick] [--threads 2] [--out runs/bench]     (docs/benchmarks.md)
+
+Every architecture (see :mod:`benchmarks.baselines`) is trained with the recipe of `segapp train`
 (fresh M2NIST compositions each epoch + albumentations, CE + Dice, AdamW, one-cycle schedule,
 batch 32, bfloat16 autocast, channels_last; read from that command's defaults so the two cannot
 drift) for the same number of epochs and images, once per seed, then scored on the test split
@@ -31,9 +33,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .baselines import ARCHS, build, count_macs, describe, measure_throughput, num_params, receptive_field
-from .model import atomic_write
+from benchmarks.baselines import ARCHS, build, count_macs, describe, measure_throughput, num_params, receptive_field
+from segapp.model import atomic_write
 
+PROG = "python -m benchmarks.bench"
 FULL = {"epochs": 3, "train_size": 3000, "test_size": 1000, "seeds": "0,1,2", "repeats": 9}
 QUICK = {"epochs": 2, "train_size": 256, "test_size": 200, "seeds": "0", "repeats": 3}
 CSV_FIELDS = ("key", "arch", "seed", "epochs", "train_size", "test_size", "width", "params", "macs", "rf",
@@ -43,7 +46,7 @@ CSV_FIELDS = ("key", "arch", "seed", "epochs", "train_size", "test_size", "width
 
 def recipe() -> dict:
     """The optimisation settings of `segapp train`, taken from its parser defaults."""
-    from .cli import build_parser
+    from segapp.cli import build_parser
 
     d = build_parser().parse_args(["train"])
     return {k: getattr(d, k) for k in ("batch_size", "lr", "weight_decay", "dice_weight", "amp", "augment")}
@@ -56,7 +59,7 @@ def run_key(arch: str, seed: int, a: argparse.Namespace) -> str:
 
 def machine_fields() -> dict:
     """Which machine, host, thread count and time produced a result."""
-    from .train import machine
+    from segapp.train import machine
 
     return {"threads": torch.get_num_threads(), "machine": machine(), "host": platform.node(),
             "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
@@ -68,8 +71,8 @@ def train_model(model: torch.nn.Module, seed: int, epochs: int, train_size: int,
     import segmentation_models_pytorch as smp
     from torch.utils.data import DataLoader
 
-    from .data import FreshM2NIST, train_augment
-    from .runtime import autocast
+    from segapp.data import FreshM2NIST, train_augment
+    from segapp.runtime import autocast
 
     train_set = FreshM2NIST(train_size, seed, train_augment() if r["augment"] else None)
     steps = epochs * (train_size // r["batch_size"])
@@ -102,8 +105,8 @@ def train_model(model: torch.nn.Module, seed: int, epochs: int, train_size: int,
 
 def bench_one(arch: str, seed: int, a: argparse.Namespace, test: tuple, log) -> dict:
     """Builds, trains and scores one (architecture, seed); returns its results row."""
-    from .evaluate import evaluate
-    from .runtime import pick_device
+    from segapp.evaluate import evaluate
+    from segapp.runtime import pick_device
 
     r, device = recipe(), pick_device(a.device)
     torch.manual_seed(seed)
@@ -245,7 +248,7 @@ def report(out: Path, a: argparse.Namespace, archs: list[str], log) -> None:
 
 
 def run(a: argparse.Namespace) -> int:
-    """`segapp bench`; returns the exit status."""
+    """Runs the benchmark for the parsed arguments ``a``; returns the exit status."""
     if a.quick:
         for k, v in QUICK.items():
             if getattr(a, k) == FULL[k]:  # flags given explicitly win over --quick
@@ -254,8 +257,8 @@ def run(a: argparse.Namespace) -> int:
     archs = [x.strip() for x in a.archs.split(",") if x.strip()]
     unknown = [x for x in archs if x not in (*ARCHS, "unet-mobilenet")]
     if unknown or not archs or not a.seed_list:  # fail now, not an hour into the sweep
-        print(f"segapp bench: error: unknown architecture(s) {', '.join(unknown)}; choose from "
-              f"{', '.join(ARCHS)}, unet-mobilenet" if unknown else "segapp bench: error: no architectures or seeds",
+        print(f"{PROG}: error: unknown architecture(s) {', '.join(unknown)}; choose from "
+              f"{', '.join(ARCHS)}, unet-mobilenet" if unknown else f"{PROG}: error: no architectures or seeds",
               file=sys.stderr)
         return 2
     out = Path(a.out)
@@ -265,7 +268,7 @@ def run(a: argparse.Namespace) -> int:
         print(f"[{datetime.now(timezone.utc):%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
 
     if not (a.throughput_only or a.report_only):
-        from .data import make_split
+        from segapp.data import make_split
 
         test, done = make_split("test", n=a.test_size), {r["key"] for r in read_rows(out)}
         todo = [(s, arch) for s in a.seed_list for arch in archs if run_key(arch, s, a) not in done]
@@ -292,18 +295,19 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
     """Shows defaults and keeps the description's and examples' line breaks."""
 
 
-def add_parser(sub) -> None:
-    """Registers `segapp bench` on the `segapp` subcommand parser."""
-    p = sub.add_parser(
-        "bench", help="compare dilated / strided / large-kernel / U-Net under one budget", formatter_class=_Formatter,
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m benchmarks.bench``."""
+    p = argparse.ArgumentParser(
+        prog=PROG, formatter_class=_Formatter,
         description="Train and score several architectures with the recipe of `segapp train` (same data, loss,\n"
                     "optimiser, schedule and image budget), once per seed, then time CPU inference of all of them\n"
                     "in one process. Finished runs are appended to OUT/results.jsonl at once and skipped on a\n"
                     "re-run, so an interrupted sweep is resumed by running the same command again.\n"
                     "Results: OUT/results.csv, summary.csv, table.md, bench.png. See docs/benchmarks.md.",
-        epilog="examples:\n  segapp bench --quick --out runs/bench-quick      # smoke test, a few minutes\n"
-               "  segapp --threads 2 bench --out docs/bench          # the published table\n"
-               "  segapp bench --throughput-only --out docs/bench     # re-time inference only")
+        epilog=f"examples:\n  {PROG} --quick --out runs/bench-quick      # smoke test, a few minutes\n"
+               f"  {PROG} --threads 2 --out docs/bench          # the published table\n"
+               f"  {PROG} --throughput-only --out docs/bench     # re-time inference only")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)%(default).0s")
     g = p.add_argument_group("what to run")
     g.add_argument("--archs", default=",".join(ARCHS),
                    help="comma-separated architectures: dilated, strided, large-kernel, unet (also: unet-mobilenet)")
@@ -327,4 +331,18 @@ def add_parser(sub) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--out", type=Path, default=Path("runs/bench"), help="results folder")
     g.add_argument("--device", default="cpu", help="training device (throughput is always timed on CPU)")
-    p.set_defaults(run=run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    if a.threads is not None:
+        if a.threads < 1:
+            print(f"{PROG}: error: --threads must be at least 1, got {a.threads}", file=sys.stderr)
+            return 2
+        torch.set_num_threads(a.threads)
+    return run(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

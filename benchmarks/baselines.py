@@ -1,4 +1,4 @@
-"""The architectures `segapp bench` compares, plus the measurements it reports about each.
+"""The architectures ``python -m benchmarks.bench`` compares, plus the measurements it reports about each.
 
 Four nets, one input/output contract: (N, 1, H, W) in [0, 1] -> logits (N, 11, H, W) for any H, W.
 
@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .classes import NUM_CLASSES
-from .model import DilatedNet, NetConfig
+from segapp.classes import NUM_CLASSES
+from segapp.model import DilatedNet, NetConfig
 
 ARCHS = ("dilated", "strided", "large-kernel", "unet")
 LARGE_KERNELS = (3, 5, 9, 17, 9, 5, 3)
@@ -206,7 +206,7 @@ def measure_throughput(archs: list[str], width: int = 48, batch: int = 64, repea
     Interleaving (repeat 1: all archs, repeat 2: all archs, ...) in one process means load spikes on a
     shared machine hit every architecture alike, so the ratios hold even where absolute numbers drift.
     """
-    from .runtime import autocast
+    from segapp.runtime import autocast
 
     device = torch.device("cpu")
     torch.manual_seed(0)
