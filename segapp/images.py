@@ -233,9 +233,10 @@ def normalise(gray: np.ndarray, inverted: bool | None = None) -> tuple[np.ndarra
         g = 255.0 - g
     if is_clean(g):
         return g.astype(np.uint8), inverted
-    g = g - background(g)
-    noise = 1.4826 * float(np.median(np.abs(g[g <= 0]))) if (g <= 0).any() else 0.0
-    floor = max(3.0 * noise, NOISE_FLOOR)
+    g = g - background(g)  # paper at about 0 (the background estimate is its lower quartile)
+    level = float(np.median(g))  # paper's middle: ink is a minority of pixels
+    noise = 1.4826 * float(np.median(np.abs(g - level)))  # robust sigma of the paper's grain and sensor noise
+    floor = level + max(3.0 * noise, NOISE_FLOOR)
     return stretch(g, floor), inverted
 
 

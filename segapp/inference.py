@@ -30,12 +30,13 @@ import torch
 import torch.nn.functional as F
 
 from .classes import BACKGROUND
-from .images import Prepared, normalise, prepare
+from .images import Prepared, is_clean, normalise, prepare
 from .model import load_pretrained
 from .render import Segmentation, read_digits
 from .runtime import amp_enabled, pick_device
 from .scale import TARGET_HEIGHT, NetInput, ink_height, to_net_scale  # noqa: F401 (re-exported)
 
+INK_LEVEL = 48  # of 255: where a blurred or photographed stroke counts as ink (between FP and FN, dev set)
 STRIP_BYTES = 64 * 2**20  # memory of one strip of upsampled logits
 
 
@@ -193,12 +194,14 @@ def upsample_classes(logits: torch.Tensor, small: np.ndarray, H: int, W: int) ->
 def ink_refine(full: np.ndarray, prepared: Prepared, scale: float) -> None:
     """Makes digit masks follow the ink at the input's own resolution (in place).
 
-    Two rules, the M2NIST labelling rule applied to any image: a pixel without ink is background,
-    and ink touching a digit belongs to it. The first removes the halo that upsampled logits wear
-    (they cannot place a boundary more finely than one net pixel: 40 px in a phone photo); the
-    second gives faint anti-aliased stroke edges, which a net trained on photos tends to drop, to
-    their digit. Ink is measured on a crop around the digits (two digit heights of paper around them,
-    for the background estimate) with the polarity found for the whole image.
+    Two rules: a pixel without ink is background, and ink touching a digit belongs to it. The first
+    removes the halo that upsampled logits wear (they cannot place a boundary more finely than one
+    net pixel: 40 px in a phone photo); the second gives faint anti-aliased stroke edges, which a
+    net trained on photos tends to drop, back to their digit. "Ink" is M2NIST's own rule (any
+    value > 0) for clean, lossless images; for photos, scans and JPEGs, whose blur spreads every
+    stroke, it is about a fifth of full ink (:data:`INK_LEVEL`), near where the clean stroke would end. Ink is
+    measured on a crop around the digits (two digit heights of paper around them, for the
+    background estimate) with the polarity found for the whole image.
     """
     ys, xs = np.nonzero(full != BACKGROUND)
     if len(ys) == 0:
@@ -211,8 +214,9 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float) -> None:
         y0, y1 = max(0, ys.min() - m), min(full.shape[0], ys.max() + 1 + m)
         x0, x1 = max(0, xs.min() - m), min(full.shape[1], xs.max() + 1 + m)
         ink, _ = normalise(prepared.raw[y0:y1, x0:x1], inverted=prepared.inverted)
+    raw = prepared.raw[y0:y1, x0:x1]
+    lit = ink >= (1 if is_clean(255 - raw if prepared.inverted else raw) else INK_LEVEL)
     view = full[y0:y1, x0:x1]
-    lit = ink > 0
     view[~lit & (view != BACKGROUND)] = BACKGROUND
     grow = max(2, math.ceil(1 / scale))  # px: one net pixel, and at least the 2 px of an anti-aliased edge
     kernel = np.ones((3, 3), np.uint8)
