@@ -4,9 +4,15 @@
   segapp train      train the decoder-free net (defaults reproduce the shipped weights)
   segapp evaluate   score weights on the test split or a Kaggle M2NIST pair
   segapp predict    turn a folder of images into masks, overlays and a summary
+  segapp export     export the model to ONNX (or write a labelled image folder)
+  segapp score      mean IoU of a folder of predicted masks against true masks
   segapp demo       start the web demo (same as `python app.py`)
 
-Errors in the user's input (missing files, bad weights, bad data) print one line and exit 2.
+This is the only module that knows argparse: every subcommand's flags are declared here, and each
+job module exposes a function that takes a typed config or plain arguments. Job modules are imported
+when their command runs, so ``segapp --help`` stays quick and an import error surfaces as one.
+Errors segapp can explain (:class:`segapp.classes.SegappError`: missing files, bad weights, bad data,
+bad arguments) and OS errors (a full disk) print one line and exit 2, here and nowhere else.
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ from pathlib import Path
 import torch
 
 from .classes import SegappError
-from .data import DataError
 from .safeio import describe
 
 DESCRIPTION = "segapp: semantic segmentation of handwritten digits with a net that never downsamples."
@@ -35,8 +40,8 @@ def _add_weights(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
 
 
-def _add_backend(p) -> None:
-    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto", help=BACKEND_HELP)
+def _add_backend(p, help: str = BACKEND_HELP) -> None:
+    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto", help=help)
 
 
 def _widths(text: str) -> list[int]:
@@ -103,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-size", type=int, default=1000)
     p.add_argument("--width", type=int, default=84, help="canvas width; wider canvases hold more digits")
     p.add_argument("--kaggle-layout", action="store_true", help="also write combined.npy + segmented.npy")
+    p.set_defaults(run=run_data)
 
     p = sub.add_parser("train", help="train a model", formatter_class=fmt,
                        description="Train the decoder-free net. With no flags this reproduces the shipped "
@@ -149,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
+    p.set_defaults(run=run_train)
 
     p = sub.add_parser("evaluate", help="score weights on labelled images", formatter_class=fmt,
                        description="Score a model: mean IoU (11 classes and digits only), per-class IoU and Dice, "
@@ -175,21 +182,123 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", type=Path, default=None, help="also write metrics.json and confusion.png here")
     g.add_argument("--batch-size", type=int, default=128, help="unused; kept for old scripts")
 
-    try:
-        from . import predict
+    p.set_defaults(run=run_evaluate)
 
-        predict.add_parser(sub)
-    except ImportError:
-        pass
+    _add_predict(sub, fmt)
+    _add_export(sub, fmt)
+    _add_score(sub, fmt)
+
     p = sub.add_parser("demo", help="start the web demo", formatter_class=fmt,
                        description="Start the Gradio demo (host/port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT).")
     _add_weights(p)
     _add_backend(p)
+    p.add_argument("--host", default=None, help="address to listen on (default: $GRADIO_SERVER_NAME, else 127.0.0.1)"
+                                                "%(default).0s")
+    p.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT, else 7860)%(default).0s")
     p.add_argument("--share", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(run=run_demo)
     return parser
 
 
-def cmd_data(a) -> None:
+PREDICT_EPILOG = """exit status: 0 every file ok; 1 at least one file failed (see the summary's status column);
+2 usage error (bad arguments, missing weights, OUT inside INPUT or not writable, results already
+in OUT without --overwrite/--resume, no images found); 130 interrupted (outputs written so far are complete and
+summarised; finish with --resume)."""
+
+
+def _add_predict(sub, fmt) -> None:
+    p = sub.add_parser(
+        "predict", help="turn a folder of images into masks, overlays and a summary", formatter_class=fmt,
+        epilog=PREDICT_EPILOG,
+        description="Segment every image under INPUT (a folder, searched recursively, or one file) at its native "
+                    "size with the demo's preprocessing, and write OUT/masks/<rel>/<name>.png (class-index PNG "
+                    "with palette), OUT/overlays/<rel>/<name>.png and OUT/summary.csv + summary.jsonl, "
+                    "and the resolved arguments in OUT/args.json. "
+                    "Nothing is ever written inside INPUT; each output appears atomically.")
+    p.add_argument("input", type=Path, metavar="INPUT", help="image folder or single image file")
+    p.add_argument("--out", type=Path, default=None, metavar="OUT",
+                   help="output folder, not inside INPUT (default: runs/predict/<INPUT's name>)%(default).0s")
+    g = p.add_argument_group("inputs")
+    g.add_argument("--recursive", action=argparse.BooleanOptionalAction, default=True, help="look in subfolders")
+    g.add_argument("--hidden", action="store_true", help="also read hidden files and folders (names starting '.')")
+    g = p.add_argument_group("outputs")
+    g.add_argument("--overlays", action=argparse.BooleanOptionalAction, default=True, help="write overlay PNGs")
+    g.add_argument("--alpha", type=float, default=0.6, help="opacity of the digit colours in overlays")
+    g.add_argument("--compress-level", type=int, default=1, choices=range(10), metavar="0-9",
+                   help="PNG zlib level: 1 is fast, 9 smallest (masks compress well either way)")
+    m = g.add_mutually_exclusive_group()
+    m.add_argument("--overwrite", action="store_true", help="redo every file, replacing existing outputs")
+    m.add_argument("--resume", action="store_true",
+                   help="keep files whose outputs exist from an earlier (possibly interrupted) run; do the rest")
+    g = p.add_argument_group("model")
+    _add_weights(g)
+    g.add_argument("--rescale", action=argparse.BooleanOptionalAction, default=True,
+                   help="scale normalisation: estimate the digit height from the ink and resize so digits reach the "
+                        "net about 20 px tall (a huge photo is reduced first, so its cost follows the digits)")
+    g.add_argument("--digit-height", type=float, default=None, metavar="PX",
+                   help="digit height in the inputs (px) instead of estimating it, e.g. for a batch of forms")
+    g.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
+                   help="bfloat16 inference; auto: on for CUDA and for CPUs with native BF16, else off")
+    _add_backend(g, help="what runs the net: torch (BatchNorm folded), onnx (ONNX Runtime; the net exported once per "
+                         "weights and cached), auto (torch on CUDA, else ONNX Runtime; see docs/speed.md)")
+    g = p.add_argument_group("speed")
+    g.add_argument("--batch-size", type=int, default=16, help="images of one size per model call")
+    g.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                   help="threads decoding inputs and encoding outputs (they take turns with the model)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_predict)
+
+
+def _add_export(sub, fmt) -> None:
+    p = sub.add_parser("export", help="export the model to ONNX (or write a labelled image folder)",
+                       formatter_class=fmt,
+                       description="--format onnx: write the net as an ONNX model (dynamic batch, height and width; "
+                                   "input 'image' float32 N,1,H,W = pixel/255, white ink on black; output 'logits' "
+                                   "N,11,H,W) that runs in plain ONNX Runtime, and FILE.parity.json: torch and ONNX "
+                                   "Runtime on the M2NIST-recipe test split. Exit status 1 when the file misses its "
+                                   "bar (fp32: identical class maps on >= 99.99%% of pixels and mIoU equal to 4 "
+                                   "decimals; int8: mIoU within 0.003 of fp32). "
+                                   "--format folder: write M2NIST-recipe images as OUT/images/NNNNN.<png|jpg> and "
+                                   "their true masks as OUT/truth/NNNNN.png, to try `segapp predict` and check it "
+                                   "with `segapp score` (the same --split/--n/--width give the same images as "
+                                   "`segapp evaluate`).")
+    p.add_argument("--format", choices=["onnx", "folder"], default="onnx",
+                   help="onnx: the model as an ONNX file; folder: labelled test images as files")
+    p.add_argument("--out", type=Path, required=True, metavar="OUT", help="the .onnx file, or the output folder")
+    g = p.add_argument_group("onnx")
+    g.add_argument("--weights", type=Path, default=None, metavar="PATH",
+                   help="weights folder, .safetensors file or training checkpoint (default: the shipped weights/)"
+                        "%(default).0s")
+    g.add_argument("--int8", action="store_true",
+                   help="int8: ONNX Runtime static quantization (QDQ) calibrated on M2NIST-recipe training images")
+    g.add_argument("--calib-images", type=int, default=500, metavar="N", help="training images for int8 calibration")
+    g.add_argument("--parity-images", type=int, default=1000, metavar="N", help="test images for the parity check")
+    g = p.add_argument_group("folder")
+    g.add_argument("--split", choices=["train", "val", "test"], default="test", help="M2NIST-recipe split")
+    g.add_argument("--n", type=int, default=1000, help="number of images")
+    g.add_argument("--width", type=int, default=84, help="canvas width (224 holds up to 8 digits)")
+    g.add_argument("--seed", type=int, default=None, help="composition seed (default: the split's own)%(default).0s")
+    g.add_argument("--style", choices=["m2nist", "paper"], default="m2nist",
+                   help="m2nist: white on black, grayscale; paper: dark ink on off-white paper, RGB")
+    g.add_argument("--image-format", choices=["png", "jpg"], default="png", help="image file format")
+    g.add_argument("--quality", type=int, default=90, help="JPEG quality")
+    g.add_argument("--overwrite", action="store_true", help="write into non-empty images/ and truth/ folders")
+    p.set_defaults(run=run_export)
+
+
+def _add_score(sub, fmt) -> None:
+    p = sub.add_parser("score", help="mean IoU of a folder of predicted masks against true masks", formatter_class=fmt,
+                       description="Match PRED/<rel>.png with TRUTH/<rel>.png (class-index PNGs such as `segapp "
+                                   "predict` and `segapp export` write) and report mean IoU as `segapp evaluate` does. "
+                                   "Exit status 1 when a true mask has no usable prediction.")
+    p.add_argument("pred", type=Path, metavar="PRED_MASKS", help="folder of predicted masks, e.g. OUT/masks")
+    p.add_argument("truth", type=Path, metavar="TRUTH_MASKS", help="folder of true masks, e.g. EXPORT/truth")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.set_defaults(run=run_score)
+
+
+def run_data(a) -> None:
+    """`segapp data`."""
     from .data import make_split, save_kaggle
 
     check_data_args(a)
@@ -207,6 +316,43 @@ def cmd_data(a) -> None:
     (a.out / "args.json").write_text(json.dumps(vars(a), default=str, indent=2) + "\n")
 
 
+def run_train(a) -> None:
+    from .train import run
+
+    run(a)
+
+
+def run_evaluate(a) -> None:
+    from .evaluate import run
+
+    run(a)
+
+
+def run_predict(a) -> int:
+    from .predict import run
+
+    return run(a)
+
+
+def run_export(a) -> int:
+    from .export import run_export
+
+    return run_export(a)
+
+
+def run_score(a) -> int:
+    from .export import run_score
+
+    return run_score(a)
+
+
+def run_demo(a) -> None:
+    from .demo import main as demo_main
+
+    os.environ["SEGAPP_BACKEND"] = a.backend  # read by segapp.demo.load_segmenter (also for app.py)
+    demo_main(weights=a.weights, device=a.device, host=a.host, port=a.port, share=a.share or None)
+
+
 def one_line(e: BaseException) -> str:
     return " ".join(str(e).splitlines()) or type(e).__name__
 
@@ -217,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     (``segapp evaluate --json | head -c 300``) ends the command quietly with 141, as SIGPIPE would."""
     argv = sys.argv[1:] if argv is None else argv
     a = build_parser().parse_args(argv)
+    job = vars(a).pop("run")  # the subcommand's runner; the rest of ``a`` is the job's arguments (args.json)
     a.argv = argv
     try:
         if a.threads is not None and a.threads < 1:
@@ -224,33 +371,16 @@ def main(argv: list[str] | None = None) -> int:
         if a.threads:
             torch.set_num_threads(a.threads)
         check_device(getattr(a, "device", None))
-        if a.command == "data":
-            cmd_data(a)
-        elif a.command == "train":
-            from .train import run
-
-            run(a)
-        elif a.command == "evaluate":
-            from .evaluate import run
-
-            run(a)
-        elif a.command == "demo":
-            from .demo import main as demo_main
-
-            os.environ["SEGAPP_BACKEND"] = a.backend  # read by segapp.demo.load_segmenter (also for app.py)
-            demo_main(weights=a.weights, device=a.device)
-        else:
-            code = a.run(a) or 0
-            sys.stdout.flush()
-            return code
+        code = job(a) or 0
         sys.stdout.flush()  # here, so a closed pipe is caught below and not at interpreter exit
+        return code
     except BrokenPipeError:
         try:  # nobody reads stdout any more: point it at /dev/null so the final flush cannot fail again
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         except (OSError, ValueError, AttributeError):
             pass
         return 141
-    except (SegappError, DataError) as e:
+    except SegappError as e:  # DataError, ImageError, WeightsError, ... are SegappErrors
         print(f"segapp {a.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
     except OSError as e:  # e.g. a full disk: names the file, and says --resume finishes the job
@@ -259,7 +389,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"segapp {a.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

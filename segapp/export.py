@@ -15,7 +15,6 @@ other on the same images.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .classes import CLASS_NAMES
+from .classes import CLASS_NAMES, SegappError
 from .predict_files import write_atomic
 from .render import mask_image, read_mask
 
@@ -87,19 +86,19 @@ IDENTICAL_BAR = 0.9999  # share of class-map pixels where ONNX Runtime and torch
 INT8_TOLERANCE = 0.003  # test mIoU over digits int8 may lose against fp32 to be worth shipping
 
 
-def run_export(a: argparse.Namespace) -> int:
+def run_export(a) -> int:
+    """`segapp export` for the arguments ``a`` (the flags of ``segapp export --help`` as attributes)."""
     if a.format == "onnx":
         return run_onnx(a)
     return run_folder(a)
 
 
-def run_folder(a: argparse.Namespace) -> int:
+def run_folder(a) -> int:
     from .data import make_split
 
     clash = [d for d in ("images", "truth") if (a.out / d).is_dir() and any(os.scandir(a.out / d))]
     if clash and not a.overwrite:
-        print(f"segapp export: error: {a.out / clash[0]} is not empty; use --overwrite or another OUT", file=sys.stderr)
-        return 2
+        raise SegappError(f"{a.out / clash[0]} is not empty; use --overwrite or another OUT")
     images, masks = make_split(a.split, n=a.n, seed=a.seed, width=a.width)
     n = export(a.out, images, masks, a.style, a.image_format, a.quality)
     print(f"segapp export: {n} {a.split} images {images.shape[1]}x{images.shape[2]} ({a.style}, {a.image_format}) -> "
@@ -107,9 +106,10 @@ def run_folder(a: argparse.Namespace) -> int:
     return 0
 
 
-def run_onnx(a: argparse.Namespace) -> int:
+def run_onnx(a) -> int:
     """Exports, writes FILE and FILE.parity.json; 0 when the file meets its bar (fp32: parity; int8: mIoU within
-    :data:`INT8_TOLERANCE` of fp32), 1 when not (the files are written either way), 2 on bad arguments."""
+    :data:`INT8_TOLERANCE` of fp32), 1 when not (the files are written either way); bad arguments raise
+    :class:`SegappError` (one line, exit 2 from ``segapp.cli``)."""
     import time
 
     from .data import make_split
@@ -118,12 +118,10 @@ def run_onnx(a: argparse.Namespace) -> int:
 
     out = Path(a.out)
     if out.is_dir() or out.suffix.lower() != ".onnx":
-        print(f"segapp export: error: {out}: give a file name ending in .onnx (a labelled image folder is written "
-              "with `segapp export --format folder --out DIR`)", file=sys.stderr)
-        return 2
+        raise SegappError(f"{out}: give a file name ending in .onnx (a labelled image folder is written "
+                          "with `segapp export --format folder --out DIR`)")
     if min(a.calib_images, a.parity_images) < 1:
-        print("segapp export: error: --calib-images and --parity-images must be at least 1", file=sys.stderr)
-        return 2
+        raise SegappError("--calib-images and --parity-images must be at least 1")
     t0 = time.perf_counter()
     model = load_pretrained(a.weights).cpu().eval()
     digest = state_digest(model)
@@ -183,7 +181,7 @@ def run_onnx(a: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def run_score(a: argparse.Namespace) -> int:
+def run_score(a) -> int:
     metrics, problems = score(a.pred, a.truth)
     for line in problems[:20]:
         print(f"segapp score: {line}", file=sys.stderr)
@@ -197,51 +195,3 @@ def run_score(a: argparse.Namespace) -> int:
               f"pixel accuracy: {metrics['pixel_accuracy']:.4f}\n"
               + "  ".join(f"{n}:{v:.3f}" for n, v in zip(CLASS_NAMES, metrics["per_class_iou"])))
     return 1 if problems else 0
-
-
-def add_parsers(sub) -> None:
-    """Registers `segapp export` and `segapp score`."""
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = sub.add_parser("export", help="export the model to ONNX (or write a labelled image folder)",
-                       formatter_class=fmt,
-                       description="--format onnx: write the net as an ONNX model (dynamic batch, height and width; "
-                                   "input 'image' float32 N,1,H,W = pixel/255, white ink on black; output 'logits' "
-                                   "N,11,H,W) that runs in plain ONNX Runtime, and FILE.parity.json: torch and ONNX "
-                                   "Runtime on the M2NIST-recipe test split. Exit status 1 when the file misses its "
-                                   "bar (fp32: identical class maps on >= 99.99%% of pixels and mIoU equal to 4 "
-                                   "decimals; int8: mIoU within 0.003 of fp32). "
-                                   "--format folder: write M2NIST-recipe images as OUT/images/NNNNN.<png|jpg> and "
-                                   "their true masks as OUT/truth/NNNNN.png, to try `segapp predict` and check it "
-                                   "with `segapp score` (the same --split/--n/--width give the same images as "
-                                   "`segapp evaluate`).")
-    p.add_argument("--format", choices=["onnx", "folder"], default="onnx",
-                   help="onnx: the model as an ONNX file; folder: labelled test images as files")
-    p.add_argument("--out", type=Path, required=True, metavar="OUT", help="the .onnx file, or the output folder")
-    g = p.add_argument_group("onnx")
-    g.add_argument("--weights", type=Path, default=None, metavar="PATH",
-                   help="weights folder, .safetensors file or training checkpoint (default: the shipped weights/)"
-                        "%(default).0s")
-    g.add_argument("--int8", action="store_true",
-                   help="int8: ONNX Runtime static quantization (QDQ) calibrated on M2NIST-recipe training images")
-    g.add_argument("--calib-images", type=int, default=500, metavar="N", help="training images for int8 calibration")
-    g.add_argument("--parity-images", type=int, default=1000, metavar="N", help="test images for the parity check")
-    g = p.add_argument_group("folder")
-    g.add_argument("--split", choices=["train", "val", "test"], default="test", help="M2NIST-recipe split")
-    g.add_argument("--n", type=int, default=1000, help="number of images")
-    g.add_argument("--width", type=int, default=84, help="canvas width (224 holds up to 8 digits)")
-    g.add_argument("--seed", type=int, default=None, help="composition seed (default: the split's own)%(default).0s")
-    g.add_argument("--style", choices=["m2nist", "paper"], default="m2nist",
-                   help="m2nist: white on black, grayscale; paper: dark ink on off-white paper, RGB")
-    g.add_argument("--image-format", choices=["png", "jpg"], default="png", help="image file format")
-    g.add_argument("--quality", type=int, default=90, help="JPEG quality")
-    g.add_argument("--overwrite", action="store_true", help="write into non-empty images/ and truth/ folders")
-    p.set_defaults(run=run_export)
-
-    p = sub.add_parser("score", help="mean IoU of a folder of predicted masks against true masks", formatter_class=fmt,
-                       description="Match PRED/<rel>.png with TRUTH/<rel>.png (class-index PNGs such as `segapp "
-                                   "predict` and `segapp export` write) and report mean IoU as `segapp evaluate` does. "
-                                   "Exit status 1 when a true mask has no usable prediction.")
-    p.add_argument("pred", type=Path, metavar="PRED_MASKS", help="folder of predicted masks, e.g. OUT/masks")
-    p.add_argument("truth", type=Path, metavar="TRUTH_MASKS", help="folder of true masks, e.g. EXPORT/truth")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    p.set_defaults(run=run_score)

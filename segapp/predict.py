@@ -19,25 +19,16 @@ and rewritten atomically, in input order, at the end of the run.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from pathlib import Path
 
 from tqdm import tqdm
 
-from .classes import SegappError
 from .images import ImageError, prepare
 from .predict_files import FIELDS, Item, Summary, begin, row_for, write_outputs
-from .safeio import describe
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-EPILOG = """exit status: 0 every file ok; 1 at least one file failed (see the summary's status column);
-2 usage error (bad arguments, missing weights, OUT inside INPUT or not writable, results already
-in OUT without --overwrite/--resume, no images found); 130 interrupted (outputs written so far are complete and
-summarised; finish with --resume)."""
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130  # usage errors (2) are SegappErrors, printed by segapp.cli
 
 
 def reason(e: BaseException, item: Item) -> str:
@@ -46,19 +37,14 @@ def reason(e: BaseException, item: Item) -> str:
     return msg.removeprefix(f"{item.rel}: ") if isinstance(e, ImageError) else f"{type(e).__name__}: {msg}"
 
 
-def run(a: argparse.Namespace) -> int:
-    """`segapp predict`; returns the exit status (see :data:`EPILOG`)."""
-    try:
-        return predict_folder(a)
-    except SegappError as e:  # bad arguments or folders, bad weights, a full disk
-        print(f"segapp predict: error: {' '.join(str(e).splitlines())}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as e:  # OUT cannot be created or written, INPUT vanished, ...
-        print(f"segapp predict: error: {describe(e)}", file=sys.stderr)
-        return EXIT_USAGE
+def run(a) -> int:
+    """`segapp predict` for the arguments ``a`` (the flags of ``segapp predict --help`` as attributes); returns the
+    exit status: 0 every file ok, 1 some file failed, 130 interrupted. Bad arguments, folders or weights and a full
+    disk raise :class:`segapp.classes.SegappError` / ``OSError``, which ``segapp.cli`` prints as one line (exit 2)."""
+    return predict_folder(a)
 
 
-def predict_folder(a: argparse.Namespace) -> int:
+def predict_folder(a) -> int:
     from .inference import InferenceConfig, Segmenter
 
     job = begin(a)  # arguments, folders, output names, what --resume keeps, args.json (segapp.predict_files)
@@ -155,52 +141,3 @@ def predict_folder(a: argparse.Namespace) -> int:
         print("segapp predict: interrupted; run again with --resume to finish", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_FAILED if failed else EXIT_OK
-
-
-def add_parser(sub) -> None:
-    """Registers `segapp predict` (and the `export` / `score` helpers) on the CLI's subparsers."""
-    from .cli import _add_weights
-    from .export import add_parsers
-
-    p = sub.add_parser(
-        "predict", help="turn a folder of images into masks, overlays and a summary",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=EPILOG,
-        description="Segment every image under INPUT (a folder, searched recursively, or one file) at its native "
-                    "size with the demo's preprocessing, and write OUT/masks/<rel>/<name>.png (class-index PNG "
-                    "with palette), OUT/overlays/<rel>/<name>.png and OUT/summary.csv + summary.jsonl, "
-                    "and the resolved arguments in OUT/args.json. "
-                    "Nothing is ever written inside INPUT; each output appears atomically.")
-    p.add_argument("input", type=Path, metavar="INPUT", help="image folder or single image file")
-    p.add_argument("--out", type=Path, default=None, metavar="OUT",
-                   help="output folder, not inside INPUT (default: runs/predict/<INPUT's name>)%(default).0s")
-    g = p.add_argument_group("inputs")
-    g.add_argument("--recursive", action=argparse.BooleanOptionalAction, default=True, help="look in subfolders")
-    g.add_argument("--hidden", action="store_true", help="also read hidden files and folders (names starting '.')")
-    g = p.add_argument_group("outputs")
-    g.add_argument("--overlays", action=argparse.BooleanOptionalAction, default=True, help="write overlay PNGs")
-    g.add_argument("--alpha", type=float, default=0.6, help="opacity of the digit colours in overlays")
-    g.add_argument("--compress-level", type=int, default=1, choices=range(10), metavar="0-9",
-                   help="PNG zlib level: 1 is fast, 9 smallest (masks compress well either way)")
-    m = g.add_mutually_exclusive_group()
-    m.add_argument("--overwrite", action="store_true", help="redo every file, replacing existing outputs")
-    m.add_argument("--resume", action="store_true",
-                   help="keep files whose outputs exist from an earlier (possibly interrupted) run; do the rest")
-    g = p.add_argument_group("model")
-    _add_weights(g)
-    g.add_argument("--rescale", action=argparse.BooleanOptionalAction, default=True,
-                   help="scale normalisation: estimate the digit height from the ink and resize so digits reach the "
-                        "net about 20 px tall (a huge photo is reduced first, so its cost follows the digits)")
-    g.add_argument("--digit-height", type=float, default=None, metavar="PX",
-                   help="digit height in the inputs (px) instead of estimating it, e.g. for a batch of forms")
-    g.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
-                   help="bfloat16 inference; auto: on for CUDA and for CPUs with native BF16, else off")
-    g.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
-                   help="what runs the net: torch (BatchNorm folded), onnx (ONNX Runtime; the net exported once per "
-                        "weights and cached), auto (torch on CUDA, else ONNX Runtime; see docs/speed.md)")
-    g = p.add_argument_group("speed")
-    g.add_argument("--batch-size", type=int, default=16, help="images of one size per model call")
-    g.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
-                   help="threads decoding inputs and encoding outputs (they take turns with the model)")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run=run)
-    add_parsers(sub)
