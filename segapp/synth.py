@@ -45,13 +45,54 @@ class WildConfig:
     thicken: float = 0.35  # probability of a marker (dilation by 2-5 px)
     thin: float = 0.08  # probability of a fine pen (erosion)
     resample: float = 0.25  # probability of blur from a low-resolution original (small digits upscaled)
+    styled: float = 0.35  # probability that a 1 gets a flag and/or foot, a 7 a crossbar (European and print styles)
     photo: float = 0.55  # probability of the photograph treatment
 
 
-def _digit_patch(d28: np.ndarray, height: float, rng: np.random.Generator, cfg: WildConfig) -> np.ndarray:
+def _restyle(d: np.ndarray, label: int, rng: np.random.Generator) -> np.ndarray:
+    """Adds the strokes other writing styles put on an MNIST 1 (a flag, a foot) or 7 (a crossbar).
+
+    Many people (and every printed font) write 1 with a flag and often a foot, and 7 with a bar;
+    MNIST's American-style writers rarely do, so a net trained on it reads a footed 1 as a 2. The
+    extra strokes are drawn onto the MNIST digit itself, at its own stroke width: the shape stays
+    one MNIST writer's, only the style changes. ``d`` is the cropped digit, float in [0, 1].
+    """
+    pad = 8
+    d = np.pad(d, pad)
+    ys, xs = np.nonzero(d > 0.5)
+    if len(ys) < 5:
+        return d
+    h = ys.max() - ys.min() + 1
+    width = max(1, int(round((d > 0.5).sum() / max(h, 1) / (1.6 if label == 1 else 2.5))))
+    top, bottom = ys.min(), ys.max()
+    x_top, x_bot = xs[ys <= top + 1].mean(), xs[ys >= bottom - 1].mean()
+    lines = []
+    if label == 1:
+        if rng.random() < 0.8:  # flag: down-left from the top
+            lines.append(((x_top, top), (x_top - rng.uniform(0.2, 0.4) * h, top + rng.uniform(0.15, 0.3) * h)))
+        if rng.random() < 0.5:  # foot
+            half = rng.uniform(0.2, 0.35) * h
+            lines.append(((x_bot - half, bottom), (x_bot + half, bottom)))
+    elif label == 7:
+        y = top + rng.uniform(0.45, 0.6) * h
+        row = np.nonzero(d[int(y)] > 0.5)[0]
+        if len(row):
+            x = row.mean()
+            half = rng.uniform(0.15, 0.3) * h
+            lines.append(((x - half, y), (x + half, y)))
+    for (x0, y0), (x1, y1) in lines:
+        cv2.line(d, (int(round(x0)), int(round(y0))), (int(round(x1)), int(round(y1))), 1.0, width, cv2.LINE_AA)
+    ys, xs = np.nonzero(d > 0)
+    return d[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+
+
+def _digit_patch(d28: np.ndarray, height: float, rng: np.random.Generator, cfg: WildConfig,
+                 label: int = -1) -> np.ndarray:
     """One MNIST digit -> float patch in [0, 1], ``height`` px tall, slanted, rotated, wobbled, re-stroked."""
     ys, xs = np.nonzero(d28 > 0)
     d = d28[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32) / 255.0
+    if label in (1, 7) and rng.random() < cfg.styled:
+        d = _restyle(d, label, rng)
     h0, w0 = d.shape
     s = height / max(h0, 1)
     sx = s * float(np.exp(rng.uniform(-0.2, 0.2)))  # width/height ratio of other hands
@@ -102,7 +143,7 @@ def _layout(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, cf
         y_row = y_top + row * (base + row_gap)
         while x < W:
             j = int(rng.integers(0, len(digits)))
-            p = _digit_patch(digits[j], base * rng.uniform(0.9, 1.1), rng, cfg)
+            p = _digit_patch(digits[j], base * rng.uniform(0.9, 1.1), rng, cfg, int(labels[j]))
             ph, pw = p.shape
             nz = np.nonzero(p.max(0) > 0.1)[0]
             left, right = (nz[0], nz[-1]) if len(nz) else (0, pw - 1)
