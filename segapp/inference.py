@@ -144,6 +144,33 @@ class Segmenter:
         """Net + postprocess for preprocessed inputs of one size (the caller batches; see :meth:`segment`)."""
         return [self.postprocess(n, lg) for n, lg in zip(inputs, self.logits([n.image for n in inputs]))]
 
+    def segment_mixed(self, n: NetInput) -> Segmentation:
+        """Digits of clearly different sizes in one image: each size group in its own pass, at its own scale.
+
+        Each pass sees a crop around its group with the other groups' ink painted over with paper, so
+        a title's big digits never reach the net at the small print's scale, nor the reverse.
+        """
+        p = n.prepared
+        H, W = p.raw.shape
+        full = np.full((H, W), BACKGROUND, np.uint8)
+        digits = []
+        for g in n.groups:
+            y0, y1, x0, x1 = g.box
+            crop = p.raw[y0:y1, x0:x1].copy()
+            hide = cv2.dilate(g.others[y0:y1, x0:x1].astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+            if hide.any() and not hide.all():
+                crop[hide] = np.uint8(np.median(crop[~hide]))
+            sub = self.with_options(digit_height=g.height).segment([Prepared(crop)])[0]
+            view = full[y0:y1, x0:x1]
+            found = (sub.classes != BACKGROUND) & ~hide
+            view[found] = sub.classes[found]
+            for d in sub.digits:
+                bx0, by0, bx1, by1 = d["bbox"]
+                digits.append({**d, "bbox": [bx0 + x0, by0 + y0, bx1 + x0, by1 + y0]})
+        small = min(n.groups, key=lambda g: g.height)
+        return Segmentation.from_digits(full, p, digits, scale=min(1.0, TARGET_HEIGHT / small.height),
+                                        digit_height=small.height)
+
     def batch_limit(self, shape: tuple[int, int]) -> int:
         """How many net inputs of ``shape`` go into one batch (fewer as they grow; tiles bound the rest)."""
         return max(1, min(self.cfg.batch_size, self.cfg.tile**2 // (shape[0] * shape[1])))
@@ -154,7 +181,10 @@ class Segmenter:
         results: list[Segmentation | None] = [None] * len(inputs)
         groups: dict[tuple[int, int], list[int]] = {}
         for i, n in enumerate(inputs):
-            groups.setdefault(n.image.shape, []).append(i)
+            if n.groups:
+                results[i] = self.segment_mixed(n)
+            else:
+                groups.setdefault(n.image.shape, []).append(i)
         for shape, idx in groups.items():
             per_batch = self.batch_limit(shape)
             for k in range(0, len(idx), per_batch):

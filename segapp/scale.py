@@ -12,7 +12,7 @@ trains on what it will see.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -22,6 +22,7 @@ from .images import Prepared, normalise
 TARGET_HEIGHT = 20.0  # px: MNIST digits are 20 px tall (ink > 64) in their 28x28 box; the net was trained there
 KEEP_BAND = 1.4  # estimated heights within TARGET / KEEP_BAND .. TARGET * KEEP_BAND run unresized (the net was
 # trained on digits 0.7-1.4x the target size, see segapp.synth, so resampling inside the band only costs detail)
+MIXED_RATIO = 2.5  # digit heights this far apart in one image are read in separate passes, each at its scale
 MAX_UPSCALE = 3.0  # below ~7 px a digit is not legible; more upscaling only magnifies noise
 MIN_INK_HEIGHT = 8  # px at analysis scale: shorter ink parts are specks (or digits too small to read)
 
@@ -34,6 +35,16 @@ class NetInput:
     image: np.ndarray  # (h, w) uint8, white ink on black, digits about TARGET_HEIGHT px tall
     scale: float  # net pixels per input pixel (1.0: unresized)
     digit_height: float | None  # estimated (or given) digit height in input pixels; None: no ink found
+    groups: list[SizeGroup] = field(default_factory=list)  # digits of clearly different sizes: one pass each
+
+
+@dataclass
+class SizeGroup:
+    """Digits of one size in an image that holds several (a title and small print, a form's boxes)."""
+
+    height: float  # px in the input
+    box: tuple[int, int, int, int]  # y0, y1, x0, x1 in the input, a margin of half a digit included
+    others: np.ndarray  # (H, W) bool at the input's size: ink of the other groups, hidden from this pass
 
 
 def ink_height(ink: np.ndarray) -> float | None:
@@ -53,19 +64,59 @@ def ink_height(ink: np.ndarray) -> float | None:
     return first
 
 
-def _median_part_height(binary: np.ndarray) -> float | None:
-    n, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+def _parts(binary: np.ndarray):
+    """Connected ink parts that may be digits: (label map, stats of all parts, indices of the kept ones)."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     if n <= 1:
-        return None
+        return labels, stats, np.zeros(0, int)
     w, h, area = stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT], stats[1:, cv2.CC_STAT_AREA]
     H, W = binary.shape
     keep = (area >= max(4, 0.03 * area.max())) & (h >= MIN_INK_HEIGHT) & (w <= 8 * h)
     keep &= ~((h >= 0.9 * H) & (w >= 0.9 * W))  # a frame or the paper's edge
-    if not keep.any():
+    return labels, stats, np.flatnonzero(keep) + 1
+
+
+def _median_part_height(binary: np.ndarray) -> float | None:
+    _, stats, kept = _parts(binary)
+    if len(kept) == 0:
         return None
+    h = stats[kept, cv2.CC_STAT_HEIGHT]
+    keep = np.ones(len(kept), bool)
     # Each part votes once: digits that touch merge into one part (on a line: taller by little; stacked,
     # as M2NIST's random offsets make them: twice as tall), and a lower median lets the single digits win.
     return float(np.percentile(h[keep], 50, method="lower"))
+
+
+def size_groups(ink: np.ndarray, a: float, shape: tuple[int, int]) -> list[SizeGroup]:
+    """Splits the ink parts into groups of clearly different heights (ratio > :data:`MIXED_RATIO`).
+
+    Returns an empty list when the digits are of one size (the usual case). ``ink`` is the
+    normalised analysis copy, ``a`` its scale against the input of size ``shape``.
+    """
+    binary = (ink >= 64).astype(np.uint8)
+    labels, stats, kept = _parts(binary)
+    if len(kept) < 2:
+        return []
+    h = stats[kept, cv2.CC_STAT_HEIGHT].astype(float)
+    order = np.argsort(h)
+    cuts = [i + 1 for i in range(len(order) - 1) if h[order[i + 1]] > MIXED_RATIO * h[order[i]]]
+    if not cuts:
+        return []
+    H, W = shape
+    members = np.split(kept[order], cuts)
+    full_labels = cv2.resize(labels.astype(np.int32), (W, H), interpolation=cv2.INTER_NEAREST) if a != 1 else labels
+    groups = []
+    for ids in members:
+        st = stats[ids]
+        height = float(np.median(st[:, cv2.CC_STAT_HEIGHT])) / a
+        m = 0.5 * height
+        y0 = max(0, int(st[:, cv2.CC_STAT_TOP].min() / a - m))
+        x0 = max(0, int(st[:, cv2.CC_STAT_LEFT].min() / a - m))
+        y1 = min(H, int((st[:, cv2.CC_STAT_TOP] + st[:, cv2.CC_STAT_HEIGHT]).max() / a + m) + 1)
+        x1 = min(W, int((st[:, cv2.CC_STAT_LEFT] + st[:, cv2.CC_STAT_WIDTH]).max() / a + m) + 1)
+        others = np.isin(full_labels, np.setdiff1d(kept, ids))
+        groups.append(SizeGroup(height, (y0, y1, x0, x1), others))
+    return groups
 
 
 def to_net_scale(p: Prepared, rescale: bool = True, digit_height: float | None = None,
@@ -93,6 +144,9 @@ def to_net_scale(p: Prepared, rescale: bool = True, digit_height: float | None =
             return NetInput(p, np.zeros((1, 1), np.uint8), 1.0, None)
         measured = ink_height(ink)
         height = None if measured is None else measured / a
+        groups = size_groups(ink, a, (H, W)) if measured is not None else []
+        if len(groups) > 1:  # the Segmenter reads each size group in its own pass
+            return NetInput(p, np.zeros((1, 1), np.uint8), 1.0, height, groups)
     scale = 1.0
     if rescale and height is not None:
         s = min(TARGET_HEIGHT / height, MAX_UPSCALE)

@@ -111,3 +111,19 @@ def test_group_lines(layout, lines):
     for line in got:
         xs = [d["bbox"][0] for d in line]
         assert xs == sorted(xs)
+
+
+def test_digits_of_mixed_sizes_are_each_read_at_their_scale(segmenter):
+    imgs, _ = make_split("test", n=2, seed=21)
+    big = cv2.resize(imgs[0], None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)  # digits ~80 px tall
+    canvas = np.zeros((256 + 80, 336), np.uint8)
+    canvas[:256] = big
+    canvas[270:334, 100:184] = imgs[1]  # digits ~20 px tall below them
+    seg = segmenter(canvas)
+    assert seg.lines == [segmenter(big).text, segmenter(imgs[1]).text]
+    assert seg.classes.shape == canvas.shape and 15 < seg.digit_height < 25
+
+
+def test_m2nist_canvases_are_one_size(segmenter):
+    images, _ = make_split("test", n=40, seed=8)
+    assert not any(segmenter.preprocess(Prepared(im)).groups for im in images)
