@@ -94,6 +94,12 @@ def size_groups(ink: np.ndarray, a: float, shape: tuple[int, int]) -> list[SizeG
     normalised analysis copy, ``a`` its scale against the input of size ``shape``.
     """
     binary = (ink >= 64).astype(np.uint8)
+    first = _median_part_height(binary)
+    if first is None:
+        return []
+    k = int(round(first / 10))
+    if k >= 2:  # as in ink_height: broken strokes closed first
+        binary = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
     labels, stats, kept = _parts(binary)
     if len(kept) < 2:
         return []
@@ -104,6 +110,13 @@ def size_groups(ink: np.ndarray, a: float, shape: tuple[int, int]) -> list[SizeG
         return []
     H, W = shape
     members = np.split(kept[order], cuts)
+    # A short part beside or inside a tall one is a piece of it (a detached bar, a dot of ink), not a digit.
+    for g in range(len(members) - 1):
+        taller = np.concatenate(members[g + 1 :])
+        members[g] = np.array([i for i in members[g] if not _touches(stats[i], stats[taller])], int)
+    members = [m for m in members if len(m)]
+    if len(members) < 2:
+        return []
     full_labels = cv2.resize(labels.astype(np.int32), (W, H), interpolation=cv2.INTER_NEAREST) if a != 1 else labels
     groups = []
     for ids in members:
@@ -117,6 +130,14 @@ def size_groups(ink: np.ndarray, a: float, shape: tuple[int, int]) -> list[SizeG
         others = np.isin(full_labels, np.setdiff1d(kept, ids))
         groups.append(SizeGroup(height, (y0, y1, x0, x1), others))
     return groups
+
+
+def _touches(part: np.ndarray, others: np.ndarray) -> bool:
+    """Whether a part's box lies within a third of their height of any of the ``others``' boxes."""
+    x, y, w, h = part[:4]
+    ox, oy, ow, oh = others[:, 0], others[:, 1], others[:, 2], others[:, 3]
+    m = oh / 3
+    return bool(((x < ox + ow + m) & (x + w > ox - m) & (y < oy + oh + m) & (y + h > oy - m)).any())
 
 
 def to_net_scale(p: Prepared, rescale: bool = True, digit_height: float | None = None,
