@@ -45,11 +45,11 @@ CSV_FIELDS = ("key", "arch", "seed", "epochs", "train_size", "test_size", "width
 
 
 def recipe() -> dict:
-    """The optimisation settings of `segapp train`, taken from its parser defaults."""
-    from segapp.cli import build_parser
+    """The optimisation settings of `segapp train`: its defaults, from ``segapp.train.TrainConfig``."""
+    from segapp.train import TrainConfig
 
-    d = build_parser().parse_args(["train"])
-    return {k: getattr(d, k) for k in ("batch_size", "lr", "weight_decay", "dice_weight", "amp", "augment")}
+    cfg = TrainConfig().resolved()
+    return {k: getattr(cfg, k) for k in ("batch_size", "lr", "weight_decay", "dice_weight", "amp", "augment")}
 
 
 def run_key(arch: str, seed: int, a: argparse.Namespace) -> str:

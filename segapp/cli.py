@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -316,10 +317,21 @@ def run_data(a) -> None:
     (a.out / "args.json").write_text(json.dumps(vars(a), default=str, indent=2) + "\n")
 
 
+def train_config(a):
+    """The `segapp train` flags as a :class:`segapp.train.TrainConfig` (paths as strings, widths as a tuple)."""
+    from .train import TrainConfig
+
+    values = {f.name: getattr(a, f.name) for f in fields(TrainConfig) if hasattr(a, f.name)}
+    for k in ("kaggle", "data", "init", "out"):
+        if values.get(k) is not None:
+            values[k] = str(values[k])
+    return TrainConfig(**{**values, "widths": tuple(values["widths"])})
+
+
 def run_train(a) -> None:
     from .train import run
 
-    run(a)
+    run(train_config(a), argv=a.argv)
 
 
 def run_evaluate(a) -> None:

@@ -1,5 +1,8 @@
 """`segapp train`: M2NIST (or a Kaggle-layout pair) -> trained weights, log, curve and model card.
 
+A run is described by one frozen :class:`TrainConfig` (the CLI maps its flags onto it; ``asdict(cfg)`` is
+what ``args.json`` and ``last.pt`` record, and what ``--resume`` rebuilds the run from).
+
 Output folder (``--out``, default ``runs/train``):
   config.json + model.safetensors  best epoch by val mean IoU over digits (what every command loads)
   last.pt                          full state for ``--resume`` (model, optimiser, schedule, epoch, RNG)
@@ -21,6 +24,7 @@ import platform
 import shlex
 import sys
 import time
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +42,72 @@ from .runtime import amp_enabled, autocast, pick_device
 from .safeio import file_id, sweep_temps
 from .synth import IGNORE
 
-# Arguments that define the run; on --resume they come from the checkpoint, not the command line.
-RUN_ARGS = ("epochs", "batch_size", "lr", "weight_decay", "seed", "train_size", "val_size", "fixed_train",
-            "augment", "kaggle", "widths", "dice_weight", "amp", "wild", "init", "init_sha256", "data", "mix_recipe")
 FINE_TUNE = {"epochs": 4, "lr": 1e-3}  # defaults with --init: a short, gentle schedule from trained weights
 FROM_SCRATCH = {"epochs": 16, "lr": 3e-3}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every argument of a training run, with the defaults of ``segapp train`` (see its ``--help``).
+
+    ``epochs`` and ``lr`` left at None mean 16 epochs at 3e-3 from scratch, 4 at 1e-3 with ``init``
+    (:meth:`resolved`). Paths are strings so that ``asdict(cfg)`` goes into JSON and into a
+    ``weights_only`` checkpoint as it is.
+    """
+
+    # data
+    kaggle: str | None = None  # a Kaggle-layout pair (combined.npy + segmented.npy); 10% held out for val
+    train_size: int = 10000  # training images per epoch
+    val_size: int = 1000  # validation images (M2NIST recipe, val digit pool)
+    fixed_train: bool = False  # one fixed set of train_size images instead of fresh compositions each epoch
+    augment: bool = True  # albumentations photometric + mild geometric jitter
+    data: str | None = None  # a folder dataset: DIR/images/* + DIR/masks/*.png
+    mix_recipe: float = 0.0  # with data: this share of each epoch from the M2NIST recipe (+ wild images)
+    wild: float = 0.65  # share of real-world-like images per epoch (segapp/synth.py); 0: the M2NIST recipe alone
+    # model and optimisation
+    widths: tuple[int, ...] = (48,) * 7  # channels per layer (dilations 1-2-4-8-4-2-1)
+    epochs: int | None = None
+    batch_size: int = 32
+    lr: float | None = None  # peak learning rate of the one-cycle schedule
+    init: str | None = None  # fine-tune from these trained weights (their widths are used)
+    init_sha256: str | None = None  # fingerprint of init's weights, filled in by the run
+    weight_decay: float = 1e-4  # AdamW
+    dice_weight: float = 1.0  # loss = CE + dice_weight x Dice
+    amp: str | bool = "auto"  # bfloat16 autocast: auto (only where native), on, off (a bool in old checkpoints)
+    seed: int = 0  # seeds init, data compositions, augmentation, order
+    # run: where and how, not what (on --resume these come from the command line, the rest from the checkpoint)
+    out: str = "runs/train"
+    resume: bool = False
+    workers: int = 0  # DataLoader worker processes
+    device: str = "auto"
+
+    def __post_init__(self):
+        if isinstance(self.widths, list):  # JSON and old checkpoints store a list
+            object.__setattr__(self, "widths", tuple(self.widths))
+
+    def resolved(self) -> TrainConfig:
+        """The config with ``epochs`` / ``lr`` filled in (from scratch, or the gentler fine-tuning defaults)."""
+        defaults = FINE_TUNE if self.init else FROM_SCRATCH
+        return replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
+
+    @classmethod
+    def from_dict(cls, d: dict, **override) -> TrainConfig:
+        """A config from a recorded ``args`` dict (``args.json`` or a checkpoint, old or new): unknown keys (an old
+        run's ``command``, ``threads``, ``argv``) are ignored; a flag added later than the run gets the value that
+        reproduces what the run did before it existed (:data:`BEFORE_FLAG`), else its default."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in d.items() if k in names}
+        for k, v in BEFORE_FLAG.items():
+            values.setdefault(k, v)
+        return cls(**{**values, **override})
+
+
+# Fields that are how a run is executed, not what it computes; on --resume they come from the command line.
+HOW_ARGS = ("out", "resume", "workers", "device")
+# Fields that define the run; on --resume they come from the checkpoint, not the command line.
+RUN_ARGS = tuple(f.name for f in fields(TrainConfig) if f.name not in HOW_ARGS)
+# Runs from before a flag existed lack it; this value of it reproduces what they did.
+BEFORE_FLAG = {"wild": 0.0}
 # Every file a run writes in --out; any of them already there means a run (or someone's file) is in the way.
 RUN_FILES = ("last.pt", "model.safetensors", "config.json", "log.csv", "curve.png", "args.json", "metrics.json",
              "MODEL_CARD.md", "confusion.png")
@@ -62,33 +127,33 @@ def _number(v, lo: float, strict: bool = False) -> bool:
             and (v > lo if strict else v >= lo))
 
 
-def check_args(a, names=None, source: str = "") -> None:
+def check_args(cfg: TrainConfig, names=None, source: str = "") -> None:
     """Refuses argument values that would crash the run or train nothing (``names``: check only these)."""
     checks = {
-        "epochs": (_whole(a.epochs, 1), f"--epochs must be at least 1, got {a.epochs}"),
-        "batch_size": (_whole(a.batch_size, 1), f"--batch-size must be at least 1, got {a.batch_size}"),
-        "train_size": (_whole(a.train_size, 1), f"--train-size must be at least 1, got {a.train_size}"),
-        "val_size": (_whole(a.val_size, 1), f"--val-size must be at least 1, got {a.val_size}"),
-        "lr": (_number(a.lr, 0, strict=True), f"--lr must be a positive number, got {a.lr}"),
-        "weight_decay": (_number(a.weight_decay, 0), f"--weight-decay must be 0 or more, got {a.weight_decay}"),
-        "dice_weight": (_number(a.dice_weight, 0), f"--dice-weight must be 0 or more, got {a.dice_weight}"),
-        "seed": (_whole(a.seed, 0, 2**32 - 1), f"--seed must be in 0..{2**32 - 1}, got {a.seed}"),
-        "workers": (_whole(getattr(a, "workers", 0), 0), f"--workers must be 0 or more, got {a.workers}"),
-        "wild": (_number(getattr(a, "wild", 0.0), 0) and getattr(a, "wild", 0.0) <= 1,
-                 f"--wild is a share of each epoch, 0 to 1; got {getattr(a, 'wild', None)}"),
-        "mix_recipe": (_number(getattr(a, "mix_recipe", 0.0), 0) and getattr(a, "mix_recipe", 0.0) < 1,
-                       f"--mix-recipe is a share of each epoch, 0 to below 1; got {getattr(a, 'mix_recipe', None)}"),
+        "epochs": (_whole(cfg.epochs, 1), f"--epochs must be at least 1, got {cfg.epochs}"),
+        "batch_size": (_whole(cfg.batch_size, 1), f"--batch-size must be at least 1, got {cfg.batch_size}"),
+        "train_size": (_whole(cfg.train_size, 1), f"--train-size must be at least 1, got {cfg.train_size}"),
+        "val_size": (_whole(cfg.val_size, 1), f"--val-size must be at least 1, got {cfg.val_size}"),
+        "lr": (_number(cfg.lr, 0, strict=True), f"--lr must be a positive number, got {cfg.lr}"),
+        "weight_decay": (_number(cfg.weight_decay, 0), f"--weight-decay must be 0 or more, got {cfg.weight_decay}"),
+        "dice_weight": (_number(cfg.dice_weight, 0), f"--dice-weight must be 0 or more, got {cfg.dice_weight}"),
+        "seed": (_whole(cfg.seed, 0, 2**32 - 1), f"--seed must be in 0..{2**32 - 1}, got {cfg.seed}"),
+        "workers": (_whole(cfg.workers, 0), f"--workers must be 0 or more, got {cfg.workers}"),
+        "wild": (_number(cfg.wild, 0) and cfg.wild <= 1,
+                 f"--wild is a share of each epoch, 0 to 1; got {cfg.wild}"),
+        "mix_recipe": (_number(cfg.mix_recipe, 0) and cfg.mix_recipe < 1,
+                       f"--mix-recipe is a share of each epoch, 0 to below 1; got {cfg.mix_recipe}"),
     }
     for name, (ok, message) in checks.items():
         if (names is None or name in names) and not ok:
             raise SegappError(message + source)
     if names is None or "widths" in names:
         try:
-            NetConfig(widths=tuple(a.widths)).check_bounds()
+            NetConfig(widths=tuple(cfg.widths)).check_bounds()
         except (TypeError, ValueError) as e:
             raise SegappError(f"--widths: {e}{source}") from None
-    if (names is None or "batch_size" in names) and not a.kaggle and a.batch_size > a.train_size:
-        raise SegappError(f"--batch-size {a.batch_size} is larger than --train-size {a.train_size}: an epoch would "
+    if (names is None or "batch_size" in names) and not cfg.kaggle and cfg.batch_size > cfg.train_size:
+        raise SegappError(f"--batch-size {cfg.batch_size} is larger than --train-size {cfg.train_size}: an epoch would "
                           f"hold no full batch and train nothing; lower --batch-size{source}")
 
 
@@ -116,7 +181,8 @@ def load_resumable(out: Path) -> tuple[dict | None, dict]:
             args = json.loads((out / "args.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             args = None
-        if isinstance(args, dict) and args.get("command") == "train" and all(k in args for k in REQUIRED_RUN_ARGS):
+        recorded = isinstance(args, dict) and args.get("command", "train") == "train"  # old args.json name it
+        if recorded and all(k in args for k in REQUIRED_RUN_ARGS):
             print(f"no epoch of the run in {out} had finished; starting it again from epoch 1", file=sys.stderr)
             return None, args
         raise SegappError(f"--resume: {path} not found, so there is no run in {out} to continue; leave out --resume "
@@ -135,11 +201,11 @@ def load_resumable(out: Path) -> tuple[dict | None, dict]:
     return ckpt, ckpt["args"]
 
 
-def check_data(a, train_set) -> None:
+def check_data(cfg: TrainConfig, train_set) -> None:
     """Refuses a training set that holds no full batch (a small Kaggle pair): nothing would be trained."""
-    if len(train_set) < a.batch_size:
+    if len(train_set) < cfg.batch_size:
         raise SegappError(f"{len(train_set)} training images (after holding out the validation images) are fewer than "
-                          f"--batch-size {a.batch_size}: no full batch, nothing would be trained; lower --batch-size "
+                          f"--batch-size {cfg.batch_size}: no full batch, nothing would be trained; lower --batch-size "
                           "or give more images")
 
 
@@ -158,28 +224,28 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}"
 
 
-def build_data(a) -> tuple:
-    """Train dataset and (val images, val masks) for the run's arguments."""
-    aug = train_augment() if a.augment else None
-    if a.kaggle:
-        images, masks = load_kaggle(Path(a.kaggle))
-        order = np.random.default_rng(a.seed).permutation(len(images))
+def build_data(cfg: TrainConfig) -> tuple:
+    """Train dataset and (val images, val masks) for the run's config."""
+    aug = train_augment() if cfg.augment else None
+    if cfg.kaggle:
+        images, masks = load_kaggle(Path(cfg.kaggle))
+        order = np.random.default_rng(cfg.seed).permutation(len(images))
         n_val = max(1, len(images) // 10)
         val, tr = order[:n_val], order[n_val:]
         return SegmentationSet(images[tr], masks[tr], aug), (images[val], masks[val])
-    if getattr(a, "data", None):  # a folder dataset, optionally mixed with the M2NIST recipe (+ real-world images)
+    if cfg.data:  # a folder dataset, optionally mixed with the M2NIST recipe (+ real-world images)
         from .folders import FolderSet, split_pairs, val_windows
 
-        train_pairs, val_pairs = split_pairs(Path(a.data), a.seed)
-        mix = getattr(a, "mix_recipe", 0.0)
-        other = WildM2NIST(a.train_size, a.seed, a.wild, aug) if mix > 0 else None
-        return FolderSet(train_pairs, a.train_size, a.seed, other=other, share=1 - mix), val_windows(val_pairs)
-    val = make_split("val", n=a.val_size)
-    if a.fixed_train:
-        return SegmentationSet(*make_split("train", n=a.train_size), aug), val
-    if getattr(a, "wild", 0.0) > 0:
-        return WildM2NIST(a.train_size, a.seed, a.wild, aug), val
-    return FreshM2NIST(a.train_size, a.seed, aug), val
+        train_pairs, val_pairs = split_pairs(Path(cfg.data), cfg.seed)
+        mix = cfg.mix_recipe
+        other = WildM2NIST(cfg.train_size, cfg.seed, cfg.wild, aug) if mix > 0 else None
+        return FolderSet(train_pairs, cfg.train_size, cfg.seed, other=other, share=1 - mix), val_windows(val_pairs)
+    val = make_split("val", n=cfg.val_size)
+    if cfg.fixed_train:
+        return SegmentationSet(*make_split("train", n=cfg.train_size), aug), val
+    if cfg.wild > 0:
+        return WildM2NIST(cfg.train_size, cfg.seed, cfg.wild, aug), val
+    return FreshM2NIST(cfg.train_size, cfg.seed, aug), val
 
 
 def write_log(out: Path, history: list[dict]) -> None:
@@ -210,41 +276,38 @@ def plot_curve(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def run(a) -> dict:
-    """Trains per the parsed arguments ``a`` (see ``segapp train --help``); returns the final metrics."""
-    out = Path(a.out)
-    for k, v in (FINE_TUNE if getattr(a, "init", None) else FROM_SCRATCH).items():
-        if getattr(a, k, None) is None:
-            setattr(a, k, v)
-    check_args(a, names=("workers",) if a.resume else None)  # nothing is written before these checks
-    check_out(out, a.resume)
+def run(cfg: TrainConfig, argv: list[str] | None = None) -> dict:
+    """Trains per ``cfg``; returns the final metrics. ``argv`` (the command's arguments after ``segapp``) goes
+    into the model card; on ``cfg.resume`` the run's own config comes from its checkpoint (or args.json)."""
+    out = Path(cfg.out)
+    cfg = cfg.resolved()
+    check_args(cfg, names=("workers",) if cfg.resume else None)  # nothing is written before these checks
+    check_out(out, cfg.resume)
     ckpt = None
-    if a.resume:
+    if cfg.resume:
         ckpt, run_args = load_resumable(out)
-        for k in RUN_ARGS:
-            setattr(a, k, run_args.get(k, {"wild": 0.0}.get(k)))  # runs from before a flag existed lack it
-        check_args(a, names=RUN_ARGS, source=f" (in {out / 'last.pt'})")
-    kaggle_files = [Path(a.kaggle) / n for n in ("combined.npy", "segmented.npy")] if a.kaggle else []
+        cfg = TrainConfig.from_dict(run_args, **{k: getattr(cfg, k) for k in HOW_ARGS})
+        check_args(cfg, names=RUN_ARGS, source=f" (in {out / 'last.pt'})")
+    kaggle_files = [Path(cfg.kaggle) / n for n in ("combined.npy", "segmented.npy")] if cfg.kaggle else []
     sweep_temps([out], keep={fid for p in kaggle_files if (fid := file_id(p))})  # a killed run's temp files only
-    torch.manual_seed(a.seed)
-    np.random.seed(a.seed)
-    device = pick_device(a.device)
-    if getattr(a, "init", None) and ckpt is None:  # fine-tuning: start from trained weights (their architecture)
-        parent = Path(a.init)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    device = pick_device(cfg.device)
+    if cfg.init and ckpt is None:  # fine-tuning: start from trained weights (their architecture)
+        parent = Path(cfg.init)
         model = load_pretrained(parent)
-        a.widths = list(model.config.widths)
-        a.init_sha256 = weights_fingerprint(parent)
+        cfg = replace(cfg, widths=tuple(model.config.widths), init_sha256=weights_fingerprint(parent))
     else:
-        model = DilatedNet(NetConfig(widths=tuple(a.widths)))
+        model = DilatedNet(NetConfig(widths=tuple(cfg.widths)))
     model = model.to(device).to(memory_format=torch.channels_last)
-    train_set, (val_images, val_masks) = build_data(a)
-    check_data(a, train_set)
-    steps = a.epochs * (len(train_set) // a.batch_size)
-    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=max(steps, 1), pct_start=0.15)
+    train_set, (val_images, val_masks) = build_data(cfg)
+    check_data(cfg, train_set)
+    steps = cfg.epochs * (len(train_set) // cfg.batch_size)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.15)
     ce = torch.nn.CrossEntropyLoss(ignore_index=IGNORE)
     dice = smp.losses.DiceLoss("multiclass", from_logits=True, ignore_index=IGNORE)
-    amp = amp_enabled(a.amp, device)
+    amp = amp_enabled(cfg.amp, device)
     history, best, start = [], -1.0, 0
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
@@ -252,31 +315,31 @@ def run(a) -> dict:
         sched.load_state_dict(ckpt["scheduler"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         history, best, start = ckpt["history"], ckpt["best"], ckpt["epoch"]
-        print(f"resuming {out / 'last.pt'} after epoch {start}/{a.epochs}", file=sys.stderr)
-    args_dict = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items() if k != "func"}
+        print(f"resuming {out / 'last.pt'} after epoch {start}/{cfg.epochs}", file=sys.stderr)
+    args_dict = asdict(cfg)
     atomic_write(out / "args.json", lambda p: Path(p).write_text(json.dumps(args_dict, indent=2) + "\n"))
     print(f"model: {model.num_params():,} params, receptive field {model.receptive_field()} px, "
           f"device {device} {'bf16' if amp else 'fp32'}, "
           f"{len(train_set)} train / {len(val_images)} val images per epoch", file=sys.stderr)
 
-    for epoch in range(start + 1, a.epochs + 1):
+    for epoch in range(start + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
         if hasattr(train_set, "set_epoch"):
             train_set.set_epoch(epoch)
         if train_set.augment is not None:
-            train_set.augment.set_random_seed(a.seed * 100_003 + epoch)
-        gen = torch.Generator().manual_seed(a.seed * 100_003 + epoch)
-        loader = DataLoader(train_set, a.batch_size, shuffle=True, drop_last=True, generator=gen,
-                            num_workers=a.workers, persistent_workers=False)
+            train_set.augment.set_random_seed(cfg.seed * 100_003 + epoch)
+        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        loader = DataLoader(train_set, cfg.batch_size, shuffle=True, drop_last=True, generator=gen,
+                            num_workers=cfg.workers, persistent_workers=False)
         model.train()
         loss_sum, n = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch}/{a.epochs}", unit="batch", mininterval=2, file=sys.stderr)
+        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", mininterval=2, file=sys.stderr)
         for x, y in bar:
             x, y = x.to(device).contiguous(memory_format=torch.channels_last), y.to(device)
             with autocast(device, amp):
                 logits = model(x)
             logits = logits.float()
-            loss = ce(logits, y) + a.dice_weight * dice(logits, y)
+            loss = ce(logits, y) + cfg.dice_weight * dice(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -303,22 +366,23 @@ def run(a) -> dict:
         }
         atomic_write(out / "last.pt", lambda p, state=state: torch.save(state, p))
         write_log(out, history)
-        print(f"epoch {epoch}/{a.epochs}: train loss {row['train_loss']:.4f}  val mIoU digits "
+        print(f"epoch {epoch}/{cfg.epochs}: train loss {row['train_loss']:.4f}  val mIoU digits "
               f"{row['val_miou_digits']:.4f}  11-class {row['val_miou']:.4f}  {row['seconds']:.0f}s"
               f"{'  (best, saved)' if improved else ''}", file=sys.stderr)
-    return finish(a, out, history, device)
+    return finish(cfg, out, history, device, argv)
 
 
-def finish(a, out: Path, history: list[dict], device: torch.device) -> dict:
+def finish(cfg: TrainConfig, out: Path, history: list[dict], device: torch.device, argv: list[str] | None = None
+           ) -> dict:
     """Scores the best weights on the test split and writes metrics.json and the model card."""
     from .metrics import plot_confusion
     model = load_pretrained(out).to(device).to(memory_format=torch.channels_last)
-    if a.kaggle:  # a user's own pair has no separate test split: report the held-out 10% (val)
-        _, (images, masks) = build_data(a)
-        data_name = f"kaggle pair {a.kaggle} (held-out 10%)"
-    elif getattr(a, "data", None):  # a folder dataset: its validation windows (`evaluate --data` scores whole images)
-        _, (images, masks) = build_data(a)
-        data_name = f"folder dataset {a.data} (validation windows)"
+    if cfg.kaggle:  # a user's own pair has no separate test split: report the held-out 10% (val)
+        _, (images, masks) = build_data(cfg)
+        data_name = f"kaggle pair {cfg.kaggle} (held-out 10%)"
+    elif cfg.data:  # a folder dataset: its validation windows (`evaluate --data` scores whole images)
+        _, (images, masks) = build_data(cfg)
+        data_name = f"folder dataset {cfg.data} (validation windows)"
     else:
         images, masks = make_split("test")
         data_name = "M2NIST-recipe test split (MNIST test digits)"
@@ -332,23 +396,23 @@ def finish(a, out: Path, history: list[dict], device: torch.device) -> dict:
     )
     atomic_write(out / "metrics.json", lambda p: Path(p).write_text(json.dumps(metrics, indent=2) + "\n"))
     plot_confusion(cm.matrix, out / "confusion.png", "Test confusion (row-normalised)")
-    write_card(a, out, metrics)
+    write_card(cfg, out, metrics, argv)
     print(f"test ({data_name}): mIoU digits {metrics['miou_digits']:.4f}, 11-class {metrics['miou']:.4f}, "
           f"pixel accuracy {metrics['pixel_accuracy']:.4f}; wrote {out}", file=sys.stderr)
     return metrics
 
 
-def write_card(a, out: Path, m: dict) -> None:
+def write_card(cfg: TrainConfig, out: Path, m: dict, argv: list[str] | None = None) -> None:
     from .classes import CLASS_NAMES
 
-    init = getattr(a, "init", None)
-    parent = f"`{init}` (weights fingerprint {a.init_sha256}), fine-tuned" if init else "random initialisation"
-    command = "segapp " + " ".join(shlex.quote(s) for s in getattr(a, "argv", sys.argv[1:]))
+    init = cfg.init
+    parent = f"`{init}` (weights fingerprint {cfg.init_sha256}), fine-tuned" if init else "random initialisation"
+    command = "segapp " + " ".join(shlex.quote(s) for s in (sys.argv[1:] if argv is None else argv))
     rows = "\n".join(f"| {n} | {iou:.4f} |" for n, iou in zip(CLASS_NAMES, m["per_class_iou"]))
     card = f"""# segapp model card
 
 Decoder-free segmentation net: 3x3 convolutions with dilations {list(NetConfig().dilations)} and
-widths {list(a.widths)}, each + BatchNorm + ReLU at full resolution, then a 1x1 head to 11 classes
+widths {list(cfg.widths)}, each + BatchNorm + ReLU at full resolution, then a 1x1 head to 11 classes
 (digits 0-9, background 10). No pooling, stride, upsampling or decoder.
 
 | | |

@@ -95,3 +95,46 @@ def test_train_on_a_kaggle_pair(tmp_path, test_split):
     args = ["train", "--kaggle", str(tmp_path / "pair"), "--epochs", "1", "--widths", "8", "--batch-size", "8"]
     assert main([*args, "--out", str(out)]) == 0
     assert "kaggle pair" in json.loads((out / "metrics.json").read_text())["data"]
+
+
+def test_cli_defaults_are_the_train_config_defaults():
+    from segapp.cli import build_parser, train_config
+
+    cfg = train_config(build_parser().parse_args(["train"]))
+    assert cfg == train.TrainConfig()
+    assert (cfg.resolved().epochs, cfg.resolved().lr) == (16, 3e-3)
+    fine_tune = train_config(build_parser().parse_args(["train", "--init", "weights"])).resolved()
+    assert (fine_tune.epochs, fine_tune.lr, fine_tune.init) == (4, 1e-3, "weights")
+
+
+def test_args_json_and_checkpoint_hold_the_config(trained):
+    from dataclasses import asdict
+
+    recorded = json.loads((trained / "args.json").read_text())
+    cfg = train.TrainConfig.from_dict(recorded)
+    assert recorded == json.loads(json.dumps(asdict(cfg)))
+    assert torch.load(trained / "last.pt", weights_only=True)["args"] == asdict(cfg)
+    assert cfg.widths == (8,) * 7 and cfg.epochs == 2 and cfg.out == str(trained)
+
+
+def test_an_old_checkpoint_with_an_args_namespace_dict_still_resumes(tmp_path, monkeypatch):
+    """Checkpoints from before TrainConfig recorded vars(argparse.Namespace): extra keys, flags added later missing."""
+    real_evaluate, calls = train.evaluate, []
+
+    def dies_in_epoch_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train, "evaluate", dies_in_epoch_two)
+    assert main(["train", *TINY, "--wild", "0", "--out", str(tmp_path)]) == 130
+    monkeypatch.setattr(train, "evaluate", real_evaluate)
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+    old = {k: v for k, v in ckpt["args"].items() if k not in ("wild", "mix_recipe", "data", "init", "init_sha256")}
+    old.update(command="train", threads=None, argv=["train", "--out", "x"], widths=list(old["widths"]))
+    torch.save({**ckpt, "args": old}, tmp_path / "last.pt")
+    assert main(["train", "--out", str(tmp_path), "--resume"]) == 0
+    assert [r["epoch"] for r in csv.DictReader((tmp_path / "log.csv").open())] == ["1", "2"]
+    resumed = json.loads((tmp_path / "args.json").read_text())
+    assert resumed["wild"] == 0.0 and resumed["out"] == str(tmp_path) and "command" not in resumed  # recipe only
