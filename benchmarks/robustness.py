@@ -210,6 +210,48 @@ def build(cat: str, n: int, rng: np.random.Generator) -> list[tuple[bytes, str, 
     return items
 
 
+def big_photo(rng: np.random.Generator, n_digits: int = 3) -> tuple[bytes, str]:
+    """A 4000x3000 JPEG "phone photo" of a handwritten number (MNIST test digits ~600 px tall) and its text."""
+    digits, labels = digit_pool("test")
+    idx = rng.integers(0, len(digits), n_digits)
+    ink = np.zeros((3000, 4000), np.uint8)
+    for k, j in enumerate(idx):
+        d = cv2.resize(digits[j], (840, 840), interpolation=cv2.INTER_CUBIC)
+        y, x = 1000 + int(rng.integers(-60, 60)), 700 + k * 900
+        np.maximum(ink[y : y + 840, x : x + 840], d, out=ink[y : y + 840, x : x + 840])
+    rgb = photograph(cv2.resize(ink, (1000, 750), interpolation=cv2.INTER_AREA), rng)  # texture at phone scale
+    rgb = cv2.resize(rgb, (4000, 3000), interpolation=cv2.INTER_CUBIC)
+    rgb = np.clip(rgb + rng.normal(0, 3, rgb.shape), 0, 255).astype(np.uint8)
+    return jpeg(rgb, 92), " ".join(str(int(labels[j])) for j in idx)
+
+
+def time_big_photo(seed: int, weights: str | None) -> dict:
+    """`segapp predict` on one 4000x3000 photo, in a fresh process: wall time in-run, whole command, peak RSS."""
+    import re
+    import resource
+    import subprocess
+    import sys
+    import tempfile
+
+    data, text = big_photo(np.random.default_rng(seed))
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "in").mkdir()
+        (Path(tmp) / "in" / "photo.jpg").write_bytes(data)
+        cmd = [sys.executable, "-m", "segapp", "predict", str(Path(tmp) / "in"), "--out", str(Path(tmp) / "out")]
+        cmd += ["--weights", weights] if weights else []
+        timer = ["/usr/bin/time", "-f", "maxrss_kb=%M"] if Path("/usr/bin/time").exists() else []
+        t0 = time.perf_counter()
+        done = subprocess.run(timer + cmd, capture_output=True, text=True)
+        whole = time.perf_counter() - t0
+        found = re.search(r"maxrss_kb=(\d+)", done.stderr)
+        rss_mb = int(found.group(1)) / 1024 if found else resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        row = json.loads((Path(tmp) / "out" / "summary.jsonl").read_text().splitlines()[0])
+    in_run = float(re.search(r"in ([0-9.]+) s", done.stderr).group(1))
+    return {"text": row["text"], "truth": text, "right": row["text"] == text, "in_run_s": in_run,
+            "command_s": round(whole, 2), "peak_rss_mb": round(rss_mb), "digit_height": row["digit_height"],
+            "scale": row["scale"]}
+
+
 CATEGORIES = ("m2nist", "up2x", "up4x", "down0.7x", "thick", "photo1x", "photo3x", "two_rows", "touching", "printed",
               "script", "script_photo", "blank")
 
@@ -274,7 +316,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", type=Path, default=None, help="also write the labelled folders and results.json here")
     p.add_argument("--score-predict", type=Path, default=None, metavar="PRED",
                    help="instead: score `segapp predict` outputs PRED/<category> against the folders in --out")
+    p.add_argument("--big-photo", type=int, default=0, metavar="N",
+                   help="instead: time `segapp predict` on N 4000x3000 photos (one process each)")
     a = p.parse_args(argv)
+    if a.big_photo:
+        results = [time_big_photo(a.seed + k, a.weights) for k in range(a.big_photo)]
+        for r in results:
+            print(json.dumps(r))
+        return {"big_photo": results}
     if a.score_predict:
         results = {c: score_predict(a.out / c, a.score_predict / c) for c in a.categories.split(",")
                    if (a.score_predict / c / "summary.jsonl").exists()}

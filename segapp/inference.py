@@ -37,6 +37,7 @@ from .runtime import amp_enabled, pick_device
 from .scale import TARGET_HEIGHT, NetInput, ink_height, to_net_scale  # noqa: F401 (re-exported)
 
 INK_LEVEL = 48  # of 255: where a blurred or photographed stroke counts as ink (between FP and FN, dev set)
+INK_PIXELS = 2_000_000  # largest crop whose ink is measured at full resolution (memory: ~20 bytes a pixel)
 STRIP_BYTES = 64 * 2**20  # memory of one strip of upsampled logits
 
 
@@ -221,6 +222,17 @@ def upsample_classes(logits: torch.Tensor, small: np.ndarray, H: int, W: int) ->
     return out
 
 
+def ink_map(raw: np.ndarray, inverted: bool) -> np.ndarray:
+    """Normalised ink of a crop; crops over :data:`INK_PIXELS` are normalised at a reduced size and the result
+    upsampled (a phone photo's strokes are tens of pixels wide, so this loses no boundary worth having)."""
+    h, w = raw.shape
+    f = math.sqrt(INK_PIXELS / (h * w))
+    if f >= 1:
+        return normalise(raw, inverted=inverted)[0]
+    small = cv2.resize(raw, (max(1, int(w * f)), max(1, int(h * f))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(normalise(small, inverted=inverted)[0], (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 def ink_refine(full: np.ndarray, prepared: Prepared, scale: float) -> None:
     """Makes digit masks follow the ink at the input's own resolution (in place).
 
@@ -230,8 +242,7 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float) -> None:
     net trained on photos tends to drop, back to their digit. "Ink" is M2NIST's own rule (any
     value > 0) for clean, lossless images; for photos, scans and JPEGs, whose blur spreads every
     stroke, it is about a fifth of full ink (:data:`INK_LEVEL`), near where the clean stroke would end. Ink is
-    measured on a crop around the digits (two digit heights of paper around them, for the
-    background estimate) with the polarity found for the whole image.
+    measured on a crop around the digits (see :func:`ink_map`) with the polarity found for the whole image.
     """
     ys, xs = np.nonzero(full != BACKGROUND)
     if len(ys) == 0:
@@ -240,10 +251,10 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float) -> None:
         y0, x0, ink = 0, 0, prepared.gray
         y1, x1 = full.shape
     else:
-        m = int(2 * TARGET_HEIGHT / scale)
+        m = int(TARGET_HEIGHT / scale)  # a digit height of paper around the digits, for the background estimate
         y0, y1 = max(0, ys.min() - m), min(full.shape[0], ys.max() + 1 + m)
         x0, x1 = max(0, xs.min() - m), min(full.shape[1], xs.max() + 1 + m)
-        ink, _ = normalise(prepared.raw[y0:y1, x0:x1], inverted=prepared.inverted)
+        ink = ink_map(prepared.raw[y0:y1, x0:x1], prepared.inverted)
     raw = prepared.raw[y0:y1, x0:x1]
     lit = ink >= (1 if is_clean(255 - raw if prepared.inverted else raw) else INK_LEVEL)
     view = full[y0:y1, x0:x1]
