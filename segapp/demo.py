@@ -41,6 +41,7 @@ from .render import Segmentation, legend_html, overlay
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "data" / "examples"
 DEFAULT_ALPHA = 0.6  # overlay opacity; the UI slider starts here, the API always uses it
 ONE_THREAD_PIXELS = 512 * 512  # net inputs up to this size run on one CPU thread (see analyse())
+OVERLAY_SIDE = 2048  # overlays shown in the browser are downscaled to this longest side (display only)
 MASK_SIDE = 1024  # the per-digit mask panel is downscaled to this longest side (display only)
 MAX_MASKS = 24  # more digits than this: one mask per digit class instead of one per digit
 MAX_FILE_SIZE = "20mb"  # uploads above this are refused by Gradio before they reach segapp
@@ -291,6 +292,16 @@ def _height_option(value) -> float | None:
     return v or None
 
 
+def shown(image: np.ndarray, max_side: int = OVERLAY_SIDE) -> np.ndarray:
+    """The overlay as sent to the browser: a 12-megapixel photo's is reduced (encoding and sending it would take
+    seconds); the downloadable mask keeps the input's full size."""
+    h, w = image.shape[:2]
+    f = max_side / max(h, w)
+    if f >= 1:
+        return image
+    return cv2.resize(image, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+
+
 def write_mask_file(classes: np.ndarray) -> str:
     """The class-index mask as an indexed PNG in a fresh temp file (one per request: no two requests share it)."""
     from .render import mask_image
@@ -317,7 +328,7 @@ def build_app(segmenter: Segmenter) -> gr.Blocks:
         """Segments one image: the overlay (PNG), a summary (text in lines, digits, digit height, scale) and the
         class-index mask (8-bit indexed PNG: pixel value = class, 0-9 digits, 10 background)."""
         r = _analyse_upload(segmenter, image, DEFAULT_ALPHA)
-        return r.overlay, r.summary, write_mask_file(r.seg.classes)
+        return shown(r.overlay), r.summary, write_mask_file(r.seg.classes)
 
     def segment_ui(image, alpha: float, rescale: bool, height):
         if image is None:  # cleared input
@@ -330,11 +341,11 @@ def build_app(segmenter: Segmenter) -> gr.Blocks:
         present = {d["digit"] for d in r.seg.digits}
         state = (r.seg.prepared.display, r.seg.classes)
         masks = gr.update(value=masks, color_map=colours)
-        return (r.overlay, reading_html(r), table_html(r), masks, r.summary, state, legend_html(present),
+        return (shown(r.overlay), reading_html(r), table_html(r), masks, r.summary, state, legend_html(present),
                 write_mask_file(r.seg.classes))
 
     def reblend(state, alpha: float):
-        return None if state is None else overlay(state[0], state[1], alpha)
+        return None if state is None else shown(overlay(state[0], state[1], alpha))
 
     def ping() -> str:
         """Health check: answers "ok" without touching the model."""
