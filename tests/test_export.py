@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from segapp.cli import main
-from segapp.engines import TorchEngine, fold_batchnorm
-from segapp.model import DilatedNet, NetConfig, save_pretrained
+from segapp.data import make_split
+from segapp.engines import TorchEngine, fold_batchnorm, to_input
+from segapp.inference import InferenceConfig, Segmenter
+from segapp.model import DEFAULT_WEIGHTS, DilatedNet, NetConfig, load_pretrained, save_pretrained
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -28,6 +30,15 @@ def random_net(seed: int = 0) -> DilatedNet:
             m.weight.data.uniform_(0.5, 1.5)
             m.bias.data.uniform_(-0.2, 0.2)
     return net.eval()
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """Exported graphs of loaded weights go to a temporary cache, not the user's."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SEGAPP_CACHE", str(tmp_path_factory.mktemp("onnx-cache")))
+    yield
+    mp.undo()
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +121,24 @@ def test_batchnorm_folding_keeps_outputs_and_the_training_model():
         assert (folded(x) - net(x)).abs().max() < 1e-4
         engine = TorchEngine(net, torch.device("cpu"), amp=False)
         assert (engine(x) - net(x)).abs().max() < 1e-4
+
+
+def test_backend_is_validated():
+    with pytest.raises(ValueError, match="backend"):
+        InferenceConfig(backend="tensorrt")
+
+
+@pytest.mark.skipif(not (DEFAULT_WEIGHTS / "model.safetensors").is_file(), reason="no shipped weights")
+def test_onnx_backend_gives_the_class_maps_of_torch(cache):
+    images, _ = make_split("test", n=8, seed=5)
+    model = load_pretrained()
+    seg_torch = Segmenter(cfg=InferenceConfig(device="cpu", amp="off", backend="torch"), model=model)
+    seg_onnx = Segmenter(cfg=InferenceConfig(device="cpu", amp="off", backend="onnx"), model=model)
+    assert (seg_torch.backend, seg_onnx.backend) == ("torch", "onnx")
+    x = to_input(images)
+    assert (seg_onnx._forward(x) - seg_torch._forward(x)).abs().max() < 1e-3
+    for img in images:
+        a, b = seg_torch(img), seg_onnx(img)
+        assert (a.classes == b.classes).mean() >= 0.9999 and a.text == b.text
+    auto = Segmenter(cfg=InferenceConfig(device="cpu", amp="off"), model=model)  # cached graph: no second export
+    assert auto.backend == "onnx"
