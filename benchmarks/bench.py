@@ -27,6 +27,7 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -65,48 +66,31 @@ def machine_fields() -> dict:
             "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
-def train_model(model: torch.nn.Module, seed: int, epochs: int, train_size: int, r: dict, device: torch.device,
+def train_model(model: torch.nn.Module, seed: int, epochs: int, train_size: int, device: torch.device,
                 log=None) -> float:
-    """Trains ``model`` in place with the `segapp train` recipe (same seeding per epoch); returns the last loss."""
-    import segmentation_models_pytorch as smp
-    from torch.utils.data import DataLoader
-
+    """Trains ``model`` in place with the engine and recipe of `segapp train` (``segapp.train``: its loss, optimiser,
+    schedule, per-epoch seeding and training step, ``TrainConfig()``'s settings) on fresh M2NIST-recipe compositions;
+    returns the last epoch's mean training loss."""
     from segapp.data import FreshM2NIST, train_augment
-    from segapp.runtime import autocast
+    from segapp.runtime import amp_enabled
+    from segapp.train import TrainConfig, build_loss, build_optimizer, build_scheduler, epoch_loader, train_one_epoch
 
-    train_set = FreshM2NIST(train_size, seed, train_augment() if r["augment"] else None)
-    steps = epochs * (train_size // r["batch_size"])
-    opt = torch.optim.AdamW(model.parameters(), lr=r["lr"], weight_decay=r["weight_decay"])
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=r["lr"], total_steps=max(steps, 1), pct_start=0.15)
-    ce, dice = torch.nn.CrossEntropyLoss(), smp.losses.DiceLoss("multiclass", from_logits=True)
-    model.train()
-    loss_sum, n = 0.0, 0
+    cfg = replace(TrainConfig(), epochs=epochs, train_size=train_size, seed=seed).resolved()
+    train_set = FreshM2NIST(train_size, seed, train_augment() if cfg.augment else None)
+    opt = build_optimizer(model, cfg)
+    sched = build_scheduler(opt, cfg, len(train_set) // cfg.batch_size)
+    loss_fn, amp, loss = build_loss(cfg), amp_enabled(cfg.amp, device), 0.0
     for epoch in range(1, epochs + 1):
-        train_set.set_epoch(epoch)
-        if train_set.augment is not None:
-            train_set.augment.set_random_seed(seed * 100_003 + epoch)
-        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        loss_sum, n = 0.0, 0
-        for x, y in DataLoader(train_set, r["batch_size"], shuffle=True, drop_last=True, generator=gen):
-            x, y = x.to(device).contiguous(memory_format=torch.channels_last), y.to(device)
-            with autocast(device, r["amp"]):
-                logits = model(x)
-            logits = logits.float()
-            loss = ce(logits, y) + r["dice_weight"] * dice(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum, n = loss_sum + loss.item() * len(x), n + len(x)
+        loss, _ = train_one_epoch(model, epoch_loader(train_set, cfg, epoch), loss_fn, opt, sched, device, amp)
         if log:
-            log(f"  epoch {epoch}/{epochs}: train loss {loss_sum / max(n, 1):.4f}")
-    return loss_sum / max(n, 1)
+            log(f"  epoch {epoch}/{epochs}: train loss {loss:.4f}")
+    return loss
 
 
 def bench_one(arch: str, seed: int, a: argparse.Namespace, test: tuple, log) -> dict:
     """Builds, trains and scores one (architecture, seed); returns its results row."""
-    from segapp.evaluate import evaluate
-    from segapp.runtime import pick_device
+    from segapp.runtime import amp_enabled, pick_device
+    from segapp.train import evaluate
 
     r, device = recipe(), pick_device(a.device)
     torch.manual_seed(seed)
@@ -115,10 +99,10 @@ def bench_one(arch: str, seed: int, a: argparse.Namespace, test: tuple, log) -> 
     params, macs, rf = num_params(model), count_macs(model), receptive_field(model)
     model = model.to(device).to(memory_format=torch.channels_last)
     t0 = time.perf_counter()
-    loss = train_model(model, seed, a.epochs, a.train_size, r, device, log)
+    loss = train_model(model, seed, a.epochs, a.train_size, device, log)
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    metrics, _, _ = evaluate(model, *test, 128, device, r["amp"])
+    metrics, _, _ = evaluate(model, *test, 128, device, amp_enabled(r["amp"], device))
     eval_s = time.perf_counter() - t0
     seen = a.epochs * (a.train_size // r["batch_size"]) * r["batch_size"]
     return {"key": run_key(arch, seed, a), "arch": arch, "seed": seed, "epochs": a.epochs,

@@ -24,6 +24,7 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from tqdm import tqdm
 
 from .classes import SegappError
 from .data import FreshM2NIST, SegmentationSet, WildM2NIST, fingerprint, load_kaggle, make_split, train_augment
-from .evaluate import evaluate
+from .evaluate import evaluate  # the engine's validation step (re-exported: segapp.train.evaluate)
 from .model import DilatedNet, NetConfig, atomic_write, load_checkpoint, load_pretrained, save_pretrained
 from .predict_files import weights_fingerprint
 from .runtime import amp_enabled, autocast, pick_device
@@ -125,6 +126,78 @@ def _whole(v, lo: int, hi: int | None = None) -> bool:
 def _number(v, lo: float, strict: bool = False) -> bool:
     return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
             and (v > lo if strict else v >= lo))
+
+
+# ---- the training engine: `segapp train` and benchmarks/bench.py both train with exactly these ----------------------
+
+
+def build_loss(cfg: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Cross-entropy + ``cfg.dice_weight`` x multiclass Dice on logits; pixels marked IGNORE (255, void) count in
+    neither."""
+    ce = torch.nn.CrossEntropyLoss(ignore_index=IGNORE)
+    dice = smp.losses.DiceLoss("multiclass", from_logits=True, ignore_index=IGNORE)
+
+    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return ce(logits, y) + cfg.dice_weight * dice(logits, y)
+
+    return loss
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW at ``cfg.lr`` (resolved) with ``cfg.weight_decay``."""
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """One-cycle schedule peaking at ``cfg.lr`` over the whole run (``cfg.epochs`` x ``steps_per_epoch`` steps)."""
+    total = max(cfg.epochs * steps_per_epoch, 1)
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.15)
+
+
+def seed_epoch(train_set, seed: int, epoch: int) -> torch.Generator:
+    """Seeds everything epoch ``epoch`` draws from (the dataset's fresh compositions, its augmentation and the
+    shuffling order, returned as a generator) from (seed, epoch) alone, so a resumed run is the uninterrupted one."""
+    if hasattr(train_set, "set_epoch"):
+        train_set.set_epoch(epoch)
+    if getattr(train_set, "augment", None) is not None:
+        train_set.augment.set_random_seed(seed * 100_003 + epoch)
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+def epoch_loader(train_set, cfg: TrainConfig, epoch: int) -> DataLoader:
+    """The seeded, shuffled batches of epoch ``epoch`` (full batches only)."""
+    generator = seed_epoch(train_set, cfg.seed, epoch)
+    return DataLoader(train_set, cfg.batch_size, shuffle=True, drop_last=True, generator=generator,
+                      num_workers=cfg.workers, persistent_workers=False)
+
+
+def train_one_epoch(model: torch.nn.Module, loader, loss_fn, opt, sched, device: torch.device, amp: bool,
+                    desc: str | None = None) -> tuple[float, int]:
+    """One pass over ``loader``: bfloat16 autocast where ``amp`` (see :func:`segapp.runtime.amp_enabled`), loss in
+    float32, one optimiser and schedule step per batch. ``desc``: show a progress bar. Returns (mean loss, images)."""
+    model.train()
+    loss_sum, n = 0.0, 0
+    batches = tqdm(loader, desc=desc, unit="batch", mininterval=2, file=sys.stderr) if desc else loader
+    for x, y in batches:
+        x, y = x.to(device).contiguous(memory_format=torch.channels_last), y.to(device)
+        with autocast(device, amp):
+            logits = model(x)
+        loss = loss_fn(logits.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        loss_sum, n = loss_sum + loss.item() * len(x), n + len(x)
+        if desc:
+            batches.set_postfix(loss=f"{loss_sum / n:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}", refresh=False)
+    return loss_sum / max(n, 1), n
+
+
+# evaluate(model, images, masks, batch_size, device, amp) -> (metrics, confusion, loss): segapp.evaluate's, imported
+# above, the engine's validation step.
+
+
+# ---- the `segapp train` job ---------------------------------------------------------------------------------------
 
 
 def check_args(cfg: TrainConfig, names=None, source: str = "") -> None:
@@ -302,11 +375,9 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> dict:
     model = model.to(device).to(memory_format=torch.channels_last)
     train_set, (val_images, val_masks) = build_data(cfg)
     check_data(cfg, train_set)
-    steps = cfg.epochs * (len(train_set) // cfg.batch_size)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.15)
-    ce = torch.nn.CrossEntropyLoss(ignore_index=IGNORE)
-    dice = smp.losses.DiceLoss("multiclass", from_logits=True, ignore_index=IGNORE)
+    opt = build_optimizer(model, cfg)
+    sched = build_scheduler(opt, cfg, len(train_set) // cfg.batch_size)
+    loss_fn = build_loss(cfg)
     amp = amp_enabled(cfg.amp, device)
     history, best, start = [], -1.0, 0
     if ckpt is not None:
@@ -324,32 +395,12 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> dict:
 
     for epoch in range(start + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        if hasattr(train_set, "set_epoch"):
-            train_set.set_epoch(epoch)
-        if train_set.augment is not None:
-            train_set.augment.set_random_seed(cfg.seed * 100_003 + epoch)
-        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        loader = DataLoader(train_set, cfg.batch_size, shuffle=True, drop_last=True, generator=gen,
-                            num_workers=cfg.workers, persistent_workers=False)
-        model.train()
-        loss_sum, n = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", mininterval=2, file=sys.stderr)
-        for x, y in bar:
-            x, y = x.to(device).contiguous(memory_format=torch.channels_last), y.to(device)
-            with autocast(device, amp):
-                logits = model(x)
-            logits = logits.float()
-            loss = ce(logits, y) + cfg.dice_weight * dice(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum, n = loss_sum + loss.item() * len(x), n + len(x)
-            bar.set_postfix(loss=f"{loss_sum / n:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}", refresh=False)
+        train_loss, n = train_one_epoch(model, epoch_loader(train_set, cfg, epoch), loss_fn, opt, sched, device, amp,
+                                        desc=f"epoch {epoch}/{cfg.epochs}")
         train_seconds = time.perf_counter() - t0
         metrics, _, val_loss = evaluate(model, val_images, val_masks, 128, device, amp)
         row = {
-            "epoch": epoch, "lr": sched.get_last_lr()[0], "train_loss": loss_sum / max(n, 1), "val_loss": val_loss,
+            "epoch": epoch, "lr": sched.get_last_lr()[0], "train_loss": train_loss, "val_loss": val_loss,
             "val_miou": metrics["miou"], "val_miou_digits": metrics["miou_digits"],
             "val_pixel_accuracy": metrics["pixel_accuracy"], "seconds": time.perf_counter() - t0,
             "train_images_per_s": n / train_seconds,
