@@ -22,9 +22,8 @@ import torch
 from torch.utils.data import Dataset
 
 from .classes import BACKGROUND, NUM_CLASSES, SegappError
+from .paths import MNIST_DIR  # the bundled MNIST files, found in a checkout and in a wheel
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-MNIST_DIR = DATA_DIR / "mnist"
 MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),

@@ -36,9 +36,9 @@ from .classes import MAX_PIXELS, MIN_DIGIT_AREA, hex_colour
 from .images import ImageError, prepare
 from .inference import TARGET_HEIGHT, InferenceConfig, Segmenter
 from .model import WeightsError
+from .paths import EXAMPLES_DIR  # the example images, found in a checkout and in a wheel
 from .render import Segmentation, legend_html, overlay
 
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "data" / "examples"
 DEFAULT_ALPHA = 0.6  # overlay opacity; the UI slider starts here, the API always uses it
 ONE_THREAD_PIXELS = 512 * 512  # net inputs up to this size run on one CPU thread (see analyse())
 OVERLAY_SIDE = 2048  # overlays shown in the browser are downscaled to this longest side (display only)

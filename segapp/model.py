@@ -18,11 +18,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .classes import NUM_CLASSES, SegappError
+from .paths import WEIGHTS_DIR
 from .safeio import write_atomic
 
 ARCHITECTURE = "segapp.DilatedNet"
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR  # the shipped weights (segapp/paths.py: found in a checkout and in a wheel)
 MAX_CONFIG_BYTES = 1 << 20  # a config.json is a few hundred bytes
 # Bounds of a config read from a file: far beyond any sensible net, small enough that building one is cheap.
 MAX_LAYERS, MAX_WIDTH, MAX_DILATION, MAX_KERNEL = 32, 1024, 256, 31
