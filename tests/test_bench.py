@@ -55,6 +55,7 @@ TINY = ["--archs", "dilated,strided", "--seeds", "0,1", "--epochs", "1", "--trai
         "--test-size", "16", "--width", "8", "--repeats", "2", "--throughput-batch", "4"]
 
 
+@pytest.mark.slow
 def test_tiny_sweep_appends_each_run_and_a_rerun_skips_them(tmp_path, monkeypatch):
     assert bench.main([*TINY, "--out", str(tmp_path)]) == 0
     rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]

@@ -13,6 +13,8 @@ import torch
 
 from segapp.model import load_pretrained
 
+pytestmark = pytest.mark.slow  # kills real training processes: seconds each
+
 TINY = ["--train-size", "32", "--val-size", "8", "--batch-size", "16", "--widths", "4", "--epochs", "8"]
 
 

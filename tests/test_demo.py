@@ -189,6 +189,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_app_py_serves_on_gradio_port_offline(tmp_path):
     """The README's main job as a user starts it: `python app.py`, port from GRADIO_SERVER_PORT."""
     port = free_port()
@@ -337,6 +338,7 @@ def browser(tmp_path):
         driver.close()
 
 
+@pytest.mark.slow
 def test_browser_upload_shows_the_number_overlay_and_masks(browser, server, model, tmp_path):
     browser.call("POST", "/url", {"url": server})
     browser.wait_for(lambda: browser.js("return !!document.querySelector('#input-image input[type=file]')"), 60,
@@ -391,6 +393,7 @@ def save_screenshot(browser, name: str) -> bytes:
     return shot
 
 
+@pytest.mark.slow
 def test_phone_viewport_shows_the_reading_first(browser, server):
     """Issue 14: on a 390x844 phone the number is read above the input, and table rows stay one line."""
     browser.call("POST", "/window/rect", {"width": 390, "height": 844})
@@ -423,6 +426,7 @@ def draw(browser, element: str, strokes: list[list[tuple[int, int]]]) -> None:
             {"type": "pointer", "id": "pen", "parameters": {"pointerType": "mouse"}, "actions": acts}]})
 
 
+@pytest.mark.slow
 def test_browser_draws_a_number_on_the_sketchpad(browser, server, tmp_path):
     """Issue 9: draw "1 7 9" on the canvas with pointer events (as a mouse or finger would); the demo reads it."""
     browser.call("POST", "/url", {"url": server})

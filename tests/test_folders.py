@@ -35,6 +35,7 @@ def predicted_dataset(tmp_path, test_split, tiny_weights):
     return data
 
 
+@pytest.mark.slow
 def test_predict_output_trains_and_evaluates(predicted_dataset, tmp_path, tiny_weights, capsys):
     pairs = find_pairs(predicted_dataset)
     assert len(pairs) == 12 and pairs[0].rel == "s00.png"

@@ -216,6 +216,7 @@ def test_bad_evaluate_arguments(extra, message, tiny_weights, capsys):
     one_line(capsys, message)
 
 
+@pytest.mark.slow
 def test_evaluate_json_into_a_closed_pipe(tiny_weights, tmp_path):
     """`segapp evaluate --json | head -c 300`: the reader is gone before segapp writes; no BrokenPipeError."""
     r, w = os.pipe()

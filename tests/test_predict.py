@@ -221,6 +221,7 @@ def test_ctrl_c_then_resume_equals_clean_run(tmp_path, test_split, tiny_weights,
     assert predict(root, out, tiny_weights, "--resume") == 0 and snapshot(out) == finished  # nothing left to do
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_interrupted_process_then_resume(sig, tmp_path, test_split, tiny_weights):
     root, out = tmp_path / "in", tmp_path / "out"
@@ -365,6 +366,7 @@ def test_score_and_export(tmp_path, capsys):
     assert "no predicted mask" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (DEFAULT_WEIGHTS / "model.safetensors").is_file(), reason="no shipped weights")
 def test_real_weights_match_evaluate(tmp_path, capsys):
     """Masks written by predict score like `segapp evaluate` on the same images (the issue's first bar, small)."""

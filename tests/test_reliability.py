@@ -165,6 +165,7 @@ def test_pasted_bytes_take_the_same_path(tiny_model):
                 _analyse_upload(tiny_model, content, 0.6)
 
 
+@pytest.mark.slow
 def test_demo_under_concurrent_clients_serves_every_request_and_refuses_oversize():
     """A short version of ``python -m benchmarks.loadtest`` (32 clients x 30 s is the documented run)."""
     r = loadtest.run(clients=6, seconds=4)
@@ -173,6 +174,7 @@ def test_demo_under_concurrent_clients_serves_every_request_and_refuses_oversize
     assert r["rss_mb"]["after"] < r["rss_mb"]["before"] + 300
 
 
+@pytest.mark.slow
 def test_same_result_for_many_concurrent_requests_is_never_half_written(tmp_path):
     """80 users sending the same example get the same result image: Gradio's cache file for it must never be seen
     half-written (it used to be rewritten in place per request: h11 Content-Length errors under load)."""

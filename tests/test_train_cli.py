@@ -20,6 +20,7 @@ def trained(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_train_writes_every_artefact(trained):
     for name in ("config.json", "model.safetensors", "last.pt", "log.csv", "curve.png", "args.json",
                  "metrics.json", "MODEL_CARD.md", "confusion.png"):
@@ -31,6 +32,7 @@ def test_train_writes_every_artefact(trained):
     assert not list(trained.glob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_evaluate_json_has_the_documented_keys(trained, capsys):
     assert main(["evaluate", "--weights", str(trained), "--limit", "20", "--json"]) == 0
     m = json.loads(capsys.readouterr().out)
@@ -40,6 +42,7 @@ def test_evaluate_json_has_the_documented_keys(trained, capsys):
     assert 0.0 <= m["miou"] <= 1.0 and m["params"] < 10_000
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights(trained, tmp_path, monkeypatch):
     """An interrupted run + --resume ends with exactly the weights of an uninterrupted run."""
     calls = {"n": 0}
@@ -107,6 +110,7 @@ def test_cli_defaults_are_the_train_config_defaults():
     assert (fine_tune.epochs, fine_tune.lr, fine_tune.init) == (4, 1e-3, "weights")
 
 
+@pytest.mark.slow
 def test_args_json_and_checkpoint_hold_the_config(trained):
     from dataclasses import asdict
 
@@ -117,6 +121,7 @@ def test_args_json_and_checkpoint_hold_the_config(trained):
     assert cfg.widths == (8,) * 7 and cfg.epochs == 2 and cfg.out == str(trained)
 
 
+@pytest.mark.slow
 def test_an_old_checkpoint_with_an_args_namespace_dict_still_resumes(tmp_path, monkeypatch):
     """Checkpoints from before TrainConfig recorded vars(argparse.Namespace): extra keys, flags added later missing."""
     real_evaluate, calls = train.evaluate, []
