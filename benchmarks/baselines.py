@@ -192,10 +192,9 @@ def receptive_field(model: nn.Module, size: int = 192, in_channels: int = 1, see
 
 def bf16_native() -> bool:
     """Whether this CPU has native bfloat16 (else bf16 timings measure an emulation)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    from segapp.runtime import bf16_is_fast
+
+    return bf16_is_fast(torch.device("cpu"))
 
 
 @torch.inference_mode()

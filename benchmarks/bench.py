@@ -20,8 +20,6 @@ Each row records the machine, host, threads and time that produced it.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import platform
 import statistics
@@ -36,6 +34,7 @@ import torch
 
 from benchmarks.baselines import ARCHS, build, count_macs, describe, measure_throughput, num_params, receptive_field
 from segapp.model import atomic_write
+from segapp.train import write_csv, write_json
 
 PROG = "python -m benchmarks.bench"
 FULL = {"epochs": 3, "train_size": 3000, "test_size": 1000, "seeds": "0,1,2", "repeats": 9}
@@ -60,7 +59,7 @@ def run_key(arch: str, seed: int, a: argparse.Namespace) -> str:
 
 def machine_fields() -> dict:
     """Which machine, host, thread count and time produced a result."""
-    from segapp.train import machine
+    from segapp.runtime import machine
 
     return {"threads": torch.get_num_threads(), "machine": machine(), "host": platform.node(),
             "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
@@ -135,15 +134,6 @@ def append_row(out: Path, row: dict) -> None:
         f.flush()
         os.fsync(f.fileno())
     write_csv(out / "results.csv", read_rows(out), CSV_FIELDS)
-
-
-def write_csv(path: Path, rows: list[dict], fields) -> None:
-    """Writes ``rows`` as CSV atomically (extra keys such as per-class IoU stay in the JSON)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write(path, lambda p: Path(p).write_text(buf.getvalue()))
 
 
 def summarise(rows: list[dict], tp: dict | None, archs: list[str]) -> list[dict]:
@@ -222,7 +212,7 @@ def report(out: Path, a: argparse.Namespace, archs: list[str], log) -> None:
         return
     budget = {k: getattr(a, k) for k in ("epochs", "train_size", "test_size", "width")} | {"seeds": a.seed_list}
     doc = {"budget": budget, "recipe": recipe(), "summary": summary, "throughput": tp}
-    atomic_write(out / "summary.json", lambda p: Path(p).write_text(json.dumps(doc, indent=2) + "\n"))
+    write_json(out / "summary.json", doc)
     write_csv(out / "summary.csv", summary, list(summary[0]))
     table = table_md(summary, tp)
     atomic_write(out / "table.md", lambda p: Path(p).write_text(table))
@@ -269,7 +259,7 @@ def run(a: argparse.Namespace) -> int:
         log(f"throughput: {', '.join(archs)}, batch {a.throughput_batch}, {a.repeats} passes, "
             f"{torch.get_num_threads()} threads")
         tp = measure_throughput(archs, a.width, a.throughput_batch, a.repeats, log) | machine_fields()
-        atomic_write(tp_path, lambda p: Path(p).write_text(json.dumps(tp, indent=2) + "\n"))
+        write_json(tp_path, tp)
         log(f"throughput ratios: {tp['ratios']}")
     report(out, a, archs, log)
     return 0

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from .classes import SegappError
+from .runtime import check_device
 from .safeio import describe
 
 DESCRIPTION = "segapp: semantic segmentation of handwritten digits with a net that never downsamples."
@@ -58,29 +59,6 @@ def _widths(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"give one width, or 7 comma-separated widths (one per dilation), "
                                          f"each 1..{MAX_WIDTH}")
     return parts
-
-
-def check_device(name: str | None) -> None:
-    """Refuses a ``--device`` this machine cannot run on, before any work starts or any file is written."""
-    if name is None or name == "auto":
-        return
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError, TypeError):
-        raise SegappError(f"--device {name!r} is not a device name; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cpu":
-        return
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-            raise SegappError(f"--device {name}: {why}; use --device cpu (or auto)")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise SegappError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices "
-                              f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
-        return
-    if device.type == "mps" and torch.backends.mps.is_available():
-        return
-    raise SegappError(f"--device {name}: segapp runs on cpu or cuda (or mps where present); use auto, cpu or cuda")
 
 
 def check_data_args(a) -> None:

@@ -1,4 +1,4 @@
-"""Where and how tensors run: device choice, the bfloat16 policy and thread count, in one place.
+"""Where and how tensors run: device choice and checks, the bfloat16 policy, threads and the machine, in one place.
 
 bfloat16 autocast pays off on GPUs and on CPUs with native BF16 (AVX-512 BF16 / AMX); on an
 AVX2-only CPU it is emulated and about 5x slower than float32, so ``auto`` never assumes it.
@@ -7,8 +7,13 @@ AVX2-only CPU it is emulated and about 5x slower than float32, so ``auto`` never
 from __future__ import annotations
 
 import contextlib
+import os
+import platform
+from pathlib import Path
 
 import torch
+
+from .classes import SegappError
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -40,3 +45,39 @@ def autocast(device: torch.device, enabled: bool = True):
     if not enabled:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def check_device(name: str | None) -> None:
+    """Refuses a ``--device`` this machine cannot run on, before any work starts or any file is written."""
+    if name is None or name == "auto":
+        return
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise SegappError(f"--device {name!r} is not a device name; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cpu":
+        return
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise SegappError(f"--device {name}: {why}; use --device cpu (or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SegappError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices "
+                              f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+        return
+    if device.type == "mps" and torch.backends.mps.is_available():
+        return
+    raise SegappError(f"--device {name}: segapp runs on cpu or cuda (or mps where present); use auto, cpu or cuda")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}"

@@ -20,7 +20,6 @@ import io
 import json
 import math
 import os
-import platform
 import shlex
 import sys
 import time
@@ -39,7 +38,7 @@ from .data import FreshM2NIST, SegmentationSet, WildM2NIST, fingerprint, load_ka
 from .evaluate import evaluate  # the engine's validation step (re-exported: segapp.train.evaluate)
 from .model import DilatedNet, NetConfig, atomic_write, load_checkpoint, load_pretrained, save_pretrained
 from .predict_files import weights_fingerprint
-from .runtime import amp_enabled, autocast, pick_device
+from .runtime import amp_enabled, autocast, machine, pick_device
 from .safeio import file_id, sweep_temps
 from .synth import IGNORE
 
@@ -284,19 +283,6 @@ def check_data(cfg: TrainConfig, train_set) -> None:
 
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}"
-
-
 def build_data(cfg: TrainConfig) -> tuple:
     """Train dataset and (val images, val masks) for the run's config."""
     aug = train_augment() if cfg.augment else None
@@ -321,12 +307,23 @@ def build_data(cfg: TrainConfig) -> tuple:
     return FreshM2NIST(cfg.train_size, cfg.seed, aug), val
 
 
-def write_log(out: Path, history: list[dict]) -> None:
+def write_json(path: Path, obj) -> None:
+    """``obj`` as indented JSON, written atomically (fsynced, then renamed into place)."""
+    text = json.dumps(obj, indent=2) + "\n"
+    atomic_write(path, lambda p: Path(p).write_text(text))
+
+
+def write_csv(path: Path, rows: list[dict], fields=None) -> None:
+    """``rows`` as CSV (columns ``fields``, default the first row's keys; other keys left out), written atomically."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(history[0]))
+    writer = csv.DictWriter(buf, fieldnames=list(fields or rows[0]), extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(history)
-    atomic_write(out / "log.csv", lambda p: Path(p).write_text(buf.getvalue()))
+    writer.writerows(rows)
+    atomic_write(path, lambda p: Path(p).write_text(buf.getvalue()))
+
+
+def write_log(out: Path, history: list[dict]) -> None:
+    write_csv(out / "log.csv", history)
     plot_curve(history, out / "curve.png")
 
 
@@ -388,7 +385,7 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> dict:
         history, best, start = ckpt["history"], ckpt["best"], ckpt["epoch"]
         print(f"resuming {out / 'last.pt'} after epoch {start}/{cfg.epochs}", file=sys.stderr)
     args_dict = asdict(cfg)
-    atomic_write(out / "args.json", lambda p: Path(p).write_text(json.dumps(args_dict, indent=2) + "\n"))
+    write_json(out / "args.json", args_dict)
     print(f"model: {model.num_params():,} params, receptive field {model.receptive_field()} px, "
           f"device {device} {'bf16' if amp else 'fp32'}, "
           f"{len(train_set)} train / {len(val_images)} val images per epoch", file=sys.stderr)
@@ -445,7 +442,7 @@ def finish(cfg: TrainConfig, out: Path, history: list[dict], device: torch.devic
         params=model.num_params(), receptive_field=model.receptive_field(), best_epoch=best["epoch"],
         epochs=len(history), train_wall_seconds=round(wall, 1), machine=machine(),
     )
-    atomic_write(out / "metrics.json", lambda p: Path(p).write_text(json.dumps(metrics, indent=2) + "\n"))
+    write_json(out / "metrics.json", metrics)
     plot_confusion(cm.matrix, out / "confusion.png", "Test confusion (row-normalised)")
     write_card(cfg, out, metrics, argv)
     print(f"test ({data_name}): mIoU digits {metrics['miou_digits']:.4f}, 11-class {metrics['miou']:.4f}, "
