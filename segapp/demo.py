@@ -5,7 +5,7 @@ Three layers, so the logic is testable without a server:
 * :func:`analyse` - the pure function: image (path, bytes, array or Pillow image) -> :class:`Result` with the
   overlay, the per-digit masks and the JSON summary;
 * :func:`build_app` - the Gradio UI plus two API endpoints, ``segment`` (one image -> overlay image + summary)
-  and ``ping`` (returns "ok"; a health check and the no-op floor of ``python -m segapp.demo_bench``);
+  and ``ping`` (returns "ok"; a health check and the no-op floor of ``python -m benchmarks.demo_bench``);
 * :func:`main` - loads the model once, then serves with the queue and upload limits of :data:`LAUNCH_KWARGS`.
   Host and port come from Gradio's ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT`` (default 127.0.0.1:7860).
 
