@@ -3,7 +3,7 @@
   segapp data       build the M2NIST-recipe splits from the bundled MNIST files
   segapp train      train the decoder-free net (defaults reproduce the shipped weights)
   segapp evaluate   score weights on the test split or a Kaggle M2NIST pair
-  segapp predict    turn a folder of images into masks, overlays and a summary
+  segapp predict    turn folders or files of images into masks, overlays and a summary
   segapp export     export the model to ONNX (or write a labelled image folder)
   segapp score      mean IoU of a folder of predicted masks against true masks
   segapp demo       start the web demo (same as `python app.py`)
@@ -33,6 +33,9 @@ from .safeio import describe
 DESCRIPTION = "segapp: semantic segmentation of handwritten digits with a net that never downsamples."
 BACKEND_HELP = ("what runs the net: torch (BatchNorm folded, bf16 only where native), onnx (ONNX Runtime, the net "
                 "exported once per weights and cached), auto (torch on CUDA, else ONNX Runtime; see docs/speed.md)")
+# `segapp train --quick`: a smoke run with the default recipe and widths at a tiny budget (explicit flags win)
+QUICK = {"epochs": 2, "train_size": 640, "val_size": 200}
+QUICK_OUT = "runs/train-quick"
 
 
 def _add_weights(p: argparse.ArgumentParser) -> None:
@@ -82,9 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Each split is saved as <split>.npz (images, masks) and, with --kaggle-layout, "
                                    "as <split>/combined.npy + segmented.npy like the Kaggle files.")
     p.add_argument("--out", type=Path, default=Path("data/m2nist"), help="output folder")
-    p.add_argument("--train-size", type=int, default=5000)
-    p.add_argument("--val-size", type=int, default=1000)
-    p.add_argument("--test-size", type=int, default=1000)
+    p.add_argument("--train-size", type=int, default=5000,
+                   help="images in train.npz (digits from MNIST-train, a pool disjoint from val's)")
+    p.add_argument("--val-size", type=int, default=1000, help="images in val.npz (digits from MNIST-train)")
+    p.add_argument("--test-size", type=int, default=1000, help="images in test.npz (digits from MNIST-test)")
     p.add_argument("--width", type=int, default=84, help="canvas width; wider canvases hold more digits")
     p.add_argument("--kaggle-layout", action="store_true", help="also write combined.npy + segmented.npy")
     p.set_defaults(run=run_data)
@@ -113,12 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "see segapp/synth.py); 0 trains on the M2NIST recipe alone")
     g = p.add_argument_group("model and optimisation")
     g.add_argument("--widths", type=_widths, default=[48] * 7, metavar="W[,W,...]",
-                   help="channels per layer (dilations 1-2-4-8-4-2-1): one number for all, or 7")
+                   help="channels per layer (dilations 1-2-4-8-4-2-1): one number for all, or 7 comma-separated "
+                        "(default: 48 (x7))%(default).0s")
     g.add_argument("--epochs", type=int, default=None,
-                   help="passes over --train-size images (default 16; 4 with --init)")
+                   help="passes over --train-size images (default: 16; 4 with --init)%(default).0s")
     g.add_argument("--batch-size", type=int, default=32, help="images per optimiser step")
     g.add_argument("--lr", type=float, default=None,
-                   help="peak learning rate of the one-cycle schedule (default 3e-3; 1e-3 with --init)")
+                   help="peak learning rate of the one-cycle schedule (default: 3e-3; 1e-3 with --init)%(default).0s")
     g.add_argument("--init", type=Path, default=None, metavar="WEIGHTS",
                    help="fine-tune: start from these trained weights (a run folder or weights/) instead of random "
                         "initialisation; their widths are used and their fingerprint goes into the model card")
@@ -131,7 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("run")
     g.add_argument("--out", type=Path, default=Path("runs/train"),
                    help="output folder; refused if it already holds a run (or any file a run writes), unless --resume")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last.pt, with the arguments it was started with (other "
+                        "values are refused); a complete run is left as it is")
+    g.add_argument("--quick", action="store_true",
+                   help=f"smoke run, a couple of minutes on 2 CPU cores: {QUICK['epochs']} epochs x "
+                        f"{QUICK['train_size']} images, {QUICK['val_size']} val images, --out {QUICK_OUT} unless "
+                        "given; still a real run writing every file (flags given explicitly win)")
+    g.add_argument("--quiet", action="store_true", help="no progress bars (also off when stderr is not a terminal)")
     g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
     p.set_defaults(run=run_train)
@@ -153,13 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scale normalisation: resize so digits reach the net about 20 px tall")
     g.add_argument("--digit-height", type=float, default=None, metavar="PX",
                    help="digit height in the images (px) instead of estimating it from the ink")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--quiet", action="store_true", help="no progress bar (also off when stderr is not a terminal)")
     _add_backend(g)
     g.add_argument("--width", type=int, default=84, help="canvas width of the recipe split (e.g. 224 for long numbers)")
     g = p.add_argument_group("output")
     g.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of a table")
     g.add_argument("--out", type=Path, default=None, help="also write metrics.json and confusion.png here")
-    g.add_argument("--batch-size", type=int, default=128, help="unused; kept for old scripts")
+    g.add_argument("--batch-size", type=int, default=128,
+                   help="accepted and ignored: evaluate scores image by image through the inference path, as "
+                        "predict does (kept so that older scripts still run)")
 
     p.set_defaults(run=run_evaluate)
 
@@ -187,16 +201,20 @@ summarised; finish with --resume)."""
 
 def _add_predict(sub, fmt) -> None:
     p = sub.add_parser(
-        "predict", help="turn a folder of images into masks, overlays and a summary", formatter_class=fmt,
+        "predict", help="turn folders or files of images into masks, overlays and a summary", formatter_class=fmt,
         epilog=PREDICT_EPILOG,
-        description="Segment every image under INPUT (a folder, searched recursively, or one file) at its native "
-                    "size with the demo's preprocessing, and write OUT/masks/<rel>/<name>.png (class-index PNG "
-                    "with palette), OUT/overlays/<rel>/<name>.png and OUT/summary.csv + summary.jsonl, "
-                    "and the resolved arguments in OUT/args.json. "
+        description="Segment every image under each INPUT (a folder, searched recursively, a file, or a quoted "
+                    "pattern such as 'scans/*.png') at its native size with the demo's preprocessing, and write "
+                    "OUT/masks/<rel>/<name>.png (class-index PNG with palette), OUT/overlays/<rel>/<name>.png and "
+                    "OUT/summary.csv + summary.jsonl, and the resolved arguments in OUT/args.json; <rel> is relative "
+                    "to the INPUT folder (with several INPUTs, to their common folder). "
                     "Nothing is ever written inside INPUT; each output appears atomically.")
-    p.add_argument("input", type=Path, metavar="INPUT", help="image folder or single image file")
+    p.add_argument("input", type=Path, nargs="+", metavar="INPUT",
+                   help="image folders, image files or quoted patterns ('scans/*.png', 'scans/**/*.jpg', expanded by "
+                        "segapp); a file given twice is read once")
     p.add_argument("--out", type=Path, default=None, metavar="OUT",
-                   help="output folder, not inside INPUT (default: runs/predict/<INPUT's name>)%(default).0s")
+                   help="output folder, not inside INPUT (default: runs/predict/<INPUT's name>, or <name>2, <name>3, "
+                        "... when taken; with --resume or --overwrite the latest of those)%(default).0s")
     g = p.add_argument_group("inputs")
     g.add_argument("--recursive", action=argparse.BooleanOptionalAction, default=True, help="look in subfolders")
     g.add_argument("--hidden", action="store_true", help="also read hidden files and folders (names starting '.')")
@@ -295,11 +313,33 @@ def run_data(a) -> None:
     (a.out / "args.json").write_text(json.dumps(vars(a), default=str, indent=2) + "\n")
 
 
-def train_config(a):
-    """The `segapp train` flags as a :class:`segapp.train.TrainConfig` (paths as strings, widths as a tuple)."""
+def given_options(argv: list[str]) -> set[str]:
+    """The options typed in ``argv`` (their dests), as opposed to those left at their defaults: ``argv`` parsed again
+    by a fresh parser whose every default is suppressed, so that only what was given lands in the namespace (an
+    option given with its default value counts as given)."""
+    parser = build_parser()
+
+    def suppress(p: argparse.ArgumentParser) -> None:
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    suppress(sub)
+            else:
+                action.default = argparse.SUPPRESS
+
+    suppress(parser)
+    return set(vars(parser.parse_args(argv))) - {"command", "run"}
+
+
+def train_config(a, given: set[str] | None = None):
+    """The `segapp train` flags as a :class:`segapp.train.TrainConfig` (paths as strings, widths as a tuple).
+    ``--quick`` sets the :data:`QUICK` budget and --out, except where ``given`` (the options typed) says otherwise."""
     from .train import TrainConfig
 
     values = {f.name: getattr(a, f.name) for f in fields(TrainConfig) if hasattr(a, f.name)}
+    if getattr(a, "quick", False):
+        given = given_options(a.argv) if given is None and getattr(a, "argv", None) is not None else given or set()
+        values.update({k: v for k, v in {**QUICK, "out": QUICK_OUT}.items() if k not in given})
     for k in ("kaggle", "data", "init", "out"):
         if values.get(k) is not None:
             values[k] = str(values[k])
@@ -307,9 +347,19 @@ def train_config(a):
 
 
 def run_train(a) -> None:
-    from .train import run
+    """`segapp train`: on --resume, the run-defining flags typed (or set by --quick) are checked against the run's own;
+    Ctrl-C ends with one line saying what was saved and the command that resumes."""
+    from .train import RUN_ARGS, flag, interrupted, run
 
-    run(train_config(a), argv=a.argv)
+    given = given_options(a.argv)
+    cfg = train_config(a, given)
+    flags = {k: flag(k) for k in given if k in RUN_ARGS}
+    if a.quick:
+        flags.update({k: "--quick" for k in QUICK if k not in given})
+    try:
+        run(cfg, argv=a.argv, given=flags, progress=not a.quiet and sys.stderr.isatty())
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(interrupted(cfg)) from None
 
 
 def run_evaluate(a) -> None:
@@ -376,8 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # e.g. a full disk: names the file, and says --resume finishes the job
         print(f"segapp {a.command}: error: {one_line(describe(e))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"segapp {a.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # a job may say what was saved and how to go on (segapp train does)
+        print(f"segapp {a.command}: {one_line(e) if str(e) else 'interrupted'}", file=sys.stderr)
         return 130
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from .classes import BACKGROUND
 from .data import fingerprint, load_kaggle, make_split, to_tensor
@@ -21,9 +23,10 @@ from .runtime import autocast
 @torch.inference_mode()
 def evaluate(
     model: nn.Module, images: np.ndarray, masks: np.ndarray, batch_size: int = 64,
-    device: torch.device | None = None, amp: bool = False,
+    device: torch.device | None = None, amp: bool = False, desc: str | None = None,
 ) -> tuple[dict, ConfusionMatrix, float]:
     """Runs the model over (N, H, W) uint8 images and scores against (N, H, W) class maps.
+    ``desc``: show a progress bar (images) on stderr under this name; None: no bar.
 
     Returns:
         The metrics dict, the confusion matrix, and the mean cross-entropy loss.
@@ -32,6 +35,8 @@ def evaluate(
     was_training = model.training
     model.eval()
     cm, loss_sum = ConfusionMatrix(), 0.0
+    bar = tqdm(total=len(images), desc=desc, unit="image", disable=desc is None, leave=False, mininterval=1,
+               file=sys.stderr, dynamic_ncols=True)
     for i in range(0, len(images), batch_size):
         x = to_tensor(images[i : i + batch_size]).to(device).contiguous(memory_format=torch.channels_last)
         y = torch.from_numpy(np.ascontiguousarray(masks[i : i + batch_size])).long().to(device)
@@ -40,6 +45,8 @@ def evaluate(
         loss_sum += float(nn.functional.cross_entropy(logits.float(), y, reduction="sum", ignore_index=VOID))
         keep = y != VOID  # void pixels (folder datasets' masks) are not scored
         cm.update(logits.argmax(1)[keep], y[keep])
+        bar.update(len(x))
+    bar.close()
     model.train(was_training)
     return cm.compute(), cm, loss_sum / max(cm.matrix.sum().item(), 1)
 
@@ -60,8 +67,10 @@ def true_text(mask: np.ndarray) -> str:
     return Segmentation.from_digits(classes, None, read_digits(classes, np.ones(mask.shape, np.float32))).text
 
 
-def score_segmenter(segmenter, samples, progress: bool = False) -> tuple[dict, ConfusionMatrix, dict]:
+def score_segmenter(segmenter, samples, progress: bool = False, total: int | None = None
+                    ) -> tuple[dict, ConfusionMatrix, dict]:
     """Runs the one inference path over (Prepared, mask) samples: pixel metrics (void excluded) and reading.
+    ``progress``: a progress bar on stderr (of ``total`` images, when given).
 
     Returns:
         Metrics, the confusion matrix, and extra figures: numbers read exactly, digit heights, scales.
@@ -69,7 +78,8 @@ def score_segmenter(segmenter, samples, progress: bool = False) -> tuple[dict, C
     from tqdm import tqdm
 
     cm, right, n, scales = ConfusionMatrix(), 0, 0, []
-    for prepared, mask in tqdm(samples, unit="image", disable=not progress, desc="evaluate", mininterval=1):
+    for prepared, mask in tqdm(samples, total=total, unit="image", disable=not progress, desc="evaluate",
+                               mininterval=1, dynamic_ncols=True):
         seg = segmenter.segment([prepared])[0]
         keep = mask != VOID
         cm.update(torch.from_numpy(seg.classes[keep]), torch.from_numpy(mask[keep]))
@@ -129,7 +139,7 @@ def run(args) -> dict:
         data = str(args.kaggle) if args.kaggle else f"m2nist-recipe:{args.split}"
         fp = fingerprint(images, masks)
     quiet = getattr(args, "quiet", False) or args.json or not sys.stderr.isatty()
-    metrics, cm, extra = score_segmenter(segmenter, samples, progress=not quiet)
+    metrics, cm, extra = score_segmenter(segmenter, samples, progress=not quiet, total=n_images)
     seconds = time.perf_counter() - t0
     metrics.update(extra)
     metrics.update(

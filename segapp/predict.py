@@ -1,6 +1,7 @@
-"""`segapp predict`: a folder (or one file) of images -> class-index masks, overlays and a summary.
+"""`segapp predict`: folders, files or quoted patterns of images -> class-index masks, overlays and a summary.
 
-For each input ``INPUT/<rel>/<name>.<ext>`` the run writes, under OUT:
+For each input ``INPUT/<rel>/<name>.<ext>`` the run writes, under OUT (with several INPUTs, ``<rel>`` is relative
+to their common folder; see :func:`segapp.predict_files.gather_inputs`):
 
 * ``masks/<rel>/<name>.png``: 8-bit indexed PNG at the input's size; pixel value = class index
   (0-9 digit, 10 background), with the segapp palette embedded (see :mod:`segapp.classes`);
@@ -19,6 +20,7 @@ and rewritten atomically, in input order, at the end of the run.
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -138,6 +140,7 @@ def predict_folder(a) -> int:
           f"already done, {failed} failed{f', {skipped} non-image or hidden files skipped' if skipped else ''}) "
           f"in {seconds:.1f} s ({n_new / max(seconds, 1e-9):.0f} files/s) -> {out}", file=sys.stderr)
     if interrupted:
-        print("segapp predict: interrupted; run again with --resume to finish", file=sys.stderr)
+        where = "" if a.out else f" --out {shlex.quote(str(out))}"  # a numbered default folder: name it
+        print(f"segapp predict: interrupted; run again with --resume{where} to finish", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_FAILED if failed else EXIT_OK

@@ -15,6 +15,7 @@ it enforces (see docs/predict.md, "Safety"):
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
 import io
 import json
@@ -170,8 +171,8 @@ def plan(files: list[Path], root: Path, out: Path, overlays: bool) -> list[Item]
       full name (``a.png~3f9a2c.png``, ``a.PNG~81b0e4.png``), so none replaces another even on a case-insensitive disk;
     * a name over 255 bytes is shortened and tagged the same way.
     """
-    base = root if root.is_dir() else root.parent
-    rels = [f.relative_to(base).as_posix() for f in files]
+    base = root if root.is_dir() else root.parent  # several inputs: their common folder (see gather_inputs)
+    rels = [Path(os.path.relpath(f, base)).as_posix() for f in files]
     stems = [r[: -len(Path(r).suffix)] if Path(r).suffix else r for r in rels]
     same_stem = Counter(s.casefold() for s in stems)
     folders = {"/".join(parts[:i]).casefold() for r in rels for parts in [r.split("/")] for i in range(1, len(parts))}
@@ -209,18 +210,24 @@ def run_files(out: Path) -> list[Path]:
     return [out / ARGS_JSON, out / SUMMARY_CSV, out / SUMMARY_JSONL]
 
 
-def check_folders(root: Path, out: Path, items: list[Item]) -> None:
+def check_folders(root: Path | list[Path], out: Path, items: list[Item]) -> None:
     """Refuses any layout in which an output could land inside INPUT or on an input file.
 
-    Output paths are compared with the inputs both as paths (links resolved) and as files (device and inode, which
-    also catches hard links). For a single input file, or a clash with a summary or args.json, the run is refused;
-    in a folder, a file whose output would be an input is reported as failed and not processed.
+    ``root``: the INPUT, or the list of INPUTs (folders and files). Output paths are compared with the inputs both
+    as paths (links resolved) and as files (device and inode, which also catches hard links). For a single input
+    file, or a clash with a summary or args.json, the run is refused; otherwise a file whose output would be an input
+    is reported as failed and not processed.
     """
-    r, o = Path(os.path.realpath(root)), Path(os.path.realpath(out))
-    if root.is_dir() and (o == r or o.is_relative_to(r)):
-        raise UsageError(f"OUT {out} is inside INPUT {root}; segapp never writes inside INPUT, choose another OUT")
-    if root.is_dir() and any(r.is_relative_to(o / sub) for sub in ("masks", "overlays")):
-        raise UsageError(f"INPUT {root} is inside OUT's masks/ or overlays/ folder; choose another OUT")
+    roots = list(root) if isinstance(root, (list, tuple)) else [root]
+    o = Path(os.path.realpath(out))
+    for folder in (r for r in roots if r.is_dir()):
+        r = Path(os.path.realpath(folder))
+        if o == r or o.is_relative_to(r):
+            raise UsageError(f"OUT {out} is inside INPUT {folder}; segapp never writes inside INPUT, "
+                             "choose another OUT")
+        if any(r.is_relative_to(o / sub) for sub in ("masks", "overlays")):
+            raise UsageError(f"INPUT {folder} is inside OUT's masks/ or overlays/ folder; choose another OUT")
+    single_file = len(roots) == 1 and not roots[0].is_dir()
     by_path: dict[str, Item] = {}
     by_id: dict[tuple[int, int], Item] = {}
     for it in items:
@@ -245,8 +252,9 @@ def check_folders(root: Path, out: Path, items: list[Item]) -> None:
             hit = input_at(p)
             if hit is None:
                 continue
-            if not root.is_dir():
-                raise UsageError(f"output for {shown(str(root))} would replace the input itself; choose another OUT")
+            if single_file:
+                raise UsageError(f"output for {shown(str(roots[0]))} would replace the input itself; choose another "
+                                 "OUT")
             it.error = (f"its {kind} output {shown(p.relative_to(out).as_posix())} would replace the input {hit.rel}; "
                         "not processed, choose another OUT")
             break
@@ -259,6 +267,89 @@ def input_ids(items: list[Item]) -> set[tuple[int, int]]:
 def remove_stale_temps(out: Path, keep: set | None = None) -> int:
     """Deletes the temp files a killed run's atomic writes left in OUT (only segapp's own; never an input)."""
     return sweep_temps([out], [out / "masks", out / "overlays"], keep)
+
+
+GLOB_CHARS = frozenset("*?[")
+DEFAULT_OUT = Path("runs/predict")
+
+
+@dataclass
+class Inputs:
+    """The INPUT arguments of a run, resolved (see :func:`gather_inputs`)."""
+
+    files: list[Path]  # image files, each once, in the order given (a folder's in sorted order)
+    base: Path  # the folder output names are relative to
+    roots: list[Path]  # the INPUTs, globs expanded: folders among them are guarded (nothing is written inside)
+    list_errors: dict[str, str]  # folders that could not be listed (relative to base, as shown): reason
+    skipped: int  # non-image or hidden files skipped
+    globbed: bool  # some INPUT was a pattern
+
+
+def gather_inputs(inputs, recursive: bool = True, hidden: bool = False) -> Inputs:
+    """Resolves INPUT arguments: a folder is searched as :func:`find_images` does; a file is read whatever its
+    extension; a quoted pattern (``'scans/*.png'``, ``**`` for any depth of folders) is expanded by segapp in sorted
+    order and its matches taken as folders or image files (other files skipped), unless a file of that very name
+    exists. A file met twice (``'D/*.png' D/a.png``, or ``D D/sub/a.png``) is read once. Output names are relative to
+    the common folder of the inputs (a folder input counting as itself, a file as its folder): one folder gives the
+    names of a single-INPUT run, several stay unique and readable (``D/a.png``, ``other.png``)."""
+    inputs = [Path(p) for p in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)]
+    roots, matched = [], set()
+    for p in inputs:
+        s = str(p)
+        if os.path.lexists(p) or not GLOB_CHARS & set(s):
+            roots.append(p)
+            continue
+        opts = {"include_hidden": True} if hidden and sys.version_info >= (3, 11) else {}
+        hits = sorted(glob.glob(s, recursive=True, **opts))
+        if not hits:
+            raise UsageError(f"{shown(s)}: no such file or folder, and no file or folder matches it as a pattern")
+        roots += [Path(h) for h in hits]
+        matched.update(hits)
+    found: list[tuple[Path, list[Path], dict[str, str]]] = []  # (anchor, files, list errors)
+    skipped = 0
+    for p in roots:
+        if not os.path.lexists(p):
+            raise UsageError(f"{shown(str(p))}: no such file or folder")
+        if p.is_dir():
+            files, errors, n = find_images(p, recursive, hidden)
+            found.append((p, files, errors))
+            skipped += n
+        elif str(p) in matched and p.suffix.lower() not in IMAGE_EXTENSIONS:
+            skipped += 1  # a pattern's match that is no image: skipped like a folder's other files
+        else:
+            found.append((p.parent, [p], {}))
+    if not found:
+        return Inputs([], Path("."), roots, {}, skipped, bool(matched))
+    base = Path(os.path.commonpath([os.path.abspath(anchor) for anchor, _, _ in found]))
+    files, list_errors, seen = [], {}, set()
+    for anchor, some, errors in found:
+        for f in some:
+            key = os.path.abspath(f)
+            if key not in seen:
+                seen.add(key)
+                files.append(f)
+        prefix = Path(os.path.relpath(anchor, base)).as_posix()
+        for rel, why in errors.items():
+            list_errors[rel if prefix == "." else shown(prefix) + ("" if rel == "." else "/" + rel)] = why
+    return Inputs(files, base, roots, list_errors, skipped, bool(matched))
+
+
+def default_out(inputs: Inputs, reuse: bool = False) -> Path:
+    """``runs/predict/<name>`` for a run without --out: <name> is the INPUT's (a file's stem) or, for several INPUTs
+    or a pattern, their common folder's. Taken when new; otherwise the first free of ``<name>2``, ``<name>3``, ...
+    (``<name>-2`` after a name ending in a digit), as Ultralytics does. ``reuse`` (--resume/--overwrite): the last
+    existing one of that sequence instead, i.e. the latest run."""
+    single = len(inputs.roots) == 1 and not inputs.globbed
+    named = Path(os.path.realpath(inputs.roots[0] if single else inputs.base))
+    name = named.stem if single else named.name
+    first = DEFAULT_OUT / (name or "input")
+    sep = "-" if first.name[-1:].isdigit() else ""
+    previous, n = None, 1
+    while True:
+        candidate = first if n == 1 else first.with_name(f"{first.name}{sep}{n}")
+        if not os.path.lexists(candidate):
+            return (previous or candidate) if reuse else candidate
+        previous, n = candidate, n + 1
 
 
 @dataclass
@@ -277,23 +368,25 @@ class Run:
 def begin(a) -> Run:
     """Checks the arguments and folders, plans the outputs, sweeps stale temps, decides what ``--resume`` keeps,
     and writes args.json. Raises :class:`UsageError` before anything is written if the run must not go ahead."""
-    root = Path(a.input)
-    out = Path(a.out) if a.out else Path("runs/predict") / (Path(os.path.realpath(root)).stem or "input")
-    if not os.path.lexists(root):
-        raise UsageError(f"{shown(str(root))}: no such file or folder")
+    inputs = gather_inputs(a.input, a.recursive, a.hidden)  # refuses a missing INPUT or a pattern matching nothing
+    files, list_errors, skipped, root = inputs.files, inputs.list_errors, inputs.skipped, inputs.base
+    out = Path(a.out) if a.out else default_out(inputs, reuse=a.resume or a.overwrite)
     if out.exists() and not out.is_dir():
         raise UsageError(f"OUT {shown(str(out))} is a file; give a folder")
     if a.batch_size < 1 or a.workers < 1:
         raise UsageError("--batch-size and --workers must be at least 1")
     if not (isinstance(a.alpha, (int, float)) and math.isfinite(a.alpha) and 0 <= a.alpha <= 1):
         raise UsageError(f"--alpha {a.alpha} is outside 0..1 (0: overlays show the input only, 1: solid colours)")
-    files, list_errors, skipped = find_images(root, a.recursive, a.hidden)
     if not files and not list_errors:
-        raise UsageError(f"{shown(str(root))}: no image files found (looked for {', '.join(IMAGE_EXTENSIONS)}"
+        named = ", ".join(shown(str(p)) for p in ([a.input] if isinstance(a.input, (str, os.PathLike)) else a.input))
+        raise UsageError(f"{named}: no image files found (looked for {', '.join(IMAGE_EXTENSIONS)}"
                          f"{'' if a.recursive else ', not in subfolders (--no-recursive)'})")
+    if not a.out and (a.resume or a.overwrite):
+        print(f"segapp predict: no --out given: {'resuming' if a.resume else 'redoing'} the latest run, in "
+              f"{shown(str(out))}", file=sys.stderr)
     items = plan(files, root, out, a.overlays)
     if items:
-        check_folders(root, out, items)
+        check_folders(inputs.roots, out, items)
     weights = weights_fingerprint(a.weights)
     with ThreadPoolExecutor(max(1, min(a.workers, 8)), thread_name_prefix="segapp-hash") as pool:
         for it, digest in zip(items, pool.map(lambda it: input_fingerprint(it.src), items)):
@@ -326,8 +419,10 @@ def begin(a) -> Run:
               "that run (or it predates fingerprints)", file=sys.stderr)
     todo = [it for it in items if it.rel not in done]
     if todo or not (out / ARGS_JSON).exists():  # a finished run resumed again stays untouched
-        args = {**vars(a), "input": os.path.realpath(root), "out": os.path.realpath(out), "files": len(items),
-                "weights_sha256": weights}
+        given = [a.input] if isinstance(a.input, (str, os.PathLike)) else list(a.input)
+        given = [os.path.realpath(p) if os.path.lexists(p) else os.path.abspath(p) for p in given]  # patterns as typed
+        args = {**vars(a), "input": given[0] if len(given) == 1 else given, "out": os.path.realpath(out),
+                "files": len(items), "weights_sha256": weights}
         args.pop("run", None)
         text = json.dumps(args, default=lambda v: shown(str(v)), indent=2) + "\n"
         write_atomic(out / ARGS_JSON, text.encode())

@@ -273,6 +273,98 @@ def load_resumable(out: Path) -> tuple[dict | None, dict]:
     return ckpt, ckpt["args"]
 
 
+# What finish() writes after the last epoch: all there means the run is complete and --resume has nothing to do.
+FINISH_FILES = ("metrics.json", "confusion.png", "MODEL_CARD.md")
+PATH_ARGS = ("kaggle", "data", "init")
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a TrainConfig field: ``train_size`` -> ``--train-size``."""
+    return "--" + name.replace("_", "-")
+
+
+def _shown(name: str, v) -> str:
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if name == "widths" and v is not None:
+        v = tuple(v)
+        return f"{v[0]} (x{len(v)})" if len(set(v)) == 1 else ",".join(map(str, v))
+    return str(v)
+
+
+def _same(name: str, asked, recorded) -> bool:
+    if name in PATH_ARGS and asked is not None and recorded is not None:
+        return os.path.normpath(asked) == os.path.normpath(recorded)
+    if name == "widths":
+        return tuple(asked) == tuple(recorded)
+    if name == "amp" and isinstance(recorded, bool):  # old checkpoints stored a bool
+        recorded = "on" if recorded else "off"
+    return asked == recorded
+
+
+def run_complete(out: Path, cfg: TrainConfig, ckpt: dict | None) -> bool:
+    """Whether the run in ``out`` trained all its epochs and was scored (metrics.json, model card): nothing to do."""
+    return (ckpt is not None and ckpt["epoch"] >= cfg.epochs
+            and all((out / n).is_file() for n in FINISH_FILES))
+
+
+def check_resume_flags(asked: TrainConfig, recorded: TrainConfig, given, out: Path, complete: bool) -> None:
+    """Refuses run-defining flags given with ``--resume`` (``given``: field -> the flag that set it, e.g.
+    ``{"epochs": "--epochs"}``) whose value differs from the run's own: --resume continues a run exactly as it was
+    started, so such a flag could only be ignored. One line naming the flag; --epochs is explained (the one-cycle
+    schedule spans the epochs the run was started with)."""
+    for name in RUN_ARGS:
+        if name not in given or _same(name, getattr(asked, name), getattr(recorded, name)):
+            continue
+        label, value, was = given[name], _shown(name, getattr(asked, name)), _shown(name, getattr(recorded, name))
+        if label == flag(name) and isinstance(getattr(asked, name), bool):  # --augment / --no-augment, --fixed-train
+            label = label if getattr(asked, name) else "--no-" + label[2:]
+            what = label
+        else:
+            what = f"{label} {value}" if label == flag(name) else f"{label} ({flag(name)} {value})"
+        if name == "epochs" and complete:
+            raise SegappError(f"{what}: the run in {out} is complete ({recorded.epochs} epochs) and its one-cycle "
+                              f"learning-rate schedule has ended, so it cannot be extended; to train longer start a "
+                              f"new run with --init {out} --out NEW")
+        if name == "epochs":
+            raise SegappError(f"{what}: the run in {out} was started for {recorded.epochs} epochs and its one-cycle "
+                              "learning-rate schedule is fixed to that length, so --resume cannot change it; leave out "
+                              f"--epochs to finish the run, then start a new run with --init {out} to train longer")
+        raise SegappError(f"{what} differs from the run in {out} ({flag(name)} {was}); --resume continues a run with "
+                          f"the arguments it was started with: leave out {label}, or start a new run in another --out")
+
+
+def resume_command(cfg: TrainConfig) -> str:
+    """The command that continues the run of ``cfg`` (how it runs included: device, workers)."""
+    how = [f"--device {shlex.quote(cfg.device)}"] if cfg.device != "auto" else []
+    how += [f"--workers {cfg.workers}"] if cfg.workers else []
+    return " ".join(["segapp train --out", shlex.quote(str(cfg.out)), "--resume", *how])
+
+
+def interrupted(cfg: TrainConfig) -> str:
+    """What a Ctrl-C left on disk in ``cfg.out`` and how to go on, as one line (read from the files themselves)."""
+    out = Path(cfg.out)
+    try:
+        ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+        done, epochs = int(ckpt["epoch"]), int(ckpt["args"]["epochs"])
+    except Exception:  # no epoch finished yet (or no run here at all)
+        ckpt = None
+    if ckpt is None:
+        if not (out / "args.json").is_file():
+            return "interrupted before training began; nothing was saved"
+        return (f"interrupted before the first epoch finished; nothing saved besides {out / 'args.json'}; start it "
+                f"again with: {resume_command(cfg)}")
+    try:
+        meta = json.loads((out / "config.json").read_text())
+        best = f"epoch {meta['epoch']}, val mIoU digits {meta['val_miou_digits']:.4f}"
+    except Exception:
+        best = "best epoch so far"
+    where = ("in the final test evaluation" if done >= epochs else f"in epoch {done + 1}/{epochs} (its progress is "
+             "lost)")
+    return (f"interrupted {where}; saved: {out / 'last.pt'} (epoch {done}/{epochs}, resumable) and the best weights "
+            f"{out / 'model.safetensors'} ({best}); resume with: {resume_command(cfg)}")
+
+
 def check_data(cfg: TrainConfig, train_set) -> None:
     """Refuses a training set that holds no full batch (a small Kaggle pair): nothing would be trained."""
     if len(train_set) < cfg.batch_size:
@@ -346,18 +438,28 @@ def plot_curve(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def run(cfg: TrainConfig, argv: list[str] | None = None) -> dict:
+def run(cfg: TrainConfig, argv: list[str] | None = None, given=(), progress: bool | None = None) -> dict:
     """Trains per ``cfg``; returns the final metrics. ``argv`` (the command's arguments after ``segapp``) goes
-    into the model card; on ``cfg.resume`` the run's own config comes from its checkpoint (or args.json)."""
+    into the model card; on ``cfg.resume`` the run's own config comes from its checkpoint (or args.json), and a field
+    in ``given`` (those set on the command line: field -> flag) that differs from it is refused; a complete run is
+    left as it is. ``progress``: progress bars on stderr (None: when stderr is a terminal)."""
     out = Path(cfg.out)
     cfg = cfg.resolved()
+    progress = sys.stderr.isatty() if progress is None else progress
     check_args(cfg, names=("workers",) if cfg.resume else None)  # nothing is written before these checks
     check_out(out, cfg.resume)
     ckpt = None
     if cfg.resume:
         ckpt, run_args = load_resumable(out)
-        cfg = TrainConfig.from_dict(run_args, **{k: getattr(cfg, k) for k in HOW_ARGS})
+        asked, cfg = cfg, TrainConfig.from_dict(run_args, **{k: getattr(cfg, k) for k in HOW_ARGS})
         check_args(cfg, names=RUN_ARGS, source=f" (in {out / 'last.pt'})")
+        complete = run_complete(out, cfg, ckpt)
+        check_resume_flags(asked, cfg, given if isinstance(given, dict) else {k: flag(k) for k in given}, out,
+                           complete)
+        if complete:
+            print(f"run complete ({cfg.epochs} epochs); nothing to do; to train longer start a new run with "
+                  f"--init {out}", file=sys.stderr)
+            return json.loads((out / "metrics.json").read_text())
     kaggle_files = [Path(cfg.kaggle) / n for n in ("combined.npy", "segmented.npy")] if cfg.kaggle else []
     sweep_temps([out], keep={fid for p in kaggle_files if (fid := file_id(p))})  # a killed run's temp files only
     torch.manual_seed(cfg.seed)
@@ -393,9 +495,10 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> dict:
     for epoch in range(start + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
         train_loss, n = train_one_epoch(model, epoch_loader(train_set, cfg, epoch), loss_fn, opt, sched, device, amp,
-                                        desc=f"epoch {epoch}/{cfg.epochs}")
+                                        desc=f"epoch {epoch}/{cfg.epochs}" if progress else None)
         train_seconds = time.perf_counter() - t0
-        metrics, _, val_loss = evaluate(model, val_images, val_masks, 128, device, amp)
+        metrics, _, val_loss = evaluate(model, val_images, val_masks, 128, device, amp,
+                                        desc=f"val {epoch}/{cfg.epochs}" if progress else None)
         row = {
             "epoch": epoch, "lr": sched.get_last_lr()[0], "train_loss": train_loss, "val_loss": val_loss,
             "val_miou": metrics["miou"], "val_miou_digits": metrics["miou_digits"],
@@ -417,11 +520,11 @@ def run(cfg: TrainConfig, argv: list[str] | None = None) -> dict:
         print(f"epoch {epoch}/{cfg.epochs}: train loss {row['train_loss']:.4f}  val mIoU digits "
               f"{row['val_miou_digits']:.4f}  11-class {row['val_miou']:.4f}  {row['seconds']:.0f}s"
               f"{'  (best, saved)' if improved else ''}", file=sys.stderr)
-    return finish(cfg, out, history, device, argv)
+    return finish(cfg, out, history, device, argv, progress)
 
 
-def finish(cfg: TrainConfig, out: Path, history: list[dict], device: torch.device, argv: list[str] | None = None
-           ) -> dict:
+def finish(cfg: TrainConfig, out: Path, history: list[dict], device: torch.device, argv: list[str] | None = None,
+           progress: bool = False) -> dict:
     """Scores the best weights on the test split and writes metrics.json and the model card."""
     from .metrics import plot_confusion
     model = load_pretrained(out).to(device).to(memory_format=torch.channels_last)
@@ -434,7 +537,7 @@ def finish(cfg: TrainConfig, out: Path, history: list[dict], device: torch.devic
     else:
         images, masks = make_split("test")
         data_name = "M2NIST-recipe test split (MNIST test digits)"
-    metrics, cm, _ = evaluate(model, images, masks, 128, device)
+    metrics, cm, _ = evaluate(model, images, masks, 128, device, desc="test" if progress else None)
     wall = sum(h["seconds"] for h in history)
     best = max(history, key=lambda h: h["val_miou_digits"])
     metrics.update(
