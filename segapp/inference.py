@@ -192,7 +192,18 @@ class Segmenter:
                 chunk = idx[k : k + per_batch]
                 for i, seg in zip(chunk, self.infer([inputs[i] for i in chunk])):
                     results[i] = seg
+        for i, n in enumerate(inputs):
+            if n.ambiguous and not n.groups:  # borderline size estimate on a small image: also try it unscaled
+                plain = self.infer([NetInput(n.prepared, n.prepared.gray, 1.0, n.digit_height)])[0]
+                if _certainty(plain) > _certainty(results[i]):
+                    results[i] = plain
         return results
+
+
+def _certainty(seg: Segmentation) -> float:
+    """Area-weighted mean confidence of the digits read (0 when none): which of two readings to believe."""
+    area = sum(d["area"] for d in seg.digits)
+    return sum(d["confidence"] * d["area"] for d in seg.digits) / area if area else 0.0
 
 
 def upsample_classes(logits: torch.Tensor, small: np.ndarray, H: int, W: int) -> np.ndarray:

@@ -23,6 +23,7 @@ TARGET_HEIGHT = 20.0  # px: MNIST digits are 20 px tall (ink > 64) in their 28x2
 KEEP_BAND = 1.4  # estimated heights within TARGET / KEEP_BAND .. TARGET * KEEP_BAND run unresized (the net was
 # trained on digits 0.7-1.4x the target size, see segapp.synth, so resampling inside the band only costs detail)
 MIXED_RATIO = 2.5  # digit heights this far apart in one image are read in separate passes, each at its scale
+AMBIGUOUS_PIXELS = 250_000  # images up to this size are read at both scales when the estimate is borderline
 MAX_UPSCALE = 3.0  # below ~7 px a digit is not legible; more upscaling only magnifies noise
 MIN_INK_HEIGHT = 8  # px at analysis scale: shorter ink parts are specks (or digits too small to read)
 
@@ -36,6 +37,7 @@ class NetInput:
     scale: float  # net pixels per input pixel (1.0: unresized)
     digit_height: float | None  # estimated (or given) digit height in input pixels; None: no ink found
     groups: list[SizeGroup] = field(default_factory=list)  # digits of clearly different sizes: one pass each
+    ambiguous: bool = False  # a small image whose estimate is near the keep band: the net also tries scale 1
 
 
 @dataclass
@@ -180,7 +182,10 @@ def to_net_scale(p: Prepared, rescale: bool = True, digit_height: float | None =
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     image, inverted = normalise(cv2.resize(raw, _size(W, H, scale), interpolation=interp))
     p.inverted = inverted
-    return NetInput(p, image, scale, height)
+    # Within a factor 2 of the band, a tall part may be two digits merged (or short parts pieces of one): on a
+    # small image, reading it both ways costs little, and the Segmenter keeps the more confident reading.
+    near = digit_height is None and 1 / (2 * KEEP_BAND) <= scale * KEEP_BAND <= 2 * KEEP_BAND**2
+    return NetInput(p, image, scale, height, ambiguous=near and H * W <= AMBIGUOUS_PIXELS)
 
 
 def _size(W: int, H: int, s: float) -> tuple[int, int]:
