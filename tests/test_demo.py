@@ -115,7 +115,7 @@ def test_shipped_examples_are_read_correctly(model):
     for f in files:
         r = analyse(model, f)
         assert r.seg.text.replace(" ", "") == f.stem.rsplit("_", 1)[1], f.name
-        assert r.seg.prepared.inverted is f.name.startswith("paper")
+        assert r.seg.prepared.inverted is f.name.startswith(("paper", "photo"))
 
 
 def fake_segmentation(h: int, w: int, boxes: list[tuple[int, int, int, int, int]]) -> Segmentation:

@@ -41,3 +41,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+# photo_800.jpg (a phone-like photo of three MNIST test digits, 1200x900) was made with the robustness
+# benchmark's generator:
+#   img = Image.open(io.BytesIO(benchmarks.robustness.big_photo(np.random.default_rng(7))[0]))
+#   img.resize((1200, 900), Image.LANCZOS).save("photo_800.jpg", quality=85)
