@@ -46,7 +46,7 @@ def oversize_file(folder: Path) -> Path:
     return path
 
 
-def run(clients: int = 32, seconds: float = 30, weights: Path | None = None) -> dict:
+def run(clients: int = 32, seconds: float = 30, weights: Path | None = None, same: bool = False) -> dict:
     """Runs the load test; returns the report (see the module docstring)."""
     from gradio_client import Client, handle_file
 
@@ -73,7 +73,7 @@ def run(clients: int = 32, seconds: float = 30, weights: Path | None = None) -> 
                         errors.append(f"connect: {type(e).__name__}: {e}")
                     client = None
                 start.wait()
-                i = k
+                i = 0 if same else k  # same: every user sends the first image (many users clicking one example)
                 while client is not None and not stop.is_set():
                     t0 = time.perf_counter()
                     try:
@@ -89,7 +89,7 @@ def run(clients: int = 32, seconds: float = 30, weights: Path | None = None) -> 
                         else:
                             latencies.append(time.perf_counter() - t0)
                             wrong[0] += summary["text"] != expected[i % IMAGES]
-                    i += clients
+                    i += 0 if same else clients
 
             threads = [threading.Thread(target=user, args=(k,), daemon=True) for k in range(clients)]
             for t in threads:
@@ -134,9 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", type=Path, default=None,
                    help="weights folder (default: the shipped weights/)%(default).0s")
     p.add_argument("--json", type=Path, default=None, help="also write the report here")
+    p.add_argument("--same-image", action="store_true", help="every client sends the same image")
     a = p.parse_args(argv)
     busy = busy_processes()
-    r = run(a.clients, a.seconds, a.weights)
+    r = run(a.clients, a.seconds, a.weights, a.same_image)
+    r["same_image"] = a.same_image
     r["busy"] = busy
     lat, rss = r["latency"], r["rss_mb"]
     print(f"{r['clients']} clients x {r['seconds']} s: {r['requests']} requests ({r['requests_per_s']:.1f}/s), "
