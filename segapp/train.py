@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from . import distributed
 from .classes import SegappError
 from .data import FreshM2NIST, SegmentationSet, WildM2NIST, fingerprint, load_kaggle, make_split, train_augment
 from .evaluate import evaluate  # the engine's validation step (re-exported: segapp.train.evaluate)
@@ -132,12 +133,48 @@ def _number(v, lo: float, strict: bool = False) -> bool:
 
 def build_loss(cfg: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Cross-entropy + ``cfg.dice_weight`` x multiclass Dice on logits; pixels marked IGNORE (255, void) count in
-    neither."""
+    neither. Under torchrun with several processes: the same loss of the whole global batch
+    (:func:`global_batch_loss`)."""
+    if distributed.world() > 1:
+        return global_batch_loss(cfg, distributed.all_reduce_sum)
     ce = torch.nn.CrossEntropyLoss(ignore_index=IGNORE)
     dice = smp.losses.DiceLoss("multiclass", from_logits=True, ignore_index=IGNORE)
 
     def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return ce(logits, y) + cfg.dice_weight * dice(logits, y)
+
+    return loss
+
+
+def global_batch_loss(cfg: TrainConfig, reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t
+                      ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """:func:`build_loss`'s loss over a batch split across processes, from sums that ``reduce`` adds up over them
+    (:func:`segapp.distributed.all_reduce_sum`, differentiable; the identity in one process, where it equals
+    build_loss's to float rounding). Averaging each rank's own loss would not do: cross-entropy is a mean over the
+    valid pixels of the whole batch (void pixels are not spread evenly), and smp's Dice is per class over the whole
+    batch, not a mean over images. Every rank gets the global loss; its backward sends each rank world() x its
+    images' share of the gradient, which DDP's averaging turns into the one-process gradient."""
+    from torch.linalg import vector_norm
+
+    eps = 1e-7  # smp.losses.DiceLoss's default (smooth 0)
+
+    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        c = logits.shape[1]
+        valid = y != IGNORE
+        target = torch.where(valid, y, 0)
+        logp = logits.log_softmax(1)
+        nll = -logp.gather(1, target.unsqueeze(1)).squeeze(1) * valid
+        prob = (logp.exp() * valid.unsqueeze(1)).flatten(2)  # N, C, HW: as smp's DiceLoss (from logits) sees them
+        onehot = (torch.nn.functional.one_hot(target, c).permute(0, 3, 1, 2) * valid.unsqueeze(1)).flatten(2)
+        onehot = onehot.type_as(prob)
+        sums = reduce(torch.cat([nll.sum().view(1), valid.sum().view(1).type_as(prob), prob.sum((0, 2)),
+                                 onehot.sum((0, 2)), vector_norm(prob - onehot, ord=1, dim=(0, 2))]))
+        ce = sums[0] / sums[1]
+        p_sum, t_sum, difference = sums[2 : 2 + c], sums[2 + c : 2 + 2 * c], sums[2 + 2 * c :]
+        inter = (p_sum + t_sum - difference) / 2  # smp's soft_tversky_score with alpha = beta = 0.5
+        score = inter / (inter + 0.5 * (p_sum - inter) + 0.5 * (t_sum - inter)).clamp_min(eps)
+        dice = ((1.0 - score) * (t_sum > 0)).mean()  # classes absent from the batch add nothing, as in smp
+        return ce + cfg.dice_weight * dice
 
     return loss
 
@@ -153,19 +190,26 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoc
     return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.15)
 
 
-def seed_epoch(train_set, seed: int, epoch: int) -> torch.Generator:
+def seed_epoch(train_set, seed: int, epoch: int, rank: int = 0) -> torch.Generator:
     """Seeds everything epoch ``epoch`` draws from (the dataset's fresh compositions, its augmentation and the
-    shuffling order, returned as a generator) from (seed, epoch) alone, so a resumed run is the uninterrupted one."""
+    shuffling order, returned as a generator) from (seed, epoch) alone, so a resumed run is the uninterrupted one.
+    ``rank`` (torchrun): the augmentation stream of that process; rank 0's is the one-process stream."""
     if hasattr(train_set, "set_epoch"):
         train_set.set_epoch(epoch)
     if getattr(train_set, "augment", None) is not None:
-        train_set.augment.set_random_seed(seed * 100_003 + epoch)
+        train_set.augment.set_random_seed(seed * 100_003 + epoch + rank * 10**15)
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
 
 def epoch_loader(train_set, cfg: TrainConfig, epoch: int) -> DataLoader:
-    """The seeded, shuffled batches of epoch ``epoch`` (full batches only)."""
-    generator = seed_epoch(train_set, cfg.seed, epoch)
+    """The seeded, shuffled batches of epoch ``epoch`` (full batches only). Under torchrun each process gets its
+    ``batch_size / world`` share of every global batch of the same shuffle (see
+    :func:`segapp.distributed.shard_indices`)."""
+    generator = seed_epoch(train_set, cfg.seed, epoch, distributed.rank())
+    if distributed.world() > 1:
+        sampler = distributed.ShardSampler(len(train_set), generator, cfg.batch_size)
+        return DataLoader(train_set, distributed.per_rank_batch(cfg.batch_size), sampler=sampler, drop_last=True,
+                          generator=generator, num_workers=cfg.workers, persistent_workers=False)
     return DataLoader(train_set, cfg.batch_size, shuffle=True, drop_last=True, generator=generator,
                       num_workers=cfg.workers, persistent_workers=False)
 
@@ -447,24 +491,27 @@ def run(cfg: TrainConfig, argv: list[str] | None = None, given=(), progress: boo
     cfg = cfg.resolved()
     progress = sys.stderr.isatty() if progress is None else progress
     check_args(cfg, names=("workers",) if cfg.resume else None)  # nothing is written before these checks
-    check_out(out, cfg.resume)
+    device = distributed.init(pick_device(cfg.device))  # under torchrun: joins the run's processes (else a no-op)
+    progress = progress and distributed.is_main()  # rank 0 alone prints, validates and writes --out
+    distributed.on_main(check_out, out, cfg.resume)
     ckpt = None
     if cfg.resume:
-        ckpt, run_args = load_resumable(out)
+        ckpt, run_args = distributed.on_main(load_resumable, out)  # rank 0's last.pt, sent to every rank
         asked, cfg = cfg, TrainConfig.from_dict(run_args, **{k: getattr(cfg, k) for k in HOW_ARGS})
         check_args(cfg, names=RUN_ARGS, source=f" (in {out / 'last.pt'})")
-        complete = run_complete(out, cfg, ckpt)
+        complete = distributed.on_main(run_complete, out, cfg, ckpt)
         check_resume_flags(asked, cfg, given if isinstance(given, dict) else {k: flag(k) for k in given}, out,
                            complete)
         if complete:
-            print(f"run complete ({cfg.epochs} epochs); nothing to do; to train longer start a new run with "
-                  f"--init {out}", file=sys.stderr)
-            return json.loads((out / "metrics.json").read_text())
+            if distributed.is_main():
+                print(f"run complete ({cfg.epochs} epochs); nothing to do; to train longer start a new run with "
+                      f"--init {out}", file=sys.stderr)
+            return distributed.on_main(lambda: json.loads((out / "metrics.json").read_text()))
     kaggle_files = [Path(cfg.kaggle) / n for n in ("combined.npy", "segmented.npy")] if cfg.kaggle else []
-    sweep_temps([out], keep={fid for p in kaggle_files if (fid := file_id(p))})  # a killed run's temp files only
+    if distributed.is_main():
+        sweep_temps([out], keep={fid for p in kaggle_files if (fid := file_id(p))})  # a killed run's temp files only
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    device = pick_device(cfg.device)
     if cfg.init and ckpt is None:  # fine-tuning: start from trained weights (their architecture)
         parent = Path(cfg.init)
         model = load_pretrained(parent)
@@ -474,6 +521,7 @@ def run(cfg: TrainConfig, argv: list[str] | None = None, given=(), progress: boo
     model = model.to(device).to(memory_format=torch.channels_last)
     train_set, (val_images, val_masks) = build_data(cfg)
     check_data(cfg, train_set)
+    distributed.per_rank_batch(cfg.batch_size)  # under torchrun: refuses a global batch that does not split evenly
     opt = build_optimizer(model, cfg)
     sched = build_scheduler(opt, cfg, len(train_set) // cfg.batch_size)
     loss_fn = build_loss(cfg)
@@ -485,25 +533,33 @@ def run(cfg: TrainConfig, argv: list[str] | None = None, given=(), progress: boo
         sched.load_state_dict(ckpt["scheduler"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         history, best, start = ckpt["history"], ckpt["best"], ckpt["epoch"]
-        print(f"resuming {out / 'last.pt'} after epoch {start}/{cfg.epochs}", file=sys.stderr)
+        if distributed.is_main():
+            print(f"resuming {out / 'last.pt'} after epoch {start}/{cfg.epochs}", file=sys.stderr)
     args_dict = asdict(cfg)
-    write_json(out / "args.json", args_dict)
-    print(f"model: {model.num_params():,} params, receptive field {model.receptive_field()} px, "
-          f"device {device} {'bf16' if amp else 'fp32'}, "
-          f"{len(train_set)} train / {len(val_images)} val images per epoch", file=sys.stderr)
+    if distributed.is_main():
+        write_json(out / "args.json", args_dict)
+        ddp = (f", DDP over {distributed.world()} processes ({cfg.batch_size // distributed.world()} images each per "
+               "batch)" if distributed.world() > 1 else "")
+        print(f"model: {model.num_params():,} params, receptive field {model.receptive_field()} px, "
+              f"device {device} {'bf16' if amp else 'fp32'}, "
+              f"{len(train_set)} train / {len(val_images)} val images per epoch{ddp}", file=sys.stderr)
+    net = distributed.wrap(model, device)  # DDP under torchrun; `model` stays the net to validate and save
 
     for epoch in range(start + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        train_loss, n = train_one_epoch(model, epoch_loader(train_set, cfg, epoch), loss_fn, opt, sched, device, amp,
+        train_loss, n = train_one_epoch(net, epoch_loader(train_set, cfg, epoch), loss_fn, opt, sched, device, amp,
                                         desc=f"epoch {epoch}/{cfg.epochs}" if progress else None)
         train_seconds = time.perf_counter() - t0
+        if not distributed.is_main():  # rank 0 validates and writes; DDP keeps every rank's weights equal to its own
+            distributed.barrier()
+            continue
         metrics, _, val_loss = evaluate(model, val_images, val_masks, 128, device, amp,
                                         desc=f"val {epoch}/{cfg.epochs}" if progress else None)
         row = {
             "epoch": epoch, "lr": sched.get_last_lr()[0], "train_loss": train_loss, "val_loss": val_loss,
             "val_miou": metrics["miou"], "val_miou_digits": metrics["miou_digits"],
             "val_pixel_accuracy": metrics["pixel_accuracy"], "seconds": time.perf_counter() - t0,
-            "train_images_per_s": n / train_seconds,
+            "train_images_per_s": n * distributed.world() / train_seconds,  # all ranks' images
         }
         history.append(row)
         improved = metrics["miou_digits"] > best
@@ -520,7 +576,10 @@ def run(cfg: TrainConfig, argv: list[str] | None = None, given=(), progress: boo
         print(f"epoch {epoch}/{cfg.epochs}: train loss {row['train_loss']:.4f}  val mIoU digits "
               f"{row['val_miou_digits']:.4f}  11-class {row['val_miou']:.4f}  {row['seconds']:.0f}s"
               f"{'  (best, saved)' if improved else ''}", file=sys.stderr)
-    return finish(cfg, out, history, device, argv, progress)
+        distributed.barrier()  # the other ranks wait here for rank 0's files
+    metrics = distributed.on_main(finish, cfg, out, history, device, argv, progress)  # rank 0 tests; all get it
+    distributed.cleanup()
+    return metrics
 
 
 def finish(cfg: TrainConfig, out: Path, history: list[dict], device: torch.device, argv: list[str] | None = None,
