@@ -294,7 +294,9 @@ def test_ctrl_c_stops_within_a_batch_and_prints_the_resume_command(tmp_path):
     out = tmp_path / "run"
     args = ["--train-size", "640", "--val-size", "8", "--batch-size", "16", "--widths", "8", "--epochs", "2"]
     cmd = [sys.executable, "-m", "segapp.cli", "--threads", "1", "train", *args, "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env1())
+    # A shell that starts the test suite in the background hands it SIGINT ignored; give Ctrl-C back to the child.
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env1(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: list[tuple[float, str]] = []
     reader = threading.Thread(target=lambda: lines.extend((time.monotonic(), line) for line in proc.stderr),
                               daemon=True)

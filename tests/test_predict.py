@@ -229,7 +229,9 @@ def test_interrupted_process_then_resume(sig, tmp_path, test_split, tiny_weights
     cmd = [sys.executable, "-m", "segapp.cli", "--threads", "1", "predict", str(root), "--out", str(out),
            "--weights", str(tiny_weights), "--workers", "1", "--batch-size", "2", "--quiet"]
     before = snapshot(root)
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # A shell that starts the test suite in the background hands it SIGINT ignored; give Ctrl-C back to the child.
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         jsonl = out / "summary.jsonl"
