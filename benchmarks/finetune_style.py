@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--n", type=int, default=400, help="fine-tuning images (the held-out set has half as many)")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--train-size", type=int, default=4000, help="training windows per epoch")
+    p.add_argument("--mix-recipe", default="0.5", help="share of each epoch from the M2NIST recipe (+ --wild images)")
+    p.add_argument("--wild", default="0.65", help="share of the recipe part that is real-world-like")
+    p.add_argument("--lr", default=None, help="peak learning rate (default: train's fine-tuning default)")
     a = p.parse_args(argv)
     style, heldout, run = a.out / "style", a.out / "heldout", a.out / "run"
     if not style.exists():
@@ -80,8 +83,9 @@ def main(argv: list[str] | None = None) -> dict:
     before = scores(a.weights, heldout)
     print("before", json.dumps(before), flush=True)
     if not (run / "model.safetensors").exists():
-        segapp("train", "--init", a.weights, "--data", str(style), "--mix-recipe", "0.5", "--epochs", str(a.epochs),
-               "--train-size", str(a.train_size), "--out", str(run))
+        segapp("train", "--init", a.weights, "--data", str(style), "--mix-recipe", a.mix_recipe, "--wild", a.wild,
+               "--epochs", str(a.epochs), "--train-size", str(a.train_size), "--out", str(run),
+               *(["--lr", a.lr] if a.lr else []))
     after = scores(str(run), heldout)
     print("after ", json.dumps(after), flush=True)
     command = "python -m benchmarks.finetune_style " + " ".join(argv if argv is not None else sys.argv[1:])
