@@ -32,7 +32,8 @@ from .safeio import describe
 
 DESCRIPTION = "segapp: semantic segmentation of handwritten digits with a net that never downsamples."
 BACKEND_HELP = ("what runs the net: torch (BatchNorm folded, bf16 only where native), onnx (ONNX Runtime, the net "
-                "exported once per weights and cached), auto (torch on CUDA, else ONNX Runtime; see docs/speed.md)")
+                "exported once per weights and cached), auto (torch on CUDA and where bf16 is native and on, else "
+                "ONNX Runtime; see docs/speed.md)")
 # `segapp train --quick`: a smoke run with the default recipe and widths at a tiny budget (explicit flags win)
 QUICK = {"epochs": 2, "train_size": 640, "val_size": 200}
 QUICK_OUT = "runs/train-quick"
@@ -236,8 +237,7 @@ def _add_predict(sub, fmt) -> None:
                    help="digit height in the inputs (px) instead of estimating it, e.g. for a batch of forms")
     g.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
                    help="bfloat16 inference; auto: on for CUDA and for CPUs with native BF16, else off")
-    _add_backend(g, help="what runs the net: torch (BatchNorm folded), onnx (ONNX Runtime; the net exported once per "
-                         "weights and cached), auto (torch on CUDA, else ONNX Runtime; see docs/speed.md)")
+    _add_backend(g)
     g = p.add_argument_group("speed")
     g.add_argument("--batch-size", type=int, default=16, help="images of one size per model call")
     g.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),

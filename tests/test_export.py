@@ -142,3 +142,13 @@ def test_onnx_backend_gives_the_class_maps_of_torch(cache):
         assert (a.classes == b.classes).mean() >= 0.9999 and a.text == b.text
     auto = Segmenter(cfg=InferenceConfig(device="cpu", amp="off"), model=model)  # cached graph: no second export
     assert auto.backend == "onnx"
+
+
+def test_auto_follows_the_measured_rule(cache):
+    """torch where bf16 is native and on (or on CUDA), ONNX Runtime fp32 on other CPUs (docs/speed.md)."""
+    from segapp.inference import make_engine
+
+    net, cpu = random_net(2), torch.device("cpu")
+    assert make_engine(net, "auto", cpu, amp=True).name == "torch"
+    assert make_engine(net, "auto", cpu, amp=False).name == "onnx"
+    assert make_engine(net, "torch", cpu, amp=False).name == "torch"
