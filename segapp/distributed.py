@@ -23,6 +23,7 @@ What makes N processes train the very net one process would with the same global
 from __future__ import annotations
 
 import atexit
+import datetime
 import os
 
 import torch
@@ -81,8 +82,20 @@ def init(device: torch.device) -> torch.device:
 
 
 def cleanup() -> None:
-    """Leaves the process group (idempotent; also run at exit)."""
+    """Leaves the process group (idempotent; also run at exit).
+
+    Every rank first waits for the others (rank 0 still runs the test evaluation when the rest are done):
+    tearing gloo down while a peer is still talking aborted the process ("terminate called without an
+    active exception"). A peer that died is waited for one minute at most.
+    """
     if dist.is_available() and dist.is_initialized():
+        try:
+            if dist.get_backend() == "gloo":
+                dist.monitored_barrier(timeout=datetime.timedelta(seconds=60))
+            else:
+                dist.barrier()
+        except RuntimeError:
+            pass
         dist.destroy_process_group()
 
 
