@@ -25,9 +25,9 @@ Each dilated engine's class maps are compared with torch fp32 on the batch (``id
 ``--backend torch`` vs ``onnx``, median of 50 calls, interleaved.
 
 **segapp predict**: ``--predict-files`` 64x84 M2NIST-recipe test PNGs written with Pillow, then
-``segapp --threads T predict DIR --out OUT --quiet`` (masks + overlays, the defaults) with ``--backend torch``
-(before) and ``--backend auto`` (after), alternating, ``--predict-runs`` each; the figure is the files/s the
-command prints (in-run: after the model is loaded), median over runs, plus the whole command's wall time.
+``segapp --threads T predict DIR --out OUT --quiet`` (masks + overlays, the defaults) with ``--backend torch``,
+``onnx`` and ``auto``, alternating, ``--predict-runs`` each; the figure is the files/s the command prints (in-run:
+after the model is loaded), median over runs, plus the whole command's wall time.
 """
 
 from __future__ import annotations
@@ -206,13 +206,13 @@ def measure_accuracy(n_robust: int, seed: int, log) -> dict:
 
 
 def measure_predict(n_files: int, runs: int, threads: int, log) -> dict:
-    """Files/s `segapp predict` prints on ``n_files`` 64x84 PNGs, --backend torch vs auto, alternating."""
+    """Files/s `segapp predict` prints on ``n_files`` 64x84 PNGs, --backend torch / onnx / auto, alternating."""
     from PIL import Image
 
     from segapp.data import make_split
 
     images, _ = make_split("test", n=n_files)
-    res = {b: {"files_per_s_in_run": [], "wall_s": []} for b in ("torch", "auto")}
+    res = {b: {"files_per_s_in_run": [], "wall_s": []} for b in ("torch", "onnx", "auto")}
     with tempfile.TemporaryDirectory(prefix="segapp-speed-") as tmp:
         src = Path(tmp) / "in"
         src.mkdir()
@@ -286,16 +286,13 @@ def table(doc: dict) -> str:
                   f"{q['onnx']['median_ms']} ms."]
     if doc.get("predict"):
         p = doc["predict"]
-        t, a = p["results"]["torch"], p["results"]["auto"]
         lines += ["", f"`segapp predict` on {p['files']} 64x84 PNGs (masks + overlays), {p['threads']} threads, "
                   f"median of {p['runs']} alternating runs:", "",
-                  "| backend | files/s in-run (printed by predict) | files/s whole command |", "|---|---:|---:|",
-                  f"| before: `--backend torch` | {t['median_files_per_s_in_run']} | "
-                  f"{t['median_files_per_s_whole_command']} |",
-                  f"| after: `--backend auto` | {a['median_files_per_s_in_run']} | "
-                  f"{a['median_files_per_s_whole_command']} |",
-                  "", "Runs (in-run files/s): torch " + ", ".join(map(str, t["files_per_s_in_run"]))
-                  + "; auto " + ", ".join(map(str, a["files_per_s_in_run"])) + "."]
+                  "| backend | files/s in-run (printed by predict) | files/s whole command | runs (in-run) |",
+                  "|---|---:|---:|---|"]
+        for b, v in p["results"].items():
+            lines.append(f"| `--backend {b}` | {v['median_files_per_s_in_run']} | "
+                         f"{v['median_files_per_s_whole_command']} | {', '.join(map(str, v['files_per_s_in_run']))} |")
     if doc.get("accuracy"):
         acc = doc["accuracy"]
         t, rb = acc["test"]["results"], acc["robustness"]["results"]
