@@ -201,7 +201,8 @@ def measure_accuracy(n_robust: int, seed: int, log) -> dict:
                                  "read": round(r["read"], 4)}
         log(f"  robustness {name}: " + ", ".join(f"{c} {v['miou_digits']}/{v['read']:.0%}"
                                                  for c, v in robust[name].items()))
-    return {"test": {"n_images": len(images), "results": test}, "robustness": {"n_per_category": n_robust,
+    return {"measured_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "test": {"n_images": len(images), "results": test}, "robustness": {"n_per_category": n_robust,
             "seed": seed, "results": robust}}
 
 
@@ -246,9 +247,11 @@ def table(doc: dict) -> str:
     """The markdown section of docs/speed.md."""
     e, cpu = doc.get("engines"), doc["cpu"]
     flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in cpu["flags"].items())
-    lines = [MARK_BEGIN, "", f"Measured {doc['finished_utc']} on {cpu['model']} ({cpu['cores']} cores; {flags}; "
+    when = (e or {}).get("measured_utc") or doc["finished_utc"]
+    lines = [MARK_BEGIN, "", f"Measured {when} on {cpu['model']} ({cpu['cores']} cores; {flags}; "
              f"torch CPU capability {cpu['torch_cpu_capability']}, native bf16 {cpu['bf16_native']}), "
-             f"{doc['threads']} threads, " + ", ".join(f"{k} {v}" for k, v in doc["versions"].items() if v) + "."]
+             f"{(e or {}).get('threads', doc['threads'])} threads, "
+             + ", ".join(f"{k} {v}" for k, v in doc["versions"].items() if v) + "."]
     if e:
         r = e["results"]
         lines += ["", f"Batch {e['batch']} of 64x84, median of {e['passes']} interleaved passes, one process "
@@ -298,7 +301,8 @@ def table(doc: dict) -> str:
         t, rb = acc["test"]["results"], acc["robustness"]["results"]
         names = list(t)
         cats = [c for c in next(iter(rb.values()))]
-        lines += ["", f"Accuracy of each engine (not timed): mIoU over digits on the M2NIST-recipe test split "
+        lines += ["", f"Accuracy of each engine (not timed, {acc.get('measured_utc', '')}): mIoU over digits on "
+                  "the M2NIST-recipe test split "
                   f"({acc['test']['n_images']} images, the net alone; `identical`: class-map pixels equal to torch "
                   f"fp32), and through `Segmenter` on the robustness benchmark (`benchmarks.robustness`, held-out "
                   f"seed {acc['robustness']['seed']}, {acc['robustness']['n_per_category']} images per category; "
@@ -339,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="also score every engine on the test split and the robustness benchmark (slow, not timed)")
     ap.add_argument("--robust-n", type=int, default=50, help="robustness images per category for --accuracy")
     ap.add_argument("--skip-engines", action="store_true")
+    ap.add_argument("--report-only", action="store_true", help="only rewrite --md from --json")
     ap.add_argument("--skip-predict", action="store_true")
     ap.add_argument("--json", type=Path, default=ROOT / "docs" / "speed.json")
     ap.add_argument("--md", type=Path, default=ROOT / "docs" / "speed.md")
@@ -349,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[speed {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
     old = json.loads(a.json.read_text()) if a.json.is_file() else {}
+    if a.report_only:
+        write_md(a.md, table(old))
+        return 0
     doc = {"cpu": cpu_info(), "versions": versions(), "threads": a.threads, "host": platform.node(),
            "engines": old.get("engines"), "requests": old.get("requests"), "requests_calls": old.get("requests_calls"),
            "predict": old.get("predict"), "accuracy": old.get("accuracy")}
@@ -366,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
                 for n, keys in (("dilated", fp), ("unet", fp))}
         best_any = max(res[k]["images_per_s"] for k in res if res[k]["net"] == "dilated")
         doc["engines"] = {"batch": a.batch, "size": [64, 84], "passes": a.passes, "statistic": "median",
+                          "threads": a.threads,
+                          "measured_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                           "results": res, "best_ratio_fp": round(best["dilated"] / best["unet"], 3),
                           "best_ratio_any": round(best_any / best["unet"], 3)}
         log("timing single-image Segmenter calls (torch vs onnx)")
