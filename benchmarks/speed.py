@@ -110,6 +110,8 @@ def build_engines(batch: np.ndarray, log) -> dict:
                "dilated/torch-folded": ("dilated", "torch fp32, BatchNorm folded (--backend torch)",
                                         TorchEngine(dilated, cpu, amp=False))}
     if bf16:
+        engines["dilated/torch-bf16-unfolded"] = ("dilated", "torch bf16 autocast, channels_last (before folding)",
+                                                  plain(dilated, True))
         engines["dilated/torch-bf16"] = ("dilated", "torch bf16 autocast, BatchNorm folded",
                                          TorchEngine(dilated, cpu, amp=True))
     log("exporting the dilated net to ONNX ...")
@@ -259,8 +261,10 @@ def table(doc: dict) -> str:
                   "| engine | shipped dilated net (48 wide) | identical | `smp.Unet(\"resnet18\")` | dilated / U-Net |",
                   "|---|---:|---:|---:|---:|"]
         rows = [("torch fp32, channels_last", "dilated/torch-fp32", "unet/torch-fp32"),
-                ("torch, BatchNorm folded (`--backend torch`)", "dilated/torch-folded", None),
-                ("torch bf16 autocast (native only)", "dilated/torch-bf16", "unet/torch-bf16"),
+                ("torch, BatchNorm folded (`--backend torch --amp off`)", "dilated/torch-folded", None),
+                ("torch bf16 autocast (native only; segapp's engine before this change)",
+                 "dilated/torch-bf16-unfolded", "unet/torch-bf16"),
+                ("torch bf16 autocast, BatchNorm folded (`--backend torch`/`auto` here)", "dilated/torch-bf16", None),
                 ("ONNX Runtime fp32 (`--backend onnx`)", "dilated/onnx-fp32", "unet/onnx-fp32"),
                 ("ONNX Runtime int8 (static QDQ)", "dilated/onnx-int8", None)]
         for label, d, u in rows:
