@@ -1,7 +1,10 @@
-"""Hand-made image files shared by the tests (imported as a plain module: pytest puts tests/ on sys.path)."""
+"""Hand-made image files and folder snapshots shared by the tests (a plain module: pytest puts tests/ on sys.path)."""
 
+import os
+import stat
 import struct
 import zlib
+from pathlib import Path
 
 
 def png_claiming(width: int, height: int) -> bytes:
@@ -12,3 +15,21 @@ def png_claiming(width: int, height: int) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+def snapshot(root: Path) -> dict:
+    """Every entry under ``root`` (links not followed) with its bytes and modification time, keyed by its path
+    relative to ``root`` (non-UTF-8 names as Python's surrogate escapes); pipes and devices are never read."""
+    snap = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = Path(folder) / name
+            st = p.lstat()
+            rel = p.relative_to(root).as_posix()
+            if p.is_symlink():
+                snap[rel] = (os.readlink(p),)
+            elif stat.S_ISREG(st.st_mode):
+                snap[rel] = (p.read_bytes(), st.st_mtime_ns)
+            else:  # folders, pipes, sockets, devices
+                snap[rel] = (st.st_mtime_ns,)
+    return snap

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from imagefiles import snapshot
 from PIL import Image
 
 import segapp.predict_files
@@ -23,18 +24,6 @@ from segapp.predict_files import SUMMARY_CSV, SUMMARY_JSONL
 from segapp.safeio import temp_name
 
 NON_UTF8 = os.fsdecode(b"caf\xe9.png")  # what os.listdir gives for the bytes b'caf\xe9.png'
-
-
-def snapshot(root: Path) -> dict:
-    snap = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            p = Path(folder) / name
-            st = p.lstat()
-            key = os.fsencode(p.relative_to(root))
-            snap[key] = (os.readlink(p),) if p.is_symlink() else (st.st_mtime_ns,) if p.is_dir() else (
-                (st.st_mtime_ns,) if not p.is_file() else (p.read_bytes(), st.st_mtime_ns))
-    return snap
 
 
 def save(path: Path, array) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from imagefiles import snapshot
 from PIL import Image
 
 from segapp.cli import main
@@ -24,19 +25,6 @@ from segapp.safeio import is_own_temp, temp_name
 from segapp.train import RUN_FILES
 
 TINY_TRAIN = ["--train-size", "16", "--val-size", "8", "--batch-size", "8", "--widths", "4", "--epochs", "1"]
-
-
-def snapshot(root: Path) -> dict:
-    """Every entry under ``root`` (links not followed) with its bytes and modification time."""
-    snap = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            p = Path(folder) / name
-            st = p.lstat()
-            rel = p.relative_to(root).as_posix()
-            snap[rel] = (os.readlink(p),) if p.is_symlink() else (st.st_mtime_ns,) if p.is_dir() else (
-                p.read_bytes(), st.st_mtime_ns)
-    return snap
 
 
 def images(root: Path, arrays, names=None) -> list[Path]:

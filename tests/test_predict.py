@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from imagefiles import png_claiming
+from imagefiles import png_claiming, snapshot
 from PIL import Image, ImageOps
 
 import segapp.predict
@@ -76,19 +76,6 @@ def make_messy(root: Path, imgs: np.ndarray) -> dict[str, str]:
                      "bad/truncated.png": "corrupt or truncated", "bad/huge.png": "above the limit",
                      "bad/tiny.png": "too small", "broken.png": "broken link"})
     return expected
-
-
-def snapshot(root: Path) -> dict:
-    """Every entry under ``root`` (not following links) with its bytes and modification time."""
-    snap = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            p = Path(folder) / name
-            st = p.lstat()
-            rel = p.relative_to(root).as_posix()
-            snap[rel] = (os.readlink(p),) if p.is_symlink() else (st.st_mtime_ns,) if p.is_dir() else (
-                p.read_bytes(), st.st_mtime_ns)
-    return snap
 
 
 def predict(inp: Path, out: Path, weights: Path, *extra) -> int:
