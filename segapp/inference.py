@@ -2,18 +2,17 @@
 
 preprocess -> net -> postprocess, Ultralytics-predictor style:
 
-1. **preprocess** (:meth:`Segmenter.preprocess`): a reduced copy of the image (at most
-   ``analysis_pixels``) is normalised (polarity, uneven paper, noise; :func:`segapp.images.normalise`)
-   and its ink measured: the median height of the ink's connected parts is the digit height.
-   The image is then resized so digits reach the net at the 20 px the net was trained on (MNIST's
-   digit height) and normalised at that size. A 4000x3000 photo of a 3-digit number thus becomes a
-   few hundred pixels: its cost follows the digits, not the megapixels.
+1. **preprocess** (:meth:`Segmenter.preprocess` = :func:`segapp.scale.to_net_scale`): polarity and
+   uneven paper normalised, the digit height measured from the ink on a reduced copy, the image
+   resized so digits reach the net about 20 px tall (MNIST's digit height). A 4000x3000 photo of a
+   3-digit number thus becomes a few hundred pixels: its cost follows the digits, not the megapixels.
 2. **net** (:meth:`Segmenter.logits`): same-sized inputs in batches; large ones in tiles with a
    margin of the receptive field's radius, so memory is bounded and the result equals one pass.
 3. **postprocess** (:meth:`Segmenter.postprocess`): digits are read at the net's scale (where
    their size is known), boxes mapped back to input pixels; the class map comes back at the
    input's exact H x W by bilinear upsampling of the logits, then argmax (clean boundaries), only
-   around the digits (the rest is background), in strips of bounded memory.
+   around the digits (the rest is background), in strips of bounded memory; finally the masks are
+   made to follow the ink at full resolution (:func:`ink_refine`).
 
 The network itself stays decoder-free and never downsamples: all resizing is around it.
 """
