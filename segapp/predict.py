@@ -80,19 +80,37 @@ def predict_folder(a) -> int:
         return segmenter.preprocess(prepare(item.src, item.rel))  # decode, normalise, scale: in a worker thread
 
     def segment(batch: list) -> list:
+        """The net on one batch -> [(item, NetInput, net outputs or a Segmentation)].
+
+        An input the net saw at its own size is postprocessed later, by a file thread beside the encoding of its
+        PNGs (the model's turn is then the net alone): it needs only the net-scale class map and confidence, no
+        logits, so what waits is smaller than the segmentation it becomes. A rescaled input is postprocessed here,
+        as its logits are upsampled and are not kept waiting."""
         try:
-            return list(zip((item for item, _ in batch), segmenter.infer([n for _, n in batch])))
+            outs = segmenter.net([n for _, n in batch])
+            return [(item, n, (None, small, conf) if small.shape == n.prepared.raw.shape
+                     else segmenter.postprocess(n, logits, small, conf))
+                    for (item, n), (logits, small, conf) in zip(batch, outs)]
         except RuntimeError as e:  # e.g. out of memory: retry one at a time, then fail only the file at fault
             if len(batch) > 1:
                 return [done for one in batch for done in segment([one])]
             finish(row_for(batch[0][0], out, status=f"error: model failed ({' '.join(str(e).split())[:200]})"))
             return []
 
+    def complete(item: Item, n, result) -> dict:
+        """Postprocess (when the model's turn left it to a file thread) and write one file's outputs: its row."""
+        if isinstance(result, tuple):
+            try:
+                result = segmenter.postprocess(n, *result)
+            except Exception as e:  # costs this file only
+                return row_for(item, out, status=f"error: reading the class map failed ({reason(e, item)})")
+        return write_outputs(item, result, a, out)
+
     def run_batch(key: tuple[int, int]) -> list:
         return segment(buckets.pop(key))
 
     # The pool and the model take turns, each with every core: the pool decodes the next chunk while it
-    # encodes the last one's outputs, then the model runs alone (threads competing with torch's
+    # reads and encodes the last one's outputs, then the model runs alone (threads competing with torch's
     # OpenMP threads slow inference several-fold on a small machine).
     interrupted = False
     try:
@@ -121,7 +139,7 @@ def predict_folder(a) -> int:
             if start + chunk >= len(todo):
                 for key in list(buckets):
                     ready += run_batch(key)
-            writing = [pool.submit(write_outputs, item, seg, a, out) for item, seg in ready]
+            writing = [pool.submit(complete, item, n, result) for item, n, result in ready]
         while writing:
             finish(writing.pop(0).result())
     except KeyboardInterrupt:

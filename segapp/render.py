@@ -128,15 +128,20 @@ def read_digits(classes: np.ndarray, confidence: np.ndarray, min_area: int = MIN
         digit's pixels) and ``bbox`` ([x0, y0, x1, y1], inclusive-exclusive), sorted by x centre.
     """
     fg = (classes != BACKGROUND).astype(np.uint8)
-    n, labels = cv2.connectedComponents(fg, connectivity=8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
     found = []
     for blob in range(1, n):
-        inside = labels == blob
-        counts = np.bincount(classes[inside], minlength=NUM_DIGITS)[:NUM_DIGITS]
+        # each blob is examined within its own box: the same pixels in the same order as over the whole map
+        x, y, w, h = (int(v) for v in stats[blob, :4])
+        cls, conf = classes[y : y + h, x : x + w], confidence[y : y + h, x : x + w]
+        inside = labels[y : y + h, x : x + w] == blob
+        counts = np.bincount(cls[inside], minlength=NUM_DIGITS)[:NUM_DIGITS]
         for d in np.flatnonzero(counts >= max(min_area, MINORITY_SHARE * counts.max())):
-            ys, xs = np.nonzero(inside & (classes == d))
+            ys, xs = np.nonzero(inside & (cls == d))
+            conf_mean = float(conf[ys, xs].mean())
+            ys, xs = ys + y, xs + x
             found.append({
-                "digit": int(d), "area": int(len(xs)), "confidence": round(float(confidence[ys, xs].mean()), 4),
+                "digit": int(d), "area": int(len(xs)), "confidence": round(conf_mean, 4),
                 "bbox": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1],
                 "_x": float(xs.mean()),
             })

@@ -314,14 +314,14 @@ def test_model_failure_costs_one_file(tmp_path, test_split, tiny_weights, monkey
     imgs = test_split[0][:6]
     root, out = tmp_path / "in", tmp_path / "out"
     clean_folder(root, imgs)
-    real = Segmenter.infer
+    real = Segmenter.net  # what predict runs each batch through
 
     def out_of_memory_on_4(self, inputs):
         if any(np.array_equal(n.prepared.raw, imgs[4]) for n in inputs):
             raise RuntimeError("CUDA out of memory (simulated)")
         return real(self, inputs)
 
-    monkeypatch.setattr(Segmenter, "infer", out_of_memory_on_4)
+    monkeypatch.setattr(Segmenter, "net", out_of_memory_on_4)
     assert predict(root, out, tiny_weights) == 1  # batches of 3: the batch holding image 4 is retried one by one
     status = {r["file"]: r["status"] for r in summary(out)[0]}
     assert status.pop("part0/c0_004.png").startswith("error: model failed (CUDA out of memory")
