@@ -435,9 +435,7 @@ def write_outputs(item: Item, seg, a, out: Path) -> dict:
     A write that fails costs this file only (its row says why, naming the output), except a full disk, which
     stops the run with :class:`~segapp.safeio.OutputError` (every later write would fail the same way).
     """
-    from PIL import Image
-
-    from .render import mask_image, overlay
+    from .render import mask_png, overlay_gray, png_bytes
 
     path = None
     try:
@@ -445,12 +443,10 @@ def write_outputs(item: Item, seg, a, out: Path) -> dict:
             if item.reuse and complete_png(path):
                 continue  # vouched for by the earlier run's row for this same input and weights
             if kind == "mask":
-                img = mask_image(seg.classes)
-            else:
-                img = Image.fromarray(overlay(seg.prepared.display, seg.classes, a.alpha))
-            buf = io.BytesIO()
-            img.save(buf, format="PNG", compress_level=a.compress_level)
-            write_atomic(path, buf.getvalue())
+                data = mask_png(seg.classes, a.compress_level)  # the bytes Pillow would write, a quarter the time
+            else:  # Prepared.display is the input's gray as RGB: the same pixels as render.overlay gives
+                data = png_bytes(overlay_gray(seg.prepared.raw, seg.classes, a.alpha), compress_level=a.compress_level)
+            write_atomic(path, data)
         return row_for(item, out, seg)
     except OSError as e:
         if e.errno in DISK_FULL:

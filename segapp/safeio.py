@@ -72,8 +72,12 @@ def write_atomic(path: Path | str, data: bytes | Callable[[str], object], fsync:
     file, which ``predict --resume`` detects. An :class:`OSError` names ``path``, not the temp file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_temp(path.parent)
+    try:
+        fd, tmp = _create_temp(path.parent)
+    except FileNotFoundError:  # the folder is made on first need: `segapp predict` writes thousands of files
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _create_temp(path.parent)
+    placed = False
     try:
         try:
             if callable(data):
@@ -94,12 +98,13 @@ def write_atomic(path: Path | str, data: bytes | Callable[[str], object], fsync:
                         f.flush()
                         os.fsync(f.fileno())
             os.replace(tmp, path)
+            placed = True
         except OSError as e:
             raise OSError(e.errno, e.strerror or str(e), str(path)) from e
     finally:
         if fd >= 0:
             os.close(fd)
-        if os.path.lexists(tmp):
+        if not placed and os.path.lexists(tmp):
             os.unlink(tmp)
 
 
