@@ -50,6 +50,16 @@ def _add_backend(p, help: str = BACKEND_HELP) -> None:
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto", help=help)
 
 
+def _blend(text: str) -> str | float:
+    """``--blend``: "auto" or a number (range checked with the other training arguments)."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number from 0 to 1, got {text!r}") from None
+
+
 def _widths(text: str) -> list[int]:
     from .model import MAX_WIDTH
 
@@ -128,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--init", type=Path, default=None, metavar="WEIGHTS",
                    help="fine-tune: start from these trained weights (a run folder or weights/) instead of random "
                         "initialisation; their widths are used and their fingerprint goes into the model card")
+    g.add_argument("--blend", type=_blend, default="auto", metavar="auto|B",
+                   help="fine-tuning: the final weights are (1-B) x the --init weights + B x the fine-tuned ones, "
+                        "so the net keeps what it knew (WiSE-FT; segapp/blend.py); auto (with --data): the largest B "
+                        "in 0.1 steps within --forget-tolerance of the parent on the M2NIST val split; 1: no blend")
+    g.add_argument("--forget-tolerance", type=float, default=0.002, metavar="DROP",
+                   help="--blend auto: the most the M2NIST val mIoU over digits may drop below the parent's")
     g.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
     g.add_argument("--dice-weight", type=float, default=1.0, help="loss = CE + this x Dice")
     g.add_argument("--amp", choices=["auto", "on", "off"], default="auto",

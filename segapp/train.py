@@ -72,6 +72,8 @@ class TrainConfig:
     lr: float | None = None  # peak learning rate of the one-cycle schedule
     init: str | None = None  # fine-tune from these trained weights (their widths are used)
     init_sha256: str | None = None  # fingerprint of init's weights, filled in by the run
+    blend: str | float = "auto"  # fine-tuning: final = (1-B) parent + B fine-tuned (segapp.blend); auto picks B
+    forget_tolerance: float = 0.002  # blend auto: largest allowed drop of M2NIST val mIoU over digits vs the parent
     weight_decay: float = 1e-4  # AdamW
     dice_weight: float = 1.0  # loss = CE + dice_weight x Dice
     amp: str | bool = "auto"  # bfloat16 autocast: auto (only where native), on, off (a bool in old checkpoints)
@@ -108,10 +110,10 @@ HOW_ARGS = ("out", "resume", "workers", "device")
 # Fields that define the run; on --resume they come from the checkpoint, not the command line.
 RUN_ARGS = tuple(f.name for f in fields(TrainConfig) if f.name not in HOW_ARGS)
 # Runs from before a flag existed lack it; this value of it reproduces what they did.
-BEFORE_FLAG = {"wild": 0.0}
+BEFORE_FLAG = {"wild": 0.0, "blend": 1.0}
 # Every file a run writes in --out; any of them already there means a run (or someone's file) is in the way.
-RUN_FILES = ("last.pt", "model.safetensors", "config.json", "log.csv", "curve.png", "args.json", "metrics.json",
-             "MODEL_CARD.md", "confusion.png")
+RUN_FILES = ("last.pt", "model.safetensors", "tuned.safetensors", "config.json", "log.csv", "curve.png", "args.json",
+             "metrics.json", "MODEL_CARD.md", "confusion.png")
 RESUME_KEYS = ("model", "config", "optimizer", "scheduler", "epoch", "best", "history", "rng", "args")
 # Arguments every resumable run has recorded since checkpoints carry args; a flag added later may be missing
 # from an older run's args and gets its "before this flag existed" value where RUN_ARGS are restored.
@@ -259,10 +261,17 @@ def check_args(cfg: TrainConfig, names=None, source: str = "") -> None:
                  f"--wild is a share of each epoch, 0 to 1; got {cfg.wild}"),
         "mix_recipe": (_number(cfg.mix_recipe, 0) and cfg.mix_recipe < 1,
                        f"--mix-recipe is a share of each epoch, 0 to below 1; got {cfg.mix_recipe}"),
+        "blend": (cfg.blend == "auto" or (_number(cfg.blend, 0) and cfg.blend <= 1),
+                  f"--blend is auto or a number from 0 (the parent) to 1 (the fine-tuned weights); got {cfg.blend}"),
+        "forget_tolerance": (_number(cfg.forget_tolerance, 0),
+                             f"--forget-tolerance must be 0 or more, got {cfg.forget_tolerance}"),
     }
     for name, (ok, message) in checks.items():
         if (names is None or name in names) and not ok:
             raise SegappError(message + source)
+    if (names is None or "blend" in names) and cfg.blend != "auto" and not cfg.init:
+        raise SegappError(f"--blend {cfg.blend} needs --init: it averages the parent's weights with the fine-tuned "
+                          f"ones; leave out --blend when training from scratch{source}")
     if names is None or "widths" in names:
         try:
             NetConfig(widths=tuple(cfg.widths)).check_bounds()
@@ -407,6 +416,14 @@ def interrupted(cfg: TrainConfig) -> str:
              "lost)")
     return (f"interrupted {where}; saved: {out / 'last.pt'} (epoch {done}/{epochs}, resumable) and the best weights "
             f"{out / 'model.safetensors'} ({best}); resume with: {resume_command(cfg)}")
+
+
+def blends(cfg: TrainConfig) -> bool:
+    """Whether the run ends by blending its weights with the parent's (:mod:`segapp.blend`): fine-tuning on a
+    folder dataset with ``--blend auto``, or any fine-tuning with an explicit ``--blend`` below 1."""
+    if not cfg.init:
+        return False
+    return cfg.data is not None if cfg.blend == "auto" else float(cfg.blend) < 1
 
 
 def check_data(cfg: TrainConfig, train_set) -> None:
@@ -577,14 +594,22 @@ def run(cfg: TrainConfig, argv: list[str] | None = None, given=(), progress: boo
               f"{row['val_miou_digits']:.4f}  11-class {row['val_miou']:.4f}  {row['seconds']:.0f}s"
               f"{'  (best, saved)' if improved else ''}", file=sys.stderr)
         distributed.barrier()  # the other ranks wait here for rank 0's files
-    metrics = distributed.on_main(finish, cfg, out, history, device, argv, progress)  # rank 0 tests; all get it
+    blended = None
+    if blends(cfg):  # keep what the parent knew: blend with its weights (segapp.blend), rank 0 alone
+        from .blend import blend_run
+
+        keep = make_split("val", n=cfg.val_size)  # the recipe's val split: what the parent knew; never test
+        blended = distributed.on_main(blend_run, out, cfg.init, cfg.blend, cfg.forget_tolerance, keep,
+                                      (val_images, val_masks), device, amp)
+    metrics = distributed.on_main(finish, cfg, out, history, device, argv, progress, blended)  # rank 0 tests
     distributed.cleanup()
     return metrics
 
 
 def finish(cfg: TrainConfig, out: Path, history: list[dict], device: torch.device, argv: list[str] | None = None,
-           progress: bool = False) -> dict:
-    """Scores the best weights on the test split and writes metrics.json and the model card."""
+           progress: bool = False, blended: dict | None = None) -> dict:
+    """Scores the best weights (blended with the parent's when ``blended``, see :mod:`segapp.blend`) on the test
+    split and writes metrics.json and the model card."""
     from .metrics import plot_confusion
     model = load_pretrained(out).to(device).to(memory_format=torch.channels_last)
     if cfg.kaggle:  # a user's own pair has no separate test split: report the held-out 10% (val)
@@ -602,7 +627,7 @@ def finish(cfg: TrainConfig, out: Path, history: list[dict], device: torch.devic
     metrics.update(
         data=data_name, n_images=len(images), data_fingerprint=fingerprint(images, masks),
         params=model.num_params(), receptive_field=model.receptive_field(), best_epoch=best["epoch"],
-        epochs=len(history), train_wall_seconds=round(wall, 1), machine=machine(),
+        epochs=len(history), train_wall_seconds=round(wall, 1), machine=machine(), **(blended or {}),
     )
     write_json(out / "metrics.json", metrics)
     plot_confusion(cm.matrix, out / "confusion.png", "Test confusion (row-normalised)")
@@ -617,6 +642,9 @@ def write_card(cfg: TrainConfig, out: Path, m: dict, argv: list[str] | None = No
 
     init = cfg.init
     parent = f"`{init}` (weights fingerprint {cfg.init_sha256}), fine-tuned" if init else "random initialisation"
+    if "blend" in m:
+        parent += (f"; final weights {1 - m['blend']:g} x parent + {m['blend']:g} x fine-tuned (`--blend "
+                   f"{m['blend_mode']}`, see segapp/blend.py; the fine-tuned alone: `tuned.safetensors`)")
     command = "segapp " + " ".join(shlex.quote(s) for s in (sys.argv[1:] if argv is None else argv))
     rows = "\n".join(f"| {n} | {iou:.4f} |" for n, iou in zip(CLASS_NAMES, m["per_class_iou"]))
     card = f"""# segapp model card
