@@ -215,6 +215,18 @@ def cache_dir() -> Path:
     return Path(base) / "segapp" / "onnx"
 
 
+def _store(path: Path, data: bytes) -> None:
+    """Writes a cache file atomically (temp name, then rename); a read-only home just means no cache."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".segapp-", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
 def probe_difference(engine: Callable[[torch.Tensor], torch.Tensor], model: nn.Module) -> float:
     """Max |logit difference| between ``engine`` and the torch net (float32) on a small random input."""
     x = torch.rand(PROBE_SHAPE, generator=torch.Generator().manual_seed(0))
@@ -245,18 +257,46 @@ def onnx_engine_for(model: nn.Module, device: torch.device | None = None, thread
     if not diff <= PROBE_TOLERANCE:
         raise EngineError(f"the exported ONNX graph differs from the torch net (max |logit difference| {diff:.3g})")
     if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".segapp-", suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a read-only home: no cache, the engine still works
+        _store(path, data)
     return engine
 
 
 # -- int8 ----------------------------------------------------------------------------------------
+INT8_CALIBRATION = 500  # M2NIST-recipe training images the int8 ranges are calibrated on (as `segapp export`)
+INT8_AGREEMENT = 0.995  # share of class-map pixels int8 must share with torch on the probe images to be used
+
+
+def int8_engine_for(model: nn.Module, device: torch.device | None = None, threads: int | None = None,
+                    use_cache: bool = True) -> OnnxEngine:
+    """An int8 :class:`OnnxEngine` for a loaded torch net (``--backend int8``): exported, quantized as
+    ``segapp export --int8`` does (:func:`quantize_int8`, calibrated on :data:`INT8_CALIBRATION` M2NIST-recipe
+    training images) and cached beside the fp32 graphs, so only the first use pays the ~10 s it takes. int8
+    cannot match float logits to 1e-3, so the check before use compares class maps on recipe validation images:
+    at least :data:`INT8_AGREEMENT` of their pixels must match torch's, else :class:`EngineError`."""
+    from .data import make_split
+
+    probe = make_split("val", n=16)[0]
+    path = cache_dir() / f"{state_digest(model)[:32]}.int8.onnx"
+    data = path.read_bytes() if use_cache and path.is_file() else None
+    fresh = data is None
+    if fresh:
+        data = quantize_int8(onnx_bytes(model), make_split("train", n=INT8_CALIBRATION)[0])
+    engine = OnnxEngine(data, threads, device, precision="int8")
+    engine.name = "int8"
+    x = to_input(probe)
+    with torch.inference_mode():
+        want = copy.deepcopy(model).cpu().float().eval()(x).argmax(1)
+    agree = float((engine(x).argmax(1) == want).float().mean())
+    if agree < INT8_AGREEMENT:
+        if not fresh:  # a stale or damaged cache file: quantize anew
+            return int8_engine_for(model, device, threads, use_cache=False)
+        raise EngineError(f"the int8 graph agrees with the float net on only {agree:.2%} of probe pixels; use "
+                          "--backend torch or onnx")
+    if fresh:
+        _store(path, data)
+    return engine
+
+
 def quantize_int8(fp32: bytes, calibration: np.ndarray, batch: int = 50, method: str = "minmax",
                   float_first: bool = True) -> bytes:
     """ONNX Runtime static quantization of an exported net, QDQ format: weights int8 per output channel,

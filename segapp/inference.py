@@ -52,15 +52,15 @@ class InferenceConfig:
     batch_size: int = 16
     device: str = "auto"
     amp: str = "auto"  # bfloat16: auto = only where native (GPU, AVX-512 BF16 / AMX)
-    backend: str = "auto"  # auto | torch | onnx: what runs the net (see :func:`make_engine`)
+    backend: str = "auto"  # auto | torch | onnx | int8: what runs the net (see :func:`make_engine`)
 
     def __post_init__(self):
         if self.digit_height is not None and not (2 <= self.digit_height <= 100_000):
             raise ValueError(f"digit height {self.digit_height} px: give a digit's height in the image, 2 px or more")
         if self.max_net_pixels < 64 * 64 or self.analysis_pixels < 64 * 64 or self.tile < 64 or self.batch_size < 1:
             raise ValueError("inference limits too small: max/analysis pixels >= 4096, tile >= 64, batch size >= 1")
-        if self.backend not in ("auto", "torch", "onnx"):  # = BACKENDS (defined with the engines, below)
-            raise ValueError(f"backend {self.backend!r}: use auto, torch or onnx")
+        if self.backend not in ("auto", "torch", "onnx", "int8"):  # = BACKENDS (defined with the engines, below)
+            raise ValueError(f"backend {self.backend!r}: use auto, torch, onnx or int8")
 
 
 class Segmenter:
@@ -300,7 +300,7 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float) -> None:
 
 
 # -- engines ---------------------------------------------------------------------------------------
-BACKENDS = ("auto", "torch", "onnx")
+BACKENDS = ("auto", "torch", "onnx", "int8")
 
 
 def make_engine(model: torch.nn.Module, backend: str, device: torch.device, amp: bool):
@@ -310,18 +310,23 @@ def make_engine(model: torch.nn.Module, backend: str, device: torch.device, amp:
       autocast when ``amp`` (which :func:`segapp.runtime.amp_enabled` allows only where bf16 is native);
     * ``onnx``: the net exported to ONNX (cached per weights) and run by ONNX Runtime with torch's thread
       count; checked against torch on a small input before use;
+    * ``int8``: that graph quantized by ONNX Runtime (static QDQ, calibrated on recipe training images; cached
+      per weights): the fastest engine on every CPU measured (docs/speed.md), within 0.003 mIoU of float on
+      the test split and every robustness category, but not pixel-identical, so never picked by ``auto``;
     * ``auto``: the fastest correct engine by a measured rule (docs/speed.md): torch on CUDA and wherever bf16
       is native and on (``amp``: on an AVX-512 BF16 CPU, torch bf16 ran the net 1.3x faster than ONNX Runtime
       fp32, with 99.99% of class-map pixels unchanged); ONNX Runtime fp32 on other CPUs (on AVX2, 1.3x torch
       with BatchNorm folded, 11x emulated bf16); torch when ONNX Runtime is missing or its graph fails the check.
       A rule, not a start-up timing: the same engine, so the same outputs, on every run.
     """
-    from .engines import EngineError, TorchEngine, onnx_engine_for
+    from .engines import EngineError, TorchEngine, int8_engine_for, onnx_engine_for
 
     if backend == "torch" or (backend == "auto" and (device.type != "cpu" or amp)):
         return TorchEngine(model, device, amp)
     if backend == "onnx":
         return onnx_engine_for(model, device)
+    if backend == "int8":
+        return int8_engine_for(model, device)
     try:
         return onnx_engine_for(model, device)
     except EngineError as e:

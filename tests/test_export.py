@@ -152,3 +152,21 @@ def test_auto_follows_the_measured_rule(cache):
     assert make_engine(net, "auto", cpu, amp=True).name == "torch"
     assert make_engine(net, "auto", cpu, amp=False).name == "onnx"
     assert make_engine(net, "torch", cpu, amp=False).name == "torch"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DEFAULT_WEIGHTS / "model.safetensors").is_file(), reason="no shipped weights")
+def test_int8_backend_reads_what_float_reads_and_is_cached(tmp_path, monkeypatch):
+    """--backend int8: quantized once per weights (then loaded from the cache), class maps close to float's."""
+    import segapp.engines as engines
+
+    monkeypatch.setenv("SEGAPP_CACHE", str(tmp_path))
+    images, _ = make_split("test", n=16, seed=7)
+    model = load_pretrained()
+    seg_float = Segmenter(cfg=InferenceConfig(device="cpu", amp="off", backend="torch"), model=model)
+    seg_int8 = Segmenter(cfg=InferenceConfig(device="cpu", amp="off", backend="int8"), model=model)
+    assert seg_int8.backend == "int8" and len(list(tmp_path.glob("*.int8.onnx"))) == 1
+    agree = [(seg_float(img).classes == seg_int8(img).classes).mean() for img in images]
+    assert np.mean(agree) >= engines.INT8_AGREEMENT
+    monkeypatch.setattr(engines, "quantize_int8", lambda *a, **k: pytest.fail("quantized again despite the cache"))
+    assert Segmenter(cfg=InferenceConfig(device="cpu", amp="off", backend="int8"), model=model).backend == "int8"
