@@ -191,7 +191,18 @@ class Segmenter:
 
     def segment(self, prepared: list[Prepared]) -> list[Segmentation]:
         """Prepared images -> segmentations (in order); same-sized net inputs share batches."""
-        inputs = [self.preprocess(p) for p in prepared]
+        return self.segment_inputs([self.preprocess(p) for p in prepared])
+
+    @staticmethod
+    def needs_more_than_one_pass(n: NetInput) -> bool:
+        """Whether :meth:`segment_inputs` reads ``n`` in more than one pass of the net (digits of clearly different
+        sizes, or a borderline size estimate read both ways): such an input cannot go through :meth:`net` and
+        :meth:`postprocess` alone, which is all a batch job does for the others."""
+        return bool(n.groups) or n.ambiguous
+
+    def segment_inputs(self, inputs: list[NetInput]) -> list[Segmentation]:
+        """Preprocessed inputs -> segmentations (in order): the whole reading, every job's path (the demo and
+        evaluate through :meth:`segment`; predict for inputs that :meth:`needs_more_than_one_pass`)."""
         results: list[Segmentation | None] = [None] * len(inputs)
         groups: dict[tuple[int, int], list[int]] = {}
         for i, n in enumerate(inputs):

@@ -106,6 +106,15 @@ def predict_folder(a) -> int:
                 return row_for(item, out, status=f"error: reading the class map failed ({reason(e, item)})")
         return write_outputs(item, result, a, out)
 
+    def whole(item: Item, n) -> list:
+        """An input that needs several passes of the net (mixed digit sizes, a borderline size estimate): read
+        by the segmenter's whole path, as the demo and evaluate read it, in the model's turn."""
+        try:
+            return [(item, n, segmenter.segment_inputs([n])[0])]
+        except RuntimeError as e:
+            finish(row_for(item, out, status=f"error: model failed ({' '.join(str(e).split())[:200]})"))
+            return []
+
     def run_batch(key: tuple[int, int]) -> list:
         return segment(buckets.pop(key))
 
@@ -129,6 +138,9 @@ def predict_folder(a) -> int:
                     prepared = fut.result()
                 except Exception as e:  # one bad file is reported, the run goes on
                     finish(row_for(item, out, status=f"error: {reason(e, item)}"))
+                    continue
+                if segmenter.needs_more_than_one_pass(prepared):
+                    ready += whole(item, prepared)
                     continue
                 key = prepared.image.shape  # the net's input size after scale normalisation
                 buckets.setdefault(key, []).append((item, prepared))

@@ -24,6 +24,7 @@ from segapp.classes import flat_palette
 from segapp.cli import main
 from segapp.data import to_tensor
 from segapp.export import on_paper
+from segapp.images import prepare
 from segapp.inference import InferenceConfig, Segmenter
 from segapp.model import DEFAULT_WEIGHTS, load_pretrained
 from segapp.render import read_mask
@@ -372,3 +373,29 @@ def test_real_weights_match_evaluate(tmp_path, capsys):
     assert main(["evaluate", "--limit", "100", "--json"]) == 0
     evaluated = json.loads(capsys.readouterr().out)["miou_digits"]
     assert abs(scored - evaluated) < 0.01
+
+
+@pytest.mark.skipif(not (DEFAULT_WEIGHTS / "model.safetensors").is_file(), reason="no shipped weights")
+def test_predict_reads_every_image_as_the_demo_does(tmp_path, test_split):
+    """Mixed digit sizes and borderline size estimates need several passes of the net: predict must read them by
+    the same path as the demo and evaluate (it once ran such an image's net on a 1x1 blank and wrote an empty
+    mask)."""
+    import cv2
+
+    images, _ = test_split
+    big = cv2.resize(images[1], None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)  # digits ~80 px
+    mixed = np.zeros((big.shape[0] + 80, big.shape[1]), np.uint8)
+    mixed[:64, :84] = images[0]  # M2NIST-sized digits (~20 px) above them
+    mixed[80:] = big
+    inp = tmp_path / "in"
+    inp.mkdir()
+    Image.fromarray(mixed).save(inp / "mixed.png")
+    for i in range(3):
+        Image.fromarray(images[2 + i]).save(inp / f"plain{i}.png")
+    seg = Segmenter(DEFAULT_WEIGHTS, InferenceConfig(device="cpu"))
+    assert seg.needs_more_than_one_pass(seg.preprocess(prepare(mixed)))
+    assert predict(inp, tmp_path / "out", DEFAULT_WEIGHTS) == 0
+    for name in ("mixed", "plain0", "plain1", "plain2"):
+        want = seg(inp / f"{name}.png").classes
+        assert (want < 10).sum() > 100  # digits found: the comparison means something
+        np.testing.assert_array_equal(read_mask(tmp_path / "out" / "masks" / f"{name}.png"), want)
