@@ -83,8 +83,9 @@ def versions() -> dict:
     return out
 
 
-def build_engines(batch: np.ndarray, log) -> dict:
-    """name -> (net, engine label, callable (N,1,H,W) float tensor -> logits)."""
+def build_engines(batch: np.ndarray, log, also: tuple[Path, ...] = ()) -> dict:
+    """name -> (net, engine label, callable (N,1,H,W) float tensor -> logits). ``also``: other dilated nets'
+    weights (e.g. another width), each on its float engines and int8, as ``dilated-w<width>``."""
     from benchmarks.baselines import PaddedUnet
     from segapp.data import make_split
     from segapp.engines import OnnxEngine, TorchEngine, onnx_bytes, quantize_int8
@@ -120,6 +121,16 @@ def build_engines(batch: np.ndarray, log) -> dict:
     log("quantizing it to int8 (200 training images) ...")
     int8 = quantize_int8(fp32, make_split("train", n=200)[0])
     engines["dilated/onnx-int8"] = ("dilated", "ONNX Runtime int8 (static QDQ)", OnnxEngine(int8, precision="int8"))
+    for path in also:
+        other = load_pretrained(path).eval()
+        net = f"dilated-w{max(other.config.widths)}"
+        log(f"{net} ({path}): torch, ONNX fp32 and int8 ...")
+        engines[f"{net}/torch"] = (net, "torch, BatchNorm folded" + (", bf16" if bf16 else ""),
+                                   TorchEngine(other, cpu, amp=bf16))
+        o32 = onnx_bytes(other)
+        engines[f"{net}/onnx-fp32"] = (net, "ONNX Runtime fp32", OnnxEngine(o32))
+        engines[f"{net}/onnx-int8"] = (net, "ONNX Runtime int8", OnnxEngine(quantize_int8(
+            o32, make_split("train", n=200)[0]), precision="int8"))
     engines["unet/torch-fp32"] = ("unet", "torch fp32, channels_last", plain(unet, False))
     if bf16:
         engines["unet/torch-bf16"] = ("unet", "torch bf16 autocast, channels_last", plain(unet, True))
@@ -215,7 +226,7 @@ def measure_predict(n_files: int, runs: int, threads: int, log) -> dict:
     from segapp.data import make_split
 
     images, _ = make_split("test", n=n_files)
-    res = {b: {"files_per_s_in_run": [], "wall_s": []} for b in ("torch", "onnx", "auto")}
+    res = {b: {"files_per_s_in_run": [], "wall_s": []} for b in ("torch", "onnx", "int8", "auto")}
     with tempfile.TemporaryDirectory(prefix="segapp-speed-") as tmp:
         src = Path(tmp) / "in"
         src.mkdir()
@@ -258,7 +269,8 @@ def table(doc: dict) -> str:
         r = e["results"]
         lines += ["", f"Batch {e['batch']} of 64x84, median of {e['passes']} interleaved passes, one process "
                   "(images/s; `identical`: class-map pixels equal to torch fp32 on the batch):", "",
-                  "| engine | shipped dilated net (48 wide) | identical | `smp.Unet(\"resnet18\")` | dilated / U-Net |",
+                  f"| engine | shipped dilated net ({e.get('dilated_width', 48)} wide) | identical | "
+                  "`smp.Unet(\"resnet18\")` | dilated / U-Net |",
                   "|---|---:|---:|---:|---:|"]
         rows = [("torch fp32, channels_last", "dilated/torch-fp32", "unet/torch-fp32"),
                 ("torch, BatchNorm folded (`--backend torch --amp off`)", "dilated/torch-folded", None),
@@ -266,7 +278,7 @@ def table(doc: dict) -> str:
                  "dilated/torch-bf16-unfolded", "unet/torch-bf16"),
                 ("torch bf16 autocast, BatchNorm folded (`--backend torch`/`auto` here)", "dilated/torch-bf16", None),
                 ("ONNX Runtime fp32 (`--backend onnx`)", "dilated/onnx-fp32", "unet/onnx-fp32"),
-                ("ONNX Runtime int8 (static QDQ)", "dilated/onnx-int8", None)]
+                ("ONNX Runtime int8 (static QDQ; `--backend int8`)", "dilated/onnx-int8", None)]
         for label, d, u in rows:
             if d not in r and (u is None or u not in r):
                 lines.append(f"| {label} | not run (no native bf16) | | | |")
@@ -283,8 +295,18 @@ def table(doc: dict) -> str:
         best_q = max((k for k in r if k.startswith("dilated/")), key=lambda k: r[k]["images_per_s"])
         lines += ["", f"Best engine each: dilated {r[best_d]['engine']} {r[best_d]['images_per_s']} vs U-Net "
                   f"{r[best_u]['engine']} {r[best_u]['images_per_s']}: **{e['best_ratio_fp']:.2f}x**"
-                  + (f"; with int8 allowed: {r[best_q]['engine']} {r[best_q]['images_per_s']}: "
+                  + (f"; with int8 (`--backend int8`): {r[best_q]['engine']} {r[best_q]['images_per_s']}: "
                      f"**{e['best_ratio_any']:.2f}x**" if best_q != best_d else "") + "."]
+        others = sorted({v["net"] for v in r.values() if v["net"].startswith("dilated-w")})
+        if others:
+            u = r[best_u]["images_per_s"]
+            lines += ["", "Other widths of the dilated net, same run (images/s; ratio: best engine / U-Net's best):",
+                      "", "| net | torch | ONNX Runtime fp32 | int8 | best float / U-Net | int8 / U-Net |",
+                      "|---|---:|---:|---:|---:|---:|"]
+            for n in others:
+                t, f, q = (r[f"{n}/{k}"]["images_per_s"] for k in ("torch", "onnx-fp32", "onnx-int8"))
+                lines.append(f"| {n.removeprefix('dilated-w')} wide | {t} | {f} | {q} | {max(t, f) / u:.2f} | "
+                             f"{q / u:.2f} |")
     if doc.get("requests"):
         q = doc["requests"]
         lines += ["", "One 64x84 image through `Segmenter` (the demo's model time per request, preprocessing and "
@@ -347,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also score every engine on the test split and the robustness benchmark (slow, not timed)")
     ap.add_argument("--robust-n", type=int, default=50, help="robustness images per category for --accuracy")
     ap.add_argument("--skip-engines", action="store_true")
+    ap.add_argument("--also", type=Path, nargs="*", default=[], metavar="WEIGHTS",
+                    help="other dilated nets (e.g. another width) timed beside the shipped one")
     ap.add_argument("--report-only", action="store_true", help="only rewrite --md from --json")
     ap.add_argument("--skip-predict", action="store_true")
     ap.add_argument("--json", type=Path, default=ROOT / "docs" / "speed.json")
@@ -366,11 +390,12 @@ def main(argv: list[str] | None = None) -> int:
            "predict": old.get("predict"), "accuracy": old.get("accuracy")}
     log(f"CPU {doc['cpu']['model']}, flags {doc['cpu']['flags']}, {a.threads} threads")
     from segapp.data import make_split
+    from segapp.model import load_pretrained
 
     if not a.skip_engines:
         images = make_split("test", n=max(a.batch, 64))[0]
         x = torch.from_numpy(images[: a.batch].astype(np.float32) / 255.0)[:, None]
-        engines = build_engines(images, log)
+        engines = build_engines(images, log, tuple(a.also))
         log(f"timing {len(engines)} engines, batch {a.batch}, {a.passes} passes")
         res = time_engines(engines, x, a.passes, log)
         fp = [k for k in res if k != "dilated/onnx-int8"]
@@ -381,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
                           "threads": a.threads,
                           "measured_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                           "results": res, "best_ratio_fp": round(best["dilated"] / best["unet"], 3),
+                          "dilated_width": max(load_pretrained().config.widths),
                           "best_ratio_any": round(best_any / best["unet"], 3)}
         log("timing single-image Segmenter calls (torch vs onnx)")
         doc["requests"], doc["requests_calls"] = time_requests(images, a.requests), a.requests
