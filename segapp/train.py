@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import distributed
+from .blend import TUNED
 from .classes import SegappError
 from .data import FreshM2NIST, SegmentationSet, WildM2NIST, fingerprint, load_kaggle, make_split, train_augment
 from .evaluate import evaluate  # the engine's validation step (re-exported: segapp.train.evaluate)
@@ -112,8 +113,9 @@ RUN_ARGS = tuple(f.name for f in fields(TrainConfig) if f.name not in HOW_ARGS)
 # Runs from before a flag existed lack it; this value of it reproduces what they did.
 BEFORE_FLAG = {"wild": 0.0, "blend": 1.0}
 # Every file a run writes in --out; any of them already there means a run (or someone's file) is in the way.
-RUN_FILES = ("last.pt", "model.safetensors", "tuned.safetensors", "config.json", "log.csv", "curve.png", "args.json",
-             "metrics.json", "MODEL_CARD.md", "confusion.png")
+BLEND_FILES = (TUNED,)  # written only by a fine-tuning run that ends blended (segapp.blend)
+RUN_FILES = ("last.pt", "model.safetensors", "config.json", "log.csv", "curve.png", "args.json", "metrics.json",
+             "MODEL_CARD.md", "confusion.png", *BLEND_FILES)
 RESUME_KEYS = ("model", "config", "optimizer", "scheduler", "epoch", "best", "history", "rng", "args")
 # Arguments every resumable run has recorded since checkpoints carry args; a flag added later may be missing
 # from an older run's args and gets its "before this flag existed" value where RUN_ARGS are restored.
