@@ -51,6 +51,16 @@ def _add_backend(p, help: str = BACKEND_HELP) -> None:
     p.add_argument("--backend", choices=["auto", "torch", "onnx", "int8"], default="auto", help=help)
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except an absent one: "(default: None)" tells a user nothing (the help says what
+    leaving the flag out does), and off switches ("(default: False)") likewise."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _blend(text: str) -> str | float:
     """``--blend``: "auto" or a number (range checked with the other training arguments)."""
     if text == "auto":
@@ -86,11 +96,11 @@ def check_data_args(a) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segapp", description=DESCRIPTION,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: all cores)%(default).0s")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = HelpFormatter
 
     p = sub.add_parser("data", help="build M2NIST-recipe splits into a folder", formatter_class=fmt,
                        description="Build the M2NIST-recipe splits deterministically from data/mnist/. "

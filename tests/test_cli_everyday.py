@@ -459,4 +459,7 @@ def test_help_has_text_for_every_flag_and_readable_defaults(capsys):
     text = help_text("train", capsys=capsys)
     assert "(default: 48 (x7))" in text and "[48" not in text
     assert "(default: 16; 4 with --init) --batch-size" in text  # no "(default: None)" after it
+    for cmd in subs:  # an absent default or an off switch tells a user nothing
+        shown = help_text(cmd, capsys=capsys)
+        assert "(default: None)" not in shown and "(default: False)" not in shown, cmd
     assert "--quick" in text and "--quiet" in text
