@@ -96,6 +96,8 @@ def run_export(a) -> int:
 def run_folder(a) -> int:
     from .data import make_split
 
+    if a.n < 1:
+        raise SegappError(f"--n {a.n}: give the number of images to write, at least 1")
     clash = [d for d in ("images", "truth") if (a.out / d).is_dir() and any(os.scandir(a.out / d))]
     if clash and not a.overwrite:
         raise SegappError(f"{a.out / clash[0]} is not empty; use --overwrite or another OUT")

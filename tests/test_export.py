@@ -92,6 +92,12 @@ def test_export_refuses_a_non_onnx_name(tmp_path, capsys):
     assert "--format folder" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("n", ["0", "-3"])
+def test_folder_export_refuses_no_images(tmp_path, capsys, n):
+    assert main(["export", "--format", "folder", "--n", n, "--out", str(tmp_path / "f")]) == 2
+    assert f"--n {n}" in capsys.readouterr().err and not (tmp_path / "f").exists()
+
+
 def test_int8_export_runs_and_is_recorded(exported, tmp_path):
     _, weights, _, _ = exported
     out = tmp_path / "net.int8.onnx"
