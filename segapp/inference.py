@@ -40,6 +40,9 @@ INK_PIXELS = 2_000_000  # largest crop whose ink is measured at full resolution 
 STRIP_BYTES = 64 * 2**20  # memory of one strip of upsampled logits
 
 
+BACKENDS = ("auto", "torch", "onnx", "int8")  # what runs the net: see make_engine
+
+
 @dataclass(frozen=True)
 class InferenceConfig:
     """How images are brought to the net. Defaults suit photos, scans, drawings and M2NIST alike."""
@@ -59,8 +62,8 @@ class InferenceConfig:
             raise ValueError(f"digit height {self.digit_height} px: give a digit's height in the image, 2 px or more")
         if self.max_net_pixels < 64 * 64 or self.analysis_pixels < 64 * 64 or self.tile < 64 or self.batch_size < 1:
             raise ValueError("inference limits too small: max/analysis pixels >= 4096, tile >= 64, batch size >= 1")
-        if self.backend not in ("auto", "torch", "onnx", "int8"):  # = BACKENDS (defined with the engines, below)
-            raise ValueError(f"backend {self.backend!r}: use auto, torch, onnx or int8")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend {self.backend!r}: use {', '.join(BACKENDS)}")
 
 
 class Segmenter:
@@ -311,7 +314,6 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float) -> None:
 
 
 # -- engines ---------------------------------------------------------------------------------------
-BACKENDS = ("auto", "torch", "onnx", "int8")
 
 
 def make_engine(model: torch.nn.Module, backend: str, device: torch.device, amp: bool):

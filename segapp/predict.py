@@ -79,6 +79,11 @@ def predict_folder(a) -> int:
     def load(item: Item):
         return segmenter.preprocess(prepare(item.src, item.rel))  # decode, normalise, scale: in a worker thread
 
+    def model_failed(item: Item, e: RuntimeError) -> list:
+        """Reports a file the model failed on (its row says why); nothing of it goes on to be written."""
+        finish(row_for(item, out, status=f"error: model failed ({' '.join(str(e).split())[:200]})"))
+        return []
+
     def segment(batch: list) -> list:
         """The net on one batch -> [(item, NetInput, net outputs or a Segmentation)].
 
@@ -94,8 +99,7 @@ def predict_folder(a) -> int:
         except RuntimeError as e:  # e.g. out of memory: retry one at a time, then fail only the file at fault
             if len(batch) > 1:
                 return [done for one in batch for done in segment([one])]
-            finish(row_for(batch[0][0], out, status=f"error: model failed ({' '.join(str(e).split())[:200]})"))
-            return []
+            return model_failed(batch[0][0], e)
 
     def complete(item: Item, n, result) -> dict:
         """Postprocess (when the model's turn left it to a file thread) and write one file's outputs: its row."""
@@ -112,8 +116,7 @@ def predict_folder(a) -> int:
         try:
             return [(item, n, segmenter.segment_inputs([n])[0])]
         except RuntimeError as e:
-            finish(row_for(item, out, status=f"error: model failed ({' '.join(str(e).split())[:200]})"))
-            return []
+            return model_failed(item, e)
 
     def run_batch(key: tuple[int, int]) -> list:
         return segment(buckets.pop(key))

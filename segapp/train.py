@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import distributed
-from .blend import TUNED
+from .blend import TUNED, blend_run
 from .classes import SegappError
 from .data import FreshM2NIST, SegmentationSet, WildM2NIST, fingerprint, load_kaggle, make_split, train_augment
 from .evaluate import evaluate  # the engine's validation step (re-exported: segapp.train.evaluate)
@@ -112,8 +112,8 @@ HOW_ARGS = ("out", "resume", "workers", "device")
 RUN_ARGS = tuple(f.name for f in fields(TrainConfig) if f.name not in HOW_ARGS)
 # Runs from before a flag existed lack it; this value of it reproduces what they did.
 BEFORE_FLAG = {"wild": 0.0, "blend": 1.0}
-# Every file a run writes in --out; any of them already there means a run (or someone's file) is in the way.
 BLEND_FILES = (TUNED,)  # written only by a fine-tuning run that ends blended (segapp.blend)
+# Every file a run writes in --out; any of them already there means a run (or someone's file) is in the way.
 RUN_FILES = ("last.pt", "model.safetensors", "config.json", "log.csv", "curve.png", "args.json", "metrics.json",
              "MODEL_CARD.md", "confusion.png", *BLEND_FILES)
 RESUME_KEYS = ("model", "config", "optimizer", "scheduler", "epoch", "best", "history", "rng", "args")
@@ -598,8 +598,6 @@ def run(cfg: TrainConfig, argv: list[str] | None = None, given=(), progress: boo
         distributed.barrier()  # the other ranks wait here for rank 0's files
     blended = None
     if blends(cfg):  # keep what the parent knew: blend with its weights (segapp.blend), rank 0 alone
-        from .blend import blend_run
-
         keep = make_split("val", n=cfg.val_size)  # the recipe's val split: what the parent knew; never test
         blended = distributed.on_main(blend_run, out, cfg.init, cfg.blend, cfg.forget_tolerance, keep,
                                       (val_images, val_masks), device, amp)
@@ -646,7 +644,7 @@ def write_card(cfg: TrainConfig, out: Path, m: dict, argv: list[str] | None = No
     parent = f"`{init}` (weights fingerprint {cfg.init_sha256}), fine-tuned" if init else "random initialisation"
     if "blend" in m:
         parent += (f"; final weights {1 - m['blend']:g} x parent + {m['blend']:g} x fine-tuned (`--blend "
-                   f"{m['blend_mode']}`, see segapp/blend.py; the fine-tuned alone: `tuned.safetensors`)")
+                   f"{m['blend_mode']}`, see segapp/blend.py; the fine-tuned alone: `{TUNED}`)")
     command = "segapp " + " ".join(shlex.quote(s) for s in (sys.argv[1:] if argv is None else argv))
     rows = "\n".join(f"| {n} | {iou:.4f} |" for n, iou in zip(CLASS_NAMES, m["per_class_iou"]))
     card = f"""# segapp model card
