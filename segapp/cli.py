@@ -155,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "in 0.1 steps within --forget-tolerance of the parent on the M2NIST val split; 1: no blend")
     g.add_argument("--forget-tolerance", type=float, default=0.002, metavar="DROP",
                    help="--blend auto: the most the M2NIST val mIoU over digits may drop below the parent's")
+    g.add_argument("--teacher", type=Path, default=None, metavar="WEIGHTS",
+                   help="distil: the net also learns these trained weights' per-pixel class distribution (any "
+                        "width; e.g. a leaner --widths from weights/; segapp/distill.py); fingerprint in the card")
+    g.add_argument("--distill-weight", type=float, default=1.0, metavar="W",
+                   help="with --teacher: loss = CE + Dice + W x T^2 x KL(teacher || net)")
+    g.add_argument("--distill-temperature", type=float, default=2.0, metavar="T",
+                   help="with --teacher: softens both distributions (T > 1 shows the teacher's second choices)")
     g.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
     g.add_argument("--dice-weight", type=float, default=1.0, help="loss = CE + this x Dice")
     g.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
@@ -367,7 +374,7 @@ def train_config(a, given: set[str] | None = None):
     if getattr(a, "quick", False):
         given = given_options(a.argv) if given is None and getattr(a, "argv", None) is not None else given or set()
         values.update({k: v for k, v in {**QUICK, "out": QUICK_OUT}.items() if k not in given})
-    for k in ("kaggle", "data", "init", "out"):
+    for k in ("kaggle", "data", "init", "teacher", "out"):
         if values.get(k) is not None:
             values[k] = str(values[k])
     return TrainConfig(**{**values, "widths": tuple(values["widths"])})

@@ -47,6 +47,17 @@ def autocast(device: torch.device, enabled: bool = True):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+def training_memory_format(widths, amp: bool, device: torch.device) -> torch.memory_format:
+    """The memory format to train a net of these ``widths`` in: channels_last (the fast one) unless that would be
+    wrong. On CPU, torch 2.14's oneDNN computes the bfloat16 weight gradient of a channels_last convolution with
+    dilation >= 4 as NaN (or crashes) when its channel count is not a multiple of 16 (24, 40, 44 and 56 fail; 16,
+    32, 48 and 64 are right; forward passes are right at every width). Such nets train in contiguous (NCHW) layout,
+    whose gradients are right (``tests/test_distill.py`` trains a 24-wide net in bf16 to finite weights)."""
+    if amp and device.type == "cpu" and any(int(w) % 16 for w in widths):
+        return torch.contiguous_format
+    return torch.channels_last
+
+
 def check_device(name: str | None) -> None:
     """Refuses a ``--device`` this machine cannot run on, before any work starts or any file is written."""
     if name is None or name == "auto":

@@ -37,12 +37,17 @@ from . import distributed
 from .blend import TUNED, blend_run
 from .classes import SegappError
 from .data import FreshM2NIST, SegmentationSet, WildM2NIST, fingerprint, load_kaggle, make_split, train_augment
+from .distill import Teacher
 from .evaluate import evaluate  # the engine's validation step (re-exported: segapp.train.evaluate)
 from .model import DilatedNet, NetConfig, atomic_write, load_checkpoint, load_pretrained, save_pretrained
 from .predict_files import weights_fingerprint
-from .runtime import amp_enabled, autocast, machine, pick_device
+from .runtime import amp_enabled, autocast, machine, pick_device, training_memory_format
 from .safeio import file_id, sweep_temps
 from .synth import IGNORE
+
+class TrainingDiverged(SegappError):
+    """The loss became NaN or infinite: training stops before the broken step reaches the weights."""
+
 
 FINE_TUNE = {"epochs": 4, "lr": 1e-3}  # defaults with --init: a short, gentle schedule from trained weights
 FROM_SCRATCH = {"epochs": 16, "lr": 3e-3}
@@ -75,6 +80,10 @@ class TrainConfig:
     init_sha256: str | None = None  # fingerprint of init's weights, filled in by the run
     blend: str | float = "auto"  # fine-tuning: final = (1-B) parent + B fine-tuned (segapp.blend); auto picks B
     forget_tolerance: float = 0.002  # blend auto: largest allowed drop of M2NIST val mIoU over digits vs the parent
+    teacher: str | None = None  # distil from these trained weights (segapp.distill)
+    teacher_sha256: str | None = None  # fingerprint of the teacher's weights, filled in by the run
+    distill_weight: float = 1.0  # with teacher: loss += this x T^2 x KL(teacher || student)
+    distill_temperature: float = 2.0  # with teacher: T, softening both distributions
     weight_decay: float = 1e-4  # AdamW
     dice_weight: float = 1.0  # loss = CE + dice_weight x Dice
     amp: str | bool = "auto"  # bfloat16 autocast: auto (only where native), on, off (a bool in old checkpoints)
@@ -219,17 +228,27 @@ def epoch_loader(train_set, cfg: TrainConfig, epoch: int) -> DataLoader:
 
 
 def train_one_epoch(model: torch.nn.Module, loader, loss_fn, opt, sched, device: torch.device, amp: bool,
-                    desc: str | None = None) -> tuple[float, int]:
+                    desc: str | None = None, teacher: Teacher | None = None,
+                    memory_format: torch.memory_format = torch.channels_last) -> tuple[float, int]:
     """One pass over ``loader``: bfloat16 autocast where ``amp`` (see :func:`segapp.runtime.amp_enabled`), loss in
-    float32, one optimiser and schedule step per batch. ``desc``: show a progress bar. Returns (mean loss, images)."""
+    float32, one optimiser and schedule step per batch. ``desc``: show a progress bar. ``teacher``: add its
+    distillation loss (:mod:`segapp.distill`). ``memory_format``: of the inputs, as the model's
+    (:func:`segapp.runtime.training_memory_format`). A loss that is not finite stops the run (TrainingDiverged)
+    before the optimiser step, so no NaN reaches the weights, the checkpoint or the saved best weights.
+    Returns (mean loss, images)."""
     model.train()
     loss_sum, n = 0.0, 0
     batches = tqdm(loader, desc=desc, unit="batch", mininterval=2, file=sys.stderr) if desc else loader
     for x, y in batches:
-        x, y = x.to(device).contiguous(memory_format=torch.channels_last), y.to(device)
+        x, y = x.to(device).contiguous(memory_format=memory_format), y.to(device)
         with autocast(device, amp):
             logits = model(x)
         loss = loss_fn(logits.float(), y)
+        if teacher is not None:
+            loss = loss + teacher.loss(x, logits)
+        if not torch.isfinite(loss.detach()):
+            raise TrainingDiverged(f"the training loss became {loss.item()} after {n} images of this epoch; the weights "
+                                   "before this batch are kept; lower --lr, or try --amp off")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -267,6 +286,10 @@ def check_args(cfg: TrainConfig, names=None, source: str = "") -> None:
                   f"--blend is auto or a number from 0 (the parent) to 1 (the fine-tuned weights); got {cfg.blend}"),
         "forget_tolerance": (_number(cfg.forget_tolerance, 0),
                              f"--forget-tolerance must be 0 or more, got {cfg.forget_tolerance}"),
+        "distill_weight": (_number(cfg.distill_weight, 0),
+                           f"--distill-weight must be 0 or more, got {cfg.distill_weight}"),
+        "distill_temperature": (_number(cfg.distill_temperature, 0, strict=True),
+                                f"--distill-temperature must be a positive number, got {cfg.distill_temperature}"),
     }
     for name, (ok, message) in checks.items():
         if (names is None or name in names) and not ok:
@@ -330,7 +353,7 @@ def load_resumable(out: Path) -> tuple[dict | None, dict]:
 
 # What finish() writes after the last epoch: all there means the run is complete and --resume has nothing to do.
 FINISH_FILES = ("metrics.json", "confusion.png", "MODEL_CARD.md")
-PATH_ARGS = ("kaggle", "data", "init")
+PATH_ARGS = ("kaggle", "data", "init", "teacher")
 
 
 def flag(name: str) -> str:
@@ -537,14 +560,24 @@ def run(cfg: TrainConfig, argv: list[str] | None = None, given=(), progress: boo
         cfg = replace(cfg, widths=tuple(model.config.widths), init_sha256=weights_fingerprint(parent))
     else:
         model = DilatedNet(NetConfig(widths=tuple(cfg.widths)))
-    model = model.to(device).to(memory_format=torch.channels_last)
+    amp = amp_enabled(cfg.amp, device)
+    memory_format = training_memory_format(cfg.widths, amp, device)
+    model = model.to(device).to(memory_format=memory_format)
+    teacher = None
+    if cfg.teacher:
+        teacher = Teacher.load(cfg.teacher, device, amp, cfg.distill_weight, cfg.distill_temperature)
+        fingerprint_now = weights_fingerprint(Path(cfg.teacher))
+        if ckpt is not None and cfg.teacher_sha256 and fingerprint_now != cfg.teacher_sha256:
+            raise SegappError(f"--resume: the teacher {cfg.teacher} has changed since the run began (fingerprint "
+                              f"{fingerprint_now}, was {cfg.teacher_sha256}); the run cannot go on as it was started; "
+                              "start a new run in another --out")
+        cfg = replace(cfg, teacher_sha256=fingerprint_now)
     train_set, (val_images, val_masks) = build_data(cfg)
     check_data(cfg, train_set)
     distributed.per_rank_batch(cfg.batch_size)  # under torchrun: refuses a global batch that does not split evenly
     opt = build_optimizer(model, cfg)
     sched = build_scheduler(opt, cfg, len(train_set) // cfg.batch_size)
     loss_fn = build_loss(cfg)
-    amp = amp_enabled(cfg.amp, device)
     history, best, start = [], -1.0, 0
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
@@ -567,7 +600,7 @@ def run(cfg: TrainConfig, argv: list[str] | None = None, given=(), progress: boo
     for epoch in range(start + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
         train_loss, n = train_one_epoch(net, epoch_loader(train_set, cfg, epoch), loss_fn, opt, sched, device, amp,
-                                        desc=f"epoch {epoch}/{cfg.epochs}" if progress else None)
+                                        desc=f"epoch {epoch}/{cfg.epochs}" if progress else None, teacher=teacher, memory_format=memory_format)
         train_seconds = time.perf_counter() - t0
         if not distributed.is_main():  # rank 0 validates and writes; DDP keeps every rank's weights equal to its own
             distributed.barrier()
@@ -642,6 +675,9 @@ def write_card(cfg: TrainConfig, out: Path, m: dict, argv: list[str] | None = No
 
     init = cfg.init
     parent = f"`{init}` (weights fingerprint {cfg.init_sha256}), fine-tuned" if init else "random initialisation"
+    if cfg.teacher:
+        parent += (f"; distilled from `{cfg.teacher}` (weights fingerprint {cfg.teacher_sha256}; weight "
+                   f"{cfg.distill_weight:g}, temperature {cfg.distill_temperature:g}; see segapp/distill.py)")
     if "blend" in m:
         parent += (f"; final weights {1 - m['blend']:g} x parent + {m['blend']:g} x fine-tuned (`--blend "
                    f"{m['blend_mode']}`, see segapp/blend.py; the fine-tuned alone: `{TUNED}`)")
