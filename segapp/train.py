@@ -45,6 +45,7 @@ from .runtime import amp_enabled, autocast, machine, pick_device, training_memor
 from .safeio import file_id, sweep_temps
 from .synth import IGNORE
 
+
 class TrainingDiverged(SegappError):
     """The loss became NaN or infinite: training stops before the broken step reaches the weights."""
 
@@ -247,8 +248,8 @@ def train_one_epoch(model: torch.nn.Module, loader, loss_fn, opt, sched, device:
         if teacher is not None:
             loss = loss + teacher.loss(x, logits)
         if not torch.isfinite(loss.detach()):
-            raise TrainingDiverged(f"the training loss became {loss.item()} after {n} images of this epoch; the weights "
-                                   "before this batch are kept; lower --lr, or try --amp off")
+            raise TrainingDiverged(f"the training loss became {loss.item()} after {n} images of this epoch; the "
+                                   "weights before this batch are kept; lower --lr, or try --amp off")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -600,7 +601,8 @@ def run(cfg: TrainConfig, argv: list[str] | None = None, given=(), progress: boo
     for epoch in range(start + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
         train_loss, n = train_one_epoch(net, epoch_loader(train_set, cfg, epoch), loss_fn, opt, sched, device, amp,
-                                        desc=f"epoch {epoch}/{cfg.epochs}" if progress else None, teacher=teacher, memory_format=memory_format)
+                                        desc=f"epoch {epoch}/{cfg.epochs}" if progress else None, teacher=teacher,
+                                        memory_format=memory_format)
         train_seconds = time.perf_counter() - t0
         if not distributed.is_main():  # rank 0 validates and writes; DDP keeps every rank's weights equal to its own
             distributed.barrier()
