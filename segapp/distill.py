@@ -14,6 +14,7 @@ Hinton et al.). The teacher runs with its BatchNorm folded, in eval mode, withou
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .engines import fold_batchnorm
-from .model import load_pretrained
+from .model import DilatedNet, load_pretrained
 from .runtime import autocast
 
 
@@ -55,3 +56,35 @@ class Teacher:
         log_student = (student_logits.float() / t).log_softmax(1)
         kl = F.kl_div(log_student, target, reduction="none", log_target=True).sum(1)  # (N, H, W)
         return self.weight * t * t * kl.mean()
+
+
+def shrink(parent: DilatedNet, widths: tuple[int, ...]) -> DilatedNet:
+    """A net of ``widths`` (each at most the parent's, layer by layer) initialised from ``parent``: in every layer
+    the channels with the largest BatchNorm scale |gamma| are kept, with their weights from and to the kept
+    channels of the layers around them; the head reads the kept channels of the last layer.
+
+    Why: a leaner student starts from what the teacher learnt rather than from noise. The trimmed net is not good
+    on its own (each of the parent's channels matters: removing one per layer costs several points of mIoU), so
+    this is a start for distillation (``segapp train --init PARENT --widths W --teacher PARENT``), not a result;
+    layers that keep the parent's width and inputs keep its weights exactly."""
+    pc = parent.config
+    if len(widths) != len(pc.widths) or any(w > p for w, p in zip(widths, pc.widths)):
+        raise ValueError(f"--widths {','.join(map(str, widths))} must be, layer by layer, at most the --init net's "
+                         f"{','.join(map(str, pc.widths))}: a net can be trimmed from its parent, not grown")
+    child = DilatedNet(replace(pc, widths=tuple(widths))).eval()
+    convs = [m for m in parent.features if isinstance(m, nn.Conv2d)]
+    norms = [m for m in parent.features if isinstance(m, nn.BatchNorm2d)]
+    child_convs = [m for m in child.features if isinstance(m, nn.Conv2d)]
+    child_norms = [m for m in child.features if isinstance(m, nn.BatchNorm2d)]
+    kept_in = torch.arange(pc.in_channels)
+    with torch.no_grad():
+        for conv, bn, c2, bn2, w in zip(convs, norms, child_convs, child_norms, widths):
+            kept = bn.weight.abs().argsort(descending=True)[:w].sort().values  # in the parent's channel order
+            c2.weight.copy_(conv.weight[kept][:, kept_in])
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                getattr(bn2, name).copy_(getattr(bn, name)[kept])
+            bn2.num_batches_tracked.copy_(bn.num_batches_tracked)
+            kept_in = kept
+        child.head.weight.copy_(parent.head.weight[:, kept_in])
+        child.head.bias.copy_(parent.head.bias)
+    return child

@@ -37,7 +37,7 @@ from . import distributed
 from .blend import TUNED, blend_run
 from .classes import SegappError
 from .data import FreshM2NIST, SegmentationSet, WildM2NIST, fingerprint, load_kaggle, make_split, train_augment
-from .distill import Teacher
+from .distill import Teacher, shrink
 from .evaluate import evaluate  # the engine's validation step (re-exported: segapp.train.evaluate)
 from .model import DilatedNet, NetConfig, atomic_write, load_checkpoint, load_pretrained, save_pretrained
 from .predict_files import weights_fingerprint
@@ -558,6 +558,11 @@ def run(cfg: TrainConfig, argv: list[str] | None = None, given=(), progress: boo
     if cfg.init and ckpt is None:  # fine-tuning: start from trained weights (their architecture)
         parent = Path(cfg.init)
         model = load_pretrained(parent)
+        if tuple(cfg.widths) != tuple(model.config.widths) and ("widths" in given or cfg.resume):
+            try:  # a leaner net started from its parent's strongest channels (segapp.distill.shrink)
+                model = shrink(model, tuple(cfg.widths))
+            except ValueError as e:
+                raise SegappError(str(e)) from None
         cfg = replace(cfg, widths=tuple(model.config.widths), init_sha256=weights_fingerprint(parent))
     else:
         model = DilatedNet(NetConfig(widths=tuple(cfg.widths)))

@@ -9,7 +9,7 @@ import torch
 
 from segapp import train
 from segapp.cli import main
-from segapp.distill import Teacher
+from segapp.distill import Teacher, shrink
 from segapp.model import DilatedNet, NetConfig
 from segapp.runtime import bf16_is_fast, training_memory_format
 
@@ -99,3 +99,40 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_no_broken_weights(tmp_pat
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == 1 and "loss became nan" in errors[0] and "--lr" in errors[0]
     assert not (out / "model.safetensors").exists() and not (out / "last.pt").exists()
+
+
+def test_shrink_keeps_the_strongest_channels_exactly():
+    """Channels whose BatchNorm scale and shift are 0 output nothing after ReLU: dropping them (the weakest by
+    |gamma|) must leave the net's output unchanged, whatever the input size."""
+    parent = net(6, 0)
+    widths = (6, 4, 6, 3, 6, 5, 2)
+    for bn, w in zip([m for m in parent.features if isinstance(m, torch.nn.BatchNorm2d)], widths):
+        bn.weight.data.uniform_(0.5, 1.5)
+        dead = torch.randperm(6)[: 6 - w]
+        bn.weight.data[dead], bn.bias.data[dead] = 0.0, 0.0
+    child = shrink(parent, widths)
+    assert child.config.widths == widths
+    x = torch.rand(2, 1, 19, 23)
+    torch.testing.assert_close(child(x), parent(x), rtol=1e-5, atol=1e-5)
+    assert torch.equal(child.features[0].weight, parent.features[0].weight)  # a layer that keeps its width
+
+
+def test_shrink_refuses_to_grow_a_layer():
+    with pytest.raises(ValueError, match="at most the --init net's"):
+        shrink(net(6, 0), (6, 6, 6, 8, 6, 6, 6))
+
+
+@pytest.mark.parametrize("extra,expected", [([], 8), (["--widths", "4"], 4)])
+def test_init_keeps_the_parents_widths_unless_others_are_given(tmp_path, tiny_weights, extra, expected):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--init", str(tiny_weights), *extra, "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["widths"] == [expected] * 7
+    assert json.loads((out / "args.json").read_text())["widths"] == [expected] * 7
+
+
+def test_init_with_wider_widths_is_a_one_line_error(tmp_path, tiny_weights, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--init", str(tiny_weights), "--widths", "16", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--widths 16" in err and "trimmed" in err
+    assert not (out / "model.safetensors").exists()
