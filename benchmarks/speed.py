@@ -83,6 +83,17 @@ def versions() -> dict:
     return out
 
 
+def width_label(widths) -> str:
+    """A net's widths in a few characters: ``48`` (every layer), ``48x4+32x3`` (runs of equal layers)."""
+    runs: list[list[int]] = []
+    for w in widths:
+        if runs and runs[-1][0] == w:
+            runs[-1][1] += 1
+        else:
+            runs.append([w, 1])
+    return str(runs[0][0]) if len(runs) == 1 else "+".join(f"{w}x{n}" for w, n in runs)
+
+
 def build_engines(batch: np.ndarray, log, also: tuple[Path, ...] = ()) -> dict:
     """name -> (net, engine label, callable (N,1,H,W) float tensor -> logits). ``also``: other dilated nets'
     weights (e.g. another width), each on its float engines and int8, as ``dilated-w<width>``."""
@@ -123,7 +134,7 @@ def build_engines(batch: np.ndarray, log, also: tuple[Path, ...] = ()) -> dict:
     engines["dilated/onnx-int8"] = ("dilated", "ONNX Runtime int8 (static QDQ)", OnnxEngine(int8, precision="int8"))
     for path in also:
         other = load_pretrained(path).eval()
-        net = f"dilated-w{max(other.config.widths)}"
+        net = f"dilated-w{width_label(other.config.widths)}"
         log(f"{net} ({path}): torch, ONNX fp32 and int8 ...")
         engines[f"{net}/torch"] = (net, "torch, BatchNorm folded" + (", bf16" if bf16 else ""),
                                    TorchEngine(other, cpu, amp=bf16))
@@ -406,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
                           "threads": a.threads,
                           "measured_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                           "results": res, "best_ratio_fp": round(best["dilated"] / best["unet"], 3),
-                          "dilated_width": max(load_pretrained().config.widths),
+                          "dilated_width": width_label(load_pretrained().config.widths),
                           "best_ratio_any": round(best_any / best["unet"], 3)}
         log("timing single-image Segmenter calls (torch vs onnx)")
         doc["requests"], doc["requests_calls"] = time_requests(images, a.requests), a.requests

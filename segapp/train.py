@@ -682,6 +682,12 @@ def write_card(cfg: TrainConfig, out: Path, m: dict, argv: list[str] | None = No
 
     init = cfg.init
     parent = f"`{init}` (weights fingerprint {cfg.init_sha256}), fine-tuned" if init else "random initialisation"
+    try:
+        parent_widths = json.loads((Path(init) / "config.json").read_text())["widths"] if init else None
+    except (OSError, ValueError, KeyError, TypeError):
+        parent_widths = None
+    if parent_widths is not None and list(parent_widths) != list(cfg.widths):
+        parent += f" after trimming its widths {list(parent_widths)} to its strongest channels (segapp.distill.shrink)"
     if cfg.teacher:
         parent += (f"; distilled from `{cfg.teacher}` (weights fingerprint {cfg.teacher_sha256}; weight "
                    f"{cfg.distill_weight:g}, temperature {cfg.distill_temperature:g}; see segapp/distill.py)")

@@ -128,6 +128,7 @@ def test_init_keeps_the_parents_widths_unless_others_are_given(tmp_path, tiny_we
     assert main(["train", *TINY, "--init", str(tiny_weights), *extra, "--out", str(out)]) == 0
     assert json.loads((out / "config.json").read_text())["widths"] == [expected] * 7
     assert json.loads((out / "args.json").read_text())["widths"] == [expected] * 7
+    assert ("after trimming its widths [8, 8, 8, 8, 8, 8, 8]" in (out / "MODEL_CARD.md").read_text()) == (expected == 4)
 
 
 def test_init_with_wider_widths_is_a_one_line_error(tmp_path, tiny_weights, capsys):
