@@ -17,7 +17,8 @@ depend on them), zero-padded bottom/right to 64x96 (its input must be a multiple
   ``--backend torch`` runs it (dilated net only);
 * torch bf16: autocast bfloat16, only when the CPU has it natively (AVX-512 BF16 / AMX);
 * ONNX Runtime fp32: ``torch.onnx.export(dynamo=True)``, full graph optimisation, as ``--backend onnx`` runs it;
-* ONNX Runtime int8: static QDQ quantization calibrated on 200 M2NIST-recipe training images (dilated only).
+* ONNX Runtime int8: static QDQ quantization calibrated as ``--backend int8`` is
+  (:func:`segapp.engines.calibration_images`: recipe and real-world-like training images; dilated only).
 
 Each dilated engine's class maps are compared with torch fp32 on the batch (``identical``).
 
@@ -98,8 +99,7 @@ def build_engines(batch: np.ndarray, log, also: tuple[Path, ...] = ()) -> dict:
     """name -> (net, engine label, callable (N,1,H,W) float tensor -> logits). ``also``: other dilated nets'
     weights (e.g. another width), each on its float engines and int8, as ``dilated-w<width>``."""
     from benchmarks.baselines import PaddedUnet
-    from segapp.data import make_split
-    from segapp.engines import OnnxEngine, TorchEngine, onnx_bytes, quantize_int8
+    from segapp.engines import OnnxEngine, TorchEngine, calibration_images, onnx_bytes, quantize_int8
     from segapp.model import load_pretrained
     from segapp.runtime import autocast, bf16_is_fast
 
@@ -129,8 +129,8 @@ def build_engines(batch: np.ndarray, log, also: tuple[Path, ...] = ()) -> dict:
     log("exporting the dilated net to ONNX ...")
     fp32 = onnx_bytes(dilated)
     engines["dilated/onnx-fp32"] = ("dilated", "ONNX Runtime fp32 (--backend onnx)", OnnxEngine(fp32))
-    log("quantizing it to int8 (200 training images) ...")
-    int8 = quantize_int8(fp32, make_split("train", n=200)[0])
+    log("quantizing it to int8 ...")
+    int8 = quantize_int8(fp32, calibration_images())
     engines["dilated/onnx-int8"] = ("dilated", "ONNX Runtime int8 (static QDQ)", OnnxEngine(int8, precision="int8"))
     for path in also:
         other = load_pretrained(path).eval()
@@ -141,7 +141,7 @@ def build_engines(batch: np.ndarray, log, also: tuple[Path, ...] = ()) -> dict:
         o32 = onnx_bytes(other)
         engines[f"{net}/onnx-fp32"] = (net, "ONNX Runtime fp32", OnnxEngine(o32))
         engines[f"{net}/onnx-int8"] = (net, "ONNX Runtime int8", OnnxEngine(quantize_int8(
-            o32, make_split("train", n=200)[0]), precision="int8"))
+            o32, calibration_images()), precision="int8"))
     engines["unet/torch-fp32"] = ("unet", "torch fp32, channels_last", plain(unet, False))
     if bf16:
         engines["unet/torch-bf16"] = ("unet", "torch bf16 autocast, channels_last", plain(unet, True))
@@ -197,7 +197,7 @@ def measure_accuracy(n_robust: int, seed: int, log) -> dict:
     through the Segmenter, on the robustness benchmark (``benchmarks.robustness``, ``n_robust`` per category)."""
     from benchmarks import robustness
     from segapp.data import make_split
-    from segapp.engines import OnnxEngine, TorchEngine, onnx_bytes, parity, quantize_int8
+    from segapp.engines import OnnxEngine, TorchEngine, calibration_images, onnx_bytes, parity, quantize_int8
     from segapp.inference import InferenceConfig, Segmenter
     from segapp.model import load_pretrained
     from segapp.runtime import bf16_is_fast
@@ -205,7 +205,7 @@ def measure_accuracy(n_robust: int, seed: int, log) -> dict:
     cpu = torch.device("cpu")
     model = load_pretrained().eval()
     fp32 = onnx_bytes(model)
-    int8 = quantize_int8(fp32, make_split("train", n=500)[0])  # as `segapp export --int8` calibrates
+    int8 = quantize_int8(fp32, calibration_images())  # as `segapp export --int8` and --backend int8 calibrate
     engines = {"torch_fp32": TorchEngine(model, cpu, amp=False), "onnx_fp32": OnnxEngine(fp32),
                "onnx_int8": OnnxEngine(int8, precision="int8")}
     if bf16_is_fast(cpu):

@@ -115,7 +115,17 @@ def run_onnx(a) -> int:
     import time
 
     from .data import make_split
-    from .engines import OnnxEngine, exporter_name, file_sha256, onnx_bytes, parity, quantize_int8, state_digest
+    from .engines import (
+        INT8_CALIBRATION_DATA,
+        OnnxEngine,
+        calibration_images,
+        exporter_name,
+        file_sha256,
+        onnx_bytes,
+        parity,
+        quantize_int8,
+        state_digest,
+    )
     from .model import load_pretrained
 
     out = Path(a.out)
@@ -130,9 +140,9 @@ def run_onnx(a) -> int:
     fp32 = onnx_bytes(model, metadata={"segapp.weights_digest": digest, "segapp.precision": "fp32"})
     data, calib = fp32, None
     if a.int8:
-        calib_images = make_split("train", n=a.calib_images)[0]
-        calib = {"data": "m2nist-recipe:train", "n_images": len(calib_images), "method": "minmax", "format": "QDQ",
-                 "weights": "int8, per output channel", "activations": "uint8",
+        calib_images = calibration_images(a.calib_images)
+        calib = {"data": INT8_CALIBRATION_DATA, "n_images": len(calib_images), "method": "percentile 99.999",
+                 "format": "QDQ", "weights": "int8, per output channel", "activations": "uint8",
                  "float_layers": "the first conv (1 input channel)"}
         data = quantize_int8(fp32, calib_images)
     write_atomic(out, data)
