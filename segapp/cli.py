@@ -1,7 +1,7 @@
 """`segapp` command line: one subcommand per user job.
 
   segapp data       build the M2NIST-recipe splits from the bundled MNIST files
-  segapp train      train the decoder-free net (defaults reproduce the shipped weights)
+  segapp train      train the decoder-free net (defaults: the first of the shipped weights' four stages)
   segapp evaluate   score weights on the test split or a Kaggle M2NIST pair
   segapp predict    turn folders or files of images into masks, overlays and a summary
   segapp export     export the model to ONNX (or write a labelled image folder)
@@ -116,8 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=run_data)
 
     p = sub.add_parser("train", help="train a model", formatter_class=fmt,
-                       description="Train the decoder-free net. With no flags this reproduces the shipped "
-                                   "weights: fresh M2NIST-recipe compositions every epoch, CE + Dice, AdamW, "
+                       description="Train the decoder-free net. With no flags this is the first of the four "
+                                   "runs that made the shipped weights (weights/MODEL_CARD.md): fresh M2NIST-recipe "
+                                   "compositions and real-world-like images every epoch, CE + Dice, AdamW, "
                                    "one-cycle schedule, best epoch by val mean IoU over digits.")
     g = p.add_argument_group("data")
     g.add_argument("--kaggle", type=Path, default=None, metavar="DIR",
