@@ -231,7 +231,7 @@ def measure_accuracy(n_robust: int, seed: int, log) -> dict:
 
 
 def measure_predict(n_files: int, runs: int, threads: int, log) -> dict:
-    """Files/s `segapp predict` prints on ``n_files`` 64x84 PNGs, --backend torch / onnx / auto, alternating."""
+    """Files/s `segapp predict` prints on ``n_files`` 64x84 PNGs, --backend torch / onnx / int8 / auto, alternating."""
     from PIL import Image
 
     from segapp.data import make_split

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from .classes import SegappError
+from .engines import INT8_CALIBRATION
 from .runtime import check_device
 from .safeio import describe
 
@@ -305,7 +306,7 @@ def _add_export(sub, fmt) -> None:
     g.add_argument("--int8", action="store_true",
                    help="int8: ONNX Runtime static quantization (QDQ) calibrated on training-like images (the "
                         "M2NIST recipe + real-world-like images)")
-    g.add_argument("--calib-images", type=int, default=128, metavar="N",
+    g.add_argument("--calib-images", type=int, default=INT8_CALIBRATION, metavar="N",
                    help="training-like images for int8 calibration (about 17 MB of memory each while calibrating)")
     g.add_argument("--parity-images", type=int, default=1000, metavar="N", help="test images for the parity check")
     g = p.add_argument_group("folder")

@@ -267,6 +267,8 @@ def onnx_engine_for(model: nn.Module, device: torch.device | None = None, thread
 INT8_CALIBRATION = 128
 INT8_CALIBRATION_WILD = 0.65  # their share of real-world-like images, as `segapp train` draws them by default
 INT8_CALIBRATION_DATA = f"m2nist-recipe:train + {INT8_CALIBRATION_WILD:g} wild (segapp.synth, MNIST training digits)"
+INT8_PERCENTILE = 99.999  # each activation range ends at this percentile of the calibration activations
+INT8_AGREEMENT = 0.995  # share of class-map pixels int8 must share with torch on the probe images to be used
 
 
 def calibration_images(n: int = INT8_CALIBRATION, wild: float = INT8_CALIBRATION_WILD) -> np.ndarray:
@@ -279,14 +281,13 @@ def calibration_images(n: int = INT8_CALIBRATION, wild: float = INT8_CALIBRATION
 
     data = WildM2NIST(n, seed=12345, wild=wild)
     return np.stack([(data[i][0][0].numpy() * 255).round().astype(np.uint8) for i in range(n)])
-INT8_AGREEMENT = 0.995  # share of class-map pixels int8 must share with torch on the probe images to be used
 
 
 def int8_engine_for(model: nn.Module, device: torch.device | None = None, threads: int | None = None,
                     use_cache: bool = True) -> OnnxEngine:
     """An int8 :class:`OnnxEngine` for a loaded torch net (``--backend int8``): exported, quantized as
     ``segapp export --int8`` does (:func:`quantize_int8`, calibrated on :func:`calibration_images`) and cached
-    beside the fp32 graphs, so only the first use pays the ~10 s it takes. int8 cannot match float logits to
+    beside the fp32 graphs, so only the first use pays the ~25 s it takes. int8 cannot match float logits to
     1e-3, so the check before use compares class maps on recipe validation images: at least
     :data:`INT8_AGREEMENT` of their pixels must match torch's, else :class:`EngineError`."""
     from .data import make_split
@@ -316,8 +317,8 @@ def int8_engine_for(model: nn.Module, device: torch.device | None = None, thread
 def quantize_int8(fp32: bytes, calibration: np.ndarray, batch: int = 50, method: str = "percentile",
                   float_first: bool = True) -> bytes:
     """ONNX Runtime static quantization of an exported net, QDQ format: weights int8 per output channel,
-    activations uint8 with ranges calibrated on ``calibration`` ((N, H, W) uint8 images, e.g. M2NIST-recipe
-    training images, :func:`calibration_images`). ``method``: ``percentile`` (each range ends at the 99.999th
+    activations uint8 with ranges calibrated on ``calibration`` ((N, H, W) uint8 images, e.g.
+    :func:`calibration_images`). ``method``: ``percentile`` (each range ends at the :data:`INT8_PERCENTILE`
     percentile of its activations), ``minmax`` or ``entropy``; ``float_first`` keeps the first convolution in
     float32. Why percentile: on the distilled 48x4+32x3 net, MinMax ranges (stretched by a few extreme pixels)
     left too few levels for the rest, and int8 read digits on 14% of blank pages (float: 2%) and lost 0.016
@@ -360,7 +361,7 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray, batch: int = 50, method:
     with tempfile.TemporaryDirectory(prefix="segapp-int8-") as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(fp32)
-        extra = {"CalibPercentile": 99.999} if method == "percentile" else {}
+        extra = {"CalibPercentile": INT8_PERCENTILE} if method == "percentile" else {}
         logging.disable(logging.WARNING)  # onnxruntime.quantization advises pre-processing on the root logger
         try:
             quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,

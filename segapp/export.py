@@ -117,6 +117,7 @@ def run_onnx(a) -> int:
     from .data import make_split
     from .engines import (
         INT8_CALIBRATION_DATA,
+        INT8_PERCENTILE,
         OnnxEngine,
         calibration_images,
         exporter_name,
@@ -141,8 +142,9 @@ def run_onnx(a) -> int:
     data, calib = fp32, None
     if a.int8:
         calib_images = calibration_images(a.calib_images)
-        calib = {"data": INT8_CALIBRATION_DATA, "n_images": len(calib_images), "method": "percentile 99.999",
-                 "format": "QDQ", "weights": "int8, per output channel", "activations": "uint8",
+        calib = {"data": INT8_CALIBRATION_DATA, "n_images": len(calib_images),
+                 "method": f"percentile {INT8_PERCENTILE:g}", "format": "QDQ",
+                 "weights": "int8, per output channel", "activations": "uint8",
                  "float_layers": "the first conv (1 input channel)"}
         data = quantize_int8(fp32, calib_images)
     write_atomic(out, data)
