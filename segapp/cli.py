@@ -307,7 +307,8 @@ def _add_export(sub, fmt) -> None:
                    help="int8: ONNX Runtime static quantization (QDQ) calibrated on training-like images (the "
                         "M2NIST recipe + real-world-like images)")
     g.add_argument("--calib-images", type=int, default=INT8_CALIBRATION, metavar="N",
-                   help="training-like images for int8 calibration (about 17 MB of memory each while calibrating)")
+                   help="training-like images for int8 calibration (streamed 50 at a time: more images cost time, "
+                        "not memory)")
     g.add_argument("--parity-images", type=int, default=1000, metavar="N", help="test images for the parity check")
     g = p.add_argument_group("folder")
     g.add_argument("--split", choices=["train", "val", "test"], default="test", help="M2NIST-recipe split")

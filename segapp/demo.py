@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from gradio import component_meta, processing_utils
 
-from .classes import MAX_PIXELS, MIN_DIGIT_AREA, hex_colour
+from .classes import MAX_PIXELS, MIN_DIGIT_AREA, MIN_DIGIT_CONFIDENCE, hex_colour
 from .images import ImageError, prepare
 from .inference import TARGET_HEIGHT, InferenceConfig, Segmenter
 from .model import WeightsError
@@ -73,7 +73,8 @@ on black like MNIST, or dark ink on paper). A network of dilated convolutions wi
 pixel; each digit is overlaid in its class colour and the number is read line by line, left to right.
 The image is first resized so its digits are about {TARGET_HEIGHT:.0f} px tall, the size the network was trained
 on: a 12-megapixel phone photo reaches the network as a few hundred pixels and returns in seconds (at most
-1.5 megapixels ever reach it). Specks under {MIN_DIGIT_AREA} pixels at that scale are ignored.
+1.5 megapixels ever reach it). Specks under {MIN_DIGIT_AREA} pixels at that scale, and blobs the network is less
+than {MIN_DIGIT_CONFIDENCE:.0%} sure of, are ignored.
 """
 
 

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .classes import BACKGROUND, CLASS_NAMES, MIN_DIGIT_AREA, NUM_DIGITS, PALETTE, flat_palette
+from .classes import BACKGROUND, CLASS_NAMES, MIN_DIGIT_AREA, MIN_DIGIT_CONFIDENCE, NUM_DIGITS, PALETTE, flat_palette
 from .images import Prepared
 
 # Inside one connected blob of digit pixels, a second class counts as its own digit only when it
@@ -121,11 +121,13 @@ def _kmeans_rows(band: list[dict], k: int, cy) -> list[list[dict]]:
     return [[d for d, a in zip(band, assign) if a == i] for i in np.argsort(centres) if (assign == i).any()]
 
 
-def read_digits(classes: np.ndarray, confidence: np.ndarray, min_area: int = MIN_DIGIT_AREA) -> list[dict]:
+def read_digits(classes: np.ndarray, confidence: np.ndarray, min_area: int = MIN_DIGIT_AREA,
+                min_confidence: float = MIN_DIGIT_CONFIDENCE) -> list[dict]:
     """Finds the digits in a class map, left to right.
 
     Digit pixels are grouped into 8-connected blobs; each digit class holding a large enough part
-    of a blob (``min_area`` pixels and :data:`MINORITY_SHARE` of the blob's main class) is one digit.
+    of a blob (``min_area`` pixels and :data:`MINORITY_SHARE` of the blob's main class) is one digit,
+    unless the net is unsure of it (mean confidence below ``min_confidence``: a speck, not a digit).
 
     Returns:
         Dicts with ``digit``, ``area`` (pixels), ``confidence`` (mean softmax probability over the
@@ -143,6 +145,8 @@ def read_digits(classes: np.ndarray, confidence: np.ndarray, min_area: int = MIN
         for d in np.flatnonzero(counts >= max(min_area, MINORITY_SHARE * counts.max())):
             ys, xs = np.nonzero(inside & (cls == d))
             conf_mean = float(conf[ys, xs].mean())
+            if conf_mean < min_confidence:
+                continue
             ys, xs = ys + y, xs + x
             found.append({
                 "digit": int(d), "area": int(len(xs)), "confidence": round(conf_mean, 4),

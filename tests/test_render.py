@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segapp.classes import BACKGROUND, MIN_DIGIT_AREA, PALETTE
+from segapp.classes import BACKGROUND, MIN_DIGIT_AREA, MIN_DIGIT_CONFIDENCE, PALETTE
 from segapp.images import prepare
 from segapp.inference import Segmenter
 from segapp.render import overlay, read_digits, read_mask, save_mask
@@ -18,11 +18,12 @@ def test_digits_are_read_left_to_right_with_area_bbox_and_confidence():
     c = canvas()
     c[2:12, 25:30] = 7  # right
     c[5:10, 3:8] = 4  # left
-    conf = np.full(c.shape, 0.5, np.float32)
+    conf = np.full(c.shape, 0.7, np.float32)
     conf[c == 4] = 0.9
     digits = read_digits(c, conf)
     assert [d["digit"] for d in digits] == [4, 7]
     assert digits[0] == {"digit": 4, "area": 25, "confidence": pytest.approx(0.9), "bbox": [3, 5, 8, 10]}
+    assert digits[1]["confidence"] == pytest.approx(0.7)
     assert digits[1]["area"] == 50 and digits[1]["bbox"] == [25, 2, 30, 12]
 
 
@@ -33,6 +34,16 @@ def test_specks_and_misclassified_minorities_are_not_digits():
     c[5:7, 10:20] = 8  # ... with 20 pixels misread as 8 (< 30% of the 3's 80 pixels)
     assert 4 < MIN_DIGIT_AREA
     assert [d["digit"] for d in read_digits(c, np.ones(c.shape, np.float32))] == [3]
+
+
+@pytest.mark.parametrize(("confidence", "read"),
+                         [(MIN_DIGIT_CONFIDENCE - 0.01, False), (MIN_DIGIT_CONFIDENCE + 0.01, True)])
+def test_a_digit_the_net_is_unsure_of_is_not_read(confidence, read):
+    """Blown-up specks on blank paper come out as big blobs the net is unsure of; they are not digits."""
+    c = canvas()
+    c[5:15, 10:20] = 8
+    conf = np.full(c.shape, confidence, np.float32)
+    assert [d["digit"] for d in read_digits(c, conf)] == ([8] if read else [])
 
 
 def test_touching_digits_are_both_read():
