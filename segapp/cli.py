@@ -276,9 +276,10 @@ def _add_predict(sub, fmt) -> None:
                    help="bfloat16 inference; auto: on for CUDA and for CPUs with native BF16, else off")
     _add_backend(g)
     g = p.add_argument_group("speed")
-    g.add_argument("--batch-size", type=int, default=16, help="images of one size per model call")
+    g.add_argument("--batch-size", type=int, default=64,
+                   help="images of one size per model call (fewer for large images: 48 of 64x84)")
     g.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
-                   help="threads decoding inputs and encoding outputs (they take turns with the model)")
+                   help="threads decoding inputs and writing outputs while the model runs")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run_predict)
 

@@ -263,7 +263,7 @@ def onnx_engine_for(model: nn.Module, device: torch.device | None = None, thread
 
 # -- int8 ----------------------------------------------------------------------------------------
 # training-like images the int8 ranges are calibrated on (as `segapp export`); calibration streams them a batch at a
-# time (about 0.9 GB peak, about 25 s for 1024 images on 2 cores)
+# time (1.6 GB peak and about 30 s for 1024 images on 2 cores; 128 images all at once took 2.8 GB)
 INT8_CALIBRATION = 1024
 INT8_CALIBRATION_WILD = 0.65  # their share of real-world-like images, as `segapp train` draws them by default
 INT8_CALIBRATION_DATA = f"m2nist-recipe:train + {INT8_CALIBRATION_WILD:g} wild (segapp.synth, MNIST training digits)"
@@ -287,7 +287,7 @@ def int8_engine_for(model: nn.Module, device: torch.device | None = None, thread
                     use_cache: bool = True) -> OnnxEngine:
     """An int8 :class:`OnnxEngine` for a loaded torch net (``--backend int8``): exported, quantized as
     ``segapp export --int8`` does (:func:`quantize_int8`, calibrated on :func:`calibration_images`) and cached
-    beside the fp32 graphs, so only the first use pays the ~25 s it takes. int8 cannot match float logits to
+    beside the fp32 graphs, so only the first use pays the ~30 s it takes. int8 cannot match float logits to
     1e-3, so the check before use compares class maps on recipe validation images: at least
     :data:`INT8_AGREEMENT` of their pixels must match torch's, else :class:`EngineError`."""
     from .data import make_split

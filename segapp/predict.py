@@ -12,7 +12,8 @@ When two inputs in one folder differ only in their extension (``scan.png``, ``sc
 keeps its extension in its output names (``scan.png.png``, ``scan.jpg.png``) so none replaces another.
 
 Images are decoded and outputs encoded in a thread pool (Pillow, OpenCV and zlib release the
-GIL); images of the same size are batched for the model. Every output file is written to a
+GIL) while the model runs on the chunk of files between them; images of the same size are batched for the
+model. Every output file is written to a
 temporary name and renamed into place, so an interrupted run leaves no half-written PNG. The
 summary is appended to as each file finishes (so ``--resume`` works even after ``kill -9``)
 and rewritten atomically, in input order, at the end of the run.
@@ -23,7 +24,7 @@ from __future__ import annotations
 import shlex
 import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from tqdm import tqdm
 
@@ -72,12 +73,22 @@ def predict_folder(a) -> int:
         summary.add({**dict.fromkeys(FIELDS), "file": rel, "status": f"error: {why}"})
         bar.write(f"segapp predict: {rel}: {why}", file=sys.stderr)
     pool = ThreadPoolExecutor(a.workers, thread_name_prefix="segapp-predict")
-    writing: list[Future] = []
     buckets: dict[tuple[int, int], list] = {}
     chunk = 4 * max(a.batch_size, a.workers)
 
     def load(item: Item):
         return segmenter.preprocess(prepare(item.src, item.rel))  # decode, normalise, scale: in a worker thread
+
+    def load_all(part: list[Item]) -> list[tuple[Item, object, Exception | None]]:
+        """Loads a slice of a chunk in one task (a task per file cost more in futures and thread hand-offs than
+        decoding a 64x84 PNG); a bad file is kept with its exception, the others go on."""
+        loaded = []
+        for item in part:
+            try:
+                loaded.append((item, load(item), None))
+            except Exception as e:  # one bad file is reported, the run goes on
+                loaded.append((item, None, e))
+        return loaded
 
     def model_failed(item: Item, e: RuntimeError) -> list:
         """Reports a file the model failed on (its row says why); nothing of it goes on to be written."""
@@ -110,6 +121,9 @@ def predict_folder(a) -> int:
                 return row_for(item, out, status=f"error: reading the class map failed ({reason(e, item)})")
         return write_outputs(item, result, a, out)
 
+    def complete_all(ready: list) -> list[dict]:
+        return [complete(item, n, result) for item, n, result in ready]
+
     def whole(item: Item, n) -> list:
         """An input that needs several passes of the net (mixed digit sizes, a borderline size estimate): read
         by the segmenter's whole path, as the demo and evaluate read it, in the model's turn."""
@@ -121,26 +135,40 @@ def predict_folder(a) -> int:
     def run_batch(key: tuple[int, int]) -> list:
         return segment(buckets.pop(key))
 
-    # The pool and the model take turns, each with every core: the pool decodes the next chunk while it
-    # reads and encodes the last one's outputs, then the model runs alone (threads competing with torch's
-    # OpenMP threads slow inference several-fold on a small machine).
+    def slices(seq: list) -> list[list]:
+        """``seq`` in at most ``a.workers`` contiguous, non-empty slices: one task per file thread."""
+        k = max(1, min(a.workers, len(seq)))
+        return [seq[i * len(seq) // k : (i + 1) * len(seq) // k] for i in range(k)] if seq else []
+
+    def submit_loads(part: list[Item]) -> list[Future]:
+        return [pool.submit(load_all, sl) for sl in slices([item for item in part if not item.error])]
+
+    def finish_written(block: bool) -> None:
+        """Summary rows of the writes that are done (all of them when ``block``), oldest first."""
+        while writing and (block or writing[0].done()):
+            for row in writing.pop(0).result():
+                finish(row)
+
+    # A pipeline over chunks of files: while the model runs on chunk k (in this thread, the GIL released inside
+    # ONNX Runtime / torch), the file threads decode chunk k+1 and postprocess and write chunk k-1. The pool runs
+    # its tasks in order, so chunk k+1's decoding is queued before chunk k's writing and is ready first. Measured
+    # (docs/speed.md): the model loses some speed to the file threads, but less than taking turns idled them.
+    chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
+    writing: list[Future] = []
     interrupted = False
     try:
-        for start in range(0, len(todo), chunk):
-            part = todo[start : start + chunk]
+        loading = submit_loads(chunks[0]) if chunks else []
+        for k, part in enumerate(chunks):
             for item in part:
                 if item.error:
                     finish(row_for(item, out, status=f"error: {item.error}"))
-            loading = [(item, pool.submit(load, item)) for item in part if not item.error]
-            wait([f for _, f in loading] + writing)
-            while writing:
-                finish(writing.pop(0).result())
+            loaded = [x for f in loading for x in f.result()]
+            loading = submit_loads(chunks[k + 1]) if k + 1 < len(chunks) else []
+            finish_written(block=False)
             ready = []
-            for item, fut in loading:
-                try:
-                    prepared = fut.result()
-                except Exception as e:  # one bad file is reported, the run goes on
-                    finish(row_for(item, out, status=f"error: {reason(e, item)}"))
+            for item, prepared, error in loaded:
+                if error is not None:
+                    finish(row_for(item, out, status=f"error: {reason(error, item)}"))
                     continue
                 if segmenter.needs_more_than_one_pass(prepared):
                     ready += whole(item, prepared)
@@ -151,18 +179,18 @@ def predict_folder(a) -> int:
                     ready += run_batch(key)
                 elif sum(map(len, buckets.values())) > chunk:  # many different sizes: run the fullest bucket
                     ready += run_batch(max(buckets, key=lambda k: len(buckets[k])))
-            if start + chunk >= len(todo):
+            if k + 1 == len(chunks):
                 for key in list(buckets):
                     ready += run_batch(key)
-            writing = [pool.submit(complete, item, n, result) for item, n, result in ready]
-        while writing:
-            finish(writing.pop(0).result())
+            writing += [pool.submit(complete_all, sl) for sl in slices(ready)]
+        finish_written(block=True)
     except KeyboardInterrupt:
         interrupted = True
         pool.shutdown(wait=True, cancel_futures=True)
         for f in writing:  # outputs finished before the interrupt still get their summary rows
             if f.done() and not f.cancelled() and f.exception() is None:
-                finish(f.result())
+                for row in f.result():
+                    finish(row)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
