@@ -109,3 +109,36 @@ def test_digit_colours_stay_distinguishable_with_colour_blindness(vision):
     lab = to_lab(np.clip(linear @ CVD[vision].T, 0, 1))
     d = np.linalg.norm(lab[:, None] - lab[None], axis=-1) + np.eye(10) * 1e9
     assert d.min() > 20, f"digits {np.unravel_index(d.argmin(), d.shape)} look alike under {vision}"
+
+
+def _read_digits_by_blob(classes, confidence, min_area=MIN_DIGIT_AREA, min_confidence=MIN_DIGIT_CONFIDENCE):
+    """read_digits' rule written the plain way, blob by blob (its former code): the reference it must match."""
+    import cv2
+
+    n, labels = cv2.connectedComponents((classes != BACKGROUND).astype(np.uint8), connectivity=8)
+    found = []
+    for blob in range(1, n):
+        inside = labels == blob
+        counts = np.bincount(classes[inside], minlength=10)[:10]
+        for d in np.flatnonzero(counts >= max(min_area, 0.3 * counts.max())):
+            ys, xs = np.nonzero(inside & (classes == d))
+            conf = float(confidence[ys, xs].mean())
+            if conf >= min_confidence:
+                found.append(({"digit": int(d), "area": len(xs), "confidence": round(conf, 4),
+                               "bbox": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]},
+                              xs.mean()))
+    return [f for f, _ in sorted(found, key=lambda t: t[1])]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_reading_many_blobs_matches_the_blob_by_blob_rule(seed):
+    """Noisy maps (many touching and overlapping blobs of mixed classes): the one-pass reading equals the plain one."""
+    rng = np.random.default_rng(seed)
+    c = np.full((48, 60), BACKGROUND, np.uint8)
+    for _ in range(15):
+        y, x = rng.integers(0, 44), rng.integers(0, 56)
+        c[y : y + rng.integers(2, 14), x : x + rng.integers(2, 14)] = rng.integers(0, 10)
+    conf = rng.uniform(0.4, 1.0, c.shape).astype(np.float32)
+    for min_area in (5, MIN_DIGIT_AREA):
+        want = _read_digits_by_blob(c, conf, min_area)
+        assert want and read_digits(c, conf, min_area) == want
