@@ -379,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--accuracy", action="store_true",
                     help="also score every engine on the test split and the robustness benchmark (slow, not timed)")
     ap.add_argument("--robust-n", type=int, default=50, help="robustness images per category for --accuracy")
+    ap.add_argument("--robust-seed", type=int, default=200, help="robustness seed for --accuracy (200, 300: held out)")
     ap.add_argument("--skip-engines", action="store_true")
     ap.add_argument("--also", type=Path, nargs="*", default=[], metavar="WEIGHTS",
                     help="other dilated nets (e.g. another width) timed beside the shipped one")
@@ -422,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         log("timing single-image Segmenter calls (torch vs onnx)")
         doc["requests"], doc["requests_calls"] = time_requests(images, a.requests), a.requests
     if a.accuracy:
-        doc["accuracy"] = measure_accuracy(a.robust_n, 200, log)
+        doc["accuracy"] = measure_accuracy(a.robust_n, a.robust_seed, log)
     if not a.skip_predict:
         log(f"segapp predict on {a.predict_files} PNGs, {a.predict_runs} runs per backend")
         doc["predict"] = measure_predict(a.predict_files, a.predict_runs, a.threads, log)
