@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import io
@@ -179,20 +180,63 @@ def ort_session(model: bytes | str | Path, threads: int | None = None, device: t
         raise EngineError(f"ONNX Runtime cannot load the model: {' '.join(str(e).split())[:300]}") from e
 
 
+def with_class_outputs(model: bytes) -> bytes:
+    """The graph with two more outputs computed from its logits: ``classes`` ((N, H, W) uint8 argmax over the
+    classes) and ``confidence`` ((N, H, W) float32 softmax probability of that class, 1 / sum(exp(logits - max))).
+
+    Why: computed by torch after the run, they cost `segapp predict` about a fifth of its model time, as a dozen
+    small multithreaded torch calls each waiting for the GIL while file threads run; inside the graph they are
+    part of the one ONNX Runtime call (docs/predict.md)."""
+    onnx = _require("onnx")
+    from onnx import TensorProto, helper
+
+    m = onnx.load_from_string(model)
+    g = m.graph
+    logits = g.output[0].name
+    g.initializer.append(helper.make_tensor("segapp_class_axis", TensorProto.INT64, [1], [1]))
+    g.node.extend([
+        helper.make_node("ArgMax", [logits], ["segapp_argmax"], axis=1, keepdims=0),
+        helper.make_node("Cast", ["segapp_argmax"], ["classes"], to=TensorProto.UINT8),
+        helper.make_node("ReduceMax", [logits, "segapp_class_axis"], ["segapp_top"], keepdims=1),
+        helper.make_node("Sub", [logits, "segapp_top"], ["segapp_shifted"]),
+        helper.make_node("Exp", ["segapp_shifted"], ["segapp_exp"]),
+        helper.make_node("ReduceSum", ["segapp_exp", "segapp_class_axis"], ["segapp_sum"], keepdims=0),
+        helper.make_node("Reciprocal", ["segapp_sum"], ["confidence"]),
+    ])
+    g.output.extend([helper.make_tensor_value_info("classes", TensorProto.UINT8, None),
+                     helper.make_tensor_value_info("confidence", TensorProto.FLOAT, None)])
+    return m.SerializeToString()
+
+
 class OnnxEngine:
-    """An ONNX model run by ONNX Runtime, called like :class:`TorchEngine`."""
+    """An ONNX model run by ONNX Runtime, called like :class:`TorchEngine`.
+
+    ``class_outputs``: the session also computes the class map and its confidence (:func:`with_class_outputs`),
+    which :meth:`with_classes` returns with the logits; the logits are unchanged."""
 
     name = "onnx"
 
     def __init__(self, model: bytes | str | Path, threads: int | None = None, device: torch.device | None = None,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", class_outputs: bool = False):
+        if class_outputs:
+            model = with_class_outputs(model if isinstance(model, bytes) else Path(model).read_bytes())
         self.session = ort_session(model, threads, device)
         self.input = self.session.get_inputs()[0].name
         self.precision = precision
+        self.class_outputs = class_outputs
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         a = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
         return torch.from_numpy(self.session.run(None, {self.input: a})[0])
+
+    def with_classes(self, images: np.ndarray) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """(N, H, W) uint8 images -> float32 logits (N, C, H, W), uint8 classes and float32 confidence (N, H, W);
+        the input is pixel / 255 in float32, as :meth:`Segmenter.logits` gives torch (the same bits)."""
+        if not self.class_outputs:
+            raise EngineError("this ONNX engine was built without class outputs (class_outputs=True)")
+        x = images.astype(np.float32)[:, None] / np.float32(255.0)
+        logits, classes, conf = self.session.run(None, {self.input: x})
+        return torch.from_numpy(logits), classes, conf
 
 
 def state_digest(model: nn.Module) -> str:
@@ -246,13 +290,13 @@ def onnx_engine_for(model: nn.Module, device: torch.device | None = None, thread
     path = cache_dir() / f"{state_digest(model)[:32]}.onnx" if use_cache else None
     if path is not None and path.is_file():
         try:
-            engine = OnnxEngine(path.read_bytes(), threads, device)
+            engine = OnnxEngine(path.read_bytes(), threads, device, class_outputs=True)
             if probe_difference(engine, model) <= PROBE_TOLERANCE:
                 return engine
         except (OSError, EngineError):
             pass
     data = onnx_bytes(model)
-    engine = OnnxEngine(data, threads, device)
+    engine = OnnxEngine(data, threads, device, class_outputs=True)
     diff = probe_difference(engine, model)
     if not diff <= PROBE_TOLERANCE:
         raise EngineError(f"the exported ONNX graph differs from the torch net (max |logit difference| {diff:.3g})")
@@ -298,7 +342,7 @@ def int8_engine_for(model: nn.Module, device: torch.device | None = None, thread
     fresh = data is None
     if fresh:
         data = quantize_int8(onnx_bytes(model), calibration_images())
-    engine = OnnxEngine(data, threads, device, precision="int8")
+    engine = OnnxEngine(data, threads, device, precision="int8", class_outputs=True)
     engine.name = "int8"
     x = to_input(probe)
     with torch.inference_mode():
@@ -374,10 +418,12 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray, batch: int = 50, method:
         src.write_bytes(fp32)
         extra = {"CalibStridedMinMax": 1, **({"CalibPercentile": percentile} if method == "percentile" else {})}
         logging.disable(logging.WARNING)  # onnxruntime.quantization advises pre-processing on the root logger
+        # ... and prints a progress line per calibration batch to stdout, which is `segapp`'s own output
         try:
-            quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=methods[method], nodes_to_exclude=keep_float, extra_options=extra)
+            with contextlib.redirect_stdout(io.StringIO()):
+                quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                calibrate_method=methods[method], nodes_to_exclude=keep_float, extra_options=extra)
         finally:
             logging.disable(logging.NOTSET)
         return dst.read_bytes()

@@ -153,8 +153,13 @@ class Segmenter:
         and float32 confidence at net scale, i.e. what :meth:`postprocess` takes. Softmax and argmax run once for
         the batch: per image they were two small multithreaded torch calls each, costing more than the rest of
         the postprocessing on a 64x84 canvas (same values: softmax over classes is per pixel)."""
-        logits = self.logits([n.image for n in inputs])
-        small, conf = _classes(logits)
+        images = [n.image for n in inputs]
+        h, w = images[0].shape
+        if getattr(self.engine, "class_outputs", False) and h * w <= self.cfg.tile**2:
+            logits, small, conf = self.engine.with_classes(np.stack(images))  # ONNX Runtime computes all three
+        else:
+            logits = self.logits(images)
+            small, conf = _classes(logits)
         return list(zip(logits, small, conf))
 
     def infer(self, inputs: list[NetInput]) -> list[Segmentation]:

@@ -98,11 +98,13 @@ def test_folder_export_refuses_no_images(tmp_path, capsys, n):
     assert f"--n {n}" in capsys.readouterr().err and not (tmp_path / "f").exists()
 
 
-def test_int8_export_runs_and_is_recorded(exported, tmp_path):
+def test_int8_export_runs_and_is_recorded(exported, tmp_path, capsys):
     _, weights, _, _ = exported
     out = tmp_path / "net.int8.onnx"
     rc = main(["export", "--format", "onnx", "--int8", "--out", str(out), "--weights", str(weights),
                "--calib-images", "20", "--parity-images", "10"])
+    printed = capsys.readouterr().out.splitlines()  # segapp's own lines only: no calibration progress of ONNX Runtime
+    assert printed and all(line.startswith("segapp export:") for line in printed)
     record = json.loads(out.with_name(out.name + ".parity.json").read_text())
     assert record["precision"] == "int8" and record["calibration"]["data"].startswith("m2nist-recipe:train + 0.65 wild")
     assert rc == (0 if record["int8_within_tolerance"] else 1)
@@ -148,6 +150,26 @@ def test_onnx_backend_gives_the_class_maps_of_torch(cache):
         assert (a.classes == b.classes).mean() >= 0.9999 and a.text == b.text
     auto = Segmenter(cfg=InferenceConfig(device="cpu", amp="off"), model=model)  # cached graph: no second export
     assert auto.backend == "onnx"
+
+
+@pytest.mark.parametrize("shape", [(3, 64, 84), (1, 29, 131)])
+def test_onnx_class_outputs_are_the_argmax_and_softmax_of_the_logits(shape):
+    """The class map and confidence ONNX Runtime computes in the graph are those torch computes from its logits."""
+    from segapp.engines import OnnxEngine, onnx_bytes
+    from segapp.inference import _classes
+
+    net = random_net(3)
+    engine = OnnxEngine(onnx_bytes(net), class_outputs=True)
+    images = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    logits, classes, conf = engine.with_classes(images)
+    assert torch.equal(logits, engine(to_input(images)))  # the same input bits and the same logits
+    with torch.inference_mode():
+        want = net(to_input(images))
+    assert np.array_equal(classes, want.argmax(1).numpy()) and classes.dtype == np.uint8
+    np.testing.assert_allclose(conf, want.softmax(1).amax(1).numpy(), atol=1e-5)
+    digit = classes != 10
+    assert np.array_equal(_classes(logits)[0], classes)
+    np.testing.assert_allclose(_classes(logits)[1][digit], conf[digit], atol=1e-6)  # torch's path: digits only
 
 
 def test_auto_follows_the_measured_rule(cache):
