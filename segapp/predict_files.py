@@ -14,6 +14,7 @@ it enforces (see docs/predict.md, "Safety"):
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import hashlib
@@ -334,11 +335,12 @@ def gather_inputs(inputs, recursive: bool = True, hidden: bool = False) -> Input
     return Inputs(files, base, roots, list_errors, skipped, bool(matched))
 
 
-def default_out(inputs: Inputs, reuse: bool = False) -> Path:
+def default_out(inputs: Inputs, reuse: bool = False, reserve: bool = False) -> Path:
     """``runs/predict/<name>`` for a run without --out: <name> is the INPUT's (a file's stem) or, for several INPUTs
     or a pattern, their common folder's. Taken when new; otherwise the first free of ``<name>2``, ``<name>3``, ...
     (``<name>-2`` after a name ending in a digit), as Ultralytics does. ``reuse`` (--resume/--overwrite): the last
-    existing one of that sequence instead, i.e. the latest run."""
+    existing one of that sequence instead, i.e. the latest run. ``reserve``: the new folder is created here, by
+    one ``mkdir`` that fails if it exists, so two runs started at the same moment never share one."""
     single = len(inputs.roots) == 1 and not inputs.globbed
     named = Path(os.path.realpath(inputs.roots[0] if single else inputs.base))
     name = named.stem if single else named.name
@@ -348,7 +350,16 @@ def default_out(inputs: Inputs, reuse: bool = False) -> Path:
     while True:
         candidate = first if n == 1 else first.with_name(f"{first.name}{sep}{n}")
         if not os.path.lexists(candidate):
-            return (previous or candidate) if reuse else candidate
+            if reuse:
+                return previous or candidate
+            if not reserve:
+                return candidate
+            candidate.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                candidate.mkdir()
+                return candidate
+            except FileExistsError:  # taken since the check: by another run starting now
+                pass
         previous, n = candidate, n + 1
 
 
@@ -369,18 +380,29 @@ def begin(a) -> Run:
     """Checks the arguments and folders, plans the outputs, sweeps stale temps, decides what ``--resume`` keeps,
     and writes args.json. Raises :class:`UsageError` before anything is written if the run must not go ahead."""
     inputs = gather_inputs(a.input, a.recursive, a.hidden)  # refuses a missing INPUT or a pattern matching nothing
-    files, list_errors, skipped, root = inputs.files, inputs.list_errors, inputs.skipped, inputs.base
-    out = Path(a.out) if a.out else default_out(inputs, reuse=a.resume or a.overwrite)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"OUT {shown(str(out))} is a file; give a folder")
     if a.batch_size < 1 or a.workers < 1:
         raise UsageError("--batch-size and --workers must be at least 1")
     if not (isinstance(a.alpha, (int, float)) and math.isfinite(a.alpha) and 0 <= a.alpha <= 1):
         raise UsageError(f"--alpha {a.alpha} is outside 0..1 (0: overlays show the input only, 1: solid colours)")
-    if not files and not list_errors:
+    if not inputs.files and not inputs.list_errors:
         named = ", ".join(shown(str(p)) for p in ([a.input] if isinstance(a.input, (str, os.PathLike)) else a.input))
         raise UsageError(f"{named}: no image files found (looked for {', '.join(IMAGE_EXTENSIONS)}"
                          f"{'' if a.recursive else ', not in subfolders (--no-recursive)'})")
+    fresh = not a.out and not (a.resume or a.overwrite)
+    out = Path(a.out) if a.out else default_out(inputs, reuse=a.resume or a.overwrite, reserve=fresh)
+    try:
+        return _begin(a, inputs, out)
+    except BaseException:
+        if fresh:  # the folder reserved for this run, still empty: not left behind
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+
+
+def _begin(a, inputs: Inputs, out: Path) -> Run:
+    files, list_errors, skipped, root = inputs.files, inputs.list_errors, inputs.skipped, inputs.base
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"OUT {shown(str(out))} is a file; give a folder")
     if not a.out and (a.resume or a.overwrite):
         print(f"segapp predict: no --out given: {'resuming' if a.resume else 'redoing'} the latest run, in "
               f"{shown(str(out))}", file=sys.stderr)

@@ -401,6 +401,29 @@ def test_a_rerun_without_out_gets_a_fresh_numbered_folder(scans, tiny_weights, c
     assert sorted(p.name for p in predict_dir.iterdir()) == ["scans", "scans2", "scans3"]
 
 
+def test_runs_started_together_never_share_a_numbered_folder(scans):
+    """The folder is taken by one mkdir when chosen: a second run choosing at the same moment gets the next one."""
+    from segapp.predict_files import default_out, gather_inputs
+
+    inputs = gather_inputs("scans")
+    first, second = default_out(inputs, reserve=True), default_out(inputs, reserve=True)
+    assert (first.name, second.name) == ("scans", "scans2") and first.is_dir() and second.is_dir()
+    assert default_out(inputs).name == "scans3" and not (scans / "runs" / "predict" / "scans3").exists()
+
+
+def test_a_refused_run_leaves_no_empty_numbered_folder(scans, tiny_weights, monkeypatch):
+    """Refused after its folder was taken (any check of the folders): the empty folder is removed again."""
+    import segapp.predict_files as pf
+
+    def refuse(roots, out, items):
+        assert out.is_dir() and not any(out.iterdir())  # taken, empty
+        raise pf.UsageError(f"{out}: refused for the test")
+
+    monkeypatch.setattr(pf, "check_folders", refuse)
+    assert predict("scans", weights=tiny_weights) == 2
+    assert not (scans / "runs" / "predict" / "scans").exists()
+
+
 def test_a_name_ending_in_a_digit_is_numbered_with_a_dash(scans, tiny_weights):
     (scans / "scans").rename(scans / "set1")
     assert predict("set1", weights=tiny_weights) == 0
