@@ -212,6 +212,9 @@ def seed_epoch(train_set, seed: int, epoch: int, rank: int = 0) -> torch.Generat
         train_set.set_epoch(epoch)
     if getattr(train_set, "augment", None) is not None:
         train_set.augment.set_random_seed(seed * 100_003 + epoch + rank * 10**15)
+    other = getattr(train_set, "other", None)  # --data with --mix-recipe: the recipe's share has its own augmentation
+    if getattr(other, "augment", None) is not None:
+        other.augment.set_random_seed(seed * 100_003 + epoch + rank * 10**15 + 7 * 10**13)
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
 

@@ -102,3 +102,23 @@ def test_bad_pairs_get_one_line_errors(tmp_path, test_split, problem):
         for pair in find_pairs(data):
             load_pair(pair)
     assert want in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_mixed_epoch_is_the_same_every_time_it_is_drawn(predicted_dataset):
+    """--data with --mix-recipe: the recipe's share is augmented too, from the run's seed and the epoch, so a
+    resumed run draws what the uninterrupted one drew."""
+    from segapp.data import WildM2NIST, train_augment
+    from segapp.folders import FolderSet
+    from segapp.train import seed_epoch
+
+    mixed = FolderSet(find_pairs(predicted_dataset), 24, seed=3,
+                      other=WildM2NIST(24, 3, 0.5, train_augment()), share=0.5)
+
+    def draw(epoch):
+        seed_epoch(mixed, 3, epoch)
+        return np.stack([mixed[i][0].numpy() for i in range(len(mixed))])
+
+    first = draw(1)
+    draw(2)  # the augmentation streams move on ...
+    assert np.array_equal(draw(1), first)  # ... and epoch 1 is drawn again exactly
+    assert not np.array_equal(draw(2), first)
