@@ -176,10 +176,10 @@ def time_engines(engines: dict, x: torch.Tensor, passes: int, log) -> dict:
 
 
 def time_requests(images: np.ndarray, calls: int) -> dict:
-    """Median seconds of one 64x84 image through the Segmenter (the demo's model time), torch vs onnx."""
+    """Median seconds of one 64x84 image through the Segmenter (the demo's model time), torch, onnx and int8."""
     from segapp.inference import InferenceConfig, Segmenter
 
-    segs = {b: Segmenter(cfg=InferenceConfig(device="cpu", backend=b)) for b in ("torch", "onnx")}
+    segs = {b: Segmenter(cfg=InferenceConfig(device="cpu", backend=b)) for b in ("torch", "onnx", "int8")}
     times = {b: [] for b in segs}
     for s in segs.values():
         s(images[0])
@@ -323,7 +323,8 @@ def table(doc: dict) -> str:
         lines += ["", "One 64x84 image through `Segmenter` (the demo's model time per request, preprocessing and "
                   f"read-out included), median of {doc['requests_calls']} calls: --backend torch "
                   f"{q['torch']['median_ms']} ms{' (bf16)' if q['torch']['amp'] else ''}, --backend onnx "
-                  f"{q['onnx']['median_ms']} ms."]
+                  f"{q['onnx']['median_ms']} ms" + (f", --backend int8 {q['int8']['median_ms']} ms." if "int8" in q
+                                                     else ".")]
     if doc.get("predict"):
         p = doc["predict"]
         lines += ["", f"`segapp predict` on {p['files']} 64x84 PNGs (masks + overlays), {p['threads']} threads, "
@@ -373,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime threads")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--passes", type=int, default=7)
-    ap.add_argument("--requests", type=int, default=50, help="single-image Segmenter calls per backend")
+    ap.add_argument("--requests", type=int, default=50, help="single-image Segmenter calls per backend (0: not timed)")
     ap.add_argument("--predict-files", type=int, default=2000)
     ap.add_argument("--predict-runs", type=int, default=3)
     ap.add_argument("--accuracy", action="store_true",
@@ -420,7 +421,9 @@ def main(argv: list[str] | None = None) -> int:
                           "results": res, "best_ratio_fp": round(best["dilated"] / best["unet"], 3),
                           "dilated_width": width_label(load_pretrained().config.widths),
                           "best_ratio_any": round(best_any / best["unet"], 3)}
-        log("timing single-image Segmenter calls (torch vs onnx)")
+    if a.requests > 0:
+        log("timing single-image Segmenter calls (torch, onnx, int8)")
+        images = make_split("test", n=max(a.batch, 64))[0]
         doc["requests"], doc["requests_calls"] = time_requests(images, a.requests), a.requests
     if a.accuracy:
         doc["accuracy"] = measure_accuracy(a.robust_n, a.robust_seed, log)
