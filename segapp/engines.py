@@ -155,6 +155,18 @@ def onnx_bytes(model: nn.Module, metadata: dict | None = None, dynamic_size: boo
     return proto.SerializeToString()
 
 
+def set_metadata(model: bytes, metadata: dict[str, str]) -> bytes:
+    """``model`` with these ``metadata_props`` set (replacing keys it has), e.g. the precision of a quantized graph."""
+    onnx = _require("onnx")
+    proto = onnx.load_from_string(model)
+    kept = [(p.key, p.value) for p in proto.metadata_props if p.key not in metadata]
+    del proto.metadata_props[:]
+    for k, v in [*kept, *metadata.items()]:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, str(v)
+    return proto.SerializeToString()
+
+
 def ort_session(model: bytes | str | Path, threads: int | None = None, device: torch.device | None = None):
     """An ONNX Runtime session for ``model`` (bytes or path): ``threads`` intra-op threads (default: torch's count),
     sequential execution, full graph optimisation; CUDA when ``device`` is CUDA and onnxruntime-gpu is installed."""
@@ -327,18 +339,41 @@ def calibration_images(n: int = INT8_CALIBRATION, wild: float = INT8_CALIBRATION
     return np.stack([(data[i][0][0].numpy() * 255).round().astype(np.uint8) for i in range(n)])
 
 
+INT8_FILE = "model.int8.onnx"  # beside a weights folder's model.safetensors: its int8 graph, made by `segapp export`
+
+
+def shipped_int8(model: nn.Module, folder: Path | None) -> bytes | None:
+    """The int8 graph a weights folder comes with (``folder/model.int8.onnx``, written by ``segapp export --format
+    onnx --int8 --out FOLDER/model.int8.onnx``), if it was made from exactly these weights (the weights digest in
+    its metadata), else None: a file left over from other weights is never used."""
+    path = Path(folder) / INT8_FILE if folder is not None else None
+    if path is None or not path.is_file():
+        return None
+    onnx = _require("onnx")
+    try:
+        data = path.read_bytes()
+        meta = {p.key: p.value for p in onnx.load_from_string(data).metadata_props}
+    except Exception:  # unreadable or not an ONNX model: as if absent
+        return None
+    ok = meta.get("segapp.weights_digest") == state_digest(model) and meta.get("segapp.precision") == "int8"
+    return data if ok else None
+
+
 def int8_engine_for(model: nn.Module, device: torch.device | None = None, threads: int | None = None,
-                    use_cache: bool = True) -> OnnxEngine:
+                    use_cache: bool = True, data: bytes | None = None) -> OnnxEngine:
     """An int8 :class:`OnnxEngine` for a loaded torch net (``--backend int8``): exported, quantized as
     ``segapp export --int8`` does (:func:`quantize_int8`, calibrated on :func:`calibration_images`) and cached
     beside the fp32 graphs, so only the first use pays the ~30 s it takes. int8 cannot match float logits to
     1e-3, so the check before use compares class maps on recipe validation images: at least
-    :data:`INT8_AGREEMENT` of their pixels must match torch's, else :class:`EngineError`."""
+    :data:`INT8_AGREEMENT` of their pixels must match torch's, else :class:`EngineError`. ``data``: a graph to
+    use instead (:func:`shipped_int8`), checked the same way."""
     from .data import make_split
 
     probe = make_split("val", n=16)[0]
     path = cache_dir() / f"{state_digest(model)[:32]}.int8v4.onnx"  # v4: 1024 wild images, streamed, percentile 99.9999
-    data = path.read_bytes() if use_cache and path.is_file() else None
+    given = data is not None
+    if not given:
+        data = path.read_bytes() if use_cache and path.is_file() else None
     fresh = data is None
     if fresh:
         data = quantize_int8(onnx_bytes(model), calibration_images())
@@ -349,7 +384,7 @@ def int8_engine_for(model: nn.Module, device: torch.device | None = None, thread
         want = copy.deepcopy(model).cpu().float().eval()(x).argmax(1)
     agree = float((engine(x).argmax(1) == want).float().mean())
     if agree < INT8_AGREEMENT:
-        if not fresh:  # a stale or damaged cache file: quantize anew
+        if not fresh and not given:  # a stale or damaged cache file: quantize anew
             return int8_engine_for(model, device, threads, use_cache=False)
         raise EngineError(f"the int8 graph agrees with the float net on only {agree:.2%} of probe pixels; use "
                           "--backend torch or onnx")

@@ -125,6 +125,7 @@ def run_onnx(a) -> int:
         onnx_bytes,
         parity,
         quantize_int8,
+        set_metadata,
         state_digest,
     )
     from .model import load_pretrained
@@ -146,7 +147,7 @@ def run_onnx(a) -> int:
                  "method": f"percentile {INT8_PERCENTILE:g}", "format": "QDQ",
                  "weights": "int8, per output channel", "activations": "uint8",
                  "float_layers": "the first conv (1 input channel)"}
-        data = quantize_int8(fp32, calib_images)
+        data = set_metadata(quantize_int8(fp32, calib_images), {"segapp.precision": "int8"})
     write_atomic(out, data)
     export_s = time.perf_counter() - t0
 

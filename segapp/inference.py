@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from .classes import BACKGROUND
 from .images import Prepared, is_clean, normalise, prepare
-from .model import load_pretrained
+from .model import DEFAULT_WEIGHTS, load_pretrained
 from .render import Segmentation, read_digits
 from .runtime import amp_enabled, pick_device
 from .scale import TARGET_HEIGHT, NetInput, ink_height, to_net_scale  # noqa: F401 (re-exported)
@@ -84,7 +84,10 @@ class Segmenter:
         self.model = model.to(self.device).eval()
         self.radius = (model.receptive_field() - 1) // 2
         self.num_classes = model.config.num_classes
-        self.engine = make_engine(self.model, cfg.backend, self.device, self.amp)  # an inference copy: BN folded
+        folder = DEFAULT_WEIGHTS if weights is None else Path(weights)
+        folder = folder if folder.is_dir() else folder.parent  # the weights folder, or the file's
+        # an inference copy (BN folded), or the int8 graph the weights folder comes with (see make_engine)
+        self.engine = make_engine(self.model, cfg.backend, self.device, self.amp, folder)
         self.backend = self.engine.name
 
     def with_options(self, **changes) -> Segmenter:
@@ -330,34 +333,45 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float) -> None:
 # -- engines ---------------------------------------------------------------------------------------
 
 
-def make_engine(model: torch.nn.Module, backend: str, device: torch.device, amp: bool):
+def make_engine(model: torch.nn.Module, backend: str, device: torch.device, amp: bool, folder: Path | None = None):
     """The callable that runs the net for a :class:`Segmenter` (see :mod:`segapp.engines`).
 
     * ``torch``: an inference copy of ``model`` with BatchNorm folded into the convs, channels_last, bfloat16
       autocast when ``amp`` (which :func:`segapp.runtime.amp_enabled` allows only where bf16 is native);
     * ``onnx``: the net exported to ONNX (cached per weights) and run by ONNX Runtime with torch's thread
       count; checked against torch on a small input before use;
-    * ``int8``: that graph quantized by ONNX Runtime (static QDQ, calibrated on recipe training images; cached
-      per weights): the fastest engine on every CPU measured (docs/speed.md), within 0.003 mIoU of float on
-      the test split and every robustness category, but not pixel-identical, so never picked by ``auto``;
-    * ``auto``: the fastest correct engine by a measured rule (docs/speed.md): torch on CUDA and wherever bf16
-      is native and on (``amp``: on an AVX-512 BF16 CPU, torch bf16 ran the net 1.3x faster than ONNX Runtime
-      fp32, with 99.99% of class-map pixels unchanged); ONNX Runtime fp32 on other CPUs (on AVX2, 1.3x torch
-      with BatchNorm folded, 11x emulated bf16); torch when ONNX Runtime is missing or its graph fails the check.
-      A rule, not a start-up timing: the same engine, so the same outputs, on every run.
+    * ``int8``: the weights folder's own int8 graph (``folder/model.int8.onnx`` made from these very weights by
+      ``segapp export --int8``), else that ONNX graph quantized by ONNX Runtime on first use (static QDQ,
+      calibrated on training-like images; cached per weights): the fastest engine on every CPU measured
+      (docs/speed.md), within 0.0013 mIoU of float on the test split and every robustness category for the
+      shipped weights, but not pixel-identical (99.97%);
+    * ``auto``: the fastest correct engine by a measured rule (docs/speed.md): on a CPU, int8 when the weights
+      folder comes with its checked int8 graph (the shipped weights do: 2.2x torch bf16, 2.5x ONNX Runtime fp32
+      here); otherwise torch on CUDA and wherever bf16 is native and on (``amp``: on an AVX-512 BF16 CPU, torch
+      bf16 ran the net 1.3x faster than ONNX Runtime fp32, with 99.99% of class-map pixels unchanged); ONNX
+      Runtime fp32 on other CPUs (on AVX2, 1.3x torch with BatchNorm folded, 11x emulated bf16); torch when ONNX
+      Runtime is missing or its graph fails the check. A rule, not a start-up timing: the same engine, so the
+      same outputs, on every run; weights without an int8 graph never wait for a calibration.
     """
-    from .engines import EngineError, TorchEngine, int8_engine_for, onnx_engine_for
+    import warnings
 
+    from .engines import EngineError, TorchEngine, int8_engine_for, onnx_engine_for, shipped_int8
+
+    if backend == "auto" and device.type == "cpu":
+        try:
+            data = shipped_int8(model, folder)
+            if data is not None:
+                return int8_engine_for(model, device, data=data)
+        except (EngineError, ImportError) as e:
+            warnings.warn(f"segapp: the weights' int8 graph is not usable ({e}); using a float engine", stacklevel=2)
     if backend == "torch" or (backend == "auto" and (device.type != "cpu" or amp)):
         return TorchEngine(model, device, amp)
     if backend == "onnx":
         return onnx_engine_for(model, device)
     if backend == "int8":
-        return int8_engine_for(model, device)
+        return int8_engine_for(model, device, data=shipped_int8(model, folder))
     try:
         return onnx_engine_for(model, device)
     except EngineError as e:
-        import warnings
-
         warnings.warn(f"segapp: ONNX Runtime backend unavailable ({e}); using torch", stacklevel=2)
         return TorchEngine(model, device, amp)

@@ -148,8 +148,8 @@ def test_onnx_backend_gives_the_class_maps_of_torch(cache):
     for img in images:
         a, b = seg_torch(img), seg_onnx(img)
         assert (a.classes == b.classes).mean() >= 0.9999 and a.text == b.text
-    auto = Segmenter(cfg=InferenceConfig(device="cpu", amp="off"), model=model)  # cached graph: no second export
-    assert auto.backend == "onnx"
+    auto = Segmenter(cfg=InferenceConfig(device="cpu", amp="off"), model=model)
+    assert auto.backend == "int8"  # the shipped weights come with their int8 graph (weights/model.int8.onnx)
 
 
 @pytest.mark.parametrize("shape", [(3, 64, 84), (1, 29, 131)])
@@ -172,6 +172,25 @@ def test_onnx_class_outputs_are_the_argmax_and_softmax_of_the_logits(shape):
     np.testing.assert_allclose(_classes(logits)[1][digit], conf[digit], atol=1e-6)  # torch's path: digits only
 
 
+def test_auto_runs_the_int8_graph_a_weights_folder_comes_with(tmp_path, cache, monkeypatch):
+    """`segapp export --int8 --out FOLDER/model.int8.onnx` makes int8 the CPU default for those weights (no
+    calibration at start-up); a graph made from other weights is never used."""
+    import segapp.engines as engines
+
+    folder = tmp_path / "w"
+    save_pretrained(random_net(4), folder)
+    seg = lambda backend="auto": Segmenter(folder, InferenceConfig(device="cpu", amp="off", backend=backend))  # noqa: E731
+    assert seg().backend == "onnx"  # no int8 graph: the float rule
+    assert main(["export", "--format", "onnx", "--int8", "--out", str(folder / "model.int8.onnx"),
+                 "--weights", str(folder), "--calib-images", "20", "--parity-images", "10"]) in (0, 1)
+    monkeypatch.setattr(engines, "quantize_int8", lambda *a, **k: pytest.fail("calibrated despite the folder's graph"))
+    assert seg().backend == "int8" and seg("int8").backend == "int8"
+    assert seg("onnx").backend == "onnx" and seg("torch").backend == "torch"  # asked for: as asked
+    save_pretrained(random_net(5), folder / "other")
+    (folder / "other" / "model.int8.onnx").write_bytes((folder / "model.int8.onnx").read_bytes())
+    assert Segmenter(folder / "other", InferenceConfig(device="cpu", amp="off")).backend == "onnx"
+
+
 def test_auto_follows_the_measured_rule(cache):
     """torch where bf16 is native and on (or on CUDA), ONNX Runtime fp32 on other CPUs (docs/speed.md)."""
     from segapp.inference import make_engine
@@ -185,19 +204,36 @@ def test_auto_follows_the_measured_rule(cache):
 @pytest.mark.slow
 @pytest.mark.skipif(not (DEFAULT_WEIGHTS / "model.safetensors").is_file(), reason="no shipped weights")
 def test_int8_backend_reads_what_float_reads_and_is_cached(tmp_path, monkeypatch):
-    """--backend int8: quantized once per weights (then loaded from the cache), class maps close to float's."""
+    """--backend int8 for weights without an int8 graph of their own (here: the shipped net, loaded from a folder
+    that lacks weights/model.int8.onnx): quantized once (then loaded from the cache), class maps close to float's,
+    and close to those of the graph the shipped weights come with."""
     import segapp.engines as engines
 
-    monkeypatch.setenv("SEGAPP_CACHE", str(tmp_path))
+    cache, bare = tmp_path / "cache", tmp_path / "bare"
+    monkeypatch.setenv("SEGAPP_CACHE", str(cache))
     images, _ = make_split("test", n=16, seed=7)
     model = load_pretrained()
+    int8 = lambda folder: Segmenter(folder, InferenceConfig(device="cpu", amp="off", backend="int8"), model=model)  # noqa: E731
     seg_float = Segmenter(cfg=InferenceConfig(device="cpu", amp="off", backend="torch"), model=model)
-    seg_int8 = Segmenter(cfg=InferenceConfig(device="cpu", amp="off", backend="int8"), model=model)
-    assert seg_int8.backend == "int8" and len(list(tmp_path.glob("*.int8v4.onnx"))) == 1
-    agree = [(seg_float(img).classes == seg_int8(img).classes).mean() for img in images]
-    assert np.mean(agree) >= engines.INT8_AGREEMENT
+    seg_int8 = int8(bare)
+    assert seg_int8.backend == "int8" and len(list(cache.glob("*.int8v4.onnx"))) == 1
+    shipped = int8(DEFAULT_WEIGHTS)
+    for other in (seg_int8, shipped):
+        agree = [(seg_float(img).classes == other(img).classes).mean() for img in images]
+        assert np.mean(agree) >= engines.INT8_AGREEMENT
     monkeypatch.setattr(engines, "quantize_int8", lambda *a, **k: pytest.fail("quantized again despite the cache"))
-    assert Segmenter(cfg=InferenceConfig(device="cpu", amp="off", backend="int8"), model=model).backend == "int8"
+    assert int8(bare).backend == "int8"
+
+
+@pytest.mark.skipif(not (DEFAULT_WEIGHTS / "model.int8.onnx").is_file(), reason="no shipped int8 graph")
+def test_the_shipped_int8_graph_is_of_the_shipped_weights_and_within_its_bar():
+    """weights/model.int8.onnx is what `segapp export --int8` made from weights/ (its record says so), and it is
+    the one `auto` and `--backend int8` run."""
+    from segapp.engines import file_sha256, shipped_int8
+
+    record = json.loads((DEFAULT_WEIGHTS / "model.int8.onnx.parity.json").read_text())
+    assert record["int8_within_tolerance"] and record["sha256"] == file_sha256(DEFAULT_WEIGHTS / "model.int8.onnx")
+    assert shipped_int8(load_pretrained(), DEFAULT_WEIGHTS) == (DEFAULT_WEIGHTS / "model.int8.onnx").read_bytes()
 
 
 def test_int8_calibration_images_are_training_like_and_repeatable():
