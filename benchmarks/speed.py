@@ -287,9 +287,11 @@ def table(doc: dict) -> str:
                 ("torch, BatchNorm folded (`--backend torch --amp off`)", "dilated/torch-folded", None),
                 ("torch bf16 autocast (native only; segapp's engine before this change)",
                  "dilated/torch-bf16-unfolded", "unet/torch-bf16"),
-                ("torch bf16 autocast, BatchNorm folded (`--backend torch`/`auto` here)", "dilated/torch-bf16", None),
+                ("torch bf16 autocast, BatchNorm folded (`--backend torch`; `auto` here without an int8 graph)",
+                 "dilated/torch-bf16", None),
                 ("ONNX Runtime fp32 (`--backend onnx`)", "dilated/onnx-fp32", "unet/onnx-fp32"),
-                ("ONNX Runtime int8 (static QDQ; `--backend int8`)", "dilated/onnx-int8", None)]
+                ("ONNX Runtime int8 (static QDQ; `--backend int8`; `auto` on CPUs for the shipped weights)",
+                 "dilated/onnx-int8", None)]
         for label, d, u in rows:
             if d not in r and (u is None or u not in r):
                 lines.append(f"| {label} | not run (no native bf16) | | | |")
