@@ -2,7 +2,7 @@
 
     python -m benchmarks.int8_calibration --n 100 --seed 100 '{"n": 1024}' '{"n": 1024, "percentile": 99.99}'
 
-Each setting is JSON: keyword arguments of :func:`segapp.engines.quantize_int8` plus ``n`` (calibration images).
+Each setting is JSON: keyword arguments of :func:`segapp.int8.quantize_int8` plus ``n`` (calibration images).
 Prints float's figures, then per setting the val-split parity and each robustness category's (mIoU over digits,
 numbers read) minus float's. Seed 100 is for development; 200 and 300 are held out. Logs of the runs behind the
 shipped calibration: docs/speed/int8/.
@@ -19,8 +19,9 @@ import torch
 
 from benchmarks import robustness
 from segapp.data import make_split
-from segapp.engines import OnnxEngine, TorchEngine, calibration_images, onnx_bytes, parity, quantize_int8
+from segapp.engines import OnnxEngine, TorchEngine, onnx_bytes, parity
 from segapp.inference import InferenceConfig, Segmenter
+from segapp.int8 import calibration_images, quantize_int8
 from segapp.model import load_pretrained
 
 

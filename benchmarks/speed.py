@@ -18,7 +18,7 @@ depend on them), zero-padded bottom/right to 64x96 (its input must be a multiple
 * torch bf16: autocast bfloat16, only when the CPU has it natively (AVX-512 BF16 / AMX);
 * ONNX Runtime fp32: ``torch.onnx.export(dynamo=True)``, full graph optimisation, as ``--backend onnx`` runs it;
 * ONNX Runtime int8: static QDQ quantization calibrated as ``--backend int8`` is
-  (:func:`segapp.engines.calibration_images`: recipe and real-world-like training images; dilated only).
+  (:func:`segapp.int8.calibration_images`: recipe and real-world-like training images; dilated only).
 
 Each dilated engine's class maps are compared with torch fp32 on the batch (``identical``).
 
@@ -99,7 +99,8 @@ def build_engines(batch: np.ndarray, log, also: tuple[Path, ...] = ()) -> dict:
     """name -> (net, engine label, callable (N,1,H,W) float tensor -> logits). ``also``: other dilated nets'
     weights (e.g. another width), each on its float engines and int8, as ``dilated-w<width>``."""
     from benchmarks.baselines import PaddedUnet
-    from segapp.engines import OnnxEngine, TorchEngine, calibration_images, onnx_bytes, quantize_int8
+    from segapp.engines import OnnxEngine, TorchEngine, onnx_bytes
+    from segapp.int8 import calibration_images, quantize_int8
     from segapp.model import load_pretrained
     from segapp.runtime import autocast, bf16_is_fast
 
@@ -197,8 +198,9 @@ def measure_accuracy(n_robust: int, seed: int, log) -> dict:
     through the Segmenter, on the robustness benchmark (``benchmarks.robustness``, ``n_robust`` per category)."""
     from benchmarks import robustness
     from segapp.data import make_split
-    from segapp.engines import OnnxEngine, TorchEngine, calibration_images, onnx_bytes, parity, quantize_int8
+    from segapp.engines import OnnxEngine, TorchEngine, onnx_bytes, parity
     from segapp.inference import InferenceConfig, Segmenter
+    from segapp.int8 import calibration_images, quantize_int8
     from segapp.model import load_pretrained
     from segapp.runtime import bf16_is_fast
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from .classes import SegappError
-from .engines import INT8_CALIBRATION
+from .int8 import INT8_CALIBRATION
 from .runtime import check_device
 from .safeio import describe
 

@@ -115,19 +115,8 @@ def run_onnx(a) -> int:
     import time
 
     from .data import make_split
-    from .engines import (
-        INT8_CALIBRATION_DATA,
-        INT8_PERCENTILE,
-        OnnxEngine,
-        calibration_images,
-        exporter_name,
-        file_sha256,
-        onnx_bytes,
-        parity,
-        quantize_int8,
-        set_metadata,
-        state_digest,
-    )
+    from .engines import OnnxEngine, exporter_name, file_sha256, onnx_bytes, parity, set_metadata, state_digest
+    from .int8 import INT8_CALIBRATION_DATA, INT8_PERCENTILE, calibration_images, quantize_int8
     from .model import load_pretrained
 
     out = Path(a.out)

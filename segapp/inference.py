@@ -80,12 +80,21 @@ class Segmenter:
         self.cfg = cfg
         self.device = pick_device(cfg.device)
         self.amp = amp_enabled(cfg.amp, self.device)
-        model = model if model is not None else load_pretrained(weights)
+        given = model is not None
+        model = model if given else load_pretrained(weights)
         self.model = model.to(self.device).eval()
         self.radius = (model.receptive_field() - 1) // 2
         self.num_classes = model.config.num_classes
         folder = DEFAULT_WEIGHTS if weights is None else Path(weights)
         folder = folder if folder.is_dir() else folder.parent  # the weights folder, or the file's
+        if given and weights is None:  # a net passed in: the shipped int8 graph only if it is this net's, silently
+            from .engines import EngineError
+            from .int8 import shipped_int8
+
+            try:
+                shipped_int8(model, folder)
+            except EngineError:
+                folder = None
         # an inference copy (BN folded), or the int8 graph the weights folder comes with (see make_engine)
         self.engine = make_engine(self.model, cfg.backend, self.device, self.amp, folder)
         self.backend = self.engine.name
@@ -355,21 +364,27 @@ def make_engine(model: torch.nn.Module, backend: str, device: torch.device, amp:
     """
     import warnings
 
-    from .engines import EngineError, TorchEngine, int8_engine_for, onnx_engine_for, shipped_int8
+    from .engines import EngineError, TorchEngine, onnx_engine_for
+    from .int8 import int8_engine_for, shipped_int8
 
     if backend == "auto" and device.type == "cpu":
         try:
             data = shipped_int8(model, folder)
             if data is not None:
                 return int8_engine_for(model, device, data=data)
-        except (EngineError, ImportError) as e:
-            warnings.warn(f"segapp: the weights' int8 graph is not usable ({e}); using a float engine", stacklevel=2)
+        except EngineError as e:
+            warnings.warn(f"segapp: {e}; using a float engine", stacklevel=2)
     if backend == "torch" or (backend == "auto" and (device.type != "cpu" or amp)):
         return TorchEngine(model, device, amp)
     if backend == "onnx":
         return onnx_engine_for(model, device)
     if backend == "int8":
-        return int8_engine_for(model, device, data=shipped_int8(model, folder))
+        try:
+            data = shipped_int8(model, folder)
+        except EngineError as e:
+            warnings.warn(f"segapp: {e}; quantizing these weights instead", stacklevel=2)
+            data = None
+        return int8_engine_for(model, device, data=data)
     try:
         return onnx_engine_for(model, device)
     except EngineError as e:

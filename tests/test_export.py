@@ -175,7 +175,7 @@ def test_onnx_class_outputs_are_the_argmax_and_softmax_of_the_logits(shape):
 def test_auto_runs_the_int8_graph_a_weights_folder_comes_with(tmp_path, cache, monkeypatch):
     """`segapp export --int8 --out FOLDER/model.int8.onnx` makes int8 the CPU default for those weights (no
     calibration at start-up); a graph made from other weights is never used."""
-    import segapp.engines as engines
+    import segapp.int8 as engines
 
     folder = tmp_path / "w"
     save_pretrained(random_net(4), folder)
@@ -188,7 +188,8 @@ def test_auto_runs_the_int8_graph_a_weights_folder_comes_with(tmp_path, cache, m
     assert seg("onnx").backend == "onnx" and seg("torch").backend == "torch"  # asked for: as asked
     save_pretrained(random_net(5), folder / "other")
     (folder / "other" / "model.int8.onnx").write_bytes((folder / "model.int8.onnx").read_bytes())
-    assert Segmenter(folder / "other", InferenceConfig(device="cpu", amp="off")).backend == "onnx"
+    with pytest.warns(UserWarning, match="not the int8 graph of these weights.*segapp export --format onnx --int8"):
+        assert Segmenter(folder / "other", InferenceConfig(device="cpu", amp="off")).backend == "onnx"
 
 
 def test_auto_follows_the_measured_rule(cache):
@@ -207,7 +208,7 @@ def test_int8_backend_reads_what_float_reads_and_is_cached(tmp_path, monkeypatch
     """--backend int8 for weights without an int8 graph of their own (here: the shipped net, loaded from a folder
     that lacks weights/model.int8.onnx): quantized once (then loaded from the cache), class maps close to float's,
     and close to those of the graph the shipped weights come with."""
-    import segapp.engines as engines
+    import segapp.int8 as engines
 
     cache, bare = tmp_path / "cache", tmp_path / "bare"
     monkeypatch.setenv("SEGAPP_CACHE", str(cache))
@@ -229,7 +230,8 @@ def test_int8_backend_reads_what_float_reads_and_is_cached(tmp_path, monkeypatch
 def test_the_shipped_int8_graph_is_of_the_shipped_weights_and_within_its_bar():
     """weights/model.int8.onnx is what `segapp export --int8` made from weights/ (its record says so), and it is
     the one `auto` and `--backend int8` run."""
-    from segapp.engines import file_sha256, shipped_int8
+    from segapp.engines import file_sha256
+    from segapp.int8 import shipped_int8
 
     record = json.loads((DEFAULT_WEIGHTS / "model.int8.onnx.parity.json").read_text())
     assert record["int8_within_tolerance"] and record["sha256"] == file_sha256(DEFAULT_WEIGHTS / "model.int8.onnx")
@@ -239,7 +241,7 @@ def test_the_shipped_int8_graph_is_of_the_shipped_weights_and_within_its_bar():
 def test_int8_calibration_images_are_training_like_and_repeatable():
     """int8 ranges are calibrated on what training draws (recipe canvases and real-world-like images), the same
     images every time, so a cached int8 graph and a fresh one agree."""
-    from segapp.engines import calibration_images
+    from segapp.int8 import calibration_images
 
     a, b = calibration_images(40), calibration_images(40)
     assert a.shape == (40, 64, 84) and a.dtype == np.uint8 and np.array_equal(a, b)
@@ -254,7 +256,8 @@ def test_int8_calibration_streams_one_batch_at_a_time(n, monkeypatch):
     in one batch per collection (memory of one batch, whatever --calib-images says), a short last batch too."""
     from onnxruntime.quantization.calibrate import HistogramCalibrater
 
-    from segapp.engines import OnnxEngine, calibration_images, onnx_bytes, quantize_int8
+    from segapp.engines import OnnxEngine, onnx_bytes
+    from segapp.int8 import calibration_images, quantize_int8
 
     held, collect = [], HistogramCalibrater.collect_data
 

@@ -1,0 +1,183 @@
+"""int8: the exported net quantized by ONNX Runtime, and the int8 graph a weights folder comes with.
+
+* :func:`quantize_int8`: static quantization (QDQ, int8 weights per output channel, uint8 activations) with ranges
+  calibrated on training-like images (:func:`calibration_images`), streamed a batch at a time.
+* :func:`shipped_int8`: ``FOLDER/model.int8.onnx`` when it is the int8 graph of exactly the weights loaded
+  (``segapp export --format onnx --int8 --out FOLDER/model.int8.onnx`` writes it; the shipped weights have one).
+* :func:`int8_engine_for`: the engine ``--backend int8`` (and ``auto``, on CPUs, for weights that ship a graph)
+  runs: that graph, else one quantized on first use and cached; checked on class maps before use.
+
+How the calibration was chosen and what int8 costs in accuracy: docs/speed.md, "int8".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .engines import (
+    INPUT_NAME,
+    EngineError,
+    OnnxEngine,
+    _require,
+    _store,
+    cache_dir,
+    onnx_bytes,
+    state_digest,
+    to_input,
+)
+
+# training-like images the int8 ranges are calibrated on (as `segapp export`); calibration streams them a batch at a
+# time (1.6 GB peak and about 30 s for 1024 images on 2 cores; 128 images all at once took 2.8 GB)
+INT8_CALIBRATION = 1024
+INT8_CALIBRATION_WILD = 0.65  # their share of real-world-like images, as `segapp train` draws them by default
+INT8_CALIBRATION_DATA = f"m2nist-recipe:train + {INT8_CALIBRATION_WILD:g} wild (segapp.synth, MNIST training digits)"
+INT8_PERCENTILE = 99.9999  # each activation range ends at this percentile of the calibration activations
+INT8_AGREEMENT = 0.995  # share of class-map pixels int8 must share with torch on the probe images to be used
+
+
+def calibration_images(n: int = INT8_CALIBRATION, wild: float = INT8_CALIBRATION_WILD) -> np.ndarray:
+    """(n, 64, 84) uint8 images drawn as training draws them: M2NIST-recipe canvases and, a share ``wild`` of
+    them, real-world-like ones (thick pens, photographs, blank paper's texture after normalisation), all from
+    MNIST *training* digits. Why not the recipe alone: activation ranges calibrated on clean canvases clip on a
+    photo's or a blank page's background, and int8 then reads digits on blank paper (14% of blank pages against
+    2% in float, on the distilled net; docs/speed.md)."""
+    from .data import WildM2NIST
+
+    data = WildM2NIST(n, seed=12345, wild=wild)
+    return np.stack([(data[i][0][0].numpy() * 255).round().astype(np.uint8) for i in range(n)])
+
+
+INT8_FILE = "model.int8.onnx"  # beside a weights folder's model.safetensors: its int8 graph, made by `segapp export`
+
+
+def shipped_int8(model: nn.Module, folder: Path | None) -> bytes | None:
+    """The int8 graph a weights folder comes with (``folder/model.int8.onnx``, written by ``segapp export --format
+    onnx --int8 --out FOLDER/model.int8.onnx``), None when there is none. A file that is not an int8 graph of
+    exactly these weights (the weights digest in its metadata) is never used: :class:`EngineError` says why."""
+    path = Path(folder) / INT8_FILE if folder is not None else None
+    if path is None or not path.is_file():
+        return None
+    onnx = _require("onnx")
+    remake = f"re-make it with: segapp export --format onnx --int8 --out {path}"
+    try:
+        data = path.read_bytes()
+        meta = {p.key: p.value for p in onnx.load_from_string(data).metadata_props}
+    except Exception as e:  # unreadable, or not an ONNX model
+        raise EngineError(f"{path}: not readable as an ONNX model ({type(e).__name__}); {remake}") from None
+    if meta.get("segapp.weights_digest") != state_digest(model) or meta.get("segapp.precision") != "int8":
+        raise EngineError(f"{path} is not the int8 graph of these weights (made from others); not used; {remake}")
+    return data
+
+
+def int8_engine_for(model: nn.Module, device: torch.device | None = None, threads: int | None = None,
+                    use_cache: bool = True, data: bytes | None = None) -> OnnxEngine:
+    """An int8 :class:`OnnxEngine` for a loaded torch net (``--backend int8``): exported, quantized as
+    ``segapp export --int8`` does (:func:`quantize_int8`, calibrated on :func:`calibration_images`) and cached
+    beside the fp32 graphs, so only the first use pays the ~30 s it takes. int8 cannot match float logits to
+    1e-3, so the check before use compares class maps on recipe validation images: at least
+    :data:`INT8_AGREEMENT` of their pixels must match torch's, else :class:`EngineError`. ``data``: a graph to
+    use instead (:func:`shipped_int8`), checked the same way."""
+    from .data import make_split
+
+    probe = make_split("val", n=16)[0]
+    path = cache_dir() / f"{state_digest(model)[:32]}.int8v4.onnx"  # v4: 1024 wild images, streamed, percentile 99.9999
+    given = data is not None
+    if not given:
+        data = path.read_bytes() if use_cache and path.is_file() else None
+    fresh = data is None
+    if fresh:
+        data = quantize_int8(onnx_bytes(model), calibration_images())
+    engine = OnnxEngine(data, threads, device, precision="int8", class_outputs=True)
+    engine.name = "int8"
+    x = to_input(probe)
+    with torch.inference_mode():
+        want = copy.deepcopy(model).cpu().float().eval()(x).argmax(1)
+    agree = float((engine(x).argmax(1) == want).float().mean())
+    if agree < INT8_AGREEMENT:
+        if not fresh and not given:  # a stale or damaged cache file: quantize anew
+            return int8_engine_for(model, device, threads, use_cache=False)
+        raise EngineError(f"the int8 graph agrees with the float net on only {agree:.2%} of probe pixels; use "
+                          "--backend torch or onnx")
+    if fresh:
+        _store(path, data)
+    return engine
+
+
+def quantize_int8(fp32: bytes, calibration: np.ndarray, batch: int = 50, method: str = "percentile",
+                  float_first: bool = True, percentile: float = INT8_PERCENTILE) -> bytes:
+    """ONNX Runtime static quantization of an exported net, QDQ format: weights int8 per output channel,
+    activations uint8 with ranges calibrated on ``calibration`` ((N, H, W) uint8 images, e.g.
+    :func:`calibration_images`). ``method``: ``percentile`` (each range ends at the :data:`INT8_PERCENTILE`
+    percentile of its activations), ``minmax`` or ``entropy``; ``float_first`` keeps the first convolution in
+    float32. Why percentile: on the distilled 48x4+32x3 net, MinMax ranges (stretched by a few extreme pixels)
+    left too few levels for the rest, and int8 read digits on 14% of blank pages (float: 2%) and lost 0.016
+    mIoU on 2x upscaled images; percentile ranges brought both back to float's (docs/speed.md). Why 1024 images
+    and the 99.9999th percentile: chosen on development data (robustness seed 100, 100 images per category) over
+    128 or 2048 images and the 99.99th to 99.99999th percentiles, the only setting within 0.001 of float on every
+    category (docs/speed.md)."""
+    _require("onnxruntime")
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+               "entropy": CalibrationMethod.Entropy}
+    if method not in methods:
+        raise ValueError(f"calibration method {method!r}: use one of {sorted(methods)}")
+
+    # Streamed: ONNX Runtime's histogram calibrators keep every activation of what one ``collect_data`` call reads
+    # (about 17 MB per 64x84 image), so the reader hands out one batch per call ("CalibStridedMinMax", which
+    # despite its name strides any calibrator) and the histograms merge between calls: memory stays at one batch's
+    # whatever the image count.
+    starts = list(range(0, len(calibration), batch))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.set_range(0, len(starts))
+
+        def __len__(self) -> int:
+            return len(starts)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self.todo = iter(starts[start_index:end_index])
+
+        def get_next(self):
+            start = next(self.todo, None)
+            if start is None:
+                return None
+            x = calibration[start : start + batch].astype(np.float32)[:, None] / 255.0
+            return {INPUT_NAME: x}
+
+    onnx = _require("onnx")
+    graph = onnx.load_from_string(fp32).graph
+    inputs = {i.name for i in graph.input}
+    # The first conv (1 input channel, 432 of the net's 126K multiply-adds per pixel) stays float: quantized, it
+    # alone cost 0.064 test mIoU over digits (0.9176 vs 0.9819 on 200 test images); without it, int8 loses 0.0007.
+    keep_float = [n.name for n in graph.node if n.op_type == "Conv" and inputs & set(n.input)] if float_first else []
+    with tempfile.TemporaryDirectory(prefix="segapp-int8-") as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        src.write_bytes(fp32)
+        extra = {"CalibStridedMinMax": 1, **({"CalibPercentile": percentile} if method == "percentile" else {})}
+        logging.disable(logging.WARNING)  # onnxruntime.quantization advises pre-processing on the root logger
+        # ... and prints a progress line per calibration batch to stdout, which is `segapp`'s own output
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                calibrate_method=methods[method], nodes_to_exclude=keep_float, extra_options=extra)
+        finally:
+            logging.disable(logging.NOTSET)
+        return dst.read_bytes()
