@@ -243,8 +243,7 @@ class OnnxEngine:
         the input is pixel / 255 in float32, as :meth:`Segmenter.logits` gives torch (the same bits)."""
         if not self.class_outputs:
             raise EngineError("this ONNX engine was built without class outputs (class_outputs=True)")
-        x = images.astype(np.float32)[:, None] / np.float32(255.0)
-        logits, classes, conf = self.session.run(None, {self.input: x})
+        logits, classes, conf = self.session.run(None, {self.input: to_input(images).numpy()})
         return torch.from_numpy(logits), classes, conf
 
 

@@ -87,16 +87,10 @@ class Segmenter:
         self.num_classes = model.config.num_classes
         folder = DEFAULT_WEIGHTS if weights is None else Path(weights)
         folder = folder if folder.is_dir() else folder.parent  # the weights folder, or the file's
-        if given and weights is None:  # a net passed in: the shipped int8 graph only if it is this net's, silently
-            from .engines import EngineError
-            from .int8 import shipped_int8
-
-            try:
-                shipped_int8(model, folder)
-            except EngineError:
-                folder = None
-        # an inference copy (BN folded), or the int8 graph the weights folder comes with (see make_engine)
-        self.engine = make_engine(self.model, cfg.backend, self.device, self.amp, folder)
+        # an inference copy (BN folded), or the int8 graph the weights folder comes with (see make_engine); a net
+        # passed in uses the shipped graph only if it is that net's, without a warning when it is not
+        self.engine = make_engine(self.model, cfg.backend, self.device, self.amp, folder,
+                                  quiet=given and weights is None)
         self.backend = self.engine.name
 
     def with_options(self, **changes) -> Segmenter:
@@ -342,7 +336,8 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float) -> None:
 # -- engines ---------------------------------------------------------------------------------------
 
 
-def make_engine(model: torch.nn.Module, backend: str, device: torch.device, amp: bool, folder: Path | None = None):
+def make_engine(model: torch.nn.Module, backend: str, device: torch.device, amp: bool, folder: Path | None = None,
+                quiet: bool = False):
     """The callable that runs the net for a :class:`Segmenter` (see :mod:`segapp.engines`).
 
     * ``torch``: an inference copy of ``model`` with BatchNorm folded into the convs, channels_last, bfloat16
@@ -361,30 +356,36 @@ def make_engine(model: torch.nn.Module, backend: str, device: torch.device, amp:
       Runtime fp32 on other CPUs (on AVX2, 1.3x torch with BatchNorm folded, 11x emulated bf16); torch when ONNX
       Runtime is missing or its graph fails the check. A rule, not a start-up timing: the same engine, so the
       same outputs, on every run; weights without an int8 graph never wait for a calibration.
+
+    ``folder``: where the weights came from (their int8 graph is looked for there); ``quiet``: a graph there made
+    from other weights is passed over without a warning.
     """
     import warnings
 
     from .engines import EngineError, TorchEngine, onnx_engine_for
     from .int8 import int8_engine_for, shipped_int8
 
-    if backend == "auto" and device.type == "cpu":
+    def folder_graph(instead: str) -> bytes | None:
         try:
-            data = shipped_int8(model, folder)
-            if data is not None:
-                return int8_engine_for(model, device, data=data)
+            return shipped_int8(model, folder)
         except EngineError as e:
-            warnings.warn(f"segapp: {e}; using a float engine", stacklevel=2)
+            if not quiet:
+                warnings.warn(f"segapp: {e}; {instead}", stacklevel=3)
+            return None
+
+    if backend == "auto" and device.type == "cpu":
+        data = folder_graph("using a float engine")
+        if data is not None:
+            try:
+                return int8_engine_for(model, device, data=data)
+            except EngineError as e:  # its class maps fail the probe check
+                warnings.warn(f"segapp: {e}; using a float engine", stacklevel=2)
     if backend == "torch" or (backend == "auto" and (device.type != "cpu" or amp)):
         return TorchEngine(model, device, amp)
     if backend == "onnx":
         return onnx_engine_for(model, device)
     if backend == "int8":
-        try:
-            data = shipped_int8(model, folder)
-        except EngineError as e:
-            warnings.warn(f"segapp: {e}; quantizing these weights instead", stacklevel=2)
-            data = None
-        return int8_engine_for(model, device, data=data)
+        return int8_engine_for(model, device, data=folder_graph("quantizing these weights instead"))
     try:
         return onnx_engine_for(model, device)
     except EngineError as e:

@@ -149,10 +149,10 @@ def read_digits(classes: np.ndarray, confidence: np.ndarray, min_area: int = MIN
     order = np.argsort(key, kind="stable")
     key, ys, xs, conf = key[order], ys[order], xs[order], confidence[ys[order], xs[order]]
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    at = starts[np.searchsorted(key[starts], wanted)]  # where each wanted key's run begins
+    run = np.searchsorted(key[starts], wanted)  # each wanted key's run of pixels ...
+    at = starts[run]  # ... and where it begins
     stats = [np.minimum.reduceat(xs, starts), np.minimum.reduceat(ys, starts),
              np.maximum.reduceat(xs, starts), np.maximum.reduceat(ys, starts)]
-    run = np.searchsorted(starts, at)
     found = []
     for k, s0, r in zip(wanted.tolist(), at.tolist(), run.tolist()):
         area = int(counts.flat[k])
