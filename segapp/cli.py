@@ -281,6 +281,17 @@ def _add_predict(sub, fmt) -> None:
     g.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                    help="threads decoding inputs and writing outputs while the model runs")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = p.add_argument_group("cluster (Ray Data; needs `pip install 'segapp[ray]'`, see docs/predict.md)")
+    g.add_argument("--cluster", choices=["none", "ray"], default="none",
+                   help="ray: decode files in Ray tasks and run the model in a pool of Ray actors (one model each), "
+                        "on a local Ray instance or on --ray-address; same outputs and summary as without")
+    g.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="join this running Ray cluster (`ray start --head` prints it, e.g. 10.0.0.5:6379; 'auto' for "
+                        "the one on this machine); implies --cluster ray (default: start a local Ray instance)")
+    g.add_argument("--ray-cpus", type=int, default=None, metavar="N",
+                   help="CPUs of the local Ray instance (default: all cores); ignored with --ray-address")
+    g.add_argument("--ray-actors", type=int, default=None, metavar="N",
+                   help="segmenter actors, each loading the model once (default: one per CPU of the cluster)")
     p.set_defaults(run=run_predict)
 
 
@@ -410,7 +421,15 @@ def run_evaluate(a) -> None:
 
 
 def run_predict(a) -> int:
-    from .predict import run
+    for flag, value in (("--ray-cpus", a.ray_cpus), ("--ray-actors", a.ray_actors)):
+        if value is not None and value < 1:
+            raise SegappError(f"{flag} must be at least 1, got {value}")
+    if a.ray_address:
+        a.cluster = "ray"
+    if a.cluster == "ray":
+        from .predict_ray import run  # imports Ray; without it, one line saying how to install it
+    else:
+        from .predict import run
 
     return run(a)
 

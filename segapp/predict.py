@@ -17,6 +17,10 @@ model. Every output file is written to a
 temporary name and renamed into place, so an interrupted run leaves no half-written PNG. The
 summary is appended to as each file finishes (so ``--resume`` works even after ``kill -9``)
 and rewritten atomically, in input order, at the end of the run.
+
+The steps of one file (:func:`segment`, :func:`whole`, :func:`complete`) and the driver's side of a run
+(:class:`Tally`: summary, progress bar, final line, exit status) are shared with the Ray Data path
+(:mod:`segapp.predict_ray`), so both write the same bytes and the same rows.
 """
 
 from __future__ import annotations
@@ -24,12 +28,13 @@ from __future__ import annotations
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from tqdm import tqdm
 
 from .images import ImageError, prepare
-from .predict_files import FIELDS, Item, Summary, begin, row_for, write_outputs
+from .predict_files import FIELDS, Item, Run, Summary, UsageError, begin, row_for, write_outputs
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130  # usage errors (2) are SegappErrors, printed by segapp.cli
 
@@ -47,101 +52,179 @@ def run(a) -> int:
     return predict_folder(a)
 
 
-def predict_folder(a) -> int:
-    from .inference import InferenceConfig, Segmenter
+def inference_config(a):
+    """The run's :class:`~segapp.inference.InferenceConfig`, checked before :func:`begin` writes anything: a bad
+    value (``--digit-height -3``) is a one-line usage error, not a traceback after args.json was written."""
+    from .inference import InferenceConfig
 
-    job = begin(a)  # arguments, folders, output names, what --resume keeps, args.json (segapp.predict_files)
-    out, items, todo, done, skipped, list_errors = job.out, job.items, job.todo, job.done, job.skipped, job.list_errors
-    segmenter = Segmenter(a.weights, InferenceConfig(
-        rescale=a.rescale, digit_height=a.digit_height, batch_size=a.batch_size, device=a.device, amp=a.amp,
-        backend=getattr(a, "backend", "auto")))
-    summary = Summary(out, done)
-    bar = tqdm(total=len(items), initial=len(done), unit="file", disable=a.quiet or None, dynamic_ncols=True,
-               desc="predict")
-    failed, t0 = 0, time.perf_counter()
+    try:
+        return InferenceConfig(rescale=a.rescale, digit_height=a.digit_height, batch_size=max(1, a.batch_size),
+                               device=a.device, amp=a.amp, backend=getattr(a, "backend", "auto"))
+    except ValueError as e:
+        flag = "--digit-height" if "digit height" in str(e) else "the model options"
+        raise UsageError(f"{flag}: {e}") from None
 
-    def finish(row: dict) -> None:
-        nonlocal failed
-        summary.add(row)
-        bar.update()
+
+class Tally:
+    """The driver's side of a run, whichever path computes it: the summary (appended per row, rewritten in input
+    order at the end), the progress bar (files done / total, files/s), the error lines, the final line and the
+    exit status. One place, so the single-process and the Ray paths report alike."""
+
+    def __init__(self, a, job: Run):
+        self.a, self.job = a, job
+        self.summary = Summary(job.out, job.done)
+        self.bar = tqdm(total=len(job.items), initial=len(job.done), unit="file", disable=a.quiet or None,
+                        dynamic_ncols=True, desc="predict")
+        self.failed, self.t0 = 0, time.perf_counter()
+        for rel, why in job.list_errors.items():  # an unreadable folder is reported like a bad file
+            self._add({**dict.fromkeys(FIELDS), "file": rel, "status": f"error: {why}"})
+        for item in job.todo:
+            if item.error:  # known before decoding (an output name clash, an output that would be an input)
+                self.finish(row_for(item, job.out, status=f"error: {item.error}"))
+
+    def _add(self, row: dict) -> None:
+        self.summary.add(row)
         if row["status"] != "ok":
-            failed += 1
-            bar.write(f"segapp predict: {row['file']}: {row['status'].removeprefix('error: ')}", file=sys.stderr)
+            self.failed += 1
+            self.bar.write(f"segapp predict: {row['file']}: {row['status'].removeprefix('error: ')}", file=sys.stderr)
 
-    for rel, why in list_errors.items():  # an unreadable folder is reported like a bad file
-        failed += 1
-        summary.add({**dict.fromkeys(FIELDS), "file": rel, "status": f"error: {why}"})
-        bar.write(f"segapp predict: {rel}: {why}", file=sys.stderr)
+    def finish(self, row: dict) -> None:
+        """One file's row: into the summary (flushed, for --resume after a kill) and the progress bar."""
+        self._add(row)
+        self.bar.update()
+
+    def close(self) -> None:
+        """Closes the bar and rewrites the summary in input order (also after an interrupt or an error)."""
+        self.bar.close()
+        self.summary.close([it.rel for it in self.job.items])
+
+    def report(self, interrupted: bool) -> int:
+        """Prints the final line (and how to resume after an interrupt); returns the exit status."""
+        out, done, rows = self.job.out, self.job.done, self.summary.rows
+        seconds = time.perf_counter() - self.t0
+        n_new, skipped = len(rows) - len(done) - self.failed, self.job.skipped
+        print(f"segapp predict: {len(rows)} of {len(self.job.items)} files summarised ({n_new} predicted, "
+              f"{len(done)} already done, {self.failed} failed"
+              f"{f', {skipped} non-image or hidden files skipped' if skipped else ''}) "
+              f"in {seconds:.1f} s ({n_new / max(seconds, 1e-9):.0f} files/s) -> {out}", file=sys.stderr)
+        if interrupted:
+            where = "" if self.a.out else f" --out {shlex.quote(str(out))}"  # a numbered default folder: name it
+            print(f"segapp predict: interrupted; run again with --resume{where} to finish", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        return EXIT_FAILED if self.failed else EXIT_OK
+
+
+Fail = Callable[[dict], None]  # takes the row of a file the model failed on
+
+
+def model_failed(item: Item, e: RuntimeError, out, fail: Fail) -> list:
+    """Reports a file the model failed on (its row says why); nothing of it goes on to be written."""
+    fail(row_for(item, out, status=f"error: model failed ({' '.join(str(e).split())[:200]})"))
+    return []
+
+
+def segment(segmenter, batch: list, out, fail: Fail) -> list:
+    """The net on one batch of ``(item, NetInput)`` of one size -> ``[(item, NetInput, net outputs or a
+    Segmentation)]``.
+
+    An input the net saw at its own size is postprocessed later, by :func:`complete` (in a file thread beside the
+    encoding of its PNGs: the model's turn is then the net alone): it needs only the net-scale class map and
+    confidence, no logits, so what waits is smaller than the segmentation it becomes. A rescaled input is
+    postprocessed here, as its logits are upsampled and are not kept waiting. If the batch fails (e.g. out of
+    memory) it is retried one file at a time and only the file at fault fails (``fail`` gets its row)."""
+    try:
+        outs = segmenter.net([n for _, n in batch])
+        return [(item, n, (None, small, conf) if small.shape == n.prepared.raw.shape
+                 else segmenter.postprocess(n, logits, small, conf))
+                for (item, n), (logits, small, conf) in zip(batch, outs)]
+    except RuntimeError as e:
+        if len(batch) > 1:
+            return [done for one in batch for done in segment(segmenter, [one], out, fail)]
+        return model_failed(batch[0][0], e, out, fail)
+
+
+def whole(segmenter, item: Item, n, out, fail: Fail) -> list:
+    """An input that needs several passes of the net (mixed digit sizes, a borderline size estimate): read
+    by the segmenter's whole path, as the demo and evaluate read it, in the model's turn."""
+    try:
+        return [(item, n, segmenter.segment_inputs([n])[0])]
+    except RuntimeError as e:
+        return model_failed(item, e, out, fail)
+
+
+def complete(segmenter, item: Item, n, result, a, out) -> dict:
+    """Postprocess (when the model's turn left it to later) and write one file's outputs: its row."""
+    if isinstance(result, tuple):
+        try:
+            result = segmenter.postprocess(n, *result)
+        except Exception as e:  # costs this file only
+            return row_for(item, out, status=f"error: reading the class map failed ({reason(e, item)})")
+    return write_outputs(item, result, a, out)
+
+
+def predict_folder(a) -> int:
+    from .inference import Segmenter
+
+    cfg = inference_config(a)
+    job = begin(a)  # arguments, folders, output names, what --resume keeps, args.json (segapp.predict_files)
+    segmenter = Segmenter(a.weights, cfg)
     pool = ThreadPoolExecutor(a.workers, thread_name_prefix="segapp-predict")
+    return drive(a, job, lambda tally: pipeline(a, job, segmenter, tally, pool),
+                 lambda: pool.shutdown(wait=True, cancel_futures=True))
+
+
+def drive(a, job: Run, work: Callable[[Tally], None], cleanup: Callable[[], None]) -> int:
+    """Runs ``work`` (the rows of a run's files, fed to a :class:`Tally`) and ends the run as both paths end it:
+    after Ctrl-C or an error too, ``cleanup`` (the file threads, the Ray instance), then the summary rewritten in
+    input order; the final line and the exit status (130 after Ctrl-C, with the command that resumes)."""
+    tally = Tally(a, job)
+    interrupted = False
+    try:
+        work(tally)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        cleanup()
+        tally.close()
+    return tally.report(interrupted)
+
+
+def load_all(segmenter, part: list[Item]) -> list[tuple[Item, object, Exception | None]]:
+    """Decodes, normalises and scales a slice of a chunk in one task (a task per file cost more in futures and
+    thread hand-offs than decoding a 64x84 PNG); a bad file is kept with its exception, the others go on."""
+    loaded = []
+    for item in part:
+        try:
+            loaded.append((item, segmenter.preprocess(prepare(item.src, item.rel)), None))
+        except Exception as e:  # one bad file is reported, the run goes on
+            loaded.append((item, None, e))
+    return loaded
+
+
+def slices(seq: list, k: int) -> list[list]:
+    """``seq`` in at most ``k`` contiguous, non-empty slices: one task per file thread."""
+    k = max(1, min(k, len(seq)))
+    return [seq[i * len(seq) // k : (i + 1) * len(seq) // k] for i in range(k)] if seq else []
+
+
+def pipeline(a, job: Run, segmenter, tally: Tally, pool: ThreadPoolExecutor) -> None:
+    """A pipeline over chunks of files: while the model runs on chunk k (in this thread, the GIL released inside
+    ONNX Runtime / torch), the file threads decode chunk k+1 and postprocess and write chunk k-1. The pool runs
+    its tasks in order, so chunk k+1's decoding is queued before chunk k's writing and is ready first. Measured
+    (docs/speed.md): the model loses some speed to the file threads, but less than taking turns idled them."""
+    out, finish = job.out, tally.finish
+    todo = [it for it in job.todo if not it.error]  # the others have their rows already (Tally)
     buckets: dict[tuple[int, int], list] = {}
     chunk = 4 * max(a.batch_size, a.workers)
 
-    def load(item: Item):
-        return segmenter.preprocess(prepare(item.src, item.rel))  # decode, normalise, scale: in a worker thread
-
-    def load_all(part: list[Item]) -> list[tuple[Item, object, Exception | None]]:
-        """Loads a slice of a chunk in one task (a task per file cost more in futures and thread hand-offs than
-        decoding a 64x84 PNG); a bad file is kept with its exception, the others go on."""
-        loaded = []
-        for item in part:
-            try:
-                loaded.append((item, load(item), None))
-            except Exception as e:  # one bad file is reported, the run goes on
-                loaded.append((item, None, e))
-        return loaded
-
-    def model_failed(item: Item, e: RuntimeError) -> list:
-        """Reports a file the model failed on (its row says why); nothing of it goes on to be written."""
-        finish(row_for(item, out, status=f"error: model failed ({' '.join(str(e).split())[:200]})"))
-        return []
-
-    def segment(batch: list) -> list:
-        """The net on one batch -> [(item, NetInput, net outputs or a Segmentation)].
-
-        An input the net saw at its own size is postprocessed later, by a file thread beside the encoding of its
-        PNGs (the model's turn is then the net alone): it needs only the net-scale class map and confidence, no
-        logits, so what waits is smaller than the segmentation it becomes. A rescaled input is postprocessed here,
-        as its logits are upsampled and are not kept waiting."""
-        try:
-            outs = segmenter.net([n for _, n in batch])
-            return [(item, n, (None, small, conf) if small.shape == n.prepared.raw.shape
-                     else segmenter.postprocess(n, logits, small, conf))
-                    for (item, n), (logits, small, conf) in zip(batch, outs)]
-        except RuntimeError as e:  # e.g. out of memory: retry one at a time, then fail only the file at fault
-            if len(batch) > 1:
-                return [done for one in batch for done in segment([one])]
-            return model_failed(batch[0][0], e)
-
-    def complete(item: Item, n, result) -> dict:
-        """Postprocess (when the model's turn left it to a file thread) and write one file's outputs: its row."""
-        if isinstance(result, tuple):
-            try:
-                result = segmenter.postprocess(n, *result)
-            except Exception as e:  # costs this file only
-                return row_for(item, out, status=f"error: reading the class map failed ({reason(e, item)})")
-        return write_outputs(item, result, a, out)
+    def submit_loads(part: list[Item]) -> list[Future]:
+        return [pool.submit(load_all, segmenter, sl) for sl in slices(part, a.workers)]
 
     def complete_all(ready: list) -> list[dict]:
-        return [complete(item, n, result) for item, n, result in ready]
-
-    def whole(item: Item, n) -> list:
-        """An input that needs several passes of the net (mixed digit sizes, a borderline size estimate): read
-        by the segmenter's whole path, as the demo and evaluate read it, in the model's turn."""
-        try:
-            return [(item, n, segmenter.segment_inputs([n])[0])]
-        except RuntimeError as e:
-            return model_failed(item, e)
+        return [complete(segmenter, item, n, result, a, out) for item, n, result in ready]
 
     def run_batch(key: tuple[int, int]) -> list:
-        return segment(buckets.pop(key))
-
-    def slices(seq: list) -> list[list]:
-        """``seq`` in at most ``a.workers`` contiguous, non-empty slices: one task per file thread."""
-        k = max(1, min(a.workers, len(seq)))
-        return [seq[i * len(seq) // k : (i + 1) * len(seq) // k] for i in range(k)] if seq else []
-
-    def submit_loads(part: list[Item]) -> list[Future]:
-        return [pool.submit(load_all, sl) for sl in slices([item for item in part if not item.error])]
+        return segment(segmenter, buckets.pop(key), out, finish)
 
     def finish_written(block: bool) -> None:
         """Summary rows of the writes that are done (all of them when ``block``), oldest first."""
@@ -149,19 +232,11 @@ def predict_folder(a) -> int:
             for row in writing.pop(0).result():
                 finish(row)
 
-    # A pipeline over chunks of files: while the model runs on chunk k (in this thread, the GIL released inside
-    # ONNX Runtime / torch), the file threads decode chunk k+1 and postprocess and write chunk k-1. The pool runs
-    # its tasks in order, so chunk k+1's decoding is queued before chunk k's writing and is ready first. Measured
-    # (docs/speed.md): the model loses some speed to the file threads, but less than taking turns idled them.
     chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
     writing: list[Future] = []
-    interrupted = False
     try:
         loading = submit_loads(chunks[0]) if chunks else []
-        for k, part in enumerate(chunks):
-            for item in part:
-                if item.error:
-                    finish(row_for(item, out, status=f"error: {item.error}"))
+        for k in range(len(chunks)):
             loaded = [x for f in loading for x in f.result()]
             loading = submit_loads(chunks[k + 1]) if k + 1 < len(chunks) else []
             finish_written(block=False)
@@ -169,39 +244,24 @@ def predict_folder(a) -> int:
             for item, prepared, error in loaded:
                 if error is not None:
                     finish(row_for(item, out, status=f"error: {reason(error, item)}"))
-                    continue
-                if segmenter.needs_more_than_one_pass(prepared):
-                    ready += whole(item, prepared)
-                    continue
-                key = prepared.image.shape  # the net's input size after scale normalisation
-                buckets.setdefault(key, []).append((item, prepared))
-                if len(buckets[key]) >= segmenter.batch_limit(key):
-                    ready += run_batch(key)
-                elif sum(map(len, buckets.values())) > chunk:  # many different sizes: run the fullest bucket
-                    ready += run_batch(max(buckets, key=lambda k: len(buckets[k])))
+                elif segmenter.needs_more_than_one_pass(prepared):
+                    ready += whole(segmenter, item, prepared, out, finish)
+                else:
+                    key = prepared.image.shape  # the net's input size after scale normalisation
+                    buckets.setdefault(key, []).append((item, prepared))
+                    if len(buckets[key]) >= segmenter.batch_limit(key):
+                        ready += run_batch(key)
+                    elif sum(map(len, buckets.values())) > chunk:  # many different sizes: run the fullest bucket
+                        ready += run_batch(max(buckets, key=lambda k: len(buckets[k])))
             if k + 1 == len(chunks):
                 for key in list(buckets):
                     ready += run_batch(key)
-            writing += [pool.submit(complete_all, sl) for sl in slices(ready)]
+            writing += [pool.submit(complete_all, sl) for sl in slices(ready, a.workers)]
         finish_written(block=True)
     except KeyboardInterrupt:
-        interrupted = True
         pool.shutdown(wait=True, cancel_futures=True)
         for f in writing:  # outputs finished before the interrupt still get their summary rows
             if f.done() and not f.cancelled() and f.exception() is None:
                 for row in f.result():
                     finish(row)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        bar.close()
-        summary.close([it.rel for it in items])
-    seconds = time.perf_counter() - t0
-    n_new = len(summary.rows) - len(done) - failed
-    print(f"segapp predict: {len(summary.rows)} of {len(items)} files summarised ({n_new} predicted, {len(done)} "
-          f"already done, {failed} failed{f', {skipped} non-image or hidden files skipped' if skipped else ''}) "
-          f"in {seconds:.1f} s ({n_new / max(seconds, 1e-9):.0f} files/s) -> {out}", file=sys.stderr)
-    if interrupted:
-        where = "" if a.out else f" --out {shlex.quote(str(out))}"  # a numbered default folder: name it
-        print(f"segapp predict: interrupted; run again with --resume{where} to finish", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return EXIT_FAILED if failed else EXIT_OK
+        raise
