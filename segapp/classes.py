@@ -54,6 +54,13 @@ MIN_DIGIT_AREA = 20
 # seed 400), while every correctly read digit on the development seeds (100, 400: ~8,000 digits) stayed above 0.69.
 MIN_DIGIT_CONFIDENCE = 0.65
 
+# A digit's box at the net's scale (digits about 20 px tall): shorter than this, taller than MAX_DIGIT_HEIGHT (a
+# margin line, a frame) or wider than MAX_DIGIT_ASPECT times its height, it is a ruled line, a crease or a speck the
+# net coloured, not a digit (blank pages, dev set).
+MIN_DIGIT_HEIGHT = 8
+MAX_DIGIT_HEIGHT = 80
+MAX_DIGIT_ASPECT = 3.0
+
 # Safety limit for decoded images (demo and batch prediction): about 4096 x 4096 pixels.
 MAX_PIXELS = 4096 * 4096
 

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from .classes import BACKGROUND
 from .data import fingerprint, load_kaggle, make_split, to_tensor
 from .folders import VOID
-from .metrics import ConfusionMatrix, plot_confusion
+from .metrics import BoundaryScore, ConfusionMatrix, plot_confusion
 from .runtime import autocast
 
 
@@ -77,17 +77,18 @@ def score_segmenter(segmenter, samples, progress: bool = False, total: int | Non
     """
     from tqdm import tqdm
 
-    cm, right, n, scales = ConfusionMatrix(), 0, 0, []
+    cm, bf, right, n, scales = ConfusionMatrix(), BoundaryScore(), 0, 0, []
     for prepared, mask in tqdm(samples, total=total, unit="image", disable=not progress, desc="evaluate",
                                mininterval=1, dynamic_ncols=True):
         seg = segmenter.segment([prepared])[0]
         keep = mask != VOID
         cm.update(torch.from_numpy(seg.classes[keep]), torch.from_numpy(mask[keep]))
+        bf.update(seg.classes, mask, VOID)
         right += seg.text == true_text(mask)
         n += 1
         scales.append(seg.scale)
     extra = {"numbers_read": right / max(n, 1), "rescaled_share": float(np.mean([s != 1.0 for s in scales]))}
-    return cm.compute(), cm, extra
+    return {**cm.compute(), **bf.compute()}, cm, extra
 
 
 OUT_FILES = ("metrics.json", "confusion.json", "confusion.png", "args.json")
@@ -173,6 +174,8 @@ def format_report(m: dict) -> str:
         f"mean IoU (11 classes): {m['miou']:.4f}   mean IoU (digits): {m['miou_digits']:.4f}",
         f"mean Dice (11 classes): {m['mdice']:.4f}   pixel accuracy: {m['pixel_accuracy']:.4f}",
         f"numbers read exactly: {m['numbers_read']:.1%}   rescaled images: {m['rescaled_share']:.1%}",
+        f"boundary F ({m['boundary_tolerance_px']} px): {m['boundary_f']:.4f}   "
+        f"precision {m['boundary_precision']:.4f}   recall {m['boundary_recall']:.4f}",
         "class        IoU     Dice",
     ]
     for name, iou, dice in zip(CLASS_NAMES, m["per_class_iou"], m["per_class_dice"]):

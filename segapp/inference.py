@@ -28,14 +28,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .classes import BACKGROUND
+from .classes import BACKGROUND, MIN_DIGIT_AREA
 from .images import Prepared, is_clean, normalise, prepare
 from .model import DEFAULT_WEIGHTS, load_pretrained
 from .render import Segmentation, read_digits
 from .runtime import amp_enabled, pick_device
 from .scale import TARGET_HEIGHT, NetInput, ink_height, to_net_scale  # noqa: F401 (re-exported)
 
-INK_LEVEL = 48  # of 255: where a blurred or photographed stroke counts as ink (between FP and FN, dev set)
+INK_LEVEL = 48  # of 255: normalised ink at or above this is stroke wherever the image was resampled or blurred
+INK_FLOOR = 16  # of 255: normalised ink below this is never a stroke (paper grain the normaliser let through)
+STROKE_SHARE = 0.25  # of a stroke's local full ink: where a faint blurred stroke ends (the truth's rule: a quarter)
+SHARP_EDGES = 0.465  # see is_sharp: between on-paper canvases (>= 0.476) and photos at the same scale (<= 0.455)
+STROKE_RADIUS = 3.0  # px at net scale (digits 20 px tall): the neighbourhood a stroke's full ink is looked for in
+NATIVE_HEIGHT = 17.0  # px: clean images read unscaled with digits at least this tall follow M2NIST's ink > 0 rule
 INK_PIXELS = 2_000_000  # largest crop whose ink is measured at full resolution (memory: ~20 bytes a pixel)
 STRIP_BYTES = 64 * 2**20  # memory of one strip of upsampled logits
 
@@ -145,13 +150,12 @@ class Segmenter:
         digits = read_digits(small, conf)
         H, W = n.prepared.raw.shape
         full = small.copy() if small.shape == (H, W) else upsample_classes(logits, small, H, W)
-        ink_refine(full, n.prepared, n.scale)
+        ink_refine(full, n.prepared, n.scale, n.digit_height)
         sy, sx = small.shape[0] / H, small.shape[1] / W
-        for d in digits:  # boxes to input pixels; areas as the final mask has them
+        for d in digits:  # boxes to input pixels
             x0, y0, x1, y1 = d["bbox"]
-            x0, y0, x1, y1 = int(x0 / sx), int(y0 / sy), min(W, math.ceil(x1 / sx)), min(H, math.ceil(y1 / sy))
-            d["bbox"] = [x0, y0, x1, y1]
-            d["area"] = int((full[y0:y1, x0:x1] == d["digit"]).sum())
+            d["bbox"] = [int(x0 / sx), int(y0 / sy), min(W, math.ceil(x1 / sx)), min(H, math.ceil(y1 / sy))]
+        digits = settle(full, digits, MIN_DIGIT_AREA / (sx * sy))
         return Segmentation.from_digits(full, n.prepared, digits, scale=n.scale, digit_height=n.digit_height)
 
     def net(self, inputs: list[NetInput]) -> list[tuple[torch.Tensor, np.ndarray, np.ndarray]]:
@@ -238,6 +242,54 @@ class Segmenter:
         return results
 
 
+def settle(full: np.ndarray, digits: list[dict], min_area: float) -> list[dict]:
+    """Makes the mask and the reading agree (``full`` in place); returns the digits still read, with their areas.
+
+    A digit left with under ``min_area`` input pixels of ink once the mask follows the strokes (a
+    smudge, a shadow: colour without ink) is not read. A blob no digit is read from leaves the mask:
+    nothing is coloured where nothing is read. Within a blob that is read, pixels of a class not read
+    there (a stroke's end the net gave another class) take the class of the nearest read digit, so
+    each connected stroke carries its digit's class.
+    """
+    for d in digits:
+        x0, y0, x1, y1 = d["bbox"]
+        d["area"] = int((full[y0:y1, x0:x1] == d["digit"]).sum())
+    digits = [d for d in digits if d["area"] >= min_area]
+    fg = full != BACKGROUND
+    if not fg.any():
+        return digits
+    rows, cols = np.flatnonzero(fg.any(1)), np.flatnonzero(fg.any(0))
+    r0, c0 = rows[0], cols[0]
+    view = full[r0 : rows[-1] + 1, c0 : cols[-1] + 1]
+    read = np.zeros(view.shape, bool)
+    for d in digits:
+        x0, y0, x1, y1 = d["bbox"]
+        box = (slice(max(0, y0 - r0), max(0, y1 - r0)), slice(max(0, x0 - c0), max(0, x1 - c0)))
+        read[box] |= view[box] == d["digit"]
+    n, blobs = cv2.connectedComponents((view != BACKGROUND).astype(np.uint8), connectivity=8)
+    kept = np.zeros(n, bool)
+    kept[np.unique(blobs[read])] = True
+    kept[0] = False
+    stray = kept[blobs] & ~read
+    view[~kept[blobs]] = BACKGROUND
+    if stray.any():
+        src = np.where(read, view, BACKGROUND).astype(np.uint8)
+        kernel = np.ones((3, 3), np.uint8)
+        for _ in range(64):  # a few px in practice: strays are a digit's own stroke pixels
+            near = cv2.erode(src, kernel)
+            fill = stray & (near != BACKGROUND)
+            src[fill] = near[fill]
+            stray &= ~fill
+            if not fill.any() or not stray.any():
+                break
+        view[kept[blobs]] = src[kept[blobs]]
+        view[stray & (src == BACKGROUND)] = BACKGROUND
+    for d in digits:
+        x0, y0, x1, y1 = d["bbox"]
+        d["area"] = int((full[y0:y1, x0:x1] == d["digit"]).sum())
+    return digits
+
+
 def _classes(logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """(N, C, h, w) logits -> (N, h, w) uint8 class indices and float32 softmax confidence of that class.
 
@@ -297,16 +349,45 @@ def ink_map(raw: np.ndarray, inverted: bool) -> np.ndarray:
     return cv2.resize(normalise(small, inverted=inverted)[0], (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def ink_refine(full: np.ndarray, prepared: Prepared, scale: float) -> None:
+def is_sharp(ink: np.ndarray) -> bool:
+    """Whether a normalised image's strokes have crisp edges (a scan, a drawing, a canvas on paper) rather than a
+    photo's blur: the 95th percentile of the gradient over the ink, as a share of the ink's full level. Crisp
+    M2NIST-like strokes reach 0.48-0.53 (canvases, on paper, JPEG), photographs 0.2-0.45 (dev set)."""
+    lit = ink > 0
+    if lit.sum() < 20:
+        return False
+    g = ink.astype(np.float32)
+    mag = np.hypot(cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)) / 8
+    return float(np.percentile(mag[lit], 95)) >= SHARP_EDGES * max(float(np.percentile(g[lit], 99)), 1.0)
+
+
+def stroke_ink(ink: np.ndarray, native: bool, radius: int) -> np.ndarray:
+    """(h, w) bool: where a normalised image's strokes are, as the masks should follow them.
+
+    ``native``: a crisp image at the net's own scale (an M2NIST canvas, also on paper or as a JPEG),
+    whose every lit pixel is stroke (M2NIST's own rule: ink > 0). Otherwise the image was resampled
+    or blurred, and its faint band is where the stroke *spread*, not where it was drawn: a stroke
+    pixel holds at least :data:`STROKE_SHARE` of its stroke's full ink (the strongest ink within
+    ``radius`` px, about a stroke width), capped at :data:`INK_LEVEL` so that a bold stroke's edge is
+    not cut, and never below :data:`INK_FLOOR`, so that noise next to nothing is not ink. A global
+    level alone cuts thin, faint strokes (a pencil line's peak is a third of a marker's).
+    """
+    if native:
+        return ink >= 1
+    k = 2 * max(1, radius) + 1
+    peak = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))).astype(np.float32)
+    return ink.astype(np.float32) >= np.maximum(INK_FLOOR, np.minimum(INK_LEVEL, STROKE_SHARE * peak))
+
+
+def ink_refine(full: np.ndarray, prepared: Prepared, scale: float, digit_height: float | None = None) -> None:
     """Makes digit masks follow the ink at the input's own resolution (in place).
 
-    Two rules: a pixel without ink is background, and ink touching a digit belongs to it. The first
-    removes the halo that upsampled logits wear (they cannot place a boundary more finely than one
-    net pixel: 40 px in a phone photo); the second gives faint anti-aliased stroke edges, which a
-    net trained on photos tends to drop, back to their digit. "Ink" is M2NIST's own rule (any
-    value > 0) for clean, lossless images; for photos, scans and JPEGs, whose blur spreads every
-    stroke, it is about a fifth of full ink (:data:`INK_LEVEL`), near where the clean stroke would end. Ink is
-    measured on a crop around the digits (see :func:`ink_map`) with the polarity found for the whole image.
+    Two rules: a pixel without stroke ink (:func:`stroke_ink`) is background, and stroke ink touching a
+    digit belongs to it. The first removes the halo that upsampled logits wear (they cannot place a
+    boundary more finely than one net pixel: 40 px in a phone photo) and the faint band a resampled
+    or blurred stroke spreads around itself; the second gives stroke edges the net dropped back to
+    their digit. Ink is measured on a crop around the digits (see :func:`ink_map`) with the polarity
+    found for the whole image.
     """
     ys, xs = np.nonzero(full != BACKGROUND)
     if len(ys) == 0:
@@ -320,7 +401,9 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float) -> None:
         x0, x1 = max(0, xs.min() - m), min(full.shape[1], xs.max() + 1 + m)
         ink = ink_map(prepared.raw[y0:y1, x0:x1], prepared.inverted)
     raw = prepared.raw[y0:y1, x0:x1]
-    lit = ink >= (1 if is_clean(255 - raw if prepared.inverted else raw) else INK_LEVEL)
+    native = scale == 1.0 and (digit_height is None or digit_height >= NATIVE_HEIGHT) and (
+        is_clean(255 - raw if prepared.inverted else raw) or is_sharp(ink))
+    lit = stroke_ink(ink, native, math.ceil(STROKE_RADIUS / scale))
     view = full[y0:y1, x0:x1]
     view[~lit & (view != BACKGROUND)] = BACKGROUND
     grow = max(2, math.ceil(1 / scale))  # px: one net pixel, and at least the 2 px of an anti-aliased edge

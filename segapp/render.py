@@ -15,7 +15,18 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .classes import BACKGROUND, CLASS_NAMES, MIN_DIGIT_AREA, MIN_DIGIT_CONFIDENCE, NUM_DIGITS, PALETTE, flat_palette
+from .classes import (
+    BACKGROUND,
+    CLASS_NAMES,
+    MAX_DIGIT_ASPECT,
+    MAX_DIGIT_HEIGHT,
+    MIN_DIGIT_AREA,
+    MIN_DIGIT_CONFIDENCE,
+    MIN_DIGIT_HEIGHT,
+    NUM_DIGITS,
+    PALETTE,
+    flat_palette,
+)
 from .images import Prepared
 
 # Inside one connected blob of digit pixels, a second class counts as its own digit only when it
@@ -127,7 +138,10 @@ def read_digits(classes: np.ndarray, confidence: np.ndarray, min_area: int = MIN
 
     Digit pixels are grouped into 8-connected blobs; each digit class holding a large enough part
     of a blob (``min_area`` pixels and :data:`MINORITY_SHARE` of the blob's main class) is one digit,
-    unless the net is unsure of it (mean confidence below ``min_confidence``: a speck, not a digit).
+    unless the net is unsure of it (mean confidence below ``min_confidence``: a speck, not a digit) or
+    its box is no digit's (shorter than :data:`MIN_DIGIT_HEIGHT`, taller than :data:`MAX_DIGIT_HEIGHT`,
+    or wider than :data:`MAX_DIGIT_ASPECT` times its height: a ruled line). ``classes`` is at the net's
+    scale, where digits are about 20 px tall.
 
     Returns:
         Dicts with ``digit``, ``area`` (pixels), ``confidence`` (mean softmax probability over the
@@ -157,13 +171,12 @@ def read_digits(classes: np.ndarray, confidence: np.ndarray, min_area: int = MIN
     for k, s0, r in zip(wanted.tolist(), at.tolist(), run.tolist()):
         area = int(counts.flat[k])
         conf_mean = float(conf[s0 : s0 + area].mean())
-        if conf_mean < min_confidence:
+        box = [int(stats[0][r]), int(stats[1][r]), int(stats[2][r]) + 1, int(stats[3][r]) + 1]
+        w, h = box[2] - box[0], box[3] - box[1]
+        if conf_mean < min_confidence or not MIN_DIGIT_HEIGHT <= h <= MAX_DIGIT_HEIGHT or w > MAX_DIGIT_ASPECT * h:
             continue
-        found.append({
-            "digit": k % NUM_DIGITS, "area": area, "confidence": round(conf_mean, 4),
-            "bbox": [int(stats[0][r]), int(stats[1][r]), int(stats[2][r]) + 1, int(stats[3][r]) + 1],
-            "_x": float(xs[s0 : s0 + area].mean()),
-        })
+        found.append({"digit": k % NUM_DIGITS, "area": area, "confidence": round(conf_mean, 4), "bbox": box,
+                      "_x": float(xs[s0 : s0 + area].mean())})
     found.sort(key=lambda f: f.pop("_x"))
     return found
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from .classes import BACKGROUND
 from .images import normalise
+from .strokes import repen, restyle
 
 IGNORE = 255  # label value that the loss skips
 EDGE = 0.25  # share of full ink from which a resampled stroke pixel is labelled as its digit
@@ -39,51 +40,18 @@ class WildConfig:
     scale: tuple[float, float] = (0.7, 1.4)  # digit height / 20 px: residual error of scale normalisation
     two_rows: float = 0.25
     gap: tuple[float, float] = (-3.0, 9.0)  # px between neighbouring digits' boxes; < 0 overlaps
-    slant: float = 0.35  # max |shear|
-    rotate: float = 10.0  # max |degrees|
-    elastic: float = 0.5  # probability of a smooth random wobble
+    slant: float = 0.5  # max |shear|
+    rotate: float = 14.0  # max |degrees|
+    aspect: float = 0.3  # max |log| of the width/height change (narrow and wide hands)
+    elastic: float = 0.7  # probability of a smooth random wobble
+    wobble: float = 2.4  # px at 20 px digit height: largest elastic amplitude
+    repen: float = 0.5  # probability that a digit is re-drawn along its skeleton with another pen (segapp.strokes)
     thicken: float = 0.35  # probability of a marker (dilation by 2-5 px)
     thin: float = 0.08  # probability of a fine pen (erosion)
     resample: float = 0.25  # probability of blur from a low-resolution original (small digits upscaled)
-    styled: float = 0.35  # probability that a 1 gets a flag and/or foot, a 7 a crossbar (European and print styles)
+    styled: float = 0.45  # probability that a 1 gets a flag and/or foot, a 4 a closed top, a 7 a crossbar
     photo: float = 0.55  # probability of the photograph treatment
-
-
-def _restyle(d: np.ndarray, label: int, rng: np.random.Generator) -> np.ndarray:
-    """Adds the strokes other writing styles put on an MNIST 1 (a flag, a foot) or 7 (a crossbar).
-
-    Many people (and every printed font) write 1 with a flag and often a foot, and 7 with a bar;
-    MNIST's American-style writers rarely do, so a net trained on it reads a footed 1 as a 2. The
-    extra strokes are drawn onto the MNIST digit itself, at its own stroke width: the shape stays
-    one MNIST writer's, only the style changes. ``d`` is the cropped digit, float in [0, 1].
-    """
-    pad = 8
-    d = np.pad(d, pad)
-    ys, xs = np.nonzero(d > 0.5)
-    if len(ys) < 5:
-        return d
-    h = ys.max() - ys.min() + 1
-    width = max(1, int(round((d > 0.5).sum() / max(h, 1) / (1.6 if label == 1 else 2.5))))
-    top, bottom = ys.min(), ys.max()
-    x_top, x_bot = xs[ys <= top + 1].mean(), xs[ys >= bottom - 1].mean()
-    lines = []
-    if label == 1:
-        if rng.random() < 0.8:  # flag: down-left from the top
-            lines.append(((x_top, top), (x_top - rng.uniform(0.2, 0.4) * h, top + rng.uniform(0.15, 0.3) * h)))
-        if rng.random() < 0.5:  # foot
-            half = rng.uniform(0.2, 0.35) * h
-            lines.append(((x_bot - half, bottom), (x_bot + half, bottom)))
-    elif label == 7:
-        y = top + rng.uniform(0.45, 0.6) * h
-        row = np.nonzero(d[int(y)] > 0.5)[0]
-        if len(row):
-            x = row.mean()
-            half = rng.uniform(0.15, 0.3) * h
-            lines.append(((x - half, y), (x + half, y)))
-    for (x0, y0), (x1, y1) in lines:
-        cv2.line(d, (int(round(x0)), int(round(y0))), (int(round(x1)), int(round(y1))), 1.0, width, cv2.LINE_AA)
-    ys, xs = np.nonzero(d > 0)
-    return d[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    blank: float = 0.06  # probability of an image with no digit at all (paper, lines, smudges, sensor noise)
 
 
 def _digit_patch(d28: np.ndarray, height: float, rng: np.random.Generator, cfg: WildConfig,
@@ -91,11 +59,13 @@ def _digit_patch(d28: np.ndarray, height: float, rng: np.random.Generator, cfg: 
     """One MNIST digit -> float patch in [0, 1], ``height`` px tall, slanted, rotated, wobbled, re-stroked."""
     ys, xs = np.nonzero(d28 > 0)
     d = d28[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32) / 255.0
-    if label in (1, 7) and rng.random() < cfg.styled:
-        d = _restyle(d, label, rng)
+    if label in (1, 4, 7) and rng.random() < cfg.styled:
+        d = restyle(d, label, rng)
+    if rng.random() < cfg.repen:
+        d = repen(d, rng)
     h0, w0 = d.shape
     s = height / max(h0, 1)
-    sx = s * float(np.exp(rng.uniform(-0.2, 0.2)))  # width/height ratio of other hands
+    sx = s * float(np.exp(rng.uniform(-cfg.aspect, cfg.aspect)))  # width/height ratio of other hands
     shear = rng.uniform(-cfg.slant, cfg.slant)
     ang = np.deg2rad(rng.uniform(-cfg.rotate, cfg.rotate))
     ca, sa = np.cos(ang), np.sin(ang)
@@ -108,8 +78,9 @@ def _digit_patch(d28: np.ndarray, height: float, rng: np.random.Generator, cfg: 
     p = cv2.warpAffine(d, m, (int(size[0]), int(size[1])), flags=cv2.INTER_LINEAR, borderValue=0.0)
     if rng.random() < cfg.elastic:
         gh, gw = p.shape
-        amp = rng.uniform(0.5, 1.6) * height / TARGET_HEIGHT
-        field = rng.normal(0, 1, (2, 4, 4)).astype(np.float32)
+        amp = rng.uniform(0.5, cfg.wobble) * height / TARGET_HEIGHT
+        cells = int(rng.integers(3, 6))  # coarse: a whole digit leans; fine: strokes bend on their own
+        field = rng.normal(0, 1, (2, cells, cells)).astype(np.float32)
         dx = cv2.resize(field[0], (gw, gh), interpolation=cv2.INTER_CUBIC) * amp
         dy = cv2.resize(field[1], (gw, gh), interpolation=cv2.INTER_CUBIC) * amp
         gx, gy = np.meshgrid(np.arange(gw, dtype=np.float32), np.arange(gh, dtype=np.float32))
@@ -189,6 +160,8 @@ def _photograph(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         for _ in range(int(rng.integers(1, 6))):
             cv2.circle(a, (int(rng.integers(0, W)), int(rng.integers(0, H))), int(rng.integers(0, 2)),
                        float(rng.uniform(0.3, 0.9)), -1)
+    if rng.random() < 0.25:  # a smudge: a soft grey blob, wider than any stroke, that is not a digit
+        a = np.maximum(a, _smudge(H, W, rng))
     rgb = (paper[None, None] * (1 - a[..., None]) + pen[None, None] * a[..., None]) * light[..., None]
     rgb += rng.normal(0, 1, (H, W, 1)).astype(np.float32) * rng.uniform(0, 6)  # paper texture
     sigma = rng.uniform(0, 1.3)
@@ -202,11 +175,42 @@ def _photograph(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
 
 
+def _smudge(H: int, W: int, rng: np.random.Generator) -> np.ndarray:
+    """A soft blob of faint ink (a thumb, an eraser's trace, a shadow's edge), float (H, W) in [0, 0.45]."""
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    cy, cx = rng.uniform(0, H), rng.uniform(0, W)
+    ry, rx = rng.uniform(3, 14), rng.uniform(3, 20)
+    return (rng.uniform(0.1, 0.45) * np.exp(-((yy - cy) ** 2 / (2 * ry * ry) + (xx - cx) ** 2 / (2 * rx * rx))))
+
+
+def _blank(rng: np.random.Generator, cfg: WildConfig) -> np.ndarray:
+    """An image with no digit, as the net sees it (uint8): photographed paper with lines, specks and smudges, or a
+    dark sensor's noise. Every pixel is background: what must be read as nothing."""
+    H, W = cfg.height, cfg.width
+    if rng.random() < 0.6:
+        ink = np.zeros((H, W), np.float32)
+        for _ in range(int(rng.integers(0, 3))):
+            ink = np.maximum(ink, _smudge(H, W, rng))
+        return _photograph(ink, rng)
+    level = rng.uniform(0, 40)  # a dark frame: sensor noise, hot pixels, JPEG blocks
+    gray = level + rng.normal(0, rng.uniform(2, 16), (H, W))
+    if rng.random() < 0.5:
+        gray = cv2.GaussianBlur(gray, (0, 0), rng.uniform(0.5, 1.5))
+    gray = np.clip(gray, 0, 255).astype(np.uint8)
+    if rng.random() < 0.5:
+        ok, buf = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(20, 90))])
+        gray = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+    return gray
+
+
 def wild_sample(
     rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, cfg: WildConfig = WildConfig()
 ) -> tuple[np.ndarray, np.ndarray]:
     """One real-world-like training pair: image (H, W) float32 in [0, 1] as the net sees it, labels
     (H, W) uint8 with 0-9 digits, 10 background and :data:`IGNORE` for the faint stroke edge."""
+    if rng.random() < cfg.blank:
+        image, _ = normalise(_blank(rng, cfg))
+        return image.astype(np.float32) / 255.0, np.full((cfg.height, cfg.width), BACKGROUND, np.uint8)
     ink, label = _layout(rng, digits, labels, cfg)
     if rng.random() < cfg.resample:  # a small original upscaled: soft, blocky strokes
         f = rng.uniform(0.45, 0.8)

@@ -127,3 +127,20 @@ def test_digits_of_mixed_sizes_are_each_read_at_their_scale(segmenter):
 def test_m2nist_canvases_are_one_size(segmenter):
     images, _ = make_split("test", n=40, seed=8)
     assert not any(segmenter.preprocess(Prepared(im)).groups for im in images)
+
+
+def test_settle_keeps_the_mask_and_the_reading_in_step():
+    """Blobs not read leave the mask, a read blob's stray class takes its digit's, smudges without ink are dropped."""
+    from segapp.inference import settle
+
+    full = np.full((30, 60), BACKGROUND, np.uint8)
+    full[2:22, 2:12] = 3  # a 3 ...
+    full[2:5, 2:12] = 8  # ... whose top the net called an 8
+    full[2:22, 30:34] = 1  # a blob the reading dropped (unsure, or a ruled line)
+    digits = [{"digit": 3, "bbox": [2, 2, 12, 22], "confidence": 0.9},
+              {"digit": 7, "bbox": [40, 2, 50, 22], "confidence": 0.9}]  # colour without ink: the cut left nothing
+    kept = settle(full, digits, min_area=20)
+    assert [d["digit"] for d in kept] == [3]
+    assert kept[0]["area"] == 200
+    assert (full[2:22, 2:12] == 3).all()
+    assert (full[:, 12:] == BACKGROUND).all()

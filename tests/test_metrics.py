@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -52,3 +53,28 @@ def test_updates_accumulate_independently_of_batching():
 def test_bad_updates_raise(pred, target):
     with pytest.raises(ValueError):
         ConfusionMatrix(3).update(pred, target)
+
+
+def test_boundary_f_is_one_for_a_perfect_mask_and_drops_for_a_halo():
+    """A mask one pixel too fat keeps most of its IoU on a fat digit but its edge lies off the true edge."""
+    import cv2
+
+    from segapp.classes import BACKGROUND
+    from segapp.metrics import BoundaryScore
+
+    truth = np.full((40, 40), BACKGROUND, np.uint8)
+    truth[10:30, 15:20] = 1
+    perfect = BoundaryScore(tolerance=1)
+    perfect.update(truth, truth)
+    assert perfect.compute()["boundary_f"] == 1.0
+    halo = truth.copy()
+    grown = cv2.dilate((truth == 1).astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    halo[grown] = 1
+    fat = BoundaryScore(tolerance=1)
+    fat.update(halo, truth)
+    assert fat.compute()["boundary_f"] < 0.2
+    void = truth.copy()
+    void[grown & (truth == BACKGROUND)] = 255  # the halo lies in the truth's void band: its edge is not counted
+    lenient = BoundaryScore(tolerance=1)
+    lenient.update(halo, void)
+    assert lenient.pred == 0 and lenient.true == fat.true

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segapp.classes import BACKGROUND, MIN_DIGIT_AREA, MIN_DIGIT_CONFIDENCE, PALETTE
+from segapp.classes import (
+    BACKGROUND,
+    MAX_DIGIT_ASPECT,
+    MAX_DIGIT_HEIGHT,
+    MIN_DIGIT_AREA,
+    MIN_DIGIT_CONFIDENCE,
+    MIN_DIGIT_HEIGHT,
+    PALETTE,
+)
 from segapp.images import prepare
 from segapp.inference import Segmenter
 from segapp.render import overlay, read_digits, read_mask, save_mask
@@ -17,12 +25,12 @@ def canvas(h=20, w=40):
 def test_digits_are_read_left_to_right_with_area_bbox_and_confidence():
     c = canvas()
     c[2:12, 25:30] = 7  # right
-    c[5:10, 3:8] = 4  # left
+    c[5:15, 3:8] = 4  # left
     conf = np.full(c.shape, 0.7, np.float32)
     conf[c == 4] = 0.9
     digits = read_digits(c, conf)
     assert [d["digit"] for d in digits] == [4, 7]
-    assert digits[0] == {"digit": 4, "area": 25, "confidence": pytest.approx(0.9), "bbox": [3, 5, 8, 10]}
+    assert digits[0] == {"digit": 4, "area": 50, "confidence": pytest.approx(0.9), "bbox": [3, 5, 8, 15]}
     assert digits[1]["confidence"] == pytest.approx(0.7)
     assert digits[1]["area"] == 50 and digits[1]["bbox"] == [25, 2, 30, 12]
 
@@ -44,6 +52,20 @@ def test_a_digit_the_net_is_unsure_of_is_not_read(confidence, read):
     c[5:15, 10:20] = 8
     conf = np.full(c.shape, confidence, np.float32)
     assert [d["digit"] for d in read_digits(c, conf)] == ([8] if read else [])
+
+
+@pytest.mark.parametrize(("box", "read"), [
+    ((slice(5, 5 + MIN_DIGIT_HEIGHT - 1), slice(10, 16)), False),  # too short: a crease, a dash
+    ((slice(5, 5 + MIN_DIGIT_HEIGHT), slice(10, 16)), True),
+    ((slice(5, 15), slice(2, 3 + int(10 * MAX_DIGIT_ASPECT))), False),  # a ruled line's stretch: too wide
+    ((slice(5, 15), slice(2, 2 + int(10 * MAX_DIGIT_ASPECT))), True),
+    ((slice(0, MAX_DIGIT_HEIGHT + 1), slice(10, 14)), False),  # a margin line down the page
+])
+def test_boxes_no_digit_has_are_not_read(box, read):
+    """Ruled lines, margins and creases on blank pages were coloured and read as 7s, 5s and 2s."""
+    c = np.full((MAX_DIGIT_HEIGHT + 4, 40), BACKGROUND, np.uint8)
+    c[box] = 7
+    assert [d["digit"] for d in read_digits(c, np.ones(c.shape, np.float32))] == ([7] if read else [])
 
 
 def test_touching_digits_are_both_read():
@@ -123,7 +145,8 @@ def _read_digits_by_blob(classes, confidence, min_area=MIN_DIGIT_AREA, min_confi
         for d in np.flatnonzero(counts >= max(min_area, 0.3 * counts.max())):
             ys, xs = np.nonzero(inside & (classes == d))
             conf = float(confidence[ys, xs].mean())
-            if conf >= min_confidence:
+            h, w = ys.max() + 1 - ys.min(), xs.max() + 1 - xs.min()
+            if conf >= min_confidence and MIN_DIGIT_HEIGHT <= h <= MAX_DIGIT_HEIGHT and w <= MAX_DIGIT_ASPECT * h:
                 found.append(({"digit": int(d), "area": len(xs), "confidence": round(conf, 4),
                                "bbox": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]},
                               xs.mean()))
