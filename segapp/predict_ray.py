@@ -89,6 +89,7 @@ def actor_count(ray, a) -> int:
 
 
 def local_cpus(a) -> int:
+    """CPUs of the local Ray instance: ``--ray-cpus``, else every core (Ray's own default)."""
     return a.ray_cpus or os.cpu_count() or 1
 
 
