@@ -95,27 +95,66 @@ def group_lines(digits: list[dict]) -> list[list[dict]]:
     bands.append(band)
     lines = []
     for band in bands:
-        k = max(_stack(d, band) for d in band)
-        lines += _kmeans_rows(band, k, cy) if k > 1 else [band]
+        k = max(_stack(d, band, PIECE * height) for d in band)
+        lines += _rows(band, k, cy, PIECE * height) if k > 1 else [band]
     for line in lines:
         line.sort(key=lambda d: (d["bbox"][0] + d["bbox"][2]) / 2)
     return lines
 
 
 LINE_GAP = 2.0  # digit heights between consecutive centres that always start a new line
+PIECE = 0.6  # of the median digit height: shorter digits are pieces (a split stroke) and stack on nothing
 
 
-def _stack(d: dict, band: list[dict]) -> int:
-    """How many digits of ``band`` (``d`` included) lie above one another in ``d``'s columns: overlapping
-    in x by half the narrower width, but in y by less than half the shorter height."""
+def _stack(d: dict, band: list[dict], min_height: float = 0.0) -> int:
+    """How many digits of ``band`` (``d`` included) lie above one another in ``d``'s columns."""
+    return sum(m is d or _stacked(d, m, min_height) for m in band)
+
+
+MAX_ASSIGNMENTS = 50_000  # row assignments tried exhaustively; bands with more fall back to k-means
+
+
+def _rows(band: list[dict], k: int, cy, min_height: float = 0.0) -> list[list[dict]]:
+    """Splits a band of digits into ``k`` rows: of all assignments in which no two stacked digits (see
+    :func:`_stack`) share a row, the one whose rows are tightest (least squared spread of centres about
+    each row's mean). Handwritten rows wander and may sit a few pixels apart, so nearest-centre k-means
+    puts a high digit of the lower row into the upper one; the stacking constraint says which digits
+    cannot be neighbours. Large bands (more than :data:`MAX_ASSIGNMENTS` assignments) use k-means."""
+    n = len(band)
+    k = min(k, n)
+    if k ** (n - 1) > MAX_ASSIGNMENTS:
+        return _kmeans_rows(band, k, cy)
+    ys = np.array([cy(d) for d in band])
+    stacked = np.array([[i != j and _stacked(a, b, min_height) for j, b in enumerate(band)]
+                        for i, a in enumerate(band)])
+    rest = np.array(np.meshgrid(*[np.arange(k)] * (n - 1), indexing="ij")).reshape(n - 1, -1).T
+    assign = np.hstack([np.zeros((len(rest), 1), int), rest])  # the first digit's row is 0 (rows are unordered)
+    ok = np.ones(len(assign), bool)
+    for i, j in zip(*np.nonzero(np.triu(stacked))):
+        ok &= assign[:, i] != assign[:, j]
+    onehot = assign[..., None] == np.arange(k)  # (m, n, k)
+    count = onehot.sum(1)
+    ok &= (count > 0).all(1)
+    if not ok.any():
+        return _kmeans_rows(band, k, cy)
+    total = np.einsum("mnk,n->mk", onehot, ys)
+    squares = np.einsum("mnk,n->mk", onehot, ys**2)
+    spread = (squares - total**2 / np.maximum(count, 1)).sum(1)
+    best = assign[np.flatnonzero(ok)[np.argmin(spread[ok])]]
+    rows = [[d for d, a in zip(band, best) if a == r] for r in range(k)]
+    return sorted(rows, key=lambda row: float(np.mean([cy(d) for d in row])))
+
+
+def _stacked(d: dict, m: dict, min_height: float = 0.0) -> bool:
+    """Whether two digits, each at least ``min_height`` tall, lie above one another: overlapping in x by half the
+    narrower width, in y by less than half the shorter height."""
     x0, y0, x1, y1 = d["bbox"]
-    n = 0
-    for m in band:
-        mx0, my0, mx1, my1 = m["bbox"]
-        over_x = min(x1, mx1) - max(x0, mx0) >= 0.5 * min(x1 - x0, mx1 - mx0)
-        over_y = min(y1, my1) - max(y0, my0) >= 0.5 * min(y1 - y0, my1 - my0)
-        n += m is d or (over_x and not over_y)
-    return n
+    mx0, my0, mx1, my1 = m["bbox"]
+    if min(y1 - y0, my1 - my0) < min_height:
+        return False
+    over_x = min(x1, mx1) - max(x0, mx0) >= 0.5 * min(x1 - x0, mx1 - mx0)
+    over_y = min(y1, my1) - max(y0, my0) >= 0.5 * min(y1 - y0, my1 - my0)
+    return over_x and not over_y
 
 
 def _kmeans_rows(band: list[dict], k: int, cy) -> list[list[dict]]:

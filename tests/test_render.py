@@ -165,3 +165,18 @@ def test_reading_many_blobs_matches_the_blob_by_blob_rule(seed):
     for min_area in (5, MIN_DIGIT_AREA):
         want = _read_digits_by_blob(c, conf, min_area)
         assert want and read_digits(c, conf, min_area) == want
+
+
+@pytest.mark.parametrize(("boxes", "want"), [
+    # "6 1" over "8 8", rows a few px apart: the lower row's first 8 sits nearer the upper row's centres
+    ([(9, 37, 28, 59, 6), (44, 19, 50, 40, 1), (40, 60, 56, 81, 8), (13, 89, 25, 111, 8)], ["6 1", "8 8"]),
+    ([(16, 16, 32, 37, 4), (15, 56, 33, 77, 9), (40, 31, 53, 51, 1), (44, 85, 58, 105, 4)], ["4 1", "9 4"]),
+    # a short piece of a touching 3 beside its other half stacks on nothing: one line
+    ([(14, 16, 28, 36, 8), (37, 23, 43, 43, 1), (53, 32, 66, 52, 1), (74, 21, 83, 32, 3), (70, 28, 90, 39, 3),
+      (93, 16, 107, 36, 0)], ["8 1 1 3 3 0"]),
+])
+def test_close_rows_are_split_by_which_digits_stack(boxes, want):
+    from segapp.render import Segmentation
+
+    digits = [{"digit": d, "bbox": [x0, y0, x1, y1], "area": 50, "confidence": 1.0} for x0, y0, x1, y1, d in boxes]
+    assert Segmentation.from_digits(canvas(), None, digits).lines == want
