@@ -330,7 +330,10 @@ def test_model_failure_costs_one_file(tmp_path, test_split, tiny_weights, monkey
 
 
 @pytest.mark.parametrize("batch_size", ["1", "5"])
-def test_masks_equal_direct_inference(batch_size, tmp_path, test_split, tiny_weights):
+def test_masks_equal_direct_inference(batch_size, tmp_path, test_split):
+    """The shipped weights (a random net reads nothing, so its masks are empty: nothing coloured where nothing is
+    read); batched predict equals one image at a time, and on ink the net's own argmax where it is read."""
+    tiny_weights = DEFAULT_WEIGHTS
     imgs = test_split[0][:12]
     root, out = tmp_path / "in", tmp_path / "out"
     clean_folder(root, imgs)
@@ -342,7 +345,8 @@ def test_masks_equal_direct_inference(batch_size, tmp_path, test_split, tiny_wei
     with torch.inference_mode():  # and the net's own argmax where scale normalisation leaves canvases alone
         raw, _ = load_pretrained(tiny_weights).predict(to_tensor(imgs))
     ink = imgs > 0
-    assert (got[ink] == raw.numpy()[ink]).mean() > 0.99
+    # settle() gives a stroke's minority-class pixels their digit's class, so a few percent differ from the argmax
+    assert (got[ink] == raw.numpy()[ink]).mean() > 0.95
 
 
 def test_score_and_export(tmp_path, capsys):
