@@ -96,13 +96,26 @@ def check_data_args(a) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `segapp` parser: global flags, then one subparser per job, each declared by its own ``_add_*``
+    function so that a job's flags can be read in one place."""
     parser = argparse.ArgumentParser(prog="segapp", description=DESCRIPTION,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: all cores)%(default).0s")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     fmt = HelpFormatter
+    _add_data(sub, fmt)
+    _add_train(sub, fmt)
+    _add_evaluate(sub, fmt)
+    _add_predict(sub, fmt)
+    _add_export(sub, fmt)
+    _add_score(sub, fmt)
+    _add_demo(sub, fmt)
+    return parser
 
+
+def _add_data(sub, fmt) -> None:
+    """`segapp data`: build the M2NIST-recipe splits."""
     p = sub.add_parser("data", help="build M2NIST-recipe splits into a folder", formatter_class=fmt,
                        description="Build the M2NIST-recipe splits deterministically from data/mnist/. "
                                    "Each split is saved as <split>.npz (images, masks) and, with --kaggle-layout, "
@@ -116,11 +129,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kaggle-layout", action="store_true", help="also write combined.npy + segmented.npy")
     p.set_defaults(run=run_data)
 
+
+def _add_train(sub, fmt) -> None:
+    """`segapp train`: every flag maps onto a :class:`segapp.train.TrainConfig` field of the same name, except
+    --quick and --quiet (see :func:`train_config`)."""
     p = sub.add_parser("train", help="train a model", formatter_class=fmt,
                        description="Train the decoder-free net. With no flags this is the first of the four "
                                    "runs that made the shipped weights (weights/MODEL_CARD.md): fresh M2NIST-recipe "
                                    "compositions and real-world-like images every epoch, CE + Dice, AdamW, "
                                    "one-cycle schedule, best epoch by val mean IoU over digits.")
+    _add_train_data(p)
+    _add_train_model(p)
+    _add_train_run(p)
+    p.set_defaults(run=run_train)
+
+
+def _add_train_data(p: argparse.ArgumentParser) -> None:
+    """`segapp train`'s "data" group: what the net is trained and validated on."""
     g = p.add_argument_group("data")
     g.add_argument("--kaggle", type=Path, default=None, metavar="DIR",
                    help="train on a Kaggle-layout pair (combined.npy + segmented.npy) instead; 10%% held out for val")
@@ -139,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--wild", type=float, default=0.65, metavar="SHARE",
                    help="share of real-world-like images per epoch (any size, pens, slant, two rows, photographs; "
                         "see segapp/synth.py); 0 trains on the M2NIST recipe alone")
+
+
+def _add_train_model(p: argparse.ArgumentParser) -> None:
+    """`segapp train`'s "model and optimisation" group: the net, its start (init, teacher) and the loss."""
     g = p.add_argument_group("model and optimisation")
     g.add_argument("--widths", type=_widths, default=[48] * 7, metavar="W[,W,...]",
                    help="channels per layer (dilations 1-2-4-8-4-2-1): one number for all, or 7 comma-separated "
@@ -171,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bfloat16 autocast; auto: on for CUDA and CPUs with native BF16 (AVX-512 BF16/AMX), "
                         "off where it would be emulated (about 5x slower than float32)")
     g.add_argument("--seed", type=int, default=0, help="seeds init, data compositions, augmentation, order")
+
+
+def _add_train_run(p: argparse.ArgumentParser) -> None:
+    """`segapp train`'s "run" group: where and how the run executes, not what it computes."""
     g = p.add_argument_group("run")
     g.add_argument("--out", type=Path, default=Path("runs/train"),
                    help="output folder; refused if it already holds a run (or any file a run writes), unless --resume")
@@ -184,8 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--quiet", action="store_true", help="no progress bars (also off when stderr is not a terminal)")
     g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
-    p.set_defaults(run=run_train)
 
+
+def _add_evaluate(sub, fmt) -> None:
+    """`segapp evaluate`: score weights on a labelled split, Kaggle pair or folder dataset."""
     p = sub.add_parser("evaluate", help="score weights on labelled images", formatter_class=fmt,
                        description="Score a model: mean IoU (11 classes and digits only), per-class IoU and Dice, "
                                    "pixel accuracy and a confusion matrix.")
@@ -212,13 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, default=128,
                    help="accepted and ignored: evaluate scores image by image through the inference path, as "
                         "predict does (kept so that older scripts still run)")
-
     p.set_defaults(run=run_evaluate)
 
-    _add_predict(sub, fmt)
-    _add_export(sub, fmt)
-    _add_score(sub, fmt)
 
+def _add_demo(sub, fmt) -> None:
+    """`segapp demo`: the Gradio app."""
     p = sub.add_parser("demo", help="start the web demo", formatter_class=fmt,
                        description="Start the Gradio demo (host/port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT).")
     _add_weights(p)
@@ -228,7 +261,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT, else 7860)%(default).0s")
     p.add_argument("--share", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(run=run_demo)
-    return parser
 
 
 PREDICT_EPILOG = """exit status: 0 every file ok; 1 at least one file failed (see the summary's status column);
