@@ -322,6 +322,27 @@ def write_mask_file(classes: np.ndarray) -> str:
     return path
 
 
+def _ui_answer(segmenter: Segmenter, image, alpha: float, rescale: bool, height) -> tuple:
+    """What the UI shows for one image or drawing, in the order of ``build_app``'s outputs (overlay, reading, digit
+    table, per-digit masks, summary, re-blend state, legend, mask file).
+
+    A cleared input or a refused image blanks every output, so nothing of the previous image stays on screen; a
+    refusal's message goes where the answer would have been.
+    """
+    if image is None:  # cleared input
+        return None, "", "", gr.update(value=None), None, None, legend_html(), None
+    try:
+        r = _analyse_upload(segmenter, image, alpha, _height_option(height), rescale)
+    except gr.Error as e:
+        return None, error_html(e.message), "", gr.update(value=None), None, None, legend_html(), None
+    masks, colours = digit_masks(r.seg)
+    present = {d["digit"] for d in r.seg.digits}
+    state = (r.seg.prepared.display, r.seg.classes)
+    masks = gr.update(value=masks, color_map=colours)
+    return (shown(r.overlay), reading_html(r), table_html(r), masks, r.summary, state, legend_html(present),
+            write_mask_file(r.seg.classes))
+
+
 def build_app(segmenter: Segmenter) -> gr.Blocks:
     """The demo's Blocks (queued, not launched): the UI plus the public ``segment`` and ``ping`` endpoints."""
 
@@ -331,19 +352,8 @@ def build_app(segmenter: Segmenter) -> gr.Blocks:
         r = _analyse_upload(segmenter, image, DEFAULT_ALPHA)
         return shown(r.overlay), r.summary, write_mask_file(r.seg.classes)
 
-    def segment_ui(image, alpha: float, rescale: bool, height):
-        if image is None:  # cleared input
-            return None, "", "", gr.update(value=None), None, None, legend_html(), None
-        try:
-            r = _analyse_upload(segmenter, image, alpha, _height_option(height), rescale)
-        except gr.Error as e:  # one message, where the answer goes; nothing of the previous image stays on screen
-            return None, error_html(e.message), "", gr.update(value=None), None, None, legend_html(), None
-        masks, colours = digit_masks(r.seg)
-        present = {d["digit"] for d in r.seg.digits}
-        state = (r.seg.prepared.display, r.seg.classes)
-        masks = gr.update(value=masks, color_map=colours)
-        return (shown(r.overlay), reading_html(r), table_html(r), masks, r.summary, state, legend_html(present),
-                write_mask_file(r.seg.classes))
+    def segment_ui(image, alpha: float, rescale: bool, height) -> tuple:
+        return _ui_answer(segmenter, image, alpha, rescale, height)
 
     def reblend(state, alpha: float):
         return None if state is None else shown(overlay(state[0], state[1], alpha))
