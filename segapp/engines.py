@@ -26,6 +26,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -87,7 +88,12 @@ class TorchEngine:
 
 
 # -- ONNX export ---------------------------------------------------------------------------------
-def _require(module: str):
+def require_onnx_package(module: str) -> ModuleType:
+    """Imports ``module`` (onnx, onnxruntime, onnxscript) for the ONNX and int8 backends.
+
+    Those packages are optional for torch-only use, so a missing one is an :class:`EngineError` that names the
+    pip command rather than an ImportError traceback.
+    """
     import importlib
 
     try:
@@ -115,8 +121,8 @@ def onnx_bytes(model: nn.Module, metadata: dict | None = None, dynamic_size: boo
     convention, net config). ``dynamic_size=False`` fixes H x W at 64 x 84 (for nets whose code branches on the
     size, such as the benchmark's padded U-Net).
     """
-    _require("onnxscript")
-    onnx = _require("onnx")
+    require_onnx_package("onnxscript")
+    onnx = require_onnx_package("onnx")
     net = copy.deepcopy(model).cpu().float().eval()
     sample = torch.rand(2, getattr(getattr(model, "config", None), "in_channels", 1), 64, 84)
     dims = {0: torch.export.Dim("batch")}
@@ -154,7 +160,7 @@ def onnx_bytes(model: nn.Module, metadata: dict | None = None, dynamic_size: boo
 
 def set_metadata(model: bytes, metadata: dict[str, str]) -> bytes:
     """``model`` with these ``metadata_props`` set (replacing keys it has), e.g. the precision of a quantized graph."""
-    onnx = _require("onnx")
+    onnx = require_onnx_package("onnx")
     proto = onnx.load_from_string(model)
     kept = [(p.key, p.value) for p in proto.metadata_props if p.key not in metadata]
     del proto.metadata_props[:]
@@ -167,7 +173,7 @@ def set_metadata(model: bytes, metadata: dict[str, str]) -> bytes:
 def ort_session(model: bytes | str | Path, threads: int | None = None, device: torch.device | None = None):
     """An ONNX Runtime session for ``model`` (bytes or path): ``threads`` intra-op threads (default: torch's count),
     sequential execution, full graph optimisation; CUDA when ``device`` is CUDA and onnxruntime-gpu is installed."""
-    ort = _require("onnxruntime")
+    ort = require_onnx_package("onnxruntime")
     so = ort.SessionOptions()
     so.intra_op_num_threads = max(1, threads or torch.get_num_threads())
     so.inter_op_num_threads = 1
@@ -196,7 +202,7 @@ def with_class_outputs(model: bytes) -> bytes:
     Why: computed by torch after the run, they cost `segapp predict` about a fifth of its model time, as a dozen
     small multithreaded torch calls each waiting for the GIL while file threads run; inside the graph they are
     part of the one ONNX Runtime call (docs/predict.md)."""
-    onnx = _require("onnx")
+    onnx = require_onnx_package("onnx")
     from onnx import TensorProto, helper
 
     m = onnx.load_from_string(model)
@@ -267,8 +273,9 @@ def cache_dir() -> Path:
     return Path(base) / "segapp" / "onnx"
 
 
-def _store(path: Path, data: bytes) -> None:
-    """Writes a cache file atomically (temp name, then rename); a read-only home just means no cache."""
+def store_cache_file(path: Path, data: bytes) -> None:
+    """Writes a cache file atomically (temp name, then rename), best effort: a read-only home just means no cache,
+    so an OSError is swallowed rather than failing the run that only wanted a faster second start."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".segapp-", suffix=".tmp")
@@ -309,7 +316,7 @@ def onnx_engine_for(model: nn.Module, device: torch.device | None = None, thread
     if not diff <= PROBE_TOLERANCE:
         raise EngineError(f"the exported ONNX graph differs from the torch net (max |logit difference| {diff:.3g})")
     if path is not None:
-        _store(path, data)
+        store_cache_file(path, data)
     return engine
 
 

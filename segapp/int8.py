@@ -27,11 +27,11 @@ from .engines import (
     INPUT_NAME,
     EngineError,
     OnnxEngine,
-    _require,
-    _store,
     cache_dir,
     onnx_bytes,
+    require_onnx_package,
     state_digest,
+    store_cache_file,
     to_input,
 )
 
@@ -66,7 +66,7 @@ def shipped_int8(model: nn.Module, folder: Path | None) -> bytes | None:
     path = Path(folder) / INT8_FILE if folder is not None else None
     if path is None or not path.is_file():
         return None
-    onnx = _require("onnx")
+    onnx = require_onnx_package("onnx")
     remake = f"re-make it with: segapp export --format onnx --int8 --out {path}"
     try:
         data = path.read_bytes()
@@ -108,7 +108,7 @@ def int8_engine_for(model: nn.Module, device: torch.device | None = None, thread
         raise EngineError(f"the int8 graph agrees with the float net on only {agree:.2%} of probe pixels; use "
                           "--backend torch or onnx")
     if fresh:
-        _store(path, data)
+        store_cache_file(path, data)
     return engine
 
 
@@ -124,7 +124,7 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray, batch: int = 50, method:
     and the 99.9999th percentile: chosen on development data (robustness seed 100, 100 images per category) over
     128 or 2048 images and the 99.99th to 99.99999th percentiles, the only setting within 0.001 of float on every
     category (docs/speed.md)."""
-    _require("onnxruntime")
+    require_onnx_package("onnxruntime")
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -161,7 +161,7 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray, batch: int = 50, method:
             x = calibration[start : start + batch].astype(np.float32)[:, None] / 255.0
             return {INPUT_NAME: x}
 
-    onnx = _require("onnx")
+    onnx = require_onnx_package("onnx")
     graph = onnx.load_from_string(fp32).graph
     inputs = {i.name for i in graph.input}
     # The first conv (1 input channel, 432 of the net's 126K multiply-adds per pixel) stays float: quantized, it
