@@ -1,4 +1,5 @@
-"""The package's shape (issue 10): imports flow one way, the CLI alone knows argparse, every job is listed."""
+"""The package's shape: imports flow one way, the CLI alone knows argparse, every job is listed, no function is
+longer than 80 lines and no module reaches into another's private names."""
 
 from __future__ import annotations
 
@@ -56,11 +57,77 @@ def test_no_import_cycles(graph):
     assert [m for m in graph if m in reach(m)] == []
 
 
-def test_only_the_cli_knows_argparse(graph):
-    users = {p.stem for p in PACKAGE.glob("*.py") if "argparse" in {
-        a.name for n in ast.walk(ast.parse(p.read_text(encoding="utf-8"))) if isinstance(n, ast.Import)
-        for a in n.names}}
+def stdlib_imports(source: str) -> set[str]:
+    """Top-level names of every module ``source`` imports absolutely (``import a.b`` and ``from a.b import c``
+    both give ``a``), at module level, inside functions or under ``if TYPE_CHECKING``."""
+    found = set()
+    for n in ast.walk(ast.parse(source)):
+        if isinstance(n, ast.Import):
+            found |= {a.name.split(".")[0] for a in n.names}
+        elif isinstance(n, ast.ImportFrom) and n.level == 0 and n.module:
+            found.add(n.module.split(".")[0])
+    return found
+
+
+def test_only_the_cli_knows_argparse():
+    users = {p.stem for p in PACKAGE.glob("*.py") if "argparse" in stdlib_imports(p.read_text(encoding="utf-8"))}
     assert users == {"cli"}
+
+
+def test_the_argparse_check_sees_every_form_of_import():
+    assert "argparse" in stdlib_imports("import argparse")
+    assert "argparse" in stdlib_imports("def f():\n    from argparse import Namespace")
+    assert "argparse" not in stdlib_imports("from .argparse_free import x")
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def long_functions(source: str, limit: int = MAX_FUNCTION_LINES) -> dict[str, int]:
+    """Functions (methods and nested ones included) in ``source`` longer than ``limit`` lines, def to last line:
+    name -> lines. A function that long does several jobs and hides the state they share."""
+    return {n.name: n.end_lineno - n.lineno + 1 for n in ast.walk(ast.parse(source))
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > limit}
+
+
+def test_no_function_is_longer_than_80_lines():
+    found = {f"{p.name}:{name}": lines for p in sorted(PACKAGE.glob("*.py"))
+             for name, lines in long_functions(p.read_text(encoding="utf-8")).items()}
+    assert found == {}, f"split these into named steps: {found}"
+
+
+def test_the_length_check_counts_nested_functions_and_methods():
+    body = "\n".join(["    x = 1"] * MAX_FUNCTION_LINES)
+    assert long_functions(f"def f():\n{body}\n") == {"f": MAX_FUNCTION_LINES + 1}
+    nested = "\n".join("    " + line for line in f"def g():\n{body}".splitlines())
+    assert "g" in long_functions(f"class C:\n{nested}\n")
+    assert long_functions(f"def f():\n{body[:-10]}\n") == {}
+
+
+def private_imports(source: str) -> list[str]:
+    """``module.name`` for every ``_private`` name (not ``__dunder__``) that ``source`` imports from segapp, by a
+    relative import or by ``segapp.x``: a name with a leading underscore belongs to its module alone, so a helper
+    other modules need is made public (and documented) where it is defined."""
+    found = []
+    for n in ast.walk(ast.parse(source)):
+        if isinstance(n, ast.ImportFrom) and (n.level > 0 or (n.module or "").split(".")[0] == "segapp"):
+            where = "." * n.level + (f"{n.module}." if n.module else "")
+            found += [where + a.name for a in n.names
+                      if a.name.startswith("_") and not a.name.startswith("__")]
+    return found
+
+
+def test_no_module_imports_another_modules_private_names():
+    found = {p.name: names for p in sorted(PACKAGE.glob("*.py")) if (names := private_imports(p.read_text("utf-8")))}
+    assert found == {}
+
+
+def test_the_private_import_check_sees_relative_and_absolute_imports():
+    assert private_imports("from .engines import _store") == [".engines._store"]
+    assert private_imports("def f():\n    from segapp.train import _shown") == ["segapp.train._shown"]
+    assert private_imports("from . import _x") == ["._x"]
+    assert private_imports("from .engines import store_cache_file, __version__") == []
+    assert private_imports("from os import _exit") == []
 
 
 def test_no_subcommand_hides_behind_an_import_error():
