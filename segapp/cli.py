@@ -446,10 +446,20 @@ def run_train(a) -> None:
         raise KeyboardInterrupt(interrupted(cfg)) from None
 
 
+def evaluate_config(a):
+    """The `segapp evaluate` flags as a :class:`segapp.evaluate.EvaluateConfig`, matched by name (``--json`` is
+    ``as_json``); the parsed arguments go along as the record --out's args.json keeps of how it was run."""
+    from .evaluate import EvaluateConfig
+
+    values = {f.name: getattr(a, f.name) for f in fields(EvaluateConfig) if f.name != "recorded" and hasattr(a, f.name)}
+    return EvaluateConfig(**values, as_json=a.json, recorded=vars(a))
+
+
 def run_evaluate(a) -> None:
+    """`segapp evaluate`: the flags become a checked config before anything is loaded."""
     from .evaluate import run
 
-    run(a)
+    run(evaluate_config(a))
 
 
 def run_predict(a) -> int:

@@ -6,14 +6,17 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from .classes import BACKGROUND
+from .classes import BACKGROUND, SegappError
 from .data import fingerprint, load_kaggle, make_split, to_tensor
 from .folders import VOID
 from .metrics import BoundaryScore, ConfusionMatrix, plot_confusion
@@ -94,73 +97,115 @@ def score_segmenter(segmenter, samples, progress: bool = False, total: int | Non
 OUT_FILES = ("metrics.json", "confusion.json", "confusion.png", "args.json")
 
 
-def check_args(args) -> None:
-    """One-line refusals for values that would crash or silently score nothing, and for an --out that holds results."""
-    from .classes import SegappError
-
-    limit, batch_size, width = getattr(args, "limit", None), getattr(args, "batch_size", 1), getattr(args, "width", 84)
-    if limit is not None and limit < 1:
-        raise SegappError(f"--limit must be at least 1, got {limit}")
-    if batch_size < 1:
-        raise SegappError(f"--batch-size must be at least 1, got {batch_size}")
-    if not 28 <= width <= 4096:
-        raise SegappError(f"--width must be 28..4096 (a digit is 28 pixels wide), got {width}")
-    if getattr(args, "out", None) is not None:
-        out = Path(args.out)
-        if out.exists() and not out.is_dir():
-            raise SegappError(f"--out {out} is a file, not a folder")
-        found = [n for n in OUT_FILES if os.path.lexists(out / n)]
-        if found:
-            raise SegappError(f"{out} already holds {', '.join(found)}; nothing was written; choose another --out "
-                              "(segapp never replaces files it did not just create)")
+class EvaluateArgumentError(SegappError, ValueError):
+    """A `segapp evaluate` argument whose value could only crash the run or score nothing."""
 
 
-def run(args) -> dict:
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Every argument of `segapp evaluate`, with its defaults (see its ``--help``), checked on creation so that a
+    config that exists can be scored.
+
+    ``recorded``: what ``--out``'s args.json records. The CLI passes the command's parsed arguments, so the file
+    says how the run was asked for (flag names, ``--threads``, argv); None records this config's own fields.
+    """
+
+    weights: Path | str | None = None  # None: the shipped weights/
+    device: str = "auto"
+    split: str = "test"  # M2NIST-recipe split, unless kaggle or data is given
+    kaggle: Path | str | None = None  # a Kaggle-layout pair
+    data: Path | str | None = None  # a folder dataset (whole images, not windows)
+    limit: int | None = None  # only the first N images
+    rescale: bool = True
+    digit_height: float | None = None
+    backend: str = "auto"
+    width: int = 84  # canvas width of the recipe split
+    as_json: bool = False  # one JSON object on stdout instead of the table
+    out: Path | str | None = None  # also write metrics.json, confusion.json/.png and args.json here
+    quiet: bool = False  # no progress bar (also none when stderr is not a terminal or with as_json)
+    batch_size: int = 128  # accepted and ignored by scoring (image by image), still range-checked
+    recorded: Mapping[str, object] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise EvaluateArgumentError(f"--limit must be at least 1, got {self.limit}")
+        if self.batch_size < 1:
+            raise EvaluateArgumentError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if not 28 <= self.width <= 4096:
+            raise EvaluateArgumentError(f"--width must be 28..4096 (a digit is 28 pixels wide), got {self.width}")
+        if self.recorded is not None:  # frozen means frozen: nobody edits the record after the fact
+            object.__setattr__(self, "recorded", MappingProxyType(dict(self.recorded)))
+
+    def record(self) -> dict:
+        """What args.json holds: ``recorded`` when given, else this config's fields."""
+        if self.recorded is not None:
+            return dict(self.recorded)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "recorded"}
+
+
+def check_out(out: Path | str | None) -> None:
+    """Refuses an --out that is a file or already holds results, before anything is loaded or written."""
+    if out is None:
+        return
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SegappError(f"--out {out} is a file, not a folder")
+    found = [n for n in OUT_FILES if os.path.lexists(out / n)]
+    if found:
+        raise SegappError(f"{out} already holds {', '.join(found)}; nothing was written; choose another --out "
+                          "(segapp never replaces files it did not just create)")
+
+
+def run(cfg: EvaluateConfig) -> dict:
     """`segapp evaluate`: scores the weights through the inference path, prints a table (or JSON)."""
-    import sys
-
-    from .folders import find_pairs, load_pair
-    from .images import Prepared
     from .inference import InferenceConfig, Segmenter
 
-    check_args(args)
-    cfg = InferenceConfig(device=args.device, rescale=getattr(args, "rescale", True),
-                          digit_height=getattr(args, "digit_height", None), backend=getattr(args, "backend", "auto"))
-    segmenter = Segmenter(args.weights, cfg)
+    check_out(cfg.out)
+    inference = InferenceConfig(device=cfg.device, rescale=cfg.rescale, digit_height=cfg.digit_height,
+                                backend=cfg.backend)
+    segmenter = Segmenter(cfg.weights, inference)
     model = segmenter.model
     t0 = time.perf_counter()
-    if getattr(args, "data", None):
-        pairs = find_pairs(args.data)[: args.limit]
-        samples = (load_pair(p) for p in pairs)
-        n_images, data, fp, size = len(pairs), str(args.data), None, None
-    else:
-        images, masks = load_eval_data(args.split, args.kaggle, args.limit, args.width)
-        samples = ((Prepared(img), m) for img, m in zip(images, masks))
-        n_images, size = int(len(images)), list(images.shape[1:])
-        data = str(args.kaggle) if args.kaggle else f"m2nist-recipe:{args.split}"
-        fp = fingerprint(images, masks)
-    quiet = getattr(args, "quiet", False) or args.json or not sys.stderr.isatty()
+    samples, n_images, data, fp, size = _samples(cfg)
+    quiet = cfg.quiet or cfg.as_json or not sys.stderr.isatty()
     metrics, cm, extra = score_segmenter(segmenter, samples, progress=not quiet, total=n_images)
     seconds = time.perf_counter() - t0
     metrics.update(extra)
     metrics.update(
         n_images=n_images, params=model.num_params(), receptive_field=model.receptive_field(),
-        data=data, data_fingerprint=fp, image_size=size, rescale=cfg.rescale, digit_height=cfg.digit_height,
-        weights=str(args.weights or "weights/"), seconds=round(seconds, 3), device=str(segmenter.device),
-        backend=segmenter.backend,
+        data=data, data_fingerprint=fp, image_size=size, rescale=inference.rescale,
+        digit_height=inference.digit_height, weights=str(cfg.weights or "weights/"), seconds=round(seconds, 3),
+        device=str(segmenter.device), backend=segmenter.backend,
     )
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        (out / "confusion.json").write_text(json.dumps(cm.matrix.tolist()) + "\n")
-        plot_confusion(cm.matrix, out / "confusion.png", f"Confusion on {metrics['data']} (row-normalised)")
-        (out / "args.json").write_text(json.dumps(vars(args), default=str, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(metrics))
-    else:
-        print(format_report(metrics))
+    if cfg.out:
+        _write_out(cfg, Path(cfg.out), metrics, cm)
+    print(json.dumps(metrics) if cfg.as_json else format_report(metrics))
     return metrics
+
+
+def _samples(cfg: EvaluateConfig) -> tuple[Iterator, int, str, str | None, list[int] | None]:
+    """The labelled images ``cfg`` asks for, streamed as (Prepared, mask) pairs, with what the metrics record
+    about them: (samples, number of images, data name, fingerprint, image size). A folder dataset's images differ
+    in size, so it has no single size, and it is not fingerprinted (reading it twice would cost a second pass)."""
+    from .folders import find_pairs, load_pair
+    from .images import Prepared
+
+    if cfg.data:
+        pairs = find_pairs(cfg.data)[: cfg.limit]
+        return (load_pair(p) for p in pairs), len(pairs), str(cfg.data), None, None
+    images, masks = load_eval_data(cfg.split, cfg.kaggle, cfg.limit, cfg.width)
+    samples = ((Prepared(img), m) for img, m in zip(images, masks))
+    data = str(cfg.kaggle) if cfg.kaggle else f"m2nist-recipe:{cfg.split}"
+    return samples, int(len(images)), data, fingerprint(images, masks), list(images.shape[1:])
+
+
+def _write_out(cfg: EvaluateConfig, out: Path, metrics: dict, cm: ConfusionMatrix) -> None:
+    """``--out``: the metrics, the confusion matrix (numbers and picture) and the arguments of this evaluation."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / "confusion.json").write_text(json.dumps(cm.matrix.tolist()) + "\n")
+    plot_confusion(cm.matrix, out / "confusion.png", f"Confusion on {metrics['data']} (row-normalised)")
+    (out / "args.json").write_text(json.dumps(cfg.record(), default=str, indent=2) + "\n")
 
 
 def format_report(m: dict) -> str:
