@@ -41,6 +41,8 @@ STROKE_SHARE = 0.25  # of a stroke's local full ink: where a faint blurred strok
 SHARP_EDGES = 0.465  # see is_sharp: between on-paper canvases (>= 0.476) and photos at the same scale (<= 0.455)
 STROKE_RADIUS = 3.0  # px at net scale (digits 20 px tall): the neighbourhood a stroke's full ink is looked for in
 NATIVE_HEIGHT = 17.0  # px: clean images read unscaled with digits at least this tall follow M2NIST's ink > 0 rule
+LINE_LENGTH = 2.5  # digit heights: straight ink at least this long is a ruled line, not a digit's stroke
+LINE_SHARE = 0.5  # a "digit" with this share of its pixels on ruled lines is the lines (where a margin crosses a rule)
 INK_PIXELS = 2_000_000  # largest crop whose ink is measured at full resolution (memory: ~20 bytes a pixel)
 STRIP_BYTES = 64 * 2**20  # memory of one strip of upsampled logits
 
@@ -148,9 +150,20 @@ class Segmenter:
             small, conf = _classes(logits[None])
             small, conf = small[0], conf[0]
         digits = read_digits(small, conf)
+        lines = ruled_lines(n.image)
+        if lines.any():  # a ruled line, a margin or a table's border is no digit, nor is where two of them cross
+            digits = [d for d in digits if _line_share(d, small, lines) < LINE_SHARE]
         H, W = n.prepared.raw.shape
         full = small.copy() if small.shape == (H, W) else upsample_classes(logits, small, H, W)
         ink_refine(full, n.prepared, n.scale, n.digit_height)
+        if lines.any():  # the line's stretches outside the digits it crosses leave the mask
+            keep = np.zeros(small.shape, bool)
+            for d in digits:
+                x0, y0, x1, y1 = d["bbox"]
+                keep[y0:y1, x0:x1] = True
+            off = (lines & ~keep).view(np.uint8)
+            off = off if off.shape == (H, W) else cv2.resize(off, (W, H), interpolation=cv2.INTER_NEAREST)
+            full[off.view(bool)] = BACKGROUND
         sy, sx = small.shape[0] / H, small.shape[1] / W
         for d in digits:  # boxes to input pixels
             x0, y0, x1, y1 = d["bbox"]
@@ -240,6 +253,30 @@ class Segmenter:
                 if _certainty(plain) > _certainty(results[i]):
                     results[i] = plain
         return results
+
+
+def ruled_lines(image: np.ndarray) -> np.ndarray:
+    """(h, w) bool: the straight horizontal and vertical lines of a net-scale image (ruled paper, a margin, a form's
+    boxes), at least :data:`LINE_LENGTH` digit heights long, widened by a pixel for their soft edges.
+
+    The net, which sees 45 px at a time, colours where such lines cross as a 7 or a 4 and a rule's stretch as a
+    1: on ruled blank pages that was every page misread (dev set). No digit holds a straight stroke 2.5 digit
+    heights long, so a digit mostly made of such lines is none, and a line through a digit is not part of it.
+    """
+    ink = (image >= 64).astype(np.uint8)
+    n = int(LINE_LENGTH * TARGET_HEIGHT)
+    if not ink.any() or max(image.shape) < n:
+        return np.zeros(image.shape, bool)
+    found = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((1, n), np.uint8))
+    found |= cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((n, 1), np.uint8))
+    return cv2.dilate(found, np.ones((3, 3), np.uint8)).astype(bool)
+
+
+def _line_share(d: dict, small: np.ndarray, lines: np.ndarray) -> float:
+    """The share of a digit's net-scale pixels that lie on ruled lines (a digit on a rule: a few; a rule's corner: all)."""
+    x0, y0, x1, y1 = d["bbox"]
+    mine = small[y0:y1, x0:x1] == d["digit"]
+    return float((mine & lines[y0:y1, x0:x1]).sum()) / max(int(mine.sum()), 1)
 
 
 def settle(full: np.ndarray, digits: list[dict], min_area: float) -> list[dict]:

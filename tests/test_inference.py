@@ -144,3 +144,35 @@ def test_settle_keeps_the_mask_and_the_reading_in_step():
     assert kept[0]["area"] == 200
     assert (full[2:22, 2:12] == 3).all()
     assert (full[:, 12:] == BACKGROUND).all()
+
+
+def test_ruled_lines_are_found_and_no_digit_is_taken_for_one():
+    """Straight lines 2.5 digit heights long are rules, margins or boxes; a digit's strokes never are."""
+    from segapp.inference import LINE_LENGTH, ruled_lines
+
+    page = np.zeros((120, 200), np.uint8)
+    page[30, :] = 255  # a rule across the page
+    page[:, 20] = 200  # a margin line
+    page[60:80, 100:103] = 255  # a digit-sized stroke (a 1)
+    page[90, 50 : 50 + int(LINE_LENGTH * TARGET_HEIGHT) - 2] = 255  # a stroke just short of a line
+    lines = ruled_lines(page)
+    assert lines[30, 150] and lines[100, 20]
+    assert not lines[60:80, 100:103].any() and not lines[90, 60]
+    assert not ruled_lines(np.zeros((40, 40), np.uint8)).any()
+
+
+def test_a_ruled_blank_page_reads_nothing_and_a_rule_through_digits_changes_no_reading(test_split):
+    """Blank ruled paper was read as rows of 7s (where a margin crosses a rule); digits written on a rule read as
+    without it, and the rule's stretch beyond them is not coloured."""
+    seg = Segmenter(None, InferenceConfig(backend="torch"))
+    page = np.full((300, 400), 235, np.uint8)
+    page[25::30, :] = 150  # ruled paper, dark on light
+    page[:, 40] = 120  # its margin
+    assert seg(page).text == ""
+    imgs = test_split[0][:20]
+    plain = [seg(im).text for im in imgs]
+    ruled = imgs.copy()
+    ruled[:, 61, :] = 200  # the rule the digits were written on
+    got = [seg(im) for im in ruled]
+    assert [s.text for s in got] == plain
+    assert all((s.classes[61, :2] == BACKGROUND).all() for s in got)
