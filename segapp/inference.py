@@ -273,7 +273,7 @@ def ruled_lines(image: np.ndarray) -> np.ndarray:
 
 
 def _line_share(d: dict, small: np.ndarray, lines: np.ndarray) -> float:
-    """The share of a digit's net-scale pixels that lie on ruled lines (a digit on a rule: a few; a rule's corner: all)."""
+    """Share of a digit's net-scale pixels on ruled lines (a digit on a rule: a few; a rule's corner: all)."""
     x0, y0, x1, y1 = d["bbox"]
     mine = small[y0:y1, x0:x1] == d["digit"]
     return float((mine & lines[y0:y1, x0:x1]).sum()) / max(int(mine.sum()), 1)

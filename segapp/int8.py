@@ -40,7 +40,7 @@ from .engines import (
 INT8_CALIBRATION = 1024
 INT8_CALIBRATION_WILD = 0.65  # their share of real-world-like images, as `segapp train` draws them by default
 INT8_CALIBRATION_DATA = f"m2nist-recipe:train + {INT8_CALIBRATION_WILD:g} wild (segapp.synth, MNIST training digits)"
-INT8_PERCENTILE = 99.99  # each activation range ends at this percentile of the calibration activations (see quantize_int8)
+INT8_PERCENTILE = 99.99  # each activation range ends at this percentile of the calibration activations
 INT8_AGREEMENT = 0.995  # share of class-map pixels int8 must share with torch on the probe images to be used
 
 
