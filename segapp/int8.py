@@ -89,7 +89,7 @@ def int8_engine_for(model: nn.Module, device: torch.device | None = None, thread
     from .data import make_split
 
     probe = make_split("val", n=16)[0]
-    path = cache_dir() / f"{state_digest(model)[:32]}.int8v4.onnx"  # v4: 1024 wild images, streamed, percentile 99.9999
+    path = cache_dir() / f"{state_digest(model)[:32]}.int8v5.onnx"  # v5: percentile 99.99 (see quantize_int8)
     given = data is not None
     if not given:
         data = path.read_bytes() if use_cache and path.is_file() else None
