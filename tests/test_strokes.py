@@ -1,0 +1,67 @@
+"""Other writers from MNIST's digits (segapp.strokes) and the blank pages of the real-world generator."""
+
+import cv2
+import numpy as np
+import pytest
+
+from segapp.classes import BACKGROUND
+from segapp.data import digit_pool
+from segapp.strokes import repen, restyle, thin
+from segapp.synth import WildConfig, wild_sample
+
+
+def test_thinning_leaves_a_one_pixel_connected_skeleton():
+    bar = np.zeros((20, 30), bool)
+    bar[8:13, 3:27] = True  # a stroke 5 px wide
+    skel = thin(bar)
+    assert skel.any() and (skel.sum(0)[6:24] == 1).all()  # one pixel per column along the stroke
+    assert cv2.connectedComponents(skel.astype(np.uint8))[0] == 2  # background + one piece
+    assert not (skel & ~bar).any()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    d, labels = digit_pool("train")
+    return d[:200], labels[:200]
+
+
+def _crop(d28: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(d28 > 0)
+    return d28[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32) / 255.0
+
+
+def test_repen_keeps_the_shape_and_changes_the_pen(digits):
+    """The re-drawn digit follows the original's skeleton; its stroke width varies from digit to digit."""
+    widths, kept = [], []
+    for k in range(40):
+        d = _crop(digits[0][k])
+        p = repen(d, np.random.default_rng(k))
+        assert p.dtype == np.float32 and 0 <= p.min() and 0.3 < p.max() <= 1  # a fine liner at 20 px is faint
+        assert abs(p.shape[0] - d.shape[0]) <= max(3, 0.3 * d.shape[0])  # the same digit height, give or take a nib
+        bone = thin(d > 0.45)
+        h, w = min(p.shape[0], d.shape[0]), min(p.shape[1], d.shape[1])
+        near = cv2.dilate((p > 0.2).astype(np.uint8), np.ones((5, 5), np.uint8))[:h, :w].astype(bool)
+        kept.append((near & bone[:h, :w]).sum() / max(bone[:h, :w].sum(), 1))
+        widths.append((p > 0.25).sum() / max(thin(p > 0.25).sum(), 1))
+    assert np.median(kept) > 0.8
+    assert max(widths) > 2 * min(widths)
+
+
+def test_restyle_closes_an_open_four():
+    four = np.zeros((24, 20), np.float32)
+    four[0:14, 3:5] = 1  # left arm
+    four[12:14, 3:18] = 1  # bar
+    four[0:24, 13:15] = 1  # stem: the top is open between the arms
+    closed = restyle(four, 4, np.random.default_rng(0))
+    top = closed[:3] > 0.5  # the first rows of ink (restyle crops to the ink)
+    runs = np.flatnonzero(np.diff(np.r_[0, top.any(0).astype(int), 0]))
+    assert len(runs) // 2 == 1  # one run of ink across the top: the arms are joined
+    assert np.array_equal(restyle(four, 3, np.random.default_rng(0)), four[:, 3:18])  # other digits: unchanged
+
+
+def test_blank_training_images_are_all_background(digits):
+    cfg = WildConfig(blank=1.0)
+    for k in range(10):
+        image, label = wild_sample(np.random.default_rng(k), *digits, cfg)
+        assert image.shape == label.shape == (cfg.height, cfg.width)
+        assert (label == BACKGROUND).all()
