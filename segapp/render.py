@@ -33,6 +33,9 @@ from .images import Prepared
 # covers at least this share of the blob's main class (touching digits); smaller minorities are
 # misclassified stroke pixels of the main digit.
 MINORITY_SHARE = 0.3
+# A blob narrower than this many times its height holds one digit (two touching digits side by side are wider):
+# big bold hands had a stroke of one glyph (the stem of a 7, a 2's tail) read as a digit of its own (issue 23).
+ONE_DIGIT_ASPECT = 0.8
 _PLTE = bytes(flat_palette())  # a mask PNG's palette chunk: 256 entries, as Pillow writes it
 
 
@@ -187,7 +190,7 @@ def read_digits(classes: np.ndarray, confidence: np.ndarray, min_area: int = MIN
         digit's pixels) and ``bbox`` ([x0, y0, x1, y1], inclusive-exclusive), sorted by x centre.
     """
     fg = (classes != BACKGROUND).astype(np.uint8)
-    n, labels = cv2.connectedComponents(fg, connectivity=8)
+    n, labels, blob, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
     if n <= 1:
         return []
     # One pass over the digit pixels, grouped by (blob, class): a fixed number of array operations per image
@@ -196,6 +199,9 @@ def read_digits(classes: np.ndarray, confidence: np.ndarray, min_area: int = MIN
     key = labels[ys, xs].astype(np.int64) * NUM_DIGITS + classes[ys, xs]
     counts = np.bincount(key, minlength=n * NUM_DIGITS).reshape(n, NUM_DIGITS)
     keep = counts >= np.maximum(min_area, MINORITY_SHARE * counts.max(1, keepdims=True))
+    # a blob too narrow to hold two digits side by side is one digit: a second class in it is part of its stroke
+    single = blob[:, cv2.CC_STAT_WIDTH] < ONE_DIGIT_ASPECT * blob[:, cv2.CC_STAT_HEIGHT]
+    keep[single] &= counts[single] == counts[single].max(1, keepdims=True)
     wanted = np.flatnonzero(keep.ravel())  # (blob, class) keys that are digits, blob-major as before
     if len(wanted) == 0:
         return []

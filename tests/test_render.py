@@ -15,7 +15,7 @@ from segapp.classes import (
 )
 from segapp.images import prepare
 from segapp.inference import Segmenter
-from segapp.render import overlay, read_digits, read_mask, save_mask
+from segapp.render import ONE_DIGIT_ASPECT, overlay, read_digits, read_mask, save_mask
 
 
 def canvas(h=20, w=40):
@@ -142,7 +142,11 @@ def _read_digits_by_blob(classes, confidence, min_area=MIN_DIGIT_AREA, min_confi
     for blob in range(1, n):
         inside = labels == blob
         counts = np.bincount(classes[inside], minlength=10)[:10]
+        bys, bxs = np.nonzero(inside)
+        narrow = bxs.max() + 1 - bxs.min() < ONE_DIGIT_ASPECT * (bys.max() + 1 - bys.min())
         for d in np.flatnonzero(counts >= max(min_area, 0.3 * counts.max())):
+            if narrow and counts[d] < counts.max():
+                continue
             ys, xs = np.nonzero(inside & (classes == d))
             conf = float(confidence[ys, xs].mean())
             h, w = ys.max() + 1 - ys.min(), xs.max() + 1 - xs.min()
