@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from segapp.classes import BACKGROUND
 
-EDGE = 64
+EDGE = 64  # clean ink below this (a quarter of 255) is void where digits were resampled (robustness.py)
 FONT_DIRS = (Path("/usr/share/fonts"),)
 DEV_FONTS = ("BecauseWeBuild-Regular", "BecauseWeConnect-Regular", "BecauseWeCreate-Regular", "Humor-Sans", "Purisa",
              "ComicNeue-Regular")  # femkeklaver left out: an outline (hollow) hand, which nobody writes

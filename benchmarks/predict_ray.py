@@ -41,9 +41,10 @@ def write_pngs(folder: Path, n: int) -> None:
         Image.fromarray(images[i % len(images)]).save(folder / f"{i:05d}.png")
 
 
-def timed(src: Path, out: Path, extra: list[str]) -> tuple[float, float | None]:
-    """Wall seconds of one `segapp predict` command, and the in-run files/s it printed."""
-    cmd = [sys.executable, "-m", "segapp.cli", "predict", str(src), "--out", str(out), "--quiet", *extra]
+def timed(src: Path, out: Path, extra: list[str], before: list[str] = ()) -> tuple[float, float]:
+    """Wall seconds of one `segapp predict` command, and the in-run files/s it printed (``before``: global flags
+    such as ``--threads N``, which go before the subcommand)."""
+    cmd = [sys.executable, "-m", "segapp.cli", *before, "predict", str(src), "--out", str(out), "--quiet", *extra]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t0

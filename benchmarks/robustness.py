@@ -38,7 +38,7 @@ from segapp.inference import InferenceConfig, Segmenter
 from segapp.metrics import BoundaryScore, ConfusionMatrix
 
 VOID = 255
-EDGE = 64  # clean ink below this (a quarter of 255) is void where digits were resampled
+EDGE = handwriting.EDGE  # clean ink below a quarter of 255 is void where digits were resampled
 
 
 def resample(img: np.ndarray, mask: np.ndarray, f: float) -> tuple[np.ndarray, np.ndarray]:

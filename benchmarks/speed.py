@@ -37,9 +37,7 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +46,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from benchmarks.predict_ray import timed
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK_BEGIN, MARK_END = "<!-- speed:begin (written by python -m benchmarks.speed) -->", "<!-- speed:end -->"
@@ -248,15 +248,7 @@ def measure_predict(n_files: int, runs: int, threads: int, log) -> dict:
         for r in range(runs):
             for backend in res:
                 out = Path(tmp) / f"out-{backend}-{r}"
-                cmd = [sys.executable, "-m", "segapp.cli", "--threads", str(threads), "predict", str(src), "--out",
-                       str(out), "--quiet", "--backend", backend]
-                t0 = time.perf_counter()
-                p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-                wall = time.perf_counter() - t0
-                m = re.search(r"\((\d+) predicted.* in ([\d.]+) s \((\d+) files/s\)", p.stderr)
-                if p.returncode != 0 or not m:
-                    raise RuntimeError(f"segapp predict failed ({p.returncode}): {p.stderr[-2000:]}")
-                rate = int(m.group(1)) / float(m.group(2))
+                wall, rate = timed(src, out, ["--backend", backend], ["--threads", str(threads)])
                 res[backend]["files_per_s_in_run"].append(round(rate, 1))
                 res[backend]["wall_s"].append(round(wall, 2))
                 log(f"  predict run {r + 1}/{runs} --backend {backend}: {rate:.0f} files/s in-run, "

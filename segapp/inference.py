@@ -151,12 +151,13 @@ class Segmenter:
             small, conf = small[0], conf[0]
         digits = read_digits(small, conf)
         lines = ruled_lines(n.image)
-        if lines.any():  # a ruled line, a margin or a table's border is no digit, nor is where two of them cross
+        ruled = bool(lines.any())
+        if ruled:  # a ruled line, a margin or a table's border is no digit, nor is where two of them cross
             digits = [d for d in digits if _line_share(d, small, lines) < LINE_SHARE]
         H, W = n.prepared.raw.shape
         full = small.copy() if small.shape == (H, W) else upsample_classes(logits, small, H, W)
         ink_refine(full, n.prepared, n.scale, n.digit_height)
-        if lines.any():  # the line's stretches outside the digits it crosses leave the mask
+        if ruled:  # the line's stretches outside the digits it crosses leave the mask
             keep = np.zeros(small.shape, bool)
             for d in digits:
                 x0, y0, x1, y1 = d["bbox"]

@@ -3,6 +3,7 @@
 import os
 import stat
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -33,3 +34,16 @@ def snapshot(root: Path) -> dict:
             else:  # folders, pipes, sockets, devices
                 snap[rel] = (st.st_mtime_ns,)
     return snap
+
+
+def summary_rows(out: Path) -> int:
+    """Rows `segapp predict` has appended to OUT/summary.jsonl so far (0 before the file exists)."""
+    jsonl = out / "summary.jsonl"
+    return jsonl.read_bytes().count(b"\n") if jsonl.exists() else 0
+
+
+def wait_for_rows(out: Path, n: int, seconds: float, running) -> None:
+    """Waits until a running job (``running()`` true) has written ``n`` summary rows, or ``seconds`` passed."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and running() and summary_rows(out) < n:
+        time.sleep(0.01)

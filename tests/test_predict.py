@@ -10,13 +10,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from imagefiles import png_claiming, snapshot
+from imagefiles import png_claiming, snapshot, wait_for_rows
 from PIL import Image, ImageOps
 
 import segapp.predict
@@ -220,12 +219,7 @@ def test_interrupted_process_then_resume(sig, tmp_path, test_split, tiny_weights
     # A shell that starts the test suite in the background hands it SIGINT ignored; give Ctrl-C back to the child.
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        jsonl = out / "summary.jsonl"
-        if jsonl.exists() and jsonl.read_bytes().count(b"\n") >= 20:
-            break
-        time.sleep(0.01)
+    wait_for_rows(out, 20, 60, lambda: proc.poll() is None)
     proc.send_signal(sig)
     assert proc.wait(60) == (130 if sig == signal.SIGINT else -signal.SIGKILL)  # stopped mid-run, not finished
     assert snapshot(root) == before

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from imagefiles import snapshot
+from imagefiles import snapshot, summary_rows, wait_for_rows
 from PIL import Image
 
 import segapp.predict
@@ -156,7 +156,7 @@ def test_killed_worker_loses_only_its_batch(cluster, tiny_weights, tmp_path):
     job.start()
     deadline, killed = time.monotonic() + 120, []
     while time.monotonic() < deadline and job.is_alive() and not killed:
-        if (out / "summary.jsonl").exists() and (out / "summary.jsonl").read_bytes().count(b"\n") >= 8:
+        if summary_rows(out) >= 8:
             for pid in segment_workers()[:1]:
                 os.kill(pid, signal.SIGKILL)  # mid-run: Ray restarts the actor and runs its batch again
                 killed.append(pid)
@@ -207,12 +207,7 @@ def test_killed_driver_then_resume(cluster, tiny_weights, tmp_path):
            "--batch-size", "4", "--quiet", "--cluster", "ray", "--ray-cpus", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            jsonl = out / "summary.jsonl"
-            if jsonl.exists() and jsonl.read_bytes().count(b"\n") >= 10:
-                break
-            time.sleep(0.02)
+        wait_for_rows(out, 10, 120, lambda: proc.poll() is None)
         proc.kill()
         assert proc.wait(60) == -signal.SIGKILL  # stopped mid-run, not finished
     finally:
