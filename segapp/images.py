@@ -33,6 +33,11 @@ MIN_SIDE = 4  # smaller images hold no legible digit; refused with a clear messa
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".pgm", ".ppm", ".pbm")
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own bomb guard, as a second line of defence
+# Between 1x and 2x its limit Pillow only warns; check_size() then refuses the image from its header, so the
+# message never depends on warning filters (segapp predict decodes in threads, and a catch_warnings() block
+# there is not thread-safe: a file's error once depended on what another thread was decoding). Over 2x,
+# Pillow raises before the header is returned. The warning itself is noise once check_size() has spoken.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 class ImageError(SegappError, ValueError):
@@ -118,23 +123,21 @@ def decode(source: str | Path | bytes, name: str | None = None) -> Image.Image:
             if st.st_size == 0:
                 raise ImageError(f"{name}: empty file (0 bytes)")
             fh = open(path, "rb")  # noqa: SIM115 - closed below once decoded
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            try:
-                img = Image.open(fh, formats=formats)  # never PostScript/EPS (Ghostscript) or other plugins
-                check_size(*img.size, name)  # from the header, before any pixel is decoded
-                img.seek(0)  # first frame of an animation
-                img.load()
-            finally:
-                if not isinstance(source, bytes):
-                    fh.close()
+        try:
+            img = Image.open(fh, formats=formats)  # never PostScript/EPS (Ghostscript) or other plugins
+            check_size(*img.size, name)  # from the header, before any pixel is decoded
+            img.seek(0)  # first frame of an animation
+            img.load()
+        finally:
+            if not isinstance(source, bytes):
+                fh.close()
         return img
     except ImageError:
         raise
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image in a format segapp reads "
                          "(PNG, JPEG, BMP, WebP, GIF, TIFF, PGM/PPM/PBM)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # the warning: under python -W error
         raise ImageError(
             f"{name}: above the limit of {MAX_PIXELS:,} pixels (possible decompression bomb); downscale it first"
         ) from None

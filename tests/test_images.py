@@ -98,6 +98,25 @@ def test_bad_bytes_give_one_line_errors_naming_the_file(data, reason):
     assert str(err.value).startswith("input/x.png:") and "\n" not in str(err.value)
 
 
+def test_an_oversized_image_gets_one_message_whatever_the_warning_filters():
+    """Between 1x and 2x the limit Pillow only warns; the error must not depend on filters that other code
+    sets (a catch_warnings() block in another thread once changed a file's message mid-run)."""
+    import warnings
+
+    messages = set()
+    for action in ("ignore", "always", "default"):
+        with warnings.catch_warnings():
+            warnings.simplefilter(action)
+            with pytest.raises(ImageError) as err:
+                prepare(png_claiming(5000, 5000), "big.png")
+            messages.add(str(err.value))
+    assert messages == {"big.png: 5000x5000 pixels is above the limit of 16,777,216; downscale the image first"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # python -W error: still one line naming the file, never a traceback
+        with pytest.raises(ImageError, match="^big.png: above the limit"):
+            prepare(png_claiming(5000, 5000), "big.png")
+
+
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
 def test_truncated_files_are_refused(test_split, fmt):
     data = encode(test_split[0][0], fmt)
