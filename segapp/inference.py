@@ -43,6 +43,7 @@ STROKE_RADIUS = 3.0  # px at net scale (digits 20 px tall): the neighbourhood a 
 NATIVE_HEIGHT = 17.0  # px: clean images read unscaled with digits at least this tall follow M2NIST's ink > 0 rule
 LINE_LENGTH = 2.5  # digit heights: straight ink at least this long is a ruled line, not a digit's stroke
 LINE_SHARE = 0.5  # a "digit" with this share of its pixels on ruled lines is the lines (where a margin crosses a rule)
+INK_SPAN = 0.6  # a digit whose ink spans this share of its height is a stroke, however thin (see _has_ink)
 INK_PIXELS = 2_000_000  # largest crop whose ink is measured at full resolution (memory: ~20 bytes a pixel)
 STRIP_BYTES = 64 * 2**20  # memory of one strip of upsampled logits
 
@@ -289,10 +290,7 @@ def settle(full: np.ndarray, digits: list[dict], min_area: float) -> list[dict]:
     there (a stroke's end the net gave another class) take the class of the nearest read digit, so
     each connected stroke carries its digit's class.
     """
-    for d in digits:
-        x0, y0, x1, y1 = d["bbox"]
-        d["area"] = int((full[y0:y1, x0:x1] == d["digit"]).sum())
-    digits = [d for d in digits if d["area"] >= min_area]
+    digits = [d for d in digits if _has_ink(full, d, min_area)]
     fg = full != BACKGROUND
     if not fg.any():
         return digits
@@ -326,6 +324,22 @@ def settle(full: np.ndarray, digits: list[dict], min_area: float) -> list[dict]:
         x0, y0, x1, y1 = d["bbox"]
         d["area"] = int((full[y0:y1, x0:x1] == d["digit"]).sum())
     return digits
+
+
+def _has_ink(full: np.ndarray, d: dict, min_area: float) -> bool:
+    """Whether a digit kept enough stroke ink once the mask follows the strokes (sets ``d["area"]``).
+
+    ``min_area`` ink pixels, or a quarter of that when the ink still spans :data:`INK_SPAN` of the digit's
+    height: a fine pen's digit is a long, thin stroke of little area (hairline fonts, a fine felt-tip at 0.6x
+    net scale: 55 px where 56 were asked), while a smudge or shadow the net coloured keeps only specks.
+    """
+    x0, y0, x1, y1 = d["bbox"]
+    mine = full[y0:y1, x0:x1] == d["digit"]
+    d["area"] = int(mine.sum())
+    if d["area"] >= min_area:
+        return True
+    rows = np.flatnonzero(mine.any(1))
+    return d["area"] >= min_area / 4 and len(rows) > 0 and rows[-1] - rows[0] + 1 >= INK_SPAN * (y1 - y0)
 
 
 def _classes(logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
