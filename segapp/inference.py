@@ -42,7 +42,10 @@ SHARP_EDGES = 0.465  # see is_sharp: between on-paper canvases (>= 0.476) and ph
 STROKE_RADIUS = 3.0  # px at net scale (digits 20 px tall): the neighbourhood a stroke's full ink is looked for in
 NATIVE_HEIGHT = 17.0  # px: clean images read unscaled with digits at least this tall follow M2NIST's ink > 0 rule
 LINE_LENGTH = 2.5  # digit heights: straight ink at least this long is a ruled line, not a digit's stroke
+LINE_GAP = 4  # px at net scale: breaks along a ruled line that it still bridges (noise, JPEG blocks)
 LINE_SHARE = 0.5  # a "digit" with this share of its pixels on ruled lines is the lines (where a margin crosses a rule)
+BLOB_WIDTH = 0.85  # of a digit's height: ink this wide is a filled blob (a smudge), no pen stroke
+PIECE_SHARE = 0.3  # of a digit's mask: its largest connected piece holds at least this much, unless it is specks
 INK_SPAN = 0.6  # a digit whose ink spans this share of its height is a stroke, however thin (see _has_ink)
 INK_PIXELS = 2_000_000  # largest crop whose ink is measured at full resolution (memory: ~20 bytes a pixel)
 STRIP_BYTES = 64 * 2**20  # memory of one strip of upsampled logits
@@ -269,8 +272,12 @@ def ruled_lines(image: np.ndarray) -> np.ndarray:
     n = int(LINE_LENGTH * TARGET_HEIGHT)
     if not ink.any() or max(image.shape) < n:
         return np.zeros(image.shape, bool)
-    found = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((1, n), np.uint8))
-    found |= cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((n, 1), np.uint8))
+    # A faint rule in a noisy photo or a JPEG dips below the level here and there: gaps of up to LINE_GAP px
+    # along the line are closed first (a digit's own strokes are far shorter than a line, gaps or not).
+    along, across = np.ones((1, LINE_GAP + 1), np.uint8), np.ones((LINE_GAP + 1, 1), np.uint8)
+    found = cv2.morphologyEx(cv2.morphologyEx(ink, cv2.MORPH_CLOSE, along), cv2.MORPH_OPEN, np.ones((1, n), np.uint8))
+    found |= cv2.morphologyEx(cv2.morphologyEx(ink, cv2.MORPH_CLOSE, across), cv2.MORPH_OPEN,
+                              np.ones((n, 1), np.uint8))
     return cv2.dilate(found, np.ones((3, 3), np.uint8)).astype(bool)
 
 
@@ -336,10 +343,29 @@ def _has_ink(full: np.ndarray, d: dict, min_area: float) -> bool:
     x0, y0, x1, y1 = d["bbox"]
     mine = full[y0:y1, x0:x1] == d["digit"]
     d["area"] = int(mine.sum())
-    if d["area"] >= min_area:
-        return True
     rows = np.flatnonzero(mine.any(1))
-    return d["area"] >= min_area / 4 and len(rows) > 0 and rows[-1] - rows[0] + 1 >= INK_SPAN * (y1 - y0)
+    if d["area"] < min_area and not (d["area"] >= min_area / 4 and len(rows) and
+                                     rows[-1] - rows[0] + 1 >= INK_SPAN * (y1 - y0)):
+        return False
+    return _is_stroke(mine)
+
+
+def _is_stroke(mine: np.ndarray) -> bool:
+    """Whether a digit's mask (bool, its box) is pen strokes rather than a smudge or sensor noise.
+
+    A smudge, a shadow or a blot the net coloured is filled: as wide as it is tall, where even a marker's
+    stroke is under half a digit's height (:data:`BLOB_WIDTH`). Noise is specks: a stroke is mostly one
+    connected piece, even when a faint pencil line breaks (:data:`PIECE_SHARE`).
+    """
+    m = mine.astype(np.uint8)
+    rows = np.flatnonzero(m.any(1))
+    if len(rows) == 0:
+        return False
+    dist = cv2.distanceTransform(np.pad(m, 1), cv2.DIST_L2, 3)
+    if 2 * float(dist.max()) >= BLOB_WIDTH * (rows[-1] - rows[0] + 1):
+        return False
+    n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    return n <= 2 or int(stats[1:, cv2.CC_STAT_AREA].max()) >= PIECE_SHARE * int(m.sum())
 
 
 def _classes(logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -146,6 +146,40 @@ def test_settle_keeps_the_mask_and_the_reading_in_step():
     assert (full[:, 12:] == BACKGROUND).all()
 
 
+def test_a_fine_pens_digit_is_kept_and_smudges_and_specks_are_not():
+    """A thin digit spanning its box stays read; a filled blob or scattered specks coloured as a digit do not."""
+    from segapp.inference import settle
+
+    full = np.full((40, 120), BACKGROUND, np.uint8)
+    full[5:35, 10] = 1  # a hairline 1: 30 px of ink, under the 40 asked for, but it spans its box
+    yy, xx = np.mgrid[:40, :120]
+    full[(yy - 20) ** 2 + (xx - 50) ** 2 <= 12**2] = 6  # a smudge: a filled disc
+    rng = np.random.default_rng(0)
+    specks = np.zeros((30, 20), bool)
+    specks[rng.integers(0, 30, 60), rng.integers(0, 20, 60)] = True
+    full[5:35, 90:110][specks] = 3  # dark-frame noise: specks
+    boxes = {1: [10, 5, 11, 35], 6: [38, 8, 63, 33], 3: [90, 5, 110, 35]}
+    digits = [{"digit": k, "bbox": b, "confidence": 0.9} for k, b in boxes.items()]
+    kept = settle(full, digits, min_area=40)
+    assert [d["digit"] for d in kept] == [1]
+    assert (full[5:35, 10] == 1).all() and (full[:, 30:] == BACKGROUND).all()
+    full[5:35, 10] = BACKGROUND
+    full[5:12, 10] = 1  # a short speck of a line: under the area and not spanning its box
+    assert settle(full, [{"digit": 1, "bbox": [10, 5, 11, 35], "confidence": 0.9}], min_area=40) == []
+
+
+def test_a_broken_faint_rule_is_still_a_line():
+    """Noise breaks a faint rule into dashes a few px apart; it is still found, and a digit's stroke is not."""
+    from segapp.inference import LINE_GAP, ruled_lines
+
+    page = np.zeros((160, 200), np.uint8)
+    page[:, 40] = 200
+    page[::LINE_GAP + 2, 40] = 30  # the margin dips below the ink level every few px
+    page[60:80, 100:103] = 255
+    lines = ruled_lines(page)
+    assert lines[10:150, 40].all() and not lines[60:80, 100:103].any()
+
+
 def test_ruled_lines_are_found_and_no_digit_is_taken_for_one():
     """Straight lines 2.5 digit heights long are rules, margins or boxes; a digit's strokes never are."""
     from segapp.inference import LINE_LENGTH, ruled_lines
