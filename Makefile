@@ -19,11 +19,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check segapp tests benchmarks app.py
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 test-fast: $(STAMP)
 	$(PY) -m ruff check segapp tests benchmarks app.py
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n 2 -m "not slow"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
