@@ -42,13 +42,12 @@ class WildConfig:
     gap: tuple[float, float] = (-3.0, 9.0)  # px between neighbouring digits' boxes; < 0 overlaps
     slant: float = 0.5  # max |shear|
     rotate: float = 14.0  # max |degrees|
-    aspect: float = 0.45  # max |log| of the width/height change (narrow and wide hands: 0.64-1.57x)
+    aspect: float = 0.3  # max |log| of the width/height change (narrow and wide hands)
     elastic: float = 0.7  # probability of a smooth random wobble
     wobble: float = 2.4  # px at 20 px digit height: largest elastic amplitude
     repen: float = 0.5  # probability that a digit is re-drawn along its skeleton with another pen (segapp.strokes)
     thicken: float = 0.35  # probability of a marker (dilation by 2-5 px)
     thin: float = 0.08  # probability of a fine pen (erosion)
-    faint: float = 0.15  # probability of a light hand: the digit's ink at 35-75% (labels keep its own full ink)
     resample: float = 0.25  # probability of blur from a low-resolution original (small digits upscaled)
     styled: float = 0.45  # probability that a 1 gets a flag and/or foot, a 4 a closed top, a 7 a crossbar
     photo: float = 0.55  # probability of the photograph treatment
@@ -116,8 +115,6 @@ def _layout(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, cf
         while x < W:
             j = int(rng.integers(0, len(digits)))
             p = _digit_patch(digits[j], base * rng.uniform(0.9, 1.1), rng, cfg, int(labels[j]))
-            light = rng.uniform(0.35, 0.75)  # a light hand or a hairline nib, for a share ``faint`` of digits
-            light = light if rng.random() < cfg.faint else 1.0
             ph, pw = p.shape
             nz = np.nonzero(p.max(0) > 0.1)[0]
             left, right = (nz[0], nz[-1]) if len(nz) else (0, pw - 1)
@@ -133,7 +130,7 @@ def _layout(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, cf
                 label[win][own] = labels[j]
                 strength[win][own] = q[own]
                 faint[win] |= (q > 0.02) & (q < EDGE)
-                np.maximum(ink[win], q * light, out=ink[win])
+                np.maximum(ink[win], q, out=ink[win])
             x = x0 + right + rng.uniform(*cfg.gap) * base / TARGET_HEIGHT
     label[faint & (label == BACKGROUND)] = IGNORE
     return ink, label
