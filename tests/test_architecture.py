@@ -80,6 +80,40 @@ def test_the_argparse_check_sees_every_form_of_import():
     assert "argparse" not in stdlib_imports("from .argparse_free import x")
 
 
+NAMESPACE_NAMES = {"a", "args"}  # what this code base calls parsed arguments
+
+
+def namespace_parameters(source: str) -> list[str]:
+    """``function(parameter)`` for every parameter in ``source`` that carries parsed command-line arguments: one
+    annotated as a ``Namespace`` (argparse's or types'), or one named ``a`` or ``args`` with no annotation (an
+    annotated ``a: np.ndarray`` is an array, not the flags). Outside the CLI a job takes a typed config or plain
+    values, so what it reads is declared, checked and can be built without argparse."""
+    found = []
+    for n in ast.walk(ast.parse(source)):
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            name = getattr(n, "name", "lambda")
+            for arg in n.args.posonlyargs + n.args.args + n.args.kwonlyargs:  # not *args: a tuple
+                note = ast.unparse(arg.annotation) if arg.annotation is not None else ""
+                if "Namespace" in note or (arg.arg in NAMESPACE_NAMES and not note):
+                    found.append(f"{name}({arg.arg})")
+    return found
+
+
+def test_only_the_cli_handles_parsed_arguments():
+    found = {p.name: names for p in sorted(PACKAGE.glob("*.py"))
+             if p.stem != "cli" and (names := namespace_parameters(p.read_text("utf-8")))}
+    assert found == {}, f"take a typed config (see segapp.cli.config_from) instead: {found}"
+
+
+def test_the_namespace_check_sees_names_and_annotations():
+    assert namespace_parameters("def run(a):\n    return a.out") == ["run(a)"]
+    assert namespace_parameters("def f(x, *, args):\n    pass") == ["f(args)"]
+    assert namespace_parameters("def f(opts: argparse.Namespace): pass") == ["f(opts)"]
+    assert namespace_parameters("class C:\n    def m(self, o: 'SimpleNamespace'): pass") == ["m(o)"]
+    assert namespace_parameters("g = lambda a: a.x") == ["lambda(a)"]
+    assert namespace_parameters("def f(a: np.ndarray, cfg: PredictConfig, *args, **kw): pass") == []
+
+
 MAX_FUNCTION_LINES = 80
 
 
