@@ -21,6 +21,7 @@ class SegappError(Exception):
 NUM_DIGITS = 10
 BACKGROUND = 10
 NUM_CLASSES = 11
+VOID = 255  # mask value no metric or loss counts: a folder dataset's unlabelled pixels, a stroke's faint edge
 CLASS_NAMES: tuple[str, ...] = tuple(str(d) for d in range(NUM_DIGITS)) + ("background",)
 
 # One fixed colour per digit, chosen (greedy max-min search over a grid of colours of lightness 40-85

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -26,6 +27,7 @@ from torch.utils.data import Dataset
 
 from .classes import BACKGROUND, NUM_CLASSES, SegappError
 from .paths import MNIST_DIR  # the bundled MNIST files, found in a checkout and in a wheel
+from .safeio import write_atomic
 
 MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -190,10 +192,17 @@ def load_kaggle(folder: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def save_kaggle(folder: Path, images: np.ndarray, masks: np.ndarray) -> None:
-    """Writes images and class maps in the Kaggle M2NIST layout (one-hot ``segmented.npy``)."""
+    """Writes images and class maps in the Kaggle M2NIST layout (one-hot ``segmented.npy``), each file atomically."""
     folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / "combined.npy", images)
-    np.save(folder / "segmented.npy", np.eye(NUM_CLASSES, dtype=np.uint8)[masks])
+    write_atomic(folder / "combined.npy", npy_bytes(images))
+    write_atomic(folder / "segmented.npy", npy_bytes(np.eye(NUM_CLASSES, dtype=np.uint8)[masks]))
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """``array`` as the bytes of a ``.npy`` file (what ``np.save`` writes)."""
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
 
 
 class DataArgumentError(SegappError, ValueError):
@@ -239,13 +248,15 @@ def build(cfg: DataConfig) -> None:
     cfg.out.mkdir(parents=True, exist_ok=True)
     for split, n in (("train", cfg.train_size), ("val", cfg.val_size), ("test", cfg.test_size)):
         images, masks = make_split(split, n=n, width=cfg.width)
-        np.savez_compressed(cfg.out / f"{split}.npz", images=images, masks=masks)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, images=images, masks=masks)
+        write_atomic(cfg.out / f"{split}.npz", buf.getvalue())
         if cfg.kaggle_layout:
             save_kaggle(cfg.out / split, images, masks)
         digits = (masks < 10).mean()
         print(f"{split}: {len(images)} images {images.shape[1]}x{images.shape[2]}, "
               f"{digits:.1%} digit pixels -> {cfg.out / f'{split}.npz'}")
-    (cfg.out / "args.json").write_text(json.dumps(cfg.record(), default=str, indent=2) + "\n")
+    write_atomic(cfg.out / "args.json", (json.dumps(cfg.record(), default=str, indent=2) + "\n").encode())
 
 
 def fingerprint(images: np.ndarray, masks: np.ndarray) -> str:
@@ -364,7 +375,7 @@ class WildM2NIST(FreshM2NIST):
 
     Each wild image is drawn from its own generator seeded by (seed, epoch, index), so runs,
     resumes and DataLoader workers all see the same images. Labels may hold
-    :data:`segapp.synth.IGNORE` (the faint stroke edge), which the loss skips.
+    :data:`segapp.classes.VOID` (the faint stroke edge), which the loss skips.
     """
 
     def __init__(self, n: int, seed: int, wild: float, augment: object | None = None, root: Path = MNIST_DIR):

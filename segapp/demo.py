@@ -38,6 +38,7 @@ from .inference import TARGET_HEIGHT, InferenceConfig, Segmenter
 from .model import WeightsError
 from .paths import EXAMPLES_DIR  # the example images, found in a checkout and in a wheel
 from .render import Segmentation, legend_html, overlay
+from .safeio import write_atomic
 
 DEFAULT_ALPHA = 0.6  # overlay opacity; the UI slider starts here, the API always uses it
 ONE_THREAD_PIXELS = 512 * 512  # net inputs up to this size run on one CPU thread (see analyse())
@@ -197,7 +198,8 @@ def _save_result_once(img, cache_dir: str, name: str = "image", format: str = "w
     per-digit masks) to a file named after the hash of its bytes, rewriting that file in place on every request.
     When many users get the same result at once (the same example image), one request served the file while another
     was truncating and rewriting it: h11 "Too much/little data for declared Content-Length". Here a result file is
-    written once, under a temp name, and linked into place: once visible it is complete and never changes."""
+    written once, under a temp name, and linked into place (:func:`segapp.safeio.write_atomic` with
+    ``replace=False``): once visible it is complete and never changes."""
     data = processing_utils.encode_pil_to_bytes(img, format)
     folder = Path(cache_dir) / processing_utils.hash_bytes(data)
     folder.mkdir(parents=True, exist_ok=True)
@@ -208,19 +210,7 @@ def _save_result_once(img, cache_dir: str, name: str = "image", format: str = "w
         except OSError:
             pass
         return str(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".segapp-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        try:
-            os.link(tmp, path)  # never replaces: a concurrent request may have linked the same bytes first
-        except FileExistsError:
-            pass
-        except OSError:  # a filesystem without hard links: an atomic rename of identical bytes
-            os.replace(tmp, path)
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, data, replace=False)  # never replaces: a concurrent request may have placed the same bytes
     return str(path)
 
 

@@ -16,11 +16,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .classes import BACKGROUND, SegappError
+from .classes import BACKGROUND, VOID, SegappError
 from .data import fingerprint, load_kaggle, make_split, to_tensor
-from .folders import VOID
 from .metrics import BoundaryScore, ConfusionMatrix, plot_confusion
 from .runtime import autocast
+from .safeio import write_atomic
 
 
 @torch.inference_mode()
@@ -200,12 +200,14 @@ def _samples(cfg: EvaluateConfig) -> tuple[Iterator, int, str, str | None, list[
 
 
 def _write_out(cfg: EvaluateConfig, out: Path, metrics: dict, cm: ConfusionMatrix) -> None:
-    """``--out``: the metrics, the confusion matrix (numbers and picture) and the arguments of this evaluation."""
+    """``--out``: the metrics, the confusion matrix (numbers and picture) and the arguments of this evaluation, each
+    written atomically."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (out / "confusion.json").write_text(json.dumps(cm.matrix.tolist()) + "\n")
-    plot_confusion(cm.matrix, out / "confusion.png", f"Confusion on {metrics['data']} (row-normalised)")
-    (out / "args.json").write_text(json.dumps(cfg.record(), default=str, indent=2) + "\n")
+    write_atomic(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
+    write_atomic(out / "confusion.json", (json.dumps(cm.matrix.tolist()) + "\n").encode())
+    title = f"Confusion on {metrics['data']} (row-normalised)"
+    write_atomic(out / "confusion.png", lambda p: plot_confusion(cm.matrix, p, title))
+    write_atomic(out / "args.json", (json.dumps(cfg.record(), default=str, indent=2) + "\n").encode())
 
 
 def format_report(m: dict) -> str:

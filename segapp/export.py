@@ -165,9 +165,10 @@ def run_onnx(cfg: ExportConfig) -> int:
     import time
 
     from .data import make_split
-    from .engines import OnnxEngine, exporter_name, file_sha256, onnx_bytes, parity, set_metadata, state_digest
+    from .engines import OnnxEngine, exporter_name, onnx_bytes, parity, set_metadata, state_digest
     from .int8 import INT8_CALIBRATION_DATA, INT8_PERCENTILE, calibration_images, quantize_int8
     from .model import load_pretrained
+    from .safeio import file_sha256
 
     out = cfg.out
     t0 = time.perf_counter()

@@ -33,15 +33,15 @@ from types import MappingProxyType
 
 from .classes import SegappError
 from .images import IMAGE_EXTENSIONS
-from .safeio import DISK_FULL, OutputError, describe, file_id, sweep_temps, write_atomic
+from .model import weights_fingerprint
+from .safeio import DISK_FULL, HASH_HEX, OutputError, describe, file_id, file_sha256, sweep_temps, write_atomic
 
-__all__ = ["write_atomic"]  # re-exported: export.py writes its files with it
+__all__ = ["weights_fingerprint", "write_atomic"]  # re-exported: the summary's weights column, export's writes
 
 FIELDS = ("file", "width", "height", "text", "lines", "digits", "areas", "confidences", "inverted", "digit_height",
           "scale", "mask", "overlay", "status", "input_sha256", "weights_sha256")
 SUMMARY_CSV, SUMMARY_JSONL, ARGS_JSON = "summary.csv", "summary.jsonl", "args.json"
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the last 12 bytes of every complete PNG
-HASH_HEX = 16  # fingerprints are the first 64 bits of a SHA-256, as hex
 MAX_NAME_BYTES = 255  # longest file name most filesystems take
 
 
@@ -68,49 +68,10 @@ def shown(s: str) -> str:
         return s.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def file_sha256(path: Path | str) -> str | None:
-    """SHA-256 of a regular file's bytes (hex); None for anything that is not one or cannot be read.
-    A pipe or device is never read (opened non-blocking and checked first)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        h = hashlib.sha256()
-        with open(fd, "rb", closefd=False) as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-        return h.hexdigest()
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
 def input_fingerprint(path: Path) -> str | None:
     """The ``input_sha256`` column: the first 64 bits of the SHA-256 of the input file's bytes."""
     digest = file_sha256(path)
     return digest[:HASH_HEX] if digest else None
-
-
-def weights_fingerprint(weights: Path | str | None) -> str | None:
-    """The ``weights_sha256`` column: a SHA-256 over the files ``--weights`` loads (config.json + model.safetensors,
-    or the checkpoint). None when they cannot be read (loading them then fails with its own message)."""
-    from .model import CONFIG_NAME, DEFAULT_WEIGHTS, WEIGHTS_NAME
-
-    path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-    if path.is_dir():
-        path = path / WEIGHTS_NAME
-    parts = [path, path.with_name(CONFIG_NAME)] if path.suffix == ".safetensors" else [path]
-    h = hashlib.sha256()
-    for p in parts:
-        digest = file_sha256(p)
-        if digest is None:
-            return None
-        h.update(digest.encode())
-    return h.hexdigest()[:HASH_HEX]
 
 
 @dataclass
