@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segapp.classes import PALETTE
+from segapp.classes import PALETTE, VOID
 from segapp.cli import main
-from segapp.folders import VOID, FolderError, find_pairs, load_pair, read_mask
+from segapp.folders import FolderError, find_pairs, load_pair, read_mask
 from segapp.render import mask_image
 
 
