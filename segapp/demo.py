@@ -214,11 +214,19 @@ def _save_result_once(img, cache_dir: str, name: str = "image", format: str = "w
     return str(path)
 
 
-if hasattr(processing_utils, "encode_pil_to_bytes") and hasattr(processing_utils, "hash_bytes"):
-    processing_utils.save_pil_to_cache = _save_result_once  # save_img_array_to_cache goes through it too
+def serve_results_once() -> None:
+    """Makes Gradio write each result image once (:func:`_save_result_once`) instead of rewriting it per request.
+
+    This replaces ``gradio.processing_utils.save_pil_to_cache`` (``save_img_array_to_cache`` goes through it too) for
+    the whole process, so it is done when an app is built (:func:`build_app`), not when segapp.demo is imported;
+    doing it again changes nothing. A Gradio without the helpers it uses keeps its own function.
+    """
+    if hasattr(processing_utils, "encode_pil_to_bytes") and hasattr(processing_utils, "hash_bytes"):
+        processing_utils.save_pil_to_cache = _save_result_once
 
 
-# Gradio writes a .pyi stub beside the module of every Component subclass it sees defined; keep it out of segapp.
+# Gradio writes a .pyi stub beside the module of every Component subclass it sees defined; keep it out of segapp
+# (switched off while UploadImage is defined, then restored: nothing of Gradio stays changed by the import).
 _write_stub, component_meta.create_or_modify_pyi = component_meta.create_or_modify_pyi, lambda *args, **kwargs: None
 try:
 
@@ -334,7 +342,9 @@ def _ui_answer(segmenter: Segmenter, image, alpha: float, rescale: bool, height)
 
 
 def build_app(segmenter: Segmenter) -> gr.Blocks:
-    """The demo's Blocks (queued, not launched): the UI plus the public ``segment`` and ``ping`` endpoints."""
+    """The demo's Blocks (queued, not launched): the UI plus the public ``segment`` and ``ping`` endpoints. Result
+    images are written once each from here on (:func:`serve_results_once`)."""
+    serve_results_once()
 
     def segment_api(image) -> tuple[np.ndarray, dict, str]:
         """Segments one image: the overlay (PNG), a summary (text in lines, digits, digit height, scale) and the

@@ -55,7 +55,7 @@ class Prepared:
     def __init__(self, raw: np.ndarray):
         self.raw = raw  # (H, W) uint8 grayscale, the file's own pixels
         self._norm: tuple[np.ndarray, bool] | None = None
-        self._inverted: bool | None = None  # set by the inference path when it found out on a reduced copy
+        self._inverted: bool | None = None  # known before normalising at full size: see with_polarity
 
     def _normalised(self) -> tuple[np.ndarray, bool]:
         if self._norm is None:
@@ -74,9 +74,12 @@ class Prepared:
             self._inverted = self._normalised()[1]
         return self._inverted
 
-    @inverted.setter
-    def inverted(self, value: bool) -> None:
-        self._inverted = bool(value)
+    def with_polarity(self, inverted: bool) -> Prepared:
+        """The same pixels with their polarity already known (found on a reduced copy by the inference path, which
+        then never normalises a big photo at full size). A new object: this one is left as it is."""
+        other = Prepared(self.raw)
+        other._norm, other._inverted = self._norm, bool(inverted)
+        return other
 
     @property
     def display(self) -> np.ndarray:

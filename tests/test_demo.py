@@ -190,6 +190,20 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
+def test_importing_the_demo_leaves_gradio_as_it_was():
+    """Only building the app makes Gradio write result images once (serve_results_once); an import changes nothing
+    in Gradio (checked in a fresh interpreter: this one has built apps)."""
+    code = ("from gradio import component_meta as cm, processing_utils as pu\n"
+            "before = (pu.save_pil_to_cache, cm.create_or_modify_pyi)\n"
+            "import segapp.demo\n"
+            "assert (pu.save_pil_to_cache, cm.create_or_modify_pyi) == before, 'gradio patched on import'\n"
+            "segapp.demo.serve_results_once()\n"
+            "assert pu.save_pil_to_cache is segapp.demo._save_result_once\n")
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_app_py_serves_on_gradio_port_offline(tmp_path):
     """The README's main job as a user starts it: `python app.py`, port from GRADIO_SERVER_PORT."""
     port = free_port()
