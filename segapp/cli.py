@@ -235,9 +235,6 @@ def _add_evaluate(sub, fmt) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of a table")
     g.add_argument("--out", type=Path, default=None, help="also write metrics.json and confusion.png here")
-    g.add_argument("--batch-size", type=int, default=128,
-                   help="accepted and ignored: evaluate scores image by image through the inference path, as "
-                        "predict does (kept so that older scripts still run)")
     p.set_defaults(run=run_evaluate)
 
 

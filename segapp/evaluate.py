@@ -123,14 +123,11 @@ class EvaluateConfig:
     as_json: bool = False  # one JSON object on stdout instead of the table
     out: Path | str | None = None  # also write metrics.json, confusion.json/.png and args.json here
     quiet: bool = False  # no progress bar (also none when stderr is not a terminal or with as_json)
-    batch_size: int = 128  # accepted and ignored by scoring (image by image), still range-checked
     recorded: Mapping[str, object] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
             raise EvaluateArgumentError(f"--limit must be at least 1, got {self.limit}")
-        if self.batch_size < 1:
-            raise EvaluateArgumentError(f"--batch-size must be at least 1, got {self.batch_size}")
         if not 28 <= self.width <= 4096:
             raise EvaluateArgumentError(f"--width must be 28..4096 (a digit is 28 pixels wide), got {self.width}")
         if self.recorded is not None:  # frozen means frozen: nobody edits the record after the fact

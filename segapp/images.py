@@ -35,7 +35,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own bomb guard, as a second line of defence
 # Between 1x and 2x its limit Pillow only warns; check_size() then refuses the image from its header, so the
 # message never depends on warning filters (segapp predict decodes in threads, and a catch_warnings() block
-# there is not thread-safe: a file's error once depended on what another thread was decoding). Over 2x,
+# there is not thread-safe: a file's error would depend on what another thread was decoding). Over 2x,
 # Pillow raises before the header is returned. The warning itself is noise once check_size() has spoken.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 

@@ -478,7 +478,7 @@ def write_outputs(item: Item, seg, out: Path, alpha: float, compress_level: int)
             if item.reuse and complete_png(path):
                 continue  # vouched for by the earlier run's row for this same input and weights
             if kind == "mask":
-                data = mask_png(seg.classes, compress_level)  # the bytes Pillow would write, a quarter the time
+                data = mask_png(seg.classes, compress_level)  # the bytes Pillow would write, encoded faster
             else:  # Prepared.display is the input's gray as RGB: the same pixels as render.overlay gives
                 data = png_bytes(overlay_gray(seg.prepared.raw, seg.classes, alpha), compress_level=compress_level)
             write_atomic(path, data)

@@ -37,7 +37,7 @@ from .images import Prepared
 # misclassified stroke pixels of the main digit.
 MINORITY_SHARE = 0.3
 # A blob narrower than this many times its height holds one digit (two touching digits side by side are wider):
-# big bold hands had a stroke of one glyph (the stem of a 7, a 2's tail) read as a digit of its own (issue 23).
+# a narrower blob that holds two classes is one digit whose stroke (the stem of a 7, a 2's tail) was misread.
 ONE_DIGIT_ASPECT = 0.8
 _PLTE = bytes(flat_palette())  # a mask PNG's palette chunk: 256 entries, as Pillow writes it
 

@@ -1,7 +1,7 @@
 """Where and how tensors run: device choice and checks, the bfloat16 policy, threads and the machine, in one place.
 
 bfloat16 autocast pays off on GPUs and on CPUs with native BF16 (AVX-512 BF16 / AMX); on an
-AVX2-only CPU it is emulated and about 5x slower than float32, so ``auto`` never assumes it.
+AVX2-only CPU it is emulated and much slower than float32 (docs/speed.md), so ``auto`` never assumes it.
 """
 
 from __future__ import annotations

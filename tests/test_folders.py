@@ -1,4 +1,4 @@
-"""Folder datasets (issue 13): predict -> correct a mask -> train / evaluate with --data; bad pairs refused."""
+"""Folder datasets: predict -> correct a mask -> train / evaluate with --data; bad pairs refused."""
 
 import json
 import shutil

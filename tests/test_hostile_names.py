@@ -1,4 +1,4 @@
-"""Issue 11: file names and folders that broke `segapp predict`, and a hidden folder of hostile files through it.
+"""File names and folders that could break `segapp predict`, and a hidden folder of hostile files through it.
 
 Names that are not UTF-8, names at the 255-byte limit, names equal but for case or extension, a file beside a folder
 whose name its output would take, a full disk. Each run must finish without a traceback, give every file a summary
