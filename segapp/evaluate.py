@@ -14,12 +14,11 @@ from types import MappingProxyType
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from .classes import BACKGROUND, VOID, SegappError
 from .data import fingerprint, load_kaggle, make_split, to_tensor
 from .metrics import BoundaryScore, ConfusionMatrix, plot_confusion
-from .runtime import autocast
+from .runtime import autocast, progress_bar
 from .safeio import write_atomic
 
 
@@ -38,7 +37,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     cm, loss_sum = ConfusionMatrix(), 0.0
-    bar = tqdm(total=len(images), desc=desc, unit="image", disable=desc is None, leave=False, mininterval=1,
+    bar = progress_bar(total=len(images), desc=desc, unit="image", disable=desc is None, leave=False, mininterval=1,
                file=sys.stderr, dynamic_ncols=True)
     for i in range(0, len(images), batch_size):
         x = to_tensor(images[i : i + batch_size]).to(device).contiguous(memory_format=torch.channels_last)
@@ -78,10 +77,8 @@ def score_segmenter(segmenter, samples, progress: bool = False, total: int | Non
     Returns:
         Metrics, the confusion matrix, and extra figures: numbers read exactly, digit heights, scales.
     """
-    from tqdm import tqdm
-
     cm, bf, right, n, scales = ConfusionMatrix(), BoundaryScore(), 0, 0, []
-    for prepared, mask in tqdm(samples, total=total, unit="image", disable=not progress, desc="evaluate",
+    for prepared, mask in progress_bar(samples, total=total, unit="image", disable=not progress, desc="evaluate",
                                mininterval=1, dynamic_ncols=True):
         seg = segmenter.segment([prepared])[0]
         keep = mask != VOID

@@ -31,10 +31,9 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from tqdm import tqdm
-
 from .images import ImageError, prepare
 from .predict_files import FIELDS, Item, PredictConfig, Run, Summary, UsageError, begin, row_for, write_outputs
+from .runtime import progress_bar
 
 __all__ = ["PredictConfig", "run"]  # PredictConfig is defined beside begin(), which reads it
 
@@ -75,7 +74,7 @@ class Tally:
     def __init__(self, cfg: PredictConfig, job: Run):
         self.cfg, self.job = cfg, job
         self.summary = Summary(job.out, job.done)
-        self.bar = tqdm(total=len(job.items), initial=len(job.done), unit="file", disable=cfg.quiet or None,
+        self.bar = progress_bar(total=len(job.items), initial=len(job.done), unit="file", disable=cfg.quiet or None,
                         dynamic_ncols=True, desc="predict")
         self.failed, self.t0 = 0, time.perf_counter()
         for rel, why in job.list_errors.items():  # an unreadable folder is reported like a bad file

@@ -31,7 +31,6 @@ import numpy as np
 import segmentation_models_pytorch as smp
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from . import distributed
 from .blend import TUNED, blend_run
@@ -47,7 +46,7 @@ from .model import (
     save_pretrained,
     weights_fingerprint,
 )
-from .runtime import amp_enabled, autocast, machine, pick_device, training_memory_format
+from .runtime import amp_enabled, autocast, machine, pick_device, progress_bar, training_memory_format
 from .safeio import file_id, sweep_temps, write_atomic
 
 
@@ -247,7 +246,7 @@ def train_one_epoch(model: torch.nn.Module, loader, loss_fn, opt, sched, device:
     Returns (mean loss, images)."""
     model.train()
     loss_sum, n = 0.0, 0
-    batches = tqdm(loader, desc=desc, unit="batch", mininterval=2, file=sys.stderr) if desc else loader
+    batches = progress_bar(loader, desc=desc, unit="batch", mininterval=2, file=sys.stderr) if desc else loader
     for x, y in batches:
         x, y = x.to(device).contiguous(memory_format=memory_format), y.to(device)
         with autocast(device, amp):

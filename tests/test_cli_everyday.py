@@ -132,6 +132,26 @@ def test_evaluate_bar_in_a_real_terminal_and_not_in_a_pipe(tiny_weights):
     assert piped.returncode == 0 and not BAR.search(piped.stderr) and "mean IoU" in piped.stdout
 
 
+def test_a_bar_draws_on_a_terminal_that_reports_no_size(monkeypatch):
+    """`script -qc "segapp evaluate" /dev/null` run from a job: stderr is a pseudo-terminal of 0 x 0, where tqdm
+    alone draws nothing (it sizes bars on stderr from the terminal); segapp's bars fall back to 80 x 24 there."""
+    from segapp.runtime import progress_bar
+
+    master, slave = pty.openpty()  # a new one reports 0 x 0
+    try:
+        with open(slave, "w", encoding="utf-8", closefd=False) as terminal:
+            assert tuple(os.get_terminal_size(slave)) == (0, 0)
+            monkeypatch.setattr(sys, "stderr", terminal)
+            for _ in progress_bar(range(3), desc="evaluate", mininterval=0):
+                pass
+            monkeypatch.undo()
+        shown = os.read(master, 65536).decode("utf-8", "replace")
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert BAR.search(shown) and "3/3" in shown
+
+
 def test_the_engine_evaluation_shows_a_bar_only_when_asked(test_split, capsys):
     torch.manual_seed(0)
     model = DilatedNet(NetConfig(widths=(4,) * 7))
