@@ -407,14 +407,14 @@ def train_config(a, given: set[str] | None = None):
     ``--quick`` sets the :data:`QUICK` budget and --out, except where ``given`` (the options typed) says otherwise."""
     from .train import TrainConfig
 
-    values = {f.name: getattr(a, f.name) for f in fields(TrainConfig) if hasattr(a, f.name)}
+    values = {}
     if getattr(a, "quick", False):
         given = given_options(a.argv) if given is None and getattr(a, "argv", None) is not None else given or set()
         values.update({k: v for k, v in {**QUICK, "out": QUICK_OUT}.items() if k not in given})
     for k in ("kaggle", "data", "init", "teacher", "out"):
-        if values.get(k) is not None:
-            values[k] = str(values[k])
-    return TrainConfig(**{**values, "widths": tuple(values["widths"])})
+        if values.get(k, getattr(a, k, None)) is not None:
+            values[k] = str(values.get(k, getattr(a, k, None)))
+    return config_from(TrainConfig, a, **values, widths=tuple(a.widths))
 
 
 def run_train(a) -> None:

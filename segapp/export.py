@@ -28,8 +28,8 @@ from PIL import Image
 
 from .classes import CLASS_NAMES, SegappError
 from .int8 import INT8_CALIBRATION
-from .predict_files import write_atomic
 from .render import mask_image, read_mask
+from .safeio import file_sha256, write_atomic
 
 PAPER = np.array([250, 247, 238], np.float32)  # off-white paper
 INK = np.array([20, 24, 60], np.float32)  # blue-black ink
@@ -168,7 +168,6 @@ def run_onnx(cfg: ExportConfig) -> int:
     from .engines import OnnxEngine, exporter_name, onnx_bytes, parity, set_metadata, state_digest
     from .int8 import INT8_CALIBRATION_DATA, INT8_PERCENTILE, calibration_images, quantize_int8
     from .model import load_pretrained
-    from .safeio import file_sha256
 
     out = cfg.out
     t0 = time.perf_counter()

@@ -36,8 +36,6 @@ from .images import IMAGE_EXTENSIONS
 from .model import weights_fingerprint
 from .safeio import DISK_FULL, HASH_HEX, OutputError, describe, file_id, file_sha256, sweep_temps, write_atomic
 
-__all__ = ["weights_fingerprint", "write_atomic"]  # re-exported: the summary's weights column, export's writes
-
 FIELDS = ("file", "width", "height", "text", "lines", "digits", "areas", "confidences", "inverted", "digit_height",
           "scale", "mask", "overlay", "status", "input_sha256", "weights_sha256")
 SUMMARY_CSV, SUMMARY_JSONL, ARGS_JSON = "summary.csv", "summary.jsonl", "args.json"
