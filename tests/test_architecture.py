@@ -114,6 +114,30 @@ def test_the_namespace_check_sees_names_and_annotations():
     assert namespace_parameters("def f(a: np.ndarray, cfg: PredictConfig, *args, **kw): pass") == []
 
 
+def module_constants(source: str) -> set[str]:
+    """UPPER_CASE names ``source`` assigns at module level (``A = 1``, ``A, B = 1, 2``, ``A: int = 1``)."""
+    found = set()
+    for n in ast.parse(source).body:
+        targets = n.targets if isinstance(n, ast.Assign) else [n.target] if isinstance(n, ast.AnnAssign) else []
+        for t in targets:
+            found |= {e.id for e in (t.elts if isinstance(t, ast.Tuple) else [t])
+                      if isinstance(e, ast.Name) and e.id.isupper()}
+    return found
+
+
+def test_no_constant_is_defined_in_two_modules():
+    """One idea, one definition: a constant two modules need lives in one and is imported by the other."""
+    where: dict[str, list[str]] = {}
+    for p in sorted(PACKAGE.glob("*.py")):
+        for name in module_constants(p.read_text(encoding="utf-8")):
+            where.setdefault(name, []).append(p.stem)
+    assert {k: v for k, v in where.items() if len(v) > 1} == {}
+
+
+def test_the_constant_check_sees_every_form_of_assignment():
+    assert module_constants("A = 1\nB, C = 2, 3\nD: int = 4\nlower = 5\ndef f():\n    E = 6") == {"A", "B", "C", "D"}
+
+
 MAX_FUNCTION_LINES = 80
 
 
