@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from benchmarks.baselines import ARCHS, build, count_macs, describe, measure_throughput, num_params, receptive_field
-from segapp.model import atomic_write
+from segapp.safeio import write_atomic
 from segapp.train import write_csv, write_json
 
 PROG = "python -m benchmarks.bench"
@@ -196,7 +196,7 @@ def plot(summary: list[dict], path: Path, title: str = "") -> None:
         ax.set_ylabel("test mIoU over digits (mean ± std)")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, dpi=100, format="png"))
+    write_atomic(path, lambda p: fig.savefig(p, dpi=100, format="png"), fsync=True)
     plt.close(fig)
 
 
@@ -215,7 +215,7 @@ def report(out: Path, a: argparse.Namespace, archs: list[str], log) -> None:
     write_json(out / "summary.json", doc)
     write_csv(out / "summary.csv", summary, list(summary[0]))
     table = table_md(summary, tp)
-    atomic_write(out / "table.md", lambda p: Path(p).write_text(table))
+    write_atomic(out / "table.md", lambda p: Path(p).write_text(table), fsync=True)
     plot(summary, out / "bench.png", f"M2NIST test split ({a.test_size} images); every net trained {a.epochs} epochs x "
          f"{a.train_size} fresh images, recipe of `segapp train`; seeds {a.seeds}")
     log(table)

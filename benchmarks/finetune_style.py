@@ -1,4 +1,4 @@
-"""Fine-tuning on a new writing style, measured as a user would (issue 13's bar).
+"""Fine-tuning on a new writing style, measured as a user would.
 
     python -m benchmarks.finetune_style [--out runs/finetune_style] [--weights weights] [--n 400] [--epochs 3]
 

@@ -78,7 +78,7 @@ def run(clients: int = 32, seconds: float = 30, weights: Path | None = None, sam
                     t0 = time.perf_counter()
                     try:
                         answer = client.predict(handle_file(str(paths[i % IMAGES])), api_name="/segment")
-                        overlay, summary = answer[0], answer[1]  # (overlay, summary, mask file) since issue 14
+                        overlay, summary = answer[0], answer[1]  # (overlay, summary, mask file)
                         ok = Path(overlay).is_file() and isinstance(summary, dict) and "text" in summary
                         err = None if ok else f"incomplete answer: {summary!r}"[:200]
                     except Exception as e:

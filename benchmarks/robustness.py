@@ -31,13 +31,12 @@ import numpy as np
 from PIL import Image
 
 from benchmarks import handwriting
-from segapp.classes import BACKGROUND, NUM_DIGITS
+from segapp.classes import BACKGROUND, NUM_DIGITS, VOID
 from segapp.data import compose, digit_pool
 from segapp.export import on_paper
 from segapp.inference import InferenceConfig, Segmenter
 from segapp.metrics import BoundaryScore, ConfusionMatrix
 
-VOID = 255
 EDGE = handwriting.EDGE  # clean ink below a quarter of 255 is void where digits were resampled
 
 

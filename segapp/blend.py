@@ -31,7 +31,8 @@ import torch
 from safetensors.torch import load_file
 
 from .evaluate import evaluate
-from .model import DilatedNet, atomic_write, load_pretrained, save_pretrained
+from .model import DilatedNet, load_pretrained, save_pretrained
+from .safeio import write_atomic
 
 STEPS = tuple(round(1 - k / 10, 1) for k in range(11))  # 1.0, 0.9, ..., 0.0 (0 = the parent unchanged)
 TUNED = "tuned.safetensors"  # the fine-tuned best epoch before blending, kept so that blending can be redone
@@ -81,7 +82,7 @@ def blend_run(out: Path, parent_path: str, blend: str | float, tolerance: float,
     tuned_path = out / TUNED
     if not tuned_path.exists():  # first time here: keep the fine-tuned best epoch as it was trained
         data = (out / "model.safetensors").read_bytes()
-        atomic_write(tuned_path, lambda p: Path(p).write_bytes(data))
+        write_atomic(tuned_path, lambda p: Path(p).write_bytes(data), fsync=True)
     parent = load_pretrained(parent_path).to(device).to(memory_format=torch.channels_last)
     tuned = DilatedNet(parent.config).to(device).to(memory_format=torch.channels_last)
     tuned.load_state_dict(load_file(tuned_path, device=str(device)))

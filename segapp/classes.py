@@ -21,12 +21,13 @@ class SegappError(Exception):
 NUM_DIGITS = 10
 BACKGROUND = 10
 NUM_CLASSES = 11
+VOID = 255  # mask value no metric or loss counts: a folder dataset's unlabelled pixels, a stroke's faint edge
 CLASS_NAMES: tuple[str, ...] = tuple(str(d) for d in range(NUM_DIGITS)) + ("background",)
 
 # One fixed colour per digit, chosen (greedy max-min search over a grid of colours of lightness 40-85
 # and chroma > 35, so they show on black canvases and on paper) so that every pair stays at least
 # 24 CIELAB units apart for normal vision and under simulated protanopia, deuteranopia and
-# tritanopia (Machado et al. 2009); the previous Tableau-like set fell to 5 units (2 vs 8, protan).
+# tritanopia (Machado et al. 2009).
 # tests/test_render.py re-checks this. Background is black in masks and left untouched in overlays.
 PALETTE = np.array(
     [

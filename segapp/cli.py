@@ -18,7 +18,6 @@ bad arguments) and OS errors (a full disk) print one line and exit 2, here and n
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import fields
@@ -85,14 +84,6 @@ def _widths(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"give one width, or 7 comma-separated widths (one per dilation), "
                                          f"each 1..{MAX_WIDTH}")
     return parts
-
-
-def check_data_args(a) -> None:
-    for flag in ("train_size", "val_size", "test_size"):
-        if getattr(a, flag) < 1:
-            raise SegappError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(a, flag)}")
-    if not 28 <= a.width <= 4096:
-        raise SegappError(f"--width must be 28..4096 (a digit is 28 pixels wide), got {a.width}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -244,9 +235,6 @@ def _add_evaluate(sub, fmt) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of a table")
     g.add_argument("--out", type=Path, default=None, help="also write metrics.json and confusion.png here")
-    g.add_argument("--batch-size", type=int, default=128,
-                   help="accepted and ignored: evaluate scores image by image through the inference path, as "
-                        "predict does (kept so that older scripts still run)")
     p.set_defaults(run=run_evaluate)
 
 
@@ -378,23 +366,22 @@ def _add_score(sub, fmt) -> None:
     p.set_defaults(run=run_score)
 
 
+def config_from(cls, a: argparse.Namespace, **values):
+    """The job config ``cls`` (a frozen dataclass that checks itself) built from the parsed flags: each field takes
+    the flag of its name unless ``values`` gives it; a ``recorded`` field gets the parsed arguments (with
+    ``values``), the record of how the job was asked for. The one place a Namespace becomes a config."""
+    names = {f.name for f in fields(cls)}
+    values = {**{n: getattr(a, n) for n in names if n != "recorded" and hasattr(a, n)}, **values}
+    if "recorded" in names:
+        values["recorded"] = {**vars(a), **{k: v for k, v in values.items() if k in vars(a)}}
+    return cls(**values)
+
+
 def run_data(a) -> None:
     """`segapp data`."""
-    from .data import make_split, save_kaggle
+    from .data import DataConfig, build
 
-    check_data_args(a)
-    a.out.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", a.train_size), ("val", a.val_size), ("test", a.test_size)):
-        images, masks = make_split(split, n=n, width=a.width)
-        import numpy as np
-
-        np.savez_compressed(a.out / f"{split}.npz", images=images, masks=masks)
-        if a.kaggle_layout:
-            save_kaggle(a.out / split, images, masks)
-        digits = (masks < 10).mean()
-        print(f"{split}: {len(images)} images {images.shape[1]}x{images.shape[2]}, "
-              f"{digits:.1%} digit pixels -> {a.out / f'{split}.npz'}")
-    (a.out / "args.json").write_text(json.dumps(vars(a), default=str, indent=2) + "\n")
+    build(config_from(DataConfig, a))
 
 
 def given_options(argv: list[str]) -> set[str]:
@@ -420,14 +407,14 @@ def train_config(a, given: set[str] | None = None):
     ``--quick`` sets the :data:`QUICK` budget and --out, except where ``given`` (the options typed) says otherwise."""
     from .train import TrainConfig
 
-    values = {f.name: getattr(a, f.name) for f in fields(TrainConfig) if hasattr(a, f.name)}
+    values = {}
     if getattr(a, "quick", False):
         given = given_options(a.argv) if given is None and getattr(a, "argv", None) is not None else given or set()
         values.update({k: v for k, v in {**QUICK, "out": QUICK_OUT}.items() if k not in given})
     for k in ("kaggle", "data", "init", "teacher", "out"):
-        if values.get(k) is not None:
-            values[k] = str(values[k])
-    return TrainConfig(**{**values, "widths": tuple(values["widths"])})
+        if values.get(k, getattr(a, k, None)) is not None:
+            values[k] = str(values.get(k, getattr(a, k, None)))
+    return config_from(TrainConfig, a, **values, widths=tuple(a.widths))
 
 
 def run_train(a) -> None:
@@ -451,8 +438,7 @@ def evaluate_config(a):
     ``as_json``); the parsed arguments go along as the record --out's args.json keeps of how it was run."""
     from .evaluate import EvaluateConfig
 
-    values = {f.name: getattr(a, f.name) for f in fields(EvaluateConfig) if f.name != "recorded" and hasattr(a, f.name)}
-    return EvaluateConfig(**values, as_json=a.json, recorded=vars(a))
+    return config_from(EvaluateConfig, a, as_json=a.json)
 
 
 def run_evaluate(a) -> None:
@@ -463,29 +449,28 @@ def run_evaluate(a) -> None:
 
 
 def run_predict(a) -> int:
-    for flag, value in (("--ray-cpus", a.ray_cpus), ("--ray-actors", a.ray_actors)):
-        if value is not None and value < 1:
-            raise SegappError(f"{flag} must be at least 1, got {value}")
-    if a.ray_address:
-        a.cluster = "ray"
-    if a.cluster == "ray":
+    """`segapp predict`: --ray-address implies --cluster ray (and args.json records it so)."""
+    from .predict_files import PredictConfig
+
+    cfg = config_from(PredictConfig, a, input=tuple(a.input), cluster="ray" if a.ray_address else a.cluster)
+    if cfg.cluster == "ray":
         from .predict_ray import run  # imports Ray; without it, one line saying how to install it
     else:
         from .predict import run
 
-    return run(a)
+    return run(cfg)
 
 
 def run_export(a) -> int:
-    from .export import run_export
+    from .export import ExportConfig, run_export
 
-    return run_export(a)
+    return run_export(config_from(ExportConfig, a))
 
 
 def run_score(a) -> int:
-    from .export import run_score
+    from .export import ScoreConfig, run_score
 
-    return run_score(a)
+    return run_score(config_from(ScoreConfig, a, as_json=a.json))
 
 
 def run_demo(a) -> None:

@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from dataclasses import dataclass
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -23,6 +27,7 @@ from torch.utils.data import Dataset
 
 from .classes import BACKGROUND, NUM_CLASSES, SegappError
 from .paths import MNIST_DIR  # the bundled MNIST files, found in a checkout and in a wheel
+from .safeio import write_atomic
 
 MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -187,10 +192,71 @@ def load_kaggle(folder: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def save_kaggle(folder: Path, images: np.ndarray, masks: np.ndarray) -> None:
-    """Writes images and class maps in the Kaggle M2NIST layout (one-hot ``segmented.npy``)."""
+    """Writes images and class maps in the Kaggle M2NIST layout (one-hot ``segmented.npy``), each file atomically."""
     folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / "combined.npy", images)
-    np.save(folder / "segmented.npy", np.eye(NUM_CLASSES, dtype=np.uint8)[masks])
+    write_atomic(folder / "combined.npy", npy_bytes(images))
+    write_atomic(folder / "segmented.npy", npy_bytes(np.eye(NUM_CLASSES, dtype=np.uint8)[masks]))
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """``array`` as the bytes of a ``.npy`` file (what ``np.save`` writes)."""
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+class DataArgumentError(SegappError, ValueError):
+    """A `segapp data` argument that could only fail the build."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Every argument of `segapp data` (see its ``--help``), checked on creation.
+
+    ``recorded``: what the folder's args.json records; the CLI passes the command's parsed arguments, None records
+    this config's own fields.
+    """
+
+    out: Path = Path("data/m2nist")
+    train_size: int = DEFAULT_SIZES["train"]
+    val_size: int = DEFAULT_SIZES["val"]
+    test_size: int = DEFAULT_SIZES["test"]
+    width: int = 84  # canvas width; wider canvases hold more digits
+    kaggle_layout: bool = False  # also write <split>/combined.npy + segmented.npy
+    recorded: Mapping[str, object] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out", Path(self.out))
+        for name in ("train_size", "val_size", "test_size"):
+            if getattr(self, name) < 1:
+                raise DataArgumentError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not 28 <= self.width <= 4096:
+            raise DataArgumentError(f"--width must be 28..4096 (a digit is 28 pixels wide), got {self.width}")
+        if self.recorded is not None:
+            object.__setattr__(self, "recorded", MappingProxyType(dict(self.recorded)))
+
+    def record(self) -> dict:
+        """What args.json holds: ``recorded`` when given, else this config's fields."""
+        if self.recorded is not None:
+            return dict(self.recorded)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "recorded"}
+
+
+def build(cfg: DataConfig) -> None:
+    """`segapp data`: the three splits as ``<split>.npz`` (and the Kaggle layout when asked) and args.json in
+    ``cfg.out``, with one line per split on stdout."""
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", cfg.train_size), ("val", cfg.val_size), ("test", cfg.test_size)):
+        images, masks = make_split(split, n=n, width=cfg.width)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, images=images, masks=masks)
+        write_atomic(cfg.out / f"{split}.npz", buf.getvalue())
+        if cfg.kaggle_layout:
+            save_kaggle(cfg.out / split, images, masks)
+        digits = (masks < 10).mean()
+        print(f"{split}: {len(images)} images {images.shape[1]}x{images.shape[2]}, "
+              f"{digits:.1%} digit pixels -> {cfg.out / f'{split}.npz'}")
+    write_atomic(cfg.out / "args.json", (json.dumps(cfg.record(), default=str, indent=2) + "\n").encode())
 
 
 def fingerprint(images: np.ndarray, masks: np.ndarray) -> str:
@@ -309,7 +375,7 @@ class WildM2NIST(FreshM2NIST):
 
     Each wild image is drawn from its own generator seeded by (seed, epoch, index), so runs,
     resumes and DataLoader workers all see the same images. Labels may hold
-    :data:`segapp.synth.IGNORE` (the faint stroke edge), which the loss skips.
+    :data:`segapp.classes.VOID` (the faint stroke edge), which the loss skips.
     """
 
     def __init__(self, n: int, seed: int, wild: float, augment: object | None = None, root: Path = MNIST_DIR):

@@ -38,6 +38,7 @@ from .inference import TARGET_HEIGHT, InferenceConfig, Segmenter
 from .model import WeightsError
 from .paths import EXAMPLES_DIR  # the example images, found in a checkout and in a wheel
 from .render import Segmentation, legend_html, overlay
+from .safeio import write_atomic
 
 DEFAULT_ALPHA = 0.6  # overlay opacity; the UI slider starts here, the API always uses it
 ONE_THREAD_PIXELS = 512 * 512  # net inputs up to this size run on one CPU thread (see analyse())
@@ -197,7 +198,8 @@ def _save_result_once(img, cache_dir: str, name: str = "image", format: str = "w
     per-digit masks) to a file named after the hash of its bytes, rewriting that file in place on every request.
     When many users get the same result at once (the same example image), one request served the file while another
     was truncating and rewriting it: h11 "Too much/little data for declared Content-Length". Here a result file is
-    written once, under a temp name, and linked into place: once visible it is complete and never changes."""
+    written once, under a temp name, and linked into place (:func:`segapp.safeio.write_atomic` with
+    ``replace=False``): once visible it is complete and never changes."""
     data = processing_utils.encode_pil_to_bytes(img, format)
     folder = Path(cache_dir) / processing_utils.hash_bytes(data)
     folder.mkdir(parents=True, exist_ok=True)
@@ -208,27 +210,23 @@ def _save_result_once(img, cache_dir: str, name: str = "image", format: str = "w
         except OSError:
             pass
         return str(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".segapp-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        try:
-            os.link(tmp, path)  # never replaces: a concurrent request may have linked the same bytes first
-        except FileExistsError:
-            pass
-        except OSError:  # a filesystem without hard links: an atomic rename of identical bytes
-            os.replace(tmp, path)
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, data, replace=False)  # never replaces: a concurrent request may have placed the same bytes
     return str(path)
 
 
-if hasattr(processing_utils, "encode_pil_to_bytes") and hasattr(processing_utils, "hash_bytes"):
-    processing_utils.save_pil_to_cache = _save_result_once  # save_img_array_to_cache goes through it too
+def serve_results_once() -> None:
+    """Makes Gradio write each result image once (:func:`_save_result_once`) instead of rewriting it per request.
+
+    This replaces ``gradio.processing_utils.save_pil_to_cache`` (``save_img_array_to_cache`` goes through it too) for
+    the whole process, so it is done when an app is built (:func:`build_app`), not when segapp.demo is imported;
+    doing it again changes nothing. A Gradio without the helpers it uses keeps its own function.
+    """
+    if hasattr(processing_utils, "encode_pil_to_bytes") and hasattr(processing_utils, "hash_bytes"):
+        processing_utils.save_pil_to_cache = _save_result_once
 
 
-# Gradio writes a .pyi stub beside the module of every Component subclass it sees defined; keep it out of segapp.
+# Gradio writes a .pyi stub beside the module of every Component subclass it sees defined; keep it out of segapp
+# (switched off while UploadImage is defined, then restored: nothing of Gradio stays changed by the import).
 _write_stub, component_meta.create_or_modify_pyi = component_meta.create_or_modify_pyi, lambda *args, **kwargs: None
 try:
 
@@ -344,7 +342,9 @@ def _ui_answer(segmenter: Segmenter, image, alpha: float, rescale: bool, height)
 
 
 def build_app(segmenter: Segmenter) -> gr.Blocks:
-    """The demo's Blocks (queued, not launched): the UI plus the public ``segment`` and ``ping`` endpoints."""
+    """The demo's Blocks (queued, not launched): the UI plus the public ``segment`` and ``ping`` endpoints. Result
+    images are written once each from here on (:func:`serve_results_once`)."""
+    serve_results_once()
 
     def segment_api(image) -> tuple[np.ndarray, dict, str]:
         """Segments one image: the overlay (PNG), a summary (text in lines, digits, digit height, scale) and the

@@ -1,7 +1,7 @@
 """Knowledge distillation: train a leaner net to match a trained one (``segapp train --teacher WEIGHTS``).
 
 Why: every layer of the decoder-free net runs at full resolution, so its cost grows with the square of its width;
-a thinner net is the way to speed (issue "Speed"). Trained from labels alone, a 32-wide net lost 0.005 mIoU over
+a thinner net is the way to speed. Trained from labels alone, a 32-wide net lost 0.005 mIoU over
 digits to the 48-wide one. With a teacher, the student also learns the teacher's per-pixel class distribution
 (Hinton et al. 2015, "Distilling the knowledge in a neural network"): which digit a stroke could also be, how
 sure to be at a stroke's edge, on every training image, including the real-world-like ones whose labels are

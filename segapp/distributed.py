@@ -1,4 +1,4 @@
-"""Several processes, one training run: the process group behind ``torchrun ... -m segapp train`` (issue 13).
+"""Several processes, one training run: the process group behind ``torchrun ... -m segapp train``.
 
 torchrun starts one process per GPU (or per CPU slot) on each node and tells each one its place in
 environment variables: ``RANK`` (0..WORLD_SIZE-1 over all nodes), ``WORLD_SIZE``, ``LOCAL_RANK`` (its

@@ -23,7 +23,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -33,6 +32,7 @@ import torch
 from torch import nn
 
 from .classes import CLASS_NAMES, NUM_CLASSES, SegappError
+from .safeio import write_atomic
 
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 PROBE_SHAPE = (2, 1, 37, 53)  # odd sizes: a quick check that an ONNX graph computes what the torch net does
@@ -277,11 +277,7 @@ def store_cache_file(path: Path, data: bytes) -> None:
     """Writes a cache file atomically (temp name, then rename), best effort: a read-only home just means no cache,
     so an OSError is swallowed rather than failing the run that only wanted a faster second start."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".segapp-", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        write_atomic(path, data)
     except OSError:
         pass
 
@@ -353,7 +349,3 @@ def parity(engines: dict[str, Callable[[torch.Tensor], torch.Tensor]], images: n
         out[k] = {"miou_digits": m["miou_digits"], "miou": m["miou"], "pixel_accuracy": m["pixel_accuracy"],
                   "identical_pixels": same[k] / total, "max_abs_logit_diff": diff[k]}
     return out
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

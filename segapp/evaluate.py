@@ -14,13 +14,12 @@ from types import MappingProxyType
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from .classes import BACKGROUND, SegappError
+from .classes import BACKGROUND, VOID, SegappError
 from .data import fingerprint, load_kaggle, make_split, to_tensor
-from .folders import VOID
 from .metrics import BoundaryScore, ConfusionMatrix, plot_confusion
-from .runtime import autocast
+from .runtime import autocast, progress_bar
+from .safeio import write_atomic
 
 
 @torch.inference_mode()
@@ -38,7 +37,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     cm, loss_sum = ConfusionMatrix(), 0.0
-    bar = tqdm(total=len(images), desc=desc, unit="image", disable=desc is None, leave=False, mininterval=1,
+    bar = progress_bar(total=len(images), desc=desc, unit="image", disable=desc is None, leave=False, mininterval=1,
                file=sys.stderr, dynamic_ncols=True)
     for i in range(0, len(images), batch_size):
         x = to_tensor(images[i : i + batch_size]).to(device).contiguous(memory_format=torch.channels_last)
@@ -78,10 +77,8 @@ def score_segmenter(segmenter, samples, progress: bool = False, total: int | Non
     Returns:
         Metrics, the confusion matrix, and extra figures: numbers read exactly, digit heights, scales.
     """
-    from tqdm import tqdm
-
     cm, bf, right, n, scales = ConfusionMatrix(), BoundaryScore(), 0, 0, []
-    for prepared, mask in tqdm(samples, total=total, unit="image", disable=not progress, desc="evaluate",
+    for prepared, mask in progress_bar(samples, total=total, unit="image", disable=not progress, desc="evaluate",
                                mininterval=1, dynamic_ncols=True):
         seg = segmenter.segment([prepared])[0]
         keep = mask != VOID
@@ -123,14 +120,11 @@ class EvaluateConfig:
     as_json: bool = False  # one JSON object on stdout instead of the table
     out: Path | str | None = None  # also write metrics.json, confusion.json/.png and args.json here
     quiet: bool = False  # no progress bar (also none when stderr is not a terminal or with as_json)
-    batch_size: int = 128  # accepted and ignored by scoring (image by image), still range-checked
     recorded: Mapping[str, object] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
             raise EvaluateArgumentError(f"--limit must be at least 1, got {self.limit}")
-        if self.batch_size < 1:
-            raise EvaluateArgumentError(f"--batch-size must be at least 1, got {self.batch_size}")
         if not 28 <= self.width <= 4096:
             raise EvaluateArgumentError(f"--width must be 28..4096 (a digit is 28 pixels wide), got {self.width}")
         if self.recorded is not None:  # frozen means frozen: nobody edits the record after the fact
@@ -200,12 +194,14 @@ def _samples(cfg: EvaluateConfig) -> tuple[Iterator, int, str, str | None, list[
 
 
 def _write_out(cfg: EvaluateConfig, out: Path, metrics: dict, cm: ConfusionMatrix) -> None:
-    """``--out``: the metrics, the confusion matrix (numbers and picture) and the arguments of this evaluation."""
+    """``--out``: the metrics, the confusion matrix (numbers and picture) and the arguments of this evaluation, each
+    written atomically."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (out / "confusion.json").write_text(json.dumps(cm.matrix.tolist()) + "\n")
-    plot_confusion(cm.matrix, out / "confusion.png", f"Confusion on {metrics['data']} (row-normalised)")
-    (out / "args.json").write_text(json.dumps(cfg.record(), default=str, indent=2) + "\n")
+    write_atomic(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
+    write_atomic(out / "confusion.json", (json.dumps(cm.matrix.tolist()) + "\n").encode())
+    title = f"Confusion on {metrics['data']} (row-normalised)"
+    write_atomic(out / "confusion.png", lambda p: plot_confusion(cm.matrix, p, title))
+    write_atomic(out / "args.json", (json.dumps(cfg.record(), default=str, indent=2) + "\n").encode())
 
 
 def format_report(m: dict) -> str:

@@ -19,6 +19,7 @@ import io
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +27,9 @@ import torch
 from PIL import Image
 
 from .classes import CLASS_NAMES, SegappError
-from .predict_files import write_atomic
+from .int8 import INT8_CALIBRATION
 from .render import mask_image, read_mask
+from .safeio import file_sha256, write_atomic
 
 PAPER = np.array([250, 247, 238], np.float32)  # off-white paper
 INK = np.array([20, 24, 60], np.float32)  # blue-black ink
@@ -86,52 +88,95 @@ IDENTICAL_BAR = 0.9999  # share of class-map pixels where ONNX Runtime and torch
 INT8_TOLERANCE = 0.003  # test mIoU over digits int8 may lose against fp32 to be worth shipping
 
 
-def run_export(a) -> int:
-    """`segapp export` for the arguments ``a`` (the flags of ``segapp export --help`` as attributes)."""
-    if a.format == "onnx":
-        return run_onnx(a)
-    return run_folder(a)
+class ExportArgumentError(SegappError, ValueError):
+    """A `segapp export` argument that could only fail the export."""
 
 
-def run_folder(a) -> int:
+@dataclass(frozen=True)
+class ExportConfig:
+    """Every argument of `segapp export` (see its ``--help``), with its defaults, checked on creation: the
+    ``--format onnx`` options when exporting a model, the ``--format folder`` ones when writing images."""
+
+    out: Path  # the .onnx file, or the output folder
+    format: str = "onnx"  # "onnx" or "folder"
+    weights: Path | str | None = None  # onnx: None is the shipped weights/
+    int8: bool = False
+    calib_images: int = INT8_CALIBRATION
+    parity_images: int = 1000
+    split: str = "test"  # folder: M2NIST-recipe split
+    n: int = 1000
+    width: int = 84
+    seed: int | None = None  # None: the split's own
+    style: str = "m2nist"  # or "paper"
+    image_format: str = "png"  # or "jpg"
+    quality: int = 90
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out", Path(self.out))
+        if self.format == "onnx":
+            if self.out.is_dir() or self.out.suffix.lower() != ".onnx":
+                raise ExportArgumentError(f"{self.out}: give a file name ending in .onnx (a labelled image folder is "
+                                          "written with `segapp export --format folder --out DIR`)")
+            if min(self.calib_images, self.parity_images) < 1:
+                raise ExportArgumentError("--calib-images and --parity-images must be at least 1")
+        elif self.n < 1:
+            raise ExportArgumentError(f"--n {self.n}: give the number of images to write, at least 1")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """The arguments of `segapp score`: predicted and true mask folders, and the output form."""
+
+    pred: Path
+    truth: Path
+    as_json: bool = False  # one JSON object instead of text
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pred", Path(self.pred))
+        object.__setattr__(self, "truth", Path(self.truth))
+
+
+def run_export(cfg: ExportConfig) -> int:
+    """`segapp export` as ``cfg`` asks: the model as ONNX, or a labelled image folder."""
+    if cfg.format == "onnx":
+        return run_onnx(cfg)
+    return run_folder(cfg)
+
+
+def run_folder(cfg: ExportConfig) -> int:
     from .data import make_split
 
-    if a.n < 1:
-        raise SegappError(f"--n {a.n}: give the number of images to write, at least 1")
-    clash = [d for d in ("images", "truth") if (a.out / d).is_dir() and any(os.scandir(a.out / d))]
-    if clash and not a.overwrite:
-        raise SegappError(f"{a.out / clash[0]} is not empty; use --overwrite or another OUT")
-    images, masks = make_split(a.split, n=a.n, seed=a.seed, width=a.width)
-    n = export(a.out, images, masks, a.style, a.image_format, a.quality)
-    print(f"segapp export: {n} {a.split} images {images.shape[1]}x{images.shape[2]} ({a.style}, {a.image_format}) -> "
-          f"{a.out / 'images'}, true masks -> {a.out / 'truth'}")
+    out = cfg.out
+    clash = [d for d in ("images", "truth") if (out / d).is_dir() and any(os.scandir(out / d))]
+    if clash and not cfg.overwrite:
+        raise SegappError(f"{out / clash[0]} is not empty; use --overwrite or another OUT")
+    images, masks = make_split(cfg.split, n=cfg.n, seed=cfg.seed, width=cfg.width)
+    n = export(out, images, masks, cfg.style, cfg.image_format, cfg.quality)
+    print(f"segapp export: {n} {cfg.split} images {images.shape[1]}x{images.shape[2]} ({cfg.style}, "
+          f"{cfg.image_format}) -> {out / 'images'}, true masks -> {out / 'truth'}")
     return 0
 
 
-def run_onnx(a) -> int:
+def run_onnx(cfg: ExportConfig) -> int:
     """Exports, writes FILE and FILE.parity.json; 0 when the file meets its bar (fp32: parity; int8: mIoU within
     :data:`INT8_TOLERANCE` of fp32), 1 when not (the files are written either way); bad arguments raise
     :class:`SegappError` (one line, exit 2 from ``segapp.cli``)."""
     import time
 
     from .data import make_split
-    from .engines import OnnxEngine, exporter_name, file_sha256, onnx_bytes, parity, set_metadata, state_digest
+    from .engines import OnnxEngine, exporter_name, onnx_bytes, parity, set_metadata, state_digest
     from .int8 import INT8_CALIBRATION_DATA, INT8_PERCENTILE, calibration_images, quantize_int8
     from .model import load_pretrained
 
-    out = Path(a.out)
-    if out.is_dir() or out.suffix.lower() != ".onnx":
-        raise SegappError(f"{out}: give a file name ending in .onnx (a labelled image folder is written "
-                          "with `segapp export --format folder --out DIR`)")
-    if min(a.calib_images, a.parity_images) < 1:
-        raise SegappError("--calib-images and --parity-images must be at least 1")
+    out = cfg.out
     t0 = time.perf_counter()
-    model = load_pretrained(a.weights).cpu().eval()
+    model = load_pretrained(cfg.weights).cpu().eval()
     digest = state_digest(model)
     fp32 = onnx_bytes(model, metadata={"segapp.weights_digest": digest, "segapp.precision": "fp32"})
     data, calib = fp32, None
-    if a.int8:
-        calib_images = calibration_images(a.calib_images)
+    if cfg.int8:
+        calib_images = calibration_images(cfg.calib_images)
         calib = {"data": INT8_CALIBRATION_DATA, "n_images": len(calib_images),
                  "method": f"percentile {INT8_PERCENTILE:g}", "format": "QDQ",
                  "weights": "int8, per output channel", "activations": "uint8",
@@ -140,30 +185,31 @@ def run_onnx(a) -> int:
     write_atomic(out, data)
     export_s = time.perf_counter() - t0
 
-    images, masks = make_split("test", n=a.parity_images)
+    images, masks = make_split("test", n=cfg.parity_images)
 
     def torch_fp32(x):
         with torch.inference_mode():
             return model(x)
 
     engines = {"torch_fp32": torch_fp32, "onnx": OnnxEngine(out)}  # the file as written, in plain ONNX Runtime
-    if a.int8:
+    if cfg.int8:
         engines["onnx_fp32"] = OnnxEngine(fp32)
     results = parity(engines, images, masks, reference="torch_fp32")
     import onnxruntime
 
     record = {
         "file": out.name, "sha256": file_sha256(out), "bytes": out.stat().st_size,
-        "precision": "int8" if a.int8 else "fp32", "exporter": exporter_name(), "onnxruntime": onnxruntime.__version__,
+        "precision": "int8" if cfg.int8 else "fp32", "exporter": exporter_name(),
+        "onnxruntime": onnxruntime.__version__,
         "input": "image: float32 (N, 1, H, W) = pixel/255, white ink on black; N, H, W dynamic",
         "output": "logits: float32 (N, 11, H, W); argmax over dim 1 = class (0-9 digit, 10 background)",
-        "weights": str(a.weights or "weights/"), "weights_digest": digest,
+        "weights": str(cfg.weights or "weights/"), "weights_digest": digest,
         "data": "m2nist-recipe:test", "n_images": int(len(images)), "image_size": list(images.shape[1:]),
         "reference": "torch fp32 (segapp.model.DilatedNet, eval mode)", "results": results,
         "export_seconds": round(export_s, 1), "threads": torch.get_num_threads(),
     }
     onnx_r, ref = results["onnx"], results["torch_fp32"]
-    if a.int8:
+    if cfg.int8:
         drop = results["onnx_fp32"]["miou_digits"] - onnx_r["miou_digits"]
         ok = drop <= INT8_TOLERANCE
         record.update(calibration=calib, int8_miou_digits_drop_vs_fp32=drop, int8_tolerance=INT8_TOLERANCE,
@@ -185,13 +231,15 @@ def run_onnx(a) -> int:
     return 0 if ok else 1
 
 
-def run_score(a) -> int:
-    metrics, problems = score(a.pred, a.truth)
+def run_score(cfg: ScoreConfig) -> int:
+    """`segapp score`: prints the problems (20 at most) and the metrics; 1 when a true mask had no usable
+    prediction."""
+    metrics, problems = score(cfg.pred, cfg.truth)
     for line in problems[:20]:
         print(f"segapp score: {line}", file=sys.stderr)
     if len(problems) > 20:
         print(f"segapp score: ... and {len(problems) - 20} more", file=sys.stderr)
-    if a.json:
+    if cfg.as_json:
         print(json.dumps(metrics))
     else:
         print(f"scored {metrics['n_scored']} masks ({metrics['n_missing']} without a usable prediction)\n"

@@ -13,13 +13,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
-from .classes import NUM_CLASSES, PALETTE, SegappError
+from .classes import SegappError
 from .images import IMAGE_EXTENSIONS, ImageError, Prepared, prepare
+from .render import MaskError, read_mask
 
-VOID = 255  # mask value left out of every metric and loss
+__all__ = ["read_mask"]  # re-exported: a folder dataset's masks are read by segapp.render's one reader
 
 
 class FolderError(SegappError):
@@ -58,46 +58,18 @@ def find_pairs(root: Path) -> list[Pair]:
     return pairs
 
 
-def read_mask(path: Path) -> np.ndarray:
-    """A mask PNG -> (H, W) uint8 class indices (0-10, 255 void); palette-coloured RGB masks are converted."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("P", "L"):
-                m = np.asarray(img, np.uint8).copy()
-            elif img.mode in ("RGB", "RGBA"):
-                m = _from_colours(np.asarray(img.convert("RGB")), path)
-            else:
-                raise FolderError(f"{path}: mask mode {img.mode}; save it as an 8-bit class-index PNG")
-    except FolderError:
-        raise
-    except (OSError, ValueError) as e:
-        raise FolderError(f"{path}: cannot read the mask ({e})") from None
-    bad = (m >= NUM_CLASSES) & (m != VOID)
-    if bad.any():
-        raise FolderError(f"{path}: class index {int(m[bad][0])} out of range; masks hold 0-9 digits, 10 background, "
-                          f"{VOID} void")
-    return m
-
-
-def _from_colours(rgb: np.ndarray, path: Path) -> np.ndarray:
-    """RGB painted in segapp's palette (black = background) -> class indices."""
-    colours = np.vstack([PALETTE[:10], [[0, 0, 0]]]).astype(np.int32)
-    flat = rgb.reshape(-1, 3).astype(np.int32)
-    match = (flat[:, None, :] == colours[None]).all(-1)
-    if not match.any(1).all():
-        raise FolderError(f"{path}: an RGB mask whose colours are not segapp's palette; save class indices "
-                          "(pixel value = class) as an 8-bit PNG instead")
-    return match.argmax(1).astype(np.uint8).reshape(rgb.shape[:2])
-
-
 def load_pair(pair: Pair) -> tuple[Prepared, np.ndarray]:
     """Decodes one pair; refuses a mask whose size differs from its image's."""
     try:
         prepared = prepare(pair.image, str(pair.image))
     except ImageError as e:
         raise FolderError(str(e)) from None
-    mask = read_mask(pair.mask)
+    try:
+        mask = read_mask(pair.mask)
+    except MaskError as e:
+        raise FolderError(str(e)) from None
+    except OSError as e:
+        raise FolderError(f"{pair.mask}: cannot read the mask ({e})") from None
     if mask.shape != prepared.raw.shape:
         h, w = prepared.raw.shape
         raise FolderError(f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but {pair.image} is {w}x{h}; "

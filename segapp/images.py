@@ -35,7 +35,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own bomb guard, as a second line of defence
 # Between 1x and 2x its limit Pillow only warns; check_size() then refuses the image from its header, so the
 # message never depends on warning filters (segapp predict decodes in threads, and a catch_warnings() block
-# there is not thread-safe: a file's error once depended on what another thread was decoding). Over 2x,
+# there is not thread-safe: a file's error would depend on what another thread was decoding). Over 2x,
 # Pillow raises before the header is returned. The warning itself is noise once check_size() has spoken.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
@@ -55,7 +55,7 @@ class Prepared:
     def __init__(self, raw: np.ndarray):
         self.raw = raw  # (H, W) uint8 grayscale, the file's own pixels
         self._norm: tuple[np.ndarray, bool] | None = None
-        self._inverted: bool | None = None  # set by the inference path when it found out on a reduced copy
+        self._inverted: bool | None = None  # known before normalising at full size: see with_polarity
 
     def _normalised(self) -> tuple[np.ndarray, bool]:
         if self._norm is None:
@@ -74,9 +74,12 @@ class Prepared:
             self._inverted = self._normalised()[1]
         return self._inverted
 
-    @inverted.setter
-    def inverted(self, value: bool) -> None:
-        self._inverted = bool(value)
+    def with_polarity(self, inverted: bool) -> Prepared:
+        """The same pixels with their polarity already known (found on a reduced copy by the inference path, which
+        then never normalises a big photo at full size). A new object: this one is left as it is."""
+        other = Prepared(self.raw)
+        other._norm, other._inverted = self._norm, bool(inverted)
+        return other
 
     @property
     def display(self) -> np.ndarray:

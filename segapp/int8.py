@@ -89,7 +89,9 @@ def int8_engine_for(model: nn.Module, device: torch.device | None = None, thread
     from .data import make_split
 
     probe = make_split("val", n=16)[0]
-    path = cache_dir() / f"{state_digest(model)[:32]}.int8v4.onnx"  # v4: 1024 wild images, streamed, percentile 99.9999
+    # the version in the key names the calibration recipe (INT8_CALIBRATION images, streamed, INT8_PERCENTILE): a
+    # graph cached under another version was calibrated differently and is not reused
+    path = cache_dir() / f"{state_digest(model)[:32]}.int8v4.onnx"
     given = data is not None
     if not given:
         data = path.read_bytes() if use_cache and path.is_file() else None

@@ -121,7 +121,8 @@ class BoundaryScore:
 
 
 def plot_confusion(matrix: torch.Tensor, path, title: str = "Confusion matrix (row-normalised)") -> None:
-    """Saves the row-normalised confusion matrix as a PNG heat map with class names."""
+    """Saves the row-normalised confusion matrix as a PNG heat map with class names (PNG whatever the file name, so
+    it can be written to a temp name and renamed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -144,5 +145,5 @@ def plot_confusion(matrix: torch.Tensor, path, title: str = "Confusion matrix (r
                         color="white" if norm[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)

@@ -8,6 +8,7 @@ whole 28x28 digit from any of its pixels.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import stat
 from dataclasses import asdict, dataclass, fields
@@ -19,7 +20,7 @@ from torch import nn
 
 from .classes import NUM_CLASSES, SegappError
 from .paths import WEIGHTS_DIR
-from .safeio import write_atomic
+from .safeio import HASH_HEX, file_sha256, write_atomic
 
 ARCHITECTURE = "segapp.DilatedNet"
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
@@ -149,22 +150,31 @@ class DilatedNet(nn.Module):
         return convs + c.widths[-1] * c.num_classes
 
 
-def atomic_write(path: Path, write) -> None:
-    """Calls ``write(tmp_path)`` then fsyncs and renames over ``path``: readers never see a half-written file.
-
-    The temp file is one of segapp's own (:mod:`segapp.safeio`), so a killed run's leftovers can be told from
-    any other file; the result gets the usual permissions (0o666 less the umask).
-    """
-    write_atomic(path, write, fsync=True)
+def weights_fingerprint(weights: Path | str | None) -> str | None:
+    """A fingerprint of the files ``--weights`` loads (config.json + model.safetensors, or the checkpoint): a SHA-256
+    over their digests, cut to :data:`~segapp.safeio.HASH_HEX` hex digits (`segapp predict`'s ``weights_sha256``
+    column; a model card's parent and teacher). None when they cannot be read (loading them then fails with its own
+    message)."""
+    path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+    if path.is_dir():
+        path = path / WEIGHTS_NAME
+    parts = [path, path.with_name(CONFIG_NAME)] if path.suffix == ".safetensors" else [path]
+    h = hashlib.sha256()
+    for p in parts:
+        digest = file_sha256(p)
+        if digest is None:
+            return None
+        h.update(digest.encode())
+    return h.hexdigest()[:HASH_HEX]
 
 
 def save_pretrained(model: DilatedNet, folder: Path, extra: dict | None = None) -> None:
     """Writes ``config.json`` + ``model.safetensors`` (plus optional metadata) atomically."""
     folder = Path(folder)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(folder / WEIGHTS_NAME, lambda p: save_file(state, p))
+    write_atomic(folder / WEIGHTS_NAME, lambda p: save_file(state, p), fsync=True)
     cfg = {**model.config.to_dict(), **(extra or {})}
-    atomic_write(folder / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(cfg, indent=2) + "\n"))
+    write_atomic(folder / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(cfg, indent=2) + "\n"), fsync=True)
 
 
 def check_state(state, expected: dict, source: str) -> None:

@@ -31,10 +31,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from tqdm import tqdm
-
 from .images import ImageError, prepare
-from .predict_files import FIELDS, Item, Run, Summary, UsageError, begin, row_for, write_outputs
+from .predict_files import FIELDS, Item, PredictConfig, Run, Summary, UsageError, begin, row_for, write_outputs
+from .runtime import progress_bar
+
+__all__ = ["PredictConfig", "run"]  # PredictConfig is defined beside begin(), which reads it
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130  # usage errors (2) are SegappErrors, printed by segapp.cli
 
@@ -45,21 +46,21 @@ def reason(e: BaseException, item: Item) -> str:
     return msg.removeprefix(f"{item.rel}: ") if isinstance(e, ImageError) else f"{type(e).__name__}: {msg}"
 
 
-def run(a) -> int:
-    """`segapp predict` for the arguments ``a`` (the flags of ``segapp predict --help`` as attributes); returns the
-    exit status: 0 every file ok, 1 some file failed, 130 interrupted. Bad arguments, folders or weights and a full
-    disk raise :class:`segapp.classes.SegappError` / ``OSError``, which ``segapp.cli`` prints as one line (exit 2)."""
-    return predict_folder(a)
+def run(cfg: PredictConfig) -> int:
+    """`segapp predict` as ``cfg`` asks; returns the exit status: 0 every file ok, 1 some file failed, 130
+    interrupted. Bad folders or weights and a full disk raise :class:`segapp.classes.SegappError` / ``OSError``,
+    which ``segapp.cli`` prints as one line (exit 2)."""
+    return predict_folder(cfg)
 
 
-def inference_config(a):
+def inference_config(cfg: PredictConfig):
     """The run's :class:`~segapp.inference.InferenceConfig`, checked before :func:`begin` writes anything: a bad
     value (``--digit-height -3``) is a one-line usage error, not a traceback after args.json was written."""
     from .inference import InferenceConfig
 
     try:
-        return InferenceConfig(rescale=a.rescale, digit_height=a.digit_height, batch_size=max(1, a.batch_size),
-                               device=a.device, amp=a.amp, backend=getattr(a, "backend", "auto"))
+        return InferenceConfig(rescale=cfg.rescale, digit_height=cfg.digit_height, batch_size=cfg.batch_size,
+                               device=cfg.device, amp=cfg.amp, backend=cfg.backend)
     except ValueError as e:
         flag = "--digit-height" if "digit height" in str(e) else "the model options"
         raise UsageError(f"{flag}: {e}") from None
@@ -70,10 +71,10 @@ class Tally:
     order at the end), the progress bar (files done / total, files/s), the error lines, the final line and the
     exit status. One place, so the single-process and the Ray paths report alike."""
 
-    def __init__(self, a, job: Run):
-        self.a, self.job = a, job
+    def __init__(self, cfg: PredictConfig, job: Run):
+        self.cfg, self.job = cfg, job
         self.summary = Summary(job.out, job.done)
-        self.bar = tqdm(total=len(job.items), initial=len(job.done), unit="file", disable=a.quiet or None,
+        self.bar = progress_bar(total=len(job.items), initial=len(job.done), unit="file", disable=cfg.quiet or None,
                         dynamic_ncols=True, desc="predict")
         self.failed, self.t0 = 0, time.perf_counter()
         for rel, why in job.list_errors.items():  # an unreadable folder is reported like a bad file
@@ -108,7 +109,7 @@ class Tally:
               f"{f', {skipped} non-image or hidden files skipped' if skipped else ''}) "
               f"in {seconds:.1f} s ({n_new / max(seconds, 1e-9):.0f} files/s) -> {out}", file=sys.stderr)
         if interrupted:
-            where = "" if self.a.out else f" --out {shlex.quote(str(out))}"  # a numbered default folder: name it
+            where = "" if self.cfg.out else f" --out {shlex.quote(str(out))}"  # a numbered default folder: name it
             print(f"segapp predict: interrupted; run again with --resume{where} to finish", file=sys.stderr)
             return EXIT_INTERRUPTED
         return EXIT_FAILED if self.failed else EXIT_OK
@@ -152,32 +153,33 @@ def whole(segmenter, item: Item, n, out, fail: Fail) -> list:
         return model_failed(item, e, out, fail)
 
 
-def complete(segmenter, item: Item, n, result, a, out) -> dict:
-    """Postprocess (when the model's turn left it to later) and write one file's outputs: its row."""
+def complete(segmenter, item: Item, n, result, out, alpha: float, compress_level: int) -> dict:
+    """Postprocess (when the model's turn left it to later) and write one file's outputs (``alpha``,
+    ``compress_level``: see :func:`~segapp.predict_files.write_outputs`): its row."""
     if isinstance(result, tuple):
         try:
             result = segmenter.postprocess(n, *result)
         except Exception as e:  # costs this file only
             return row_for(item, out, status=f"error: reading the class map failed ({reason(e, item)})")
-    return write_outputs(item, result, a, out)
+    return write_outputs(item, result, out, alpha, compress_level)
 
 
-def predict_folder(a) -> int:
+def predict_folder(cfg: PredictConfig) -> int:
     from .inference import Segmenter
 
-    cfg = inference_config(a)
-    job = begin(a)  # arguments, folders, output names, what --resume keeps, args.json (segapp.predict_files)
-    segmenter = Segmenter(a.weights, cfg)
-    pool = ThreadPoolExecutor(a.workers, thread_name_prefix="segapp-predict")
-    return drive(a, job, lambda tally: pipeline(a, job, segmenter, tally, pool),
+    inference = inference_config(cfg)
+    job = begin(cfg)  # folders, output names, what --resume keeps, args.json (segapp.predict_files)
+    segmenter = Segmenter(cfg.weights, inference)
+    pool = ThreadPoolExecutor(cfg.workers, thread_name_prefix="segapp-predict")
+    return drive(cfg, job, lambda tally: pipeline(cfg, job, segmenter, tally, pool),
                  lambda: pool.shutdown(wait=True, cancel_futures=True))
 
 
-def drive(a, job: Run, work: Callable[[Tally], None], cleanup: Callable[[], None]) -> int:
+def drive(cfg: PredictConfig, job: Run, work: Callable[[Tally], None], cleanup: Callable[[], None]) -> int:
     """Runs ``work`` (the rows of a run's files, fed to a :class:`Tally`) and ends the run as both paths end it:
     after Ctrl-C or an error too, ``cleanup`` (the file threads, the Ray instance), then the summary rewritten in
     input order; the final line and the exit status (130 after Ctrl-C, with the command that resumes)."""
-    tally = Tally(a, job)
+    tally = Tally(cfg, job)
     interrupted = False
     try:
         work(tally)
@@ -207,7 +209,7 @@ def slices(seq: list, k: int) -> list[list]:
     return [seq[i * len(seq) // k : (i + 1) * len(seq) // k] for i in range(k)] if seq else []
 
 
-def pipeline(a, job: Run, segmenter, tally: Tally, pool: ThreadPoolExecutor) -> None:
+def pipeline(cfg: PredictConfig, job: Run, segmenter, tally: Tally, pool: ThreadPoolExecutor) -> None:
     """A pipeline over chunks of files: while the model runs on chunk k (in this thread, the GIL released inside
     ONNX Runtime / torch), the file threads decode chunk k+1 and postprocess and write chunk k-1. The pool runs
     its tasks in order, so chunk k+1's decoding is queued before chunk k's writing and is ready first. Measured
@@ -215,13 +217,13 @@ def pipeline(a, job: Run, segmenter, tally: Tally, pool: ThreadPoolExecutor) -> 
     out, finish = job.out, tally.finish
     todo = [it for it in job.todo if not it.error]  # the others have their rows already (Tally)
     buckets: dict[tuple[int, int], list] = {}
-    chunk = 4 * max(a.batch_size, a.workers)
+    chunk = 4 * max(cfg.batch_size, cfg.workers)
 
     def submit_loads(part: list[Item]) -> list[Future]:
-        return [pool.submit(load_all, segmenter, sl) for sl in slices(part, a.workers)]
+        return [pool.submit(load_all, segmenter, sl) for sl in slices(part, cfg.workers)]
 
     def complete_all(ready: list) -> list[dict]:
-        return [complete(segmenter, item, n, result, a, out) for item, n, result in ready]
+        return [complete(segmenter, item, n, result, out, cfg.alpha, cfg.compress_level) for item, n, result in ready]
 
     def run_batch(key: tuple[int, int]) -> list:
         return segment(segmenter, buckets.pop(key), out, finish)
@@ -256,7 +258,7 @@ def pipeline(a, job: Run, segmenter, tally: Tally, pool: ThreadPoolExecutor) -> 
             if k + 1 == len(chunks):
                 for key in list(buckets):
                     ready += run_batch(key)
-            writing += [pool.submit(complete_all, sl) for sl in slices(ready, a.workers)]
+            writing += [pool.submit(complete_all, sl) for sl in slices(ready, cfg.workers)]
         finish_written(block=True)
     except KeyboardInterrupt:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -25,21 +25,21 @@ import os
 import stat
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from types import MappingProxyType
 
 from .classes import SegappError
 from .images import IMAGE_EXTENSIONS
-from .safeio import DISK_FULL, OutputError, describe, file_id, sweep_temps, write_atomic
-
-__all__ = ["write_atomic"]  # re-exported: export.py writes its files with it
+from .model import weights_fingerprint
+from .safeio import DISK_FULL, HASH_HEX, OutputError, describe, file_id, file_sha256, sweep_temps, write_atomic
 
 FIELDS = ("file", "width", "height", "text", "lines", "digits", "areas", "confidences", "inverted", "digit_height",
           "scale", "mask", "overlay", "status", "input_sha256", "weights_sha256")
 SUMMARY_CSV, SUMMARY_JSONL, ARGS_JSON = "summary.csv", "summary.jsonl", "args.json"
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the last 12 bytes of every complete PNG
-HASH_HEX = 16  # fingerprints are the first 64 bits of a SHA-256, as hex
 MAX_NAME_BYTES = 255  # longest file name most filesystems take
 
 
@@ -66,49 +66,10 @@ def shown(s: str) -> str:
         return s.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def file_sha256(path: Path | str) -> str | None:
-    """SHA-256 of a regular file's bytes (hex); None for anything that is not one or cannot be read.
-    A pipe or device is never read (opened non-blocking and checked first)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        h = hashlib.sha256()
-        with open(fd, "rb", closefd=False) as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-        return h.hexdigest()
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
 def input_fingerprint(path: Path) -> str | None:
     """The ``input_sha256`` column: the first 64 bits of the SHA-256 of the input file's bytes."""
     digest = file_sha256(path)
     return digest[:HASH_HEX] if digest else None
-
-
-def weights_fingerprint(weights: Path | str | None) -> str | None:
-    """The ``weights_sha256`` column: a SHA-256 over the files ``--weights`` loads (config.json + model.safetensors,
-    or the checkpoint). None when they cannot be read (loading them then fails with its own message)."""
-    from .model import CONFIG_NAME, DEFAULT_WEIGHTS, WEIGHTS_NAME
-
-    path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-    if path.is_dir():
-        path = path / WEIGHTS_NAME
-    parts = [path, path.with_name(CONFIG_NAME)] if path.suffix == ".safetensors" else [path]
-    h = hashlib.sha256()
-    for p in parts:
-        digest = file_sha256(p)
-        if digest is None:
-            return None
-        h.update(digest.encode())
-    return h.hexdigest()[:HASH_HEX]
 
 
 @dataclass
@@ -376,22 +337,72 @@ class Run:
     list_errors: dict[str, str]
 
 
-def begin(a) -> Run:
-    """Checks the arguments and folders, plans the outputs, sweeps stale temps, decides what ``--resume`` keeps,
-    and writes args.json. Raises :class:`UsageError` before anything is written if the run must not go ahead."""
-    inputs = gather_inputs(a.input, a.recursive, a.hidden)  # refuses a missing INPUT or a pattern matching nothing
-    if a.batch_size < 1 or a.workers < 1:
-        raise UsageError("--batch-size and --workers must be at least 1")
-    if not (isinstance(a.alpha, (int, float)) and math.isfinite(a.alpha) and 0 <= a.alpha <= 1):
-        raise UsageError(f"--alpha {a.alpha} is outside 0..1 (0: overlays show the input only, 1: solid colours)")
+@dataclass(frozen=True)
+class PredictConfig:
+    """Every argument of `segapp predict` (see its ``--help``), with its defaults, checked on creation.
+
+    ``recorded``: what args.json records besides the run's resolved input, output, file count and weights
+    fingerprint. The CLI passes the command's parsed arguments (flag names, ``--threads``, argv); None records this
+    config's own fields.
+    """
+
+    input: tuple[Path | str, ...] = ()  # folders, files or quoted patterns
+    out: Path | str | None = None  # None: runs/predict/<name> (see default_out)
+    recursive: bool = True
+    hidden: bool = False
+    overlays: bool = True
+    alpha: float = 0.6
+    compress_level: int = 1
+    overwrite: bool = False
+    resume: bool = False
+    weights: Path | str | None = None  # None: the shipped weights/
+    device: str = "auto"
+    rescale: bool = True
+    digit_height: float | None = None
+    amp: str = "auto"
+    backend: str = "auto"
+    batch_size: int = 64
+    workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
+    quiet: bool = False
+    cluster: str = "none"  # "ray": segapp.predict_ray
+    ray_address: str | None = None
+    ray_cpus: int | None = None
+    ray_actors: int | None = None
+    recorded: Mapping[str, object] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        given = [self.input] if isinstance(self.input, (str, os.PathLike)) else list(self.input)
+        object.__setattr__(self, "input", tuple(given))
+        for flag, value in (("--ray-cpus", self.ray_cpus), ("--ray-actors", self.ray_actors)):
+            if value is not None and value < 1:
+                raise UsageError(f"{flag} must be at least 1, got {value}")
+        if self.batch_size < 1 or self.workers < 1:
+            raise UsageError("--batch-size and --workers must be at least 1")
+        alpha = self.alpha
+        if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and 0 <= alpha <= 1):
+            raise UsageError(f"--alpha {alpha} is outside 0..1 (0: overlays show the input only, 1: solid colours)")
+        if self.recorded is not None:  # frozen means frozen: nobody edits the record after the fact
+            object.__setattr__(self, "recorded", MappingProxyType(dict(self.recorded)))
+
+    def record(self) -> dict:
+        """What args.json starts from: ``recorded`` when given, else this config's fields."""
+        if self.recorded is not None:
+            return dict(self.recorded)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "recorded"}
+
+
+def begin(cfg: PredictConfig) -> Run:
+    """Checks the folders, plans the outputs, sweeps stale temps, decides what ``--resume`` keeps, and writes
+    args.json. Raises :class:`UsageError` before anything is written if the run must not go ahead."""
+    inputs = gather_inputs(cfg.input, cfg.recursive, cfg.hidden)  # refuses a missing INPUT or a pattern matching none
     if not inputs.files and not inputs.list_errors:
-        named = ", ".join(shown(str(p)) for p in ([a.input] if isinstance(a.input, (str, os.PathLike)) else a.input))
+        named = ", ".join(shown(str(p)) for p in cfg.input)
         raise UsageError(f"{named}: no image files found (looked for {', '.join(IMAGE_EXTENSIONS)}"
-                         f"{'' if a.recursive else ', not in subfolders (--no-recursive)'})")
-    fresh = not a.out and not (a.resume or a.overwrite)
-    out = Path(a.out) if a.out else default_out(inputs, reuse=a.resume or a.overwrite, reserve=fresh)
+                         f"{'' if cfg.recursive else ', not in subfolders (--no-recursive)'})")
+    fresh = not cfg.out and not (cfg.resume or cfg.overwrite)
+    out = Path(cfg.out) if cfg.out else default_out(inputs, reuse=cfg.resume or cfg.overwrite, reserve=fresh)
     try:
-        return _begin(a, inputs, out)
+        return _begin(cfg, inputs, out)
     except BaseException:
         if fresh:  # the folder reserved for this run, still empty: not left behind
             with contextlib.suppress(OSError):
@@ -399,29 +410,29 @@ def begin(a) -> Run:
         raise
 
 
-def _begin(a, inputs: Inputs, out: Path) -> Run:
+def _begin(cfg: PredictConfig, inputs: Inputs, out: Path) -> Run:
     files, list_errors, skipped, root = inputs.files, inputs.list_errors, inputs.skipped, inputs.base
     if out.exists() and not out.is_dir():
         raise UsageError(f"OUT {shown(str(out))} is a file; give a folder")
-    if not a.out and (a.resume or a.overwrite):
-        print(f"segapp predict: no --out given: {'resuming' if a.resume else 'redoing'} the latest run, in "
+    if not cfg.out and (cfg.resume or cfg.overwrite):
+        print(f"segapp predict: no --out given: {'resuming' if cfg.resume else 'redoing'} the latest run, in "
               f"{shown(str(out))}", file=sys.stderr)
-    items = plan(files, root, out, a.overlays)
+    items = plan(files, root, out, cfg.overlays)
     if items:
         check_folders(inputs.roots, out, items)
-    weights = weights_fingerprint(a.weights)
-    with ThreadPoolExecutor(max(1, min(a.workers, 8)), thread_name_prefix="segapp-hash") as pool:
+    weights = weights_fingerprint(cfg.weights)
+    with ThreadPoolExecutor(max(1, min(cfg.workers, 8)), thread_name_prefix="segapp-hash") as pool:
         for it, digest in zip(items, pool.map(lambda it: input_fingerprint(it.src), items)):
             it.input_sha256, it.weights_sha256 = digest, weights
     existing = [p for it in items for p in it.outs.values() if os.path.lexists(p)]
     existing += [p for p in run_files(out) if os.path.lexists(p)]
-    if existing and not (a.overwrite or a.resume):
+    if existing and not (cfg.overwrite or cfg.resume):
         raise UsageError(f"{len(existing)} outputs already exist in {shown(str(out))} (e.g. "
                          f"{shown(str(existing[0]))}); nothing was written; use --resume to finish that run or "
                          "--overwrite to redo it")
-    if a.resume or a.overwrite:
+    if cfg.resume or cfg.overwrite:
         remove_stale_temps(out, input_ids(items))
-    previous = read_previous(out) if a.resume else {}
+    previous = read_previous(out) if cfg.resume else {}
     done, stale = {}, 0
     for it in items:
         prev = previous.get(it.rel)
@@ -441,9 +452,8 @@ def _begin(a, inputs: Inputs, out: Path) -> Run:
               "that run (or it predates fingerprints)", file=sys.stderr)
     todo = [it for it in items if it.rel not in done]
     if todo or not (out / ARGS_JSON).exists():  # a finished run resumed again stays untouched
-        given = [a.input] if isinstance(a.input, (str, os.PathLike)) else list(a.input)
-        given = [os.path.realpath(p) if os.path.lexists(p) else os.path.abspath(p) for p in given]  # patterns as typed
-        args = {**vars(a), "input": given[0] if len(given) == 1 else given, "out": os.path.realpath(out),
+        given = [os.path.realpath(p) if os.path.lexists(p) else os.path.abspath(p) for p in cfg.input]  # patterns
+        args = {**cfg.record(), "input": given[0] if len(given) == 1 else given, "out": os.path.realpath(out),
                 "files": len(items), "weights_sha256": weights}
         args.pop("run", None)
         text = json.dumps(args, default=lambda v: shown(str(v)), indent=2) + "\n"
@@ -451,8 +461,9 @@ def _begin(a, inputs: Inputs, out: Path) -> Run:
     return Run(root, out, items, todo, done, skipped, list_errors)
 
 
-def write_outputs(item: Item, seg, a, out: Path) -> dict:
-    """Encodes and atomically writes one file's outputs (in a worker thread); returns its summary row.
+def write_outputs(item: Item, seg, out: Path, alpha: float, compress_level: int) -> dict:
+    """Encodes and atomically writes one file's outputs (in a worker thread); returns its summary row. ``alpha``:
+    the overlay's colour opacity; ``compress_level``: the PNGs' zlib level.
 
     A write that fails costs this file only (its row says why, naming the output), except a full disk, which
     stops the run with :class:`~segapp.safeio.OutputError` (every later write would fail the same way).
@@ -465,9 +476,9 @@ def write_outputs(item: Item, seg, a, out: Path) -> dict:
             if item.reuse and complete_png(path):
                 continue  # vouched for by the earlier run's row for this same input and weights
             if kind == "mask":
-                data = mask_png(seg.classes, a.compress_level)  # the bytes Pillow would write, a quarter the time
+                data = mask_png(seg.classes, compress_level)  # the bytes Pillow would write, encoded faster
             else:  # Prepared.display is the input's gray as RGB: the same pixels as render.overlay gives
-                data = png_bytes(overlay_gray(seg.prepared.raw, seg.classes, a.alpha), compress_level=a.compress_level)
+                data = png_bytes(overlay_gray(seg.prepared.raw, seg.classes, alpha), compress_level=compress_level)
             write_atomic(path, data)
         return row_for(item, out, seg)
     except OSError as e:

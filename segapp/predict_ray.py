@@ -24,12 +24,11 @@ import pickle
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 from .classes import SegappError
 from .images import prepare
 from .predict import Tally, complete, drive, inference_config, reason, segment, whole
-from .predict_files import Item, UsageError, begin, row_for
+from .predict_files import Item, PredictConfig, UsageError, begin, row_for
 
 INSTALL_HINT = "pip install 'segapp[ray]' (or pip install 'ray[data]>=2.9')"
 ACTOR_CPUS = 0.75  # Ray CPUs one segmenter actor reserves; each decoding task reserves the rest of a CPU:
@@ -56,41 +55,41 @@ def import_ray():
     return ray
 
 
-def connect(ray, a) -> bool:
+def connect(ray, cfg: PredictConfig) -> bool:
     """Joins ``--ray-address`` or starts a local Ray instance with ``--ray-cpus`` CPUs; an instance this process is
     already connected to (a notebook, a test) is used as it is. Returns whether this call connected."""
     if ray.is_initialized():
         return False
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
-    if a.ray_address:
+    if cfg.ray_address:
         try:
-            ray.init(address=a.ray_address, **{k: v for k, v in quiet.items() if k != "include_dashboard"})
+            ray.init(address=cfg.ray_address, **{k: v for k, v in quiet.items() if k != "include_dashboard"})
         except (ConnectionError, RuntimeError, ValueError) as e:
-            raise ClusterError(f"cannot join the Ray cluster at {a.ray_address} ({' '.join(str(e).split())[:200]}); "
+            raise ClusterError(f"cannot join the Ray cluster at {cfg.ray_address} ({' '.join(str(e).split())[:200]}); "
                                "start it with `ray start --head` (a cluster with token authentication also needs "
                                "RAY_AUTH_MODE=token and its token; see docs/predict.md) or drop --ray-address to run "
                                "on this machine") from None
     else:
-        ray.init(address="local", num_cpus=local_cpus(a), **quiet)  # never a `ray start` one
+        ray.init(address="local", num_cpus=local_cpus(cfg), **quiet)  # never a `ray start` one
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # no per-dataset INFO lines; the driver has its own bar
     return True
 
 
-def actor_count(ray, a) -> int:
+def actor_count(ray, cfg: PredictConfig) -> int:
     """``--ray-actors``, or one segmenter actor per CPU of the cluster (joined, or about to be started); refused
     when the actors would leave no CPU for the decoding tasks (the job would wait forever)."""
-    cpus = float(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else local_cpus(a)
+    cpus = float(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else local_cpus(cfg)
     most = max(1, int((cpus - DECODE_CPUS) / ACTOR_CPUS + 1e-9))
-    n = a.ray_actors or max(1, min(most, int(cpus)))
+    n = cfg.ray_actors or max(1, min(most, int(cpus)))
     if n > most:
         raise UsageError(f"--ray-actors {n}: a cluster of {cpus:g} CPUs runs at most {most} segmenter actors "
                          f"({ACTOR_CPUS} CPU each, and decoding needs {DECODE_CPUS}); give fewer or add machines")
     return n
 
 
-def local_cpus(a) -> int:
+def local_cpus(cfg: PredictConfig) -> int:
     """CPUs of the local Ray instance: ``--ray-cpus``, else every core (Ray's own default)."""
-    return a.ray_cpus or os.cpu_count() or 1
+    return cfg.ray_cpus or os.cpu_count() or 1
 
 
 def absolute(item: Item) -> Item:
@@ -117,11 +116,11 @@ class SegmentFiles:
     """Stage 2 (Ray actors): one segmenter per actor, loaded once; each call takes a batch of decoded files and
     returns their summary rows (JSON), their outputs written."""
 
-    def __init__(self, weights: str | None, cfg, options: dict, out: Path):
+    def __init__(self, weights: str | None, inference, out: Path, alpha: float, compress_level: int):
         from .inference import Segmenter
 
-        self.segmenter, self.out = Segmenter(weights, cfg), out
-        self.a = SimpleNamespace(**options)  # what write_outputs reads: alpha, compress_level
+        self.segmenter, self.out = Segmenter(weights, inference), out
+        self.alpha, self.compress_level = alpha, compress_level  # what write_outputs needs of the run's options
 
     def __call__(self, batch: dict) -> dict:
         import json
@@ -147,7 +146,7 @@ class SegmentFiles:
             step = seg.batch_limit(key)
             for k in range(0, len(group), step):
                 ready += segment(seg, group[k : k + step], out, rows.append)
-        rows += [complete(seg, item, n, result, self.a, out) for item, n, result in ready]
+        rows += [complete(seg, item, n, result, out, self.alpha, self.compress_level) for item, n, result in ready]
         return {"row": [json.dumps(r) for r in rows]}
 
 
@@ -162,28 +161,28 @@ def cause(e: BaseException) -> BaseException | None:
     return None
 
 
-def run(a) -> int:
+def run(cfg: PredictConfig) -> int:
     """`segapp predict --cluster ray`: same checks, outputs, summary and exit status as :func:`segapp.predict.run`."""
     ray = import_ray()  # before anything is written: without Ray, one line and exit 2
     from .model import load_pretrained
 
-    cfg = inference_config(a)
-    joined = connect(ray, a) if a.ray_address else False  # a cluster that is not there: refused, nothing written
+    inference = inference_config(cfg)
+    joined = connect(ray, cfg) if cfg.ray_address else False  # a cluster that is not there: refused, nothing written
     try:
-        actors = actor_count(ray, a)
-        job = begin(a)
-        load_pretrained(a.weights)  # bad or missing weights: the single-process path's one line, before Ray starts
+        actors = actor_count(ray, cfg)
+        job = begin(cfg)
+        load_pretrained(cfg.weights)  # bad or missing weights: the single-process path's one line, before Ray starts
         todo = [absolute(it) for it in job.todo if not it.error]  # the others get their rows from Tally
-        started = (connect(ray, a) if todo else False) or joined  # nothing left to do: Ray is not started
+        started = (connect(ray, cfg) if todo else False) or joined  # nothing left to do: Ray is not started
     except BaseException:
         if joined:
             ray.shutdown()
         raise
-    return drive(a, job, lambda tally: stream(ray, a, cfg, job.out, todo, actors, tally),
+    return drive(cfg, job, lambda tally: stream(ray, cfg, inference, job.out, todo, actors, tally),
                  ray.shutdown if started else lambda: None)
 
 
-def stream(ray, a, cfg, out: Path, todo: list[Item], actors: int, tally: Tally) -> None:
+def stream(ray, cfg: PredictConfig, inference, out: Path, todo: list[Item], actors: int, tally: Tally) -> None:
     """Builds the Ray Data pipeline over the files left to do and feeds each row to ``tally`` as it arrives."""
     import json
 
@@ -193,16 +192,16 @@ def stream(ray, a, cfg, out: Path, todo: list[Item], actors: int, tally: Tally) 
     ctx.enable_progress_bars = False  # the driver's own bar counts files
     ctx.execution_options.preserve_order = False  # rows are put in input order by the summary
     out = Path(os.path.abspath(out))
-    weights = os.path.abspath(a.weights) if a.weights is not None else None
+    weights = os.path.abspath(cfg.weights) if cfg.weights is not None else None
     rows = [{"item": pickle.dumps(it, protocol=pickle.HIGHEST_PROTOCOL)} for it in todo]
     with warnings.catch_warnings():  # max_restarts / max_task_retries as plain remote args: deprecated in 2.5x
         warnings.simplefilter("ignore")
-        ds = ray.data.from_items(rows).map_batches(decode, batch_size=a.batch_size, num_cpus=DECODE_CPUS)
+        ds = ray.data.from_items(rows).map_batches(decode, batch_size=cfg.batch_size, num_cpus=DECODE_CPUS)
         ds = ds.map_batches(
-            SegmentFiles, batch_size=a.batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
+            SegmentFiles, batch_size=cfg.batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=ACTOR_CPUS, max_restarts=-1, max_task_retries=MAX_TASK_RETRIES,
-            fn_constructor_kwargs={"weights": weights, "cfg": cfg, "out": out,
-                                   "options": {"alpha": a.alpha, "compress_level": a.compress_level}})
+            fn_constructor_kwargs={"weights": weights, "inference": inference, "out": out, "alpha": cfg.alpha,
+                                   "compress_level": cfg.compress_level})
     batches = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))
     try:
         for batch in batches:

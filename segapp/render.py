@@ -23,8 +23,11 @@ from .classes import (
     MIN_DIGIT_AREA,
     MIN_DIGIT_CONFIDENCE,
     MIN_DIGIT_HEIGHT,
+    NUM_CLASSES,
     NUM_DIGITS,
     PALETTE,
+    VOID,
+    SegappError,
     flat_palette,
 )
 from .images import Prepared
@@ -34,7 +37,7 @@ from .images import Prepared
 # misclassified stroke pixels of the main digit.
 MINORITY_SHARE = 0.3
 # A blob narrower than this many times its height holds one digit (two touching digits side by side are wider):
-# big bold hands had a stroke of one glyph (the stem of a 7, a 2's tail) read as a digit of its own (issue 23).
+# a narrower blob that holds two classes is one digit whose stroke (the stem of a 7, a 2's tail) was misread.
 ONE_DIGIT_ASPECT = 0.8
 _PLTE = bytes(flat_palette())  # a mask PNG's palette chunk: 256 entries, as Pillow writes it
 
@@ -290,12 +293,48 @@ def save_mask(path: Path | str, classes: np.ndarray) -> None:
     mask_image(classes).save(path, format="PNG", optimize=False)
 
 
+class MaskError(SegappError, ValueError):
+    """A file that is not a usable mask (unreadable, another mode or colours, a class index out of range)."""
+
+
 def read_mask(path: Path | str) -> np.ndarray:
-    """Reads a mask PNG back as (H, W) uint8 class indices (no palette lookup)."""
-    with Image.open(path) as img:
-        if img.mode not in ("P", "L"):
-            raise ValueError(f"{path}: not a segapp mask (mode {img.mode}, expected an indexed PNG)")
-        return np.asarray(img, dtype=np.uint8).copy()
+    """A mask PNG -> (H, W) uint8 class indices: 0-9 digits, 10 background, :data:`~segapp.classes.VOID` unlabelled.
+
+    The one rule for every mask segapp reads (`segapp score`, `segapp evaluate --data`, `segapp train --data`): an
+    8-bit class-index PNG (mode P or L: what `segapp predict` and `segapp export` write, pixel value = class), or an
+    RGB(A) picture painted in segapp's palette (black = background), which is converted. Anything else (another
+    mode, colours not in the palette, an index out of range) raises :class:`MaskError`; a missing file raises
+    ``FileNotFoundError``.
+    """
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("P", "L"):
+                m = np.asarray(img, np.uint8).copy()
+            elif img.mode in ("RGB", "RGBA"):
+                m = from_colours(np.asarray(img.convert("RGB")), path)
+            else:
+                raise MaskError(f"{path}: mask mode {img.mode}; save it as an 8-bit class-index PNG")
+    except (MaskError, FileNotFoundError):
+        raise
+    except (OSError, ValueError) as e:
+        raise MaskError(f"{path}: cannot read the mask ({e})") from None
+    bad = (m >= NUM_CLASSES) & (m != VOID)
+    if bad.any():
+        raise MaskError(f"{path}: class index {int(m[bad][0])} out of range; masks hold 0-9 digits, 10 background, "
+                        f"{VOID} void")
+    return m
+
+
+def from_colours(rgb: np.ndarray, path: Path | str) -> np.ndarray:
+    """RGB painted in segapp's palette (black = background) -> class indices."""
+    colours = np.vstack([PALETTE[:10], [[0, 0, 0]]]).astype(np.int32)
+    flat = rgb.reshape(-1, 3).astype(np.int32)
+    match = (flat[:, None, :] == colours[None]).all(-1)
+    if not match.any(1).all():
+        raise MaskError(f"{path}: an RGB mask whose colours are not segapp's palette; save class indices "
+                        "(pixel value = class) as an 8-bit PNG instead")
+    return match.argmax(1).astype(np.uint8).reshape(rgb.shape[:2])
 
 
 def legend_html(present: set[int] | None = None) -> str:

@@ -1,7 +1,8 @@
-"""Where and how tensors run: device choice and checks, the bfloat16 policy, threads and the machine, in one place.
+"""Where and how tensors run: device choice and checks, the bfloat16 policy, threads and the machine, in one place;
+and the progress bars that show it.
 
 bfloat16 autocast pays off on GPUs and on CPUs with native BF16 (AVX-512 BF16 / AMX); on an
-AVX2-only CPU it is emulated and about 5x slower than float32, so ``auto`` never assumes it.
+AVX2-only CPU it is emulated and much slower than float32 (docs/speed.md), so ``auto`` never assumes it.
 """
 
 from __future__ import annotations
@@ -9,11 +10,32 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import sys
 from pathlib import Path
 
 import torch
 
 from .classes import SegappError
+
+FALLBACK_COLUMNS, FALLBACK_ROWS = 80, 24  # a terminal's size when it reports none
+
+
+def progress_bar(iterable=None, **kwargs):
+    """A tqdm bar (``kwargs`` as tqdm takes them; on stderr unless ``file`` says otherwise) that also draws on a
+    terminal that reports no size. A pseudo-terminal made without one (``script -qc "segapp evaluate" /dev/null``
+    from a job or a pipe) is 0 x 0, and tqdm draws nothing in 0 rows, so there it gets a fixed 80 x 24."""
+    from tqdm import tqdm
+
+    out = kwargs.setdefault("file", sys.stderr)
+    try:
+        columns, rows = os.get_terminal_size(out.fileno())
+    except (AttributeError, OSError, ValueError):  # not a terminal (or no file descriptor): tqdm decides
+        columns = rows = None
+    if columns == 0 or rows == 0:
+        kwargs["dynamic_ncols"] = False  # it would read 0 x 0 again at every refresh
+        kwargs.setdefault("ncols", columns or FALLBACK_COLUMNS)
+        kwargs.setdefault("nrows", rows or FALLBACK_ROWS)
+    return tqdm(iterable, **kwargs)
 
 
 def pick_device(name: str = "auto") -> torch.device:

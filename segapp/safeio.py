@@ -29,6 +29,7 @@ from .classes import SegappError
 TEMP_PATTERN = re.compile(r"\.sg-([0-9a-f]{8})([0-9a-f]{4})\.tmp")
 DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 RESUME_HINT = "free some space, then run the same command with --resume to finish"
+HASH_HEX = 16  # fingerprints (of inputs, of weights) are the first 64 bits of a SHA-256, as hex
 
 
 class OutputError(SegappError):
@@ -63,13 +64,18 @@ def _create_temp(folder: Path) -> tuple[int, Path]:
     raise FileExistsError(errno.EEXIST, "no free temp file name", str(folder))
 
 
-def write_atomic(path: Path | str, data: bytes | Callable[[str], object], fsync: bool = False) -> None:
+def write_atomic(path: Path | str, data: bytes | Callable[[str], object], fsync: bool = False,
+                 replace: bool = True) -> None:
     """Writes ``data`` (bytes, or a function that writes the file at the path it is given) to ``path`` atomically.
 
     The content goes to a fresh temp file beside ``path`` that is then renamed over it: ``path`` is either its old
     complete version or its new complete version, never a mix, and the temp file is removed if anything fails.
     With ``fsync`` the data is on disk before the rename (checkpoints); without, a power cut may leave a short
     file, which ``predict --resume`` detects. An :class:`OSError` names ``path``, not the temp file.
+
+    ``replace=False``: an existing ``path`` is kept as it is (the temp file is hard-linked into place, which fails
+    when the name is taken); for files named after their content, which a concurrent writer may place first and
+    which a reader may be reading (the demo's result images). Without hard links it falls back to the rename.
     """
     path = Path(path)
     try:
@@ -97,15 +103,49 @@ def write_atomic(path: Path | str, data: bytes | Callable[[str], object], fsync:
                     if fsync:
                         f.flush()
                         os.fsync(f.fileno())
-            os.replace(tmp, path)
+            if replace:
+                os.replace(tmp, path)
+            else:
+                _link_new(tmp, path)
             placed = True
         except OSError as e:
             raise OSError(e.errno, e.strerror or str(e), str(path)) from e
     finally:
         if fd >= 0:
             os.close(fd)
-        if not placed and os.path.lexists(tmp):
+        if (not placed or not replace) and os.path.lexists(tmp):
             os.unlink(tmp)
+
+
+def _link_new(tmp: Path, path: Path) -> None:
+    """Places ``tmp`` at ``path`` unless ``path`` exists (it is then kept); see :func:`write_atomic`."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    except OSError:  # a filesystem without hard links: the rename
+        os.replace(tmp, path)
+
+
+def file_sha256(path: Path | str) -> str | None:
+    """SHA-256 of a regular file's bytes (hex); None for anything that is not one or cannot be read.
+    A pipe or device is never read (opened non-blocking and checked first)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        h = hashlib.sha256()
+        with open(fd, "rb", closefd=False) as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        return h.hexdigest()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def file_id(path: Path | str) -> tuple[int, int] | None:

@@ -30,7 +30,12 @@ MIN_INK_HEIGHT = 8  # px at analysis scale: shorter ink parts are specks (or dig
 
 @dataclass
 class NetInput:
-    """One image as the net will see it, and how it got there."""
+    """One image as the net will see it, and how it got there.
+
+    ``prepared`` is the caller's image or, when its polarity was found on a reduced copy, a new
+    :class:`~segapp.images.Prepared` of the same pixels that carries it (read it as ``n.prepared.inverted``, or
+    :attr:`inverted`); :func:`to_net_scale` never changes the caller's.
+    """
 
     prepared: Prepared
     image: np.ndarray  # (h, w) uint8, white ink on black, digits about TARGET_HEIGHT px tall
@@ -38,6 +43,11 @@ class NetInput:
     digit_height: float | None  # estimated (or given) digit height in input pixels; None: no ink found
     groups: list[SizeGroup] = field(default_factory=list)  # digits of clearly different sizes: one pass each
     ambiguous: bool = False  # a small image whose estimate is near the keep band: the net also tries scale 1
+
+    @property
+    def inverted(self) -> bool:
+        """True when the image is dark ink on a light background (it was inverted for the net)."""
+        return self.prepared.inverted
 
 
 @dataclass
@@ -184,7 +194,7 @@ def to_net_scale(p: Prepared, rescale: bool = True, digit_height: float | None =
             ink = p.gray
         else:
             ink, inverted = normalise(cv2.resize(raw, _size(W, H, a), interpolation=cv2.INTER_AREA))
-            p.inverted = inverted
+            p = p.with_polarity(inverted)
         if not ink.any():  # no ink at all: nothing to read, no need to run the net on megapixels of paper
             return NetInput(p, np.zeros((1, 1), np.uint8), 1.0, None)
         parts = measure_ink(ink)
@@ -202,7 +212,7 @@ def to_net_scale(p: Prepared, rescale: bool = True, digit_height: float | None =
         return NetInput(p, p.gray, 1.0, height)
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     image, inverted = normalise(cv2.resize(raw, _size(W, H, scale), interpolation=interp))
-    p.inverted = inverted
+    p = p.with_polarity(inverted)
     # Within a factor 2 of the band, a tall part may be two digits merged (or short parts pieces of one): on a
     # small image, reading it both ways costs little, and the Segmenter keeps the more confident reading.
     near = digit_height is None and 1 / (2 * KEEP_BAND) <= scale * KEEP_BAND <= 2 * KEEP_BAND**2

@@ -11,7 +11,7 @@ Digit shapes come from MNIST training digits only (no fonts, no other handwritin
 does on other people's handwriting is then an honest measure of generalisation.
 
 Labels: a pixel belongs to a digit where that digit's own (transformed) intensity is at least
-:data:`EDGE` of full ink; the faint band around strokes (0 < ink < EDGE) is :data:`IGNORE`, as
+:data:`EDGE` of full ink; the faint band around strokes (0 < ink < EDGE) is void (:data:`segapp.classes.VOID`), as
 PASCAL VOC leaves object boundaries void: nobody can say where a resampled or blurred stroke ends.
 """
 
@@ -22,13 +22,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .classes import BACKGROUND
+from .classes import BACKGROUND, VOID
 from .images import normalise
+from .scale import TARGET_HEIGHT
 from .strokes import repen, restyle
 
-IGNORE = 255  # label value that the loss skips
 EDGE = 0.25  # share of full ink from which a resampled stroke pixel is labelled as its digit
-TARGET_HEIGHT = 20.0  # MNIST digits are 20 px tall (ink > 64) in their 28x28 box
 
 
 @dataclass(frozen=True)
@@ -132,7 +131,7 @@ def _layout(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, cf
                 faint[win] |= (q > 0.02) & (q < EDGE)
                 np.maximum(ink[win], q, out=ink[win])
             x = x0 + right + rng.uniform(*cfg.gap) * base / TARGET_HEIGHT
-    label[faint & (label == BACKGROUND)] = IGNORE
+    label[faint & (label == BACKGROUND)] = VOID
     return ink, label
 
 
@@ -207,7 +206,7 @@ def wild_sample(
     rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, cfg: WildConfig = WildConfig()
 ) -> tuple[np.ndarray, np.ndarray]:
     """One real-world-like training pair: image (H, W) float32 in [0, 1] as the net sees it, labels
-    (H, W) uint8 with 0-9 digits, 10 background and :data:`IGNORE` for the faint stroke edge."""
+    (H, W) uint8 with 0-9 digits, 10 background and :data:`~segapp.classes.VOID` for the faint stroke edge."""
     if rng.random() < cfg.blank:
         image, _ = normalise(_blank(rng, cfg))
         return image.astype(np.float32) / 255.0, np.full((cfg.height, cfg.width), BACKGROUND, np.uint8)

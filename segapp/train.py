@@ -31,19 +31,23 @@ import numpy as np
 import segmentation_models_pytorch as smp
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from . import distributed
 from .blend import TUNED, blend_run
-from .classes import SegappError
+from .classes import VOID, SegappError
 from .data import FreshM2NIST, SegmentationSet, WildM2NIST, fingerprint, load_kaggle, make_split, train_augment
 from .distill import Teacher, shrink
 from .evaluate import evaluate  # the engine's validation step (re-exported: segapp.train.evaluate)
-from .model import DilatedNet, NetConfig, atomic_write, load_checkpoint, load_pretrained, save_pretrained
-from .predict_files import weights_fingerprint
-from .runtime import amp_enabled, autocast, machine, pick_device, training_memory_format
-from .safeio import file_id, sweep_temps
-from .synth import IGNORE
+from .model import (
+    DilatedNet,
+    NetConfig,
+    load_checkpoint,
+    load_pretrained,
+    save_pretrained,
+    weights_fingerprint,
+)
+from .runtime import amp_enabled, autocast, machine, pick_device, progress_bar, training_memory_format
+from .safeio import file_id, sweep_temps, write_atomic
 
 
 class TrainingDiverged(SegappError):
@@ -146,13 +150,13 @@ def _number(v, lo: float, strict: bool = False) -> bool:
 
 
 def build_loss(cfg: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Cross-entropy + ``cfg.dice_weight`` x multiclass Dice on logits; pixels marked IGNORE (255, void) count in
+    """Cross-entropy + ``cfg.dice_weight`` x multiclass Dice on logits; pixels marked VOID (255) count in
     neither. Under torchrun with several processes: the same loss of the whole global batch
     (:func:`global_batch_loss`)."""
     if distributed.world() > 1:
         return global_batch_loss(cfg, distributed.all_reduce_sum)
-    ce = torch.nn.CrossEntropyLoss(ignore_index=IGNORE)
-    dice = smp.losses.DiceLoss("multiclass", from_logits=True, ignore_index=IGNORE)
+    ce = torch.nn.CrossEntropyLoss(ignore_index=VOID)
+    dice = smp.losses.DiceLoss("multiclass", from_logits=True, ignore_index=VOID)
 
     def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return ce(logits, y) + cfg.dice_weight * dice(logits, y)
@@ -174,7 +178,7 @@ def global_batch_loss(cfg: TrainConfig, reduce: Callable[[torch.Tensor], torch.T
 
     def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         c = logits.shape[1]
-        valid = y != IGNORE
+        valid = y != VOID
         target = torch.where(valid, y, 0)
         logp = logits.log_softmax(1)
         nll = -logp.gather(1, target.unsqueeze(1)).squeeze(1) * valid
@@ -242,7 +246,7 @@ def train_one_epoch(model: torch.nn.Module, loader, loss_fn, opt, sched, device:
     Returns (mean loss, images)."""
     model.train()
     loss_sum, n = 0.0, 0
-    batches = tqdm(loader, desc=desc, unit="batch", mininterval=2, file=sys.stderr) if desc else loader
+    batches = progress_bar(loader, desc=desc, unit="batch", mininterval=2, file=sys.stderr) if desc else loader
     for x, y in batches:
         x, y = x.to(device).contiguous(memory_format=memory_format), y.to(device)
         with autocast(device, amp):
@@ -492,7 +496,7 @@ def build_data(cfg: TrainConfig) -> tuple:
 def write_json(path: Path, obj) -> None:
     """``obj`` as indented JSON, written atomically (fsynced, then renamed into place)."""
     text = json.dumps(obj, indent=2) + "\n"
-    atomic_write(path, lambda p: Path(p).write_text(text))
+    write_atomic(path, lambda p: Path(p).write_text(text), fsync=True)
 
 
 def write_csv(path: Path, rows: list[dict], fields=None) -> None:
@@ -501,7 +505,7 @@ def write_csv(path: Path, rows: list[dict], fields=None) -> None:
     writer = csv.DictWriter(buf, fieldnames=list(fields or rows[0]), extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write(path, lambda p: Path(p).write_text(buf.getvalue()))
+    write_atomic(path, lambda p: Path(p).write_text(buf.getvalue()), fsync=True)
 
 
 def write_log(out: Path, history: list[dict]) -> None:
@@ -524,7 +528,7 @@ def plot_curve(history: list[dict], path: Path) -> None:
     a2.plot(ep, [h["val_miou"] for h in history], "o-", label="val mIoU 11 classes")
     a2.set_xlabel("epoch"), a2.set_ylabel("mean IoU"), a2.legend(), a2.grid(alpha=0.3)
     fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, dpi=100, format="png"))
+    write_atomic(path, lambda p: fig.savefig(p, dpi=100, format="png"), fsync=True)
     plt.close(fig)
 
 
@@ -726,7 +730,7 @@ def _end_epoch(fit: _Fit, cfg: TrainConfig, out: Path, args_dict: dict, progress
         "scheduler": fit.sched.state_dict(), "epoch": epoch, "best": fit.best, "history": fit.history,
         "rng": {"torch": torch.get_rng_state()}, "args": args_dict,
     }
-    atomic_write(out / "last.pt", lambda p, state=state: torch.save(state, p))
+    write_atomic(out / "last.pt", lambda p, state=state: torch.save(state, p), fsync=True)
     write_log(out, fit.history)
     print(f"epoch {epoch}/{cfg.epochs}: train loss {row['train_loss']:.4f}  val mIoU digits "
           f"{row['val_miou_digits']:.4f}  11-class {row['val_miou']:.4f}  {row['seconds']:.0f}s"
@@ -830,4 +834,4 @@ Files: `config.json` + `model.safetensors` (the weights every segapp command loa
 Training data: the M2NIST recipe rebuilt from the original MNIST files (CC BY-SA 3.0, LeCun,
 Cortes, Burges), see `data/mnist/SOURCE.md`.
 """
-    atomic_write(out / "MODEL_CARD.md", lambda p: Path(p).write_text(card))
+    write_atomic(out / "MODEL_CARD.md", lambda p: Path(p).write_text(card), fsync=True)

@@ -80,6 +80,64 @@ def test_the_argparse_check_sees_every_form_of_import():
     assert "argparse" not in stdlib_imports("from .argparse_free import x")
 
 
+NAMESPACE_NAMES = {"a", "args"}  # what this code base calls parsed arguments
+
+
+def namespace_parameters(source: str) -> list[str]:
+    """``function(parameter)`` for every parameter in ``source`` that carries parsed command-line arguments: one
+    annotated as a ``Namespace`` (argparse's or types'), or one named ``a`` or ``args`` with no annotation (an
+    annotated ``a: np.ndarray`` is an array, not the flags). Outside the CLI a job takes a typed config or plain
+    values, so what it reads is declared, checked and can be built without argparse."""
+    found = []
+    for n in ast.walk(ast.parse(source)):
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            name = getattr(n, "name", "lambda")
+            for arg in n.args.posonlyargs + n.args.args + n.args.kwonlyargs:  # not *args: a tuple
+                note = ast.unparse(arg.annotation) if arg.annotation is not None else ""
+                if "Namespace" in note or (arg.arg in NAMESPACE_NAMES and not note):
+                    found.append(f"{name}({arg.arg})")
+    return found
+
+
+def test_only_the_cli_handles_parsed_arguments():
+    found = {p.name: names for p in sorted(PACKAGE.glob("*.py"))
+             if p.stem != "cli" and (names := namespace_parameters(p.read_text("utf-8")))}
+    assert found == {}, f"take a typed config (see segapp.cli.config_from) instead: {found}"
+
+
+def test_the_namespace_check_sees_names_and_annotations():
+    assert namespace_parameters("def run(a):\n    return a.out") == ["run(a)"]
+    assert namespace_parameters("def f(x, *, args):\n    pass") == ["f(args)"]
+    assert namespace_parameters("def f(opts: argparse.Namespace): pass") == ["f(opts)"]
+    assert namespace_parameters("class C:\n    def m(self, o: 'SimpleNamespace'): pass") == ["m(o)"]
+    assert namespace_parameters("g = lambda a: a.x") == ["lambda(a)"]
+    assert namespace_parameters("def f(a: np.ndarray, cfg: PredictConfig, *args, **kw): pass") == []
+
+
+def module_constants(source: str) -> set[str]:
+    """UPPER_CASE names ``source`` assigns at module level (``A = 1``, ``A, B = 1, 2``, ``A: int = 1``)."""
+    found = set()
+    for n in ast.parse(source).body:
+        targets = n.targets if isinstance(n, ast.Assign) else [n.target] if isinstance(n, ast.AnnAssign) else []
+        for t in targets:
+            found |= {e.id for e in (t.elts if isinstance(t, ast.Tuple) else [t])
+                      if isinstance(e, ast.Name) and e.id.isupper()}
+    return found
+
+
+def test_no_constant_is_defined_in_two_modules():
+    """One idea, one definition: a constant two modules need lives in one and is imported by the other."""
+    where: dict[str, list[str]] = {}
+    for p in sorted(PACKAGE.glob("*.py")):
+        for name in module_constants(p.read_text(encoding="utf-8")):
+            where.setdefault(name, []).append(p.stem)
+    assert {k: v for k, v in where.items() if len(v) > 1} == {}
+
+
+def test_the_constant_check_sees_every_form_of_assignment():
+    assert module_constants("A = 1\nB, C = 2, 3\nD: int = 4\nlower = 5\ndef f():\n    E = 6") == {"A", "B", "C", "D"}
+
+
 MAX_FUNCTION_LINES = 80
 
 

@@ -1,4 +1,4 @@
-"""Blending fine-tuned weights with the parent's (issue 13: learn a new style, keep the old ones)."""
+"""Blending fine-tuned weights with the parent's: learn a new style, keep the old ones."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""Everyday use of the command line (issue 14, items 1-6): progress bars on terminals only, `train --quick`, --resume
+"""Everyday use of the command line: progress bars on terminals only, `train --quick`, --resume
 that refuses what it cannot honour, Ctrl-C that says what was saved, `predict` with several inputs and patterns and
 numbered default folders, and help text for every flag."""
 
@@ -130,6 +130,26 @@ def test_evaluate_bar_in_a_real_terminal_and_not_in_a_pipe(tiny_weights):
     assert BAR.search(got.decode("utf-8", "replace"))
     piped = subprocess.run(cmd, capture_output=True, text=True, env=env1(), cwd=ROOT, timeout=120)
     assert piped.returncode == 0 and not BAR.search(piped.stderr) and "mean IoU" in piped.stdout
+
+
+def test_a_bar_draws_on_a_terminal_that_reports_no_size(monkeypatch):
+    """`script -qc "segapp evaluate" /dev/null` run from a job: stderr is a pseudo-terminal of 0 x 0, where tqdm
+    alone draws nothing (it sizes bars on stderr from the terminal); segapp's bars fall back to 80 x 24 there."""
+    from segapp.runtime import progress_bar
+
+    master, slave = pty.openpty()  # a new one reports 0 x 0
+    try:
+        with open(slave, "w", encoding="utf-8", closefd=False) as terminal:
+            assert tuple(os.get_terminal_size(slave)) == (0, 0)
+            monkeypatch.setattr(sys, "stderr", terminal)
+            for _ in progress_bar(range(3), desc="evaluate", mininterval=0):
+                pass
+            monkeypatch.undo()
+        shown = os.read(master, 65536).decode("utf-8", "replace")
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert BAR.search(shown) and "3/3" in shown
 
 
 def test_the_engine_evaluation_shows_a_bar_only_when_asked(test_split, capsys):
@@ -478,7 +498,7 @@ def test_help_has_text_for_every_flag_and_readable_defaults(capsys):
     data = help_text("data", capsys=capsys)
     for flag in ("--train-size", "--val-size", "--test-size"):
         assert re.search(re.escape(flag) + r" \w+ images in", data), flag
-    assert "--batch-size BATCH_SIZE accepted and ignored" in help_text("evaluate", capsys=capsys)
+    assert "--batch-size" not in help_text("evaluate", capsys=capsys)  # evaluate reads image by image
     text = help_text("train", capsys=capsys)
     assert "(default: 48 (x7))" in text and "[48" not in text
     assert "(default: 16; 4 with --init) --batch-size" in text  # no "(default: None)" after it

@@ -190,6 +190,20 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
+def test_importing_the_demo_leaves_gradio_as_it_was():
+    """Only building the app makes Gradio write result images once (serve_results_once); an import changes nothing
+    in Gradio (checked in a fresh interpreter: this one has built apps)."""
+    code = ("from gradio import component_meta as cm, processing_utils as pu\n"
+            "before = (pu.save_pil_to_cache, cm.create_or_modify_pyi)\n"
+            "import segapp.demo\n"
+            "assert (pu.save_pil_to_cache, cm.create_or_modify_pyi) == before, 'gradio patched on import'\n"
+            "segapp.demo.serve_results_once()\n"
+            "assert pu.save_pil_to_cache is segapp.demo._save_result_once\n")
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_app_py_serves_on_gradio_port_offline(tmp_path):
     """The README's main job as a user starts it: `python app.py`, port from GRADIO_SERVER_PORT."""
     port = free_port()
@@ -375,7 +389,7 @@ def test_browser_upload_shows_the_number_overlay_and_masks(browser, server, mode
     browser.upload("#input-image input[type=file]", bad)
     browser.wait_for(lambda: browser.js("return document.body.innerText.includes('broken.png: not an image')"), 30,
                      "no error message for a corrupt upload")
-    # issue 14: the message once, where the answer goes; the previous reading, overlay and table are gone
+    # the message once, where the answer goes; the previous reading, overlay and table are gone
     assert browser.js("return document.body.innerText.split('broken.png: not an image').length - 1") == 1
     assert browser.js("return document.querySelector('#reading .error').innerText").count("not an image") == 1
     assert browser.js("return document.querySelector('#reading .number')") is None
@@ -395,7 +409,7 @@ def save_screenshot(browser, name: str) -> bytes:
 
 @pytest.mark.slow
 def test_phone_viewport_shows_the_reading_first(browser, server):
-    """Issue 14: on a 390x844 phone the number is read above the input, and table rows stay one line."""
+    """On a 390x844 phone the number is read above the input, and table rows stay one line."""
     browser.call("POST", "/window/rect", {"width": 390, "height": 844})
     browser.call("POST", "/url", {"url": server})
     browser.wait_for(lambda: browser.js("return !!document.querySelector('#input-image input[type=file]')"), 60,
@@ -428,7 +442,7 @@ def draw(browser, element: str, strokes: list[list[tuple[int, int]]]) -> None:
 
 @pytest.mark.slow
 def test_browser_draws_a_number_on_the_sketchpad(browser, server, tmp_path):
-    """Issue 9: draw "1 7 9" on the canvas with pointer events (as a mouse or finger would); the demo reads it."""
+    """Draw "1 7 9" on the canvas with pointer events (as a mouse or finger would); the demo reads it."""
     browser.call("POST", "/url", {"url": server})
     browser.wait_for(lambda: browser.js("return !!document.querySelector('button[role=tab]')"), 60, "no tabs")
     browser.js("[...document.querySelectorAll('button[role=tab]')].find(t => t.innerText.includes('Draw')).click()")

@@ -1,4 +1,4 @@
-"""torchrun / DistributedDataParallel (issue 13): N CPU processes (gloo) train the net one process trains.
+"""torchrun / DistributedDataParallel: N CPU processes (gloo) train the net one process trains.
 
 What must agree for N processes to equal one process with the same global batch: the same initial weights
 (seed; DDP also broadcasts rank 0's), the same data order (the one-process shuffle, then rank::world slicing),

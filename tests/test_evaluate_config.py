@@ -14,7 +14,7 @@ from segapp.cli import build_parser, evaluate_config, main
 from segapp.evaluate import EvaluateArgumentError, EvaluateConfig, check_out, run
 
 
-@pytest.mark.parametrize("values, flag", [({"limit": 0}, "--limit"), ({"batch_size": 0}, "--batch-size"),
+@pytest.mark.parametrize("values, flag", [({"limit": 0}, "--limit"),
                                           ({"width": 27}, "--width"), ({"width": 4097}, "--width")])
 def test_the_config_refuses_values_that_cannot_work(values, flag):
     with pytest.raises(EvaluateArgumentError, match=flag) as e:

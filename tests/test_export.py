@@ -230,8 +230,8 @@ def test_int8_backend_reads_what_float_reads_and_is_cached(tmp_path, monkeypatch
 def test_the_shipped_int8_graph_is_of_the_shipped_weights_and_within_its_bar():
     """weights/model.int8.onnx is what `segapp export --int8` made from weights/ (its record says so), and it is
     the one `auto` and `--backend int8` run."""
-    from segapp.engines import file_sha256
     from segapp.int8 import shipped_int8
+    from segapp.safeio import file_sha256
 
     record = json.loads((DEFAULT_WEIGHTS / "model.int8.onnx.parity.json").read_text())
     assert record["int8_within_tolerance"] and record["sha256"] == file_sha256(DEFAULT_WEIGHTS / "model.int8.onnx")

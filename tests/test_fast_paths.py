@@ -1,4 +1,4 @@
-"""The shortcuts `segapp predict` takes on small clean canvases give exactly what the general code gives (issue 12)."""
+"""The shortcuts `segapp predict` takes on small clean canvases give exactly what the general code gives."""
 
 import io
 

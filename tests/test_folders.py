@@ -1,4 +1,4 @@
-"""Folder datasets (issue 13): predict -> correct a mask -> train / evaluate with --data; bad pairs refused."""
+"""Folder datasets: predict -> correct a mask -> train / evaluate with --data; bad pairs refused."""
 
 import json
 import shutil
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segapp.classes import PALETTE
+from segapp.classes import PALETTE, VOID
 from segapp.cli import main
-from segapp.folders import VOID, FolderError, find_pairs, load_pair, read_mask
+from segapp.folders import FolderError, find_pairs, load_pair, read_mask
 from segapp.render import mask_image
 
 

@@ -1,4 +1,4 @@
-"""Issue 11: file names and folders that broke `segapp predict`, and a hidden folder of hostile files through it.
+"""File names and folders that could break `segapp predict`, and a hidden folder of hostile files through it.
 
 Names that are not UTF-8, names at the 255-byte limit, names equal but for case or extension, a file beside a folder
 whose name its output would take, a full disk. Each run must finish without a traceback, give every file a summary
@@ -136,16 +136,16 @@ def test_disk_full_names_the_file_and_resume_finishes(tmp_path, test_split, tiny
 
 
 def test_train_disk_full_names_the_file_and_resume_finishes(tmp_path, monkeypatch, capsys):
-    import segapp.model
+    import segapp.train
 
-    real = segapp.model.write_atomic
+    real = segapp.train.write_atomic
 
     def write(path, data, fsync=False):
         if Path(path).name == "last.pt":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return real(path, data, fsync)
 
-    monkeypatch.setattr(segapp.model, "write_atomic", write)
+    monkeypatch.setattr(segapp.train, "write_atomic", write)
     out = tmp_path / "run"
     tiny = ["--train-size", "16", "--val-size", "8", "--batch-size", "8", "--widths", "4", "--epochs", "1"]
     assert main(["--threads", "1", "train", *tiny, "--out", str(out)]) == 2

@@ -210,3 +210,16 @@ def test_a_ruled_blank_page_reads_nothing_and_a_rule_through_digits_changes_no_r
     got = [seg(im) for im in ruled]
     assert [s.text for s in got] == plain
     assert all((s.classes[61, :2] == BACKGROUND).all() for s in got)
+
+
+def test_scale_normalisation_leaves_the_callers_image_as_it_was():
+    """Dark digits 4x the trained size: the polarity is found on the reduced copy and comes back in the NetInput;
+    nothing is set on the caller's Prepared (its own polarity, if asked, is still its own)."""
+    from segapp.scale import to_net_scale
+
+    images, _ = make_split("test", n=1, seed=5)
+    dark = 255 - cv2.resize(images[0], None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
+    p = Prepared(dark)
+    n = to_net_scale(p)
+    assert n.scale < 1 and n.inverted and n.prepared.inverted
+    assert p._inverted is None and n.prepared is not p and n.prepared.raw is p.raw

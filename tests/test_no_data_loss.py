@@ -1,4 +1,4 @@
-"""Issue 11, "no data loss, ever": no segapp command deletes or changes a file it did not create for this run.
+"""No data loss, ever: no segapp command deletes or changes a file it did not create for this run.
 
 Each test builds the situation a user reported (or a close cousin), runs the real command line and checks the
 user's files byte for byte (and their modification times) afterwards. docs/reliability.md lists them.

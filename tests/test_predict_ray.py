@@ -1,4 +1,4 @@
-"""`segapp predict --cluster ray` (issue 22): the same masks and summary as the single-process path, on a local Ray
+"""`segapp predict --cluster ray`: the same masks and summary as the single-process path, on a local Ray
 cluster of 2 CPUs started here; a killed worker or an interrupted driver, then ``--resume``, finishes the job with
 every file done once. Also: without Ray the flag says how to install it, and a bad ``--digit-height`` is one line."""
 

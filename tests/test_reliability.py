@@ -184,6 +184,7 @@ def test_same_result_for_many_concurrent_requests_is_never_half_written(tmp_path
 
     import segapp.demo
 
+    segapp.demo.serve_results_once()  # as build_app does
     assert processing_utils.save_pil_to_cache is segapp.demo._save_result_once
     picture = (np.random.default_rng(0).random((400, 600, 3)) * 255).astype(np.uint8)
     seen, lock = [], threading.Lock()

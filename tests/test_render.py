@@ -184,3 +184,24 @@ def test_close_rows_are_split_by_which_digits_stack(boxes, want):
 
     digits = [{"digit": d, "bbox": [x0, y0, x1, y1], "area": 50, "confidence": 1.0} for x0, y0, x1, y1, d in boxes]
     assert Segmentation.from_digits(canvas(), None, digits).lines == want
+
+
+def test_one_mask_reader_for_score_and_folder_datasets(tmp_path):
+    """`segapp score` and `evaluate --data` / `train --data` read masks by one rule: what `segapp predict` writes
+    (and a picture painted in the palette) is read, an index that is no class is refused."""
+    import segapp.folders
+    from segapp.classes import PALETTE, VOID
+    from segapp.render import MaskError
+
+    assert segapp.folders.read_mask is read_mask
+    c = np.full((6, 8), 10, np.uint8)
+    c[1:4, 2:5], c[0, 0] = 7, VOID
+    save_mask(tmp_path / "m.png", c)
+    assert np.array_equal(read_mask(tmp_path / "m.png"), c)
+    rgb = np.zeros((6, 8, 3), np.uint8)
+    rgb[1:4, 2:5] = PALETTE[7]
+    Image.fromarray(rgb).save(tmp_path / "painted.png")
+    assert np.array_equal(read_mask(tmp_path / "painted.png"), np.where(c == VOID, 10, c))
+    Image.fromarray(np.full((6, 8), 37, np.uint8)).save(tmp_path / "garbage.png")
+    with pytest.raises(MaskError, match="class index 37"):
+        read_mask(tmp_path / "garbage.png")

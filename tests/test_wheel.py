@@ -1,4 +1,4 @@
-"""A wheel that works (issue 10): `pip install .` (not editable) into a fresh venv outside the checkout, then from
+"""A wheel that works: `pip install .` (not editable) into a fresh venv outside the checkout, then from
 another directory `segapp evaluate` scores the shipped weights as the checkout does and `segapp predict` works.
 
 The fresh venv gets segapp's dependencies by a link to this environment's packages (torch is about 1 GB; nothing is
