@@ -42,7 +42,7 @@ SHARP_EDGES = 0.465  # see is_sharp: between on-paper canvases (>= 0.476) and ph
 STROKE_RADIUS = 3.0  # px at net scale (digits 20 px tall): the neighbourhood a stroke's full ink is looked for in
 NATIVE_HEIGHT = 17.0  # px: clean images read unscaled with digits at least this tall follow M2NIST's ink > 0 rule
 LINE_LENGTH = 2.5  # digit heights: straight ink at least this long is a ruled line, not a digit's stroke
-LINE_GAP = 4  # px at net scale: breaks along a ruled line that it still bridges (noise, JPEG blocks)
+RULE_GAP = 4  # px at net scale: breaks along a ruled line that it still bridges (noise, JPEG blocks)
 LINE_SHARE = 0.5  # a "digit" with this share of its pixels on ruled lines is the lines (where a margin crosses a rule)
 BLOB_WIDTH = 0.85  # of a digit's height: ink this wide is a filled blob (a smudge), no pen stroke
 PIECE_SHARE = 0.3  # of a digit's mask: its largest connected piece holds at least this much, unless it is specks
@@ -272,9 +272,9 @@ def ruled_lines(image: np.ndarray) -> np.ndarray:
     n = int(LINE_LENGTH * TARGET_HEIGHT)
     if not ink.any() or max(image.shape) < n:
         return np.zeros(image.shape, bool)
-    # A faint rule in a noisy photo or a JPEG dips below the level here and there: gaps of up to LINE_GAP px
+    # A faint rule in a noisy photo or a JPEG dips below the level here and there: gaps of up to RULE_GAP px
     # along the line are closed first (a digit's own strokes are far shorter than a line, gaps or not).
-    along, across = np.ones((1, LINE_GAP + 1), np.uint8), np.ones((LINE_GAP + 1, 1), np.uint8)
+    along, across = np.ones((1, RULE_GAP + 1), np.uint8), np.ones((RULE_GAP + 1, 1), np.uint8)
     found = cv2.morphologyEx(cv2.morphologyEx(ink, cv2.MORPH_CLOSE, along), cv2.MORPH_OPEN, np.ones((1, n), np.uint8))
     found |= cv2.morphologyEx(cv2.morphologyEx(ink, cv2.MORPH_CLOSE, across), cv2.MORPH_OPEN,
                               np.ones((n, 1), np.uint8))

@@ -170,11 +170,11 @@ def test_a_fine_pens_digit_is_kept_and_smudges_and_specks_are_not():
 
 def test_a_broken_faint_rule_is_still_a_line():
     """Noise breaks a faint rule into dashes a few px apart; it is still found, and a digit's stroke is not."""
-    from segapp.inference import LINE_GAP, ruled_lines
+    from segapp.inference import RULE_GAP, ruled_lines
 
     page = np.zeros((160, 200), np.uint8)
     page[:, 40] = 200
-    page[::LINE_GAP + 2, 40] = 30  # the margin dips below the ink level every few px
+    page[::RULE_GAP + 2, 40] = 30  # the margin dips below the ink level every few px
     page[60:80, 100:103] = 255
     lines = ruled_lines(page)
     assert lines[10:150, 40].all() and not lines[60:80, 100:103].any()

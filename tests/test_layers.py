@@ -1,0 +1,38 @@
+"""The package's layers, lowest first: a module imports only from its own layer or the ones below it.
+
+A newcomer reads the package bottom-up: core (labels, paths, safe I/O, runtime) <- imaging (decode,
+normalise, scale, strokes; the result type, mask files and overlays in ``render``) <- data (the M2NIST recipe, synthetic and folder datasets) <- model (the net,
+its engines, metrics, int8) <- inference (segmenter, postprocessing, evaluation) <- training (engine, blend,
+distillation) <- app (the CLI, batch prediction, export, the demo). ``evaluate`` sits with inference
+because training scores its epochs with it (torchvision's ``evaluate`` beside ``train_one_epoch``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_architecture import imports
+
+PACKAGE = Path(__file__).resolve().parent.parent / "segapp"
+LAYERS = {
+    "core": {"__init__", "classes", "paths", "safeio", "runtime", "distributed"},
+    "imaging": {"images", "scale", "strokes", "render"},
+    "data": {"synth", "data", "folders"},
+    "model": {"model", "metrics", "engines", "int8"},
+    "inference": {"inference", "evaluate"},
+    "training": {"blend", "distill", "train"},
+    "app": {"predict_files", "predict", "predict_ray", "export", "demo", "cli", "__main__"},
+}
+RANK = {m: i for i, mods in enumerate(LAYERS.values()) for m in mods}
+
+
+def test_every_module_has_a_layer():
+    assert {p.stem for p in PACKAGE.glob("*.py")} == set(RANK)
+
+
+@pytest.mark.parametrize("module", sorted(RANK))
+def test_imports_flow_down_the_layers(module):
+    up = {dep for dep in imports(PACKAGE / f"{module}.py") if dep in RANK and RANK[dep] > RANK[module]}
+    layer = next(name for name, mods in LAYERS.items() if module in mods)
+    assert not up, f"{module} ({layer}) imports from a higher layer: {sorted(up)}"
