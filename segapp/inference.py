@@ -77,6 +77,15 @@ class InferenceConfig:
             raise ValueError(f"backend {self.backend!r}: use {', '.join(BACKENDS)}")
 
 
+@dataclass(frozen=True)
+class Pending:
+    """A net output whose postprocessing waits (see :meth:`Segmenter.run`): the input and its net-scale maps."""
+
+    net_input: NetInput
+    small: np.ndarray  # (h, w) uint8 class map at net scale (= the input's size)
+    conf: np.ndarray  # (h, w) float32 softmax confidence of that class
+
+
 class Segmenter:
     """Weights + :class:`InferenceConfig` -> a callable from images to :class:`Segmentation`.
 
@@ -190,9 +199,24 @@ class Segmenter:
             small, conf = _classes(logits)
         return list(zip(logits, small, conf))
 
+    def run(self, inputs: list[NetInput]) -> list[Segmentation | Pending]:
+        """The net on preprocessed inputs of one size (the caller batches; see :meth:`segment_inputs`), each
+        postprocessed now or left :class:`Pending`: an input the net saw at its own size needs only its net-scale
+        class map and confidence to be postprocessed, which are smaller than the segmentation it becomes, so a
+        caller may :meth:`finish` it elsewhere (`segapp predict` does, in a file thread beside the encoding of its
+        PNGs). A rescaled input is postprocessed here, as its logits are upsampled and are not kept waiting."""
+        return [Pending(n, small, conf) if small.shape == n.prepared.raw.shape
+                else self.postprocess(n, logits, small, conf)
+                for n, (logits, small, conf) in zip(inputs, self.net(inputs))]
+
+    def finish(self, result: Segmentation | Pending) -> Segmentation:
+        """A :meth:`run` result as a segmentation: a pending one is postprocessed now."""
+        return self.postprocess(result.net_input, None, result.small, result.conf) if isinstance(
+            result, Pending) else result
+
     def infer(self, inputs: list[NetInput]) -> list[Segmentation]:
-        """Net + postprocess for preprocessed inputs of one size (the caller batches; see :meth:`segment`)."""
-        return [self.postprocess(n, *out) for n, out in zip(inputs, self.net(inputs))]
+        """Net + postprocess for preprocessed inputs of one size: :meth:`run`, every result finished."""
+        return [self.finish(r) for r in self.run(inputs)]
 
     def segment_mixed(self, n: NetInput) -> Segmentation:
         """Digits of clearly different sizes in one image: each size group in its own pass, at its own scale.

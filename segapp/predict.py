@@ -125,19 +125,13 @@ def model_failed(item: Item, e: RuntimeError, out, fail: Fail) -> list:
 
 
 def segment(segmenter, batch: list, out, fail: Fail) -> list:
-    """The net on one batch of ``(item, NetInput)`` of one size -> ``[(item, NetInput, net outputs or a
-    Segmentation)]``.
-
-    An input the net saw at its own size is postprocessed later, by :func:`complete` (in a file thread beside the
-    encoding of its PNGs: the model's turn is then the net alone): it needs only the net-scale class map and
-    confidence, no logits, so what waits is smaller than the segmentation it becomes. A rescaled input is
-    postprocessed here, as its logits are upsampled and are not kept waiting. If the batch fails (e.g. out of
-    memory) it is retried one file at a time and only the file at fault fails (``fail`` gets its row)."""
+    """The net on one batch of ``(item, NetInput)`` of one size -> ``[(item, NetInput, Segmentation or Pending)]``
+    (:meth:`~segapp.inference.Segmenter.run`: what the segmenter leaves pending is finished by :func:`complete`, in a
+    file thread, so the model's turn is the net alone). If the batch fails (e.g. out of memory) it is retried one
+    file at a time and only the file at fault fails (``fail`` gets its row)."""
     try:
-        outs = segmenter.net([n for _, n in batch])
-        return [(item, n, (None, small, conf) if small.shape == n.prepared.raw.shape
-                 else segmenter.postprocess(n, logits, small, conf))
-                for (item, n), (logits, small, conf) in zip(batch, outs)]
+        results = segmenter.run([n for _, n in batch])
+        return [(item, n, r) for (item, n), r in zip(batch, results)]
     except RuntimeError as e:
         if len(batch) > 1:
             return [done for one in batch for done in segment(segmenter, [one], out, fail)]
@@ -156,11 +150,10 @@ def whole(segmenter, item: Item, n, out, fail: Fail) -> list:
 def complete(segmenter, item: Item, n, result, out, alpha: float, compress_level: int) -> dict:
     """Postprocess (when the model's turn left it to later) and write one file's outputs (``alpha``,
     ``compress_level``: see :func:`~segapp.predict_files.write_outputs`): its row."""
-    if isinstance(result, tuple):
-        try:
-            result = segmenter.postprocess(n, *result)
-        except Exception as e:  # costs this file only
-            return row_for(item, out, status=f"error: reading the class map failed ({reason(e, item)})")
+    try:
+        result = segmenter.finish(result)
+    except Exception as e:  # costs this file only
+        return row_for(item, out, status=f"error: reading the class map failed ({reason(e, item)})")
     return write_outputs(item, result, out, alpha, compress_level)
 
 

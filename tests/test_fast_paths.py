@@ -53,6 +53,38 @@ def test_batched_net_outputs_equal_per_image_postprocess(segmenter, test_split):
         assert np.array_equal(batched.classes, alone.classes) and batched.digits == alone.digits
 
 
+def test_run_leaves_native_inputs_pending_and_finishing_them_is_infer(segmenter, test_split):
+    """The one inference path: Segmenter.run postprocesses rescaled inputs and leaves those seen at their own size
+    pending (predict finishes them in its file threads); finished, they are exactly what infer gives."""
+    import cv2
+
+    from segapp.inference import Pending
+
+    native = [segmenter.preprocess(Prepared(im)) for im in test_split[0][:4]]
+    big = [segmenter.preprocess(Prepared(cv2.resize(im, (252, 192)))) for im in test_split[0][:2]]
+    for inputs in (native, big):
+        inputs = [n for n in inputs if n.image.shape == inputs[0].image.shape and not n.groups]
+        results = segmenter.run(inputs)
+        assert all(isinstance(r, Pending) == (n.scale == 1.0) for n, r in zip(inputs, results))
+        for done, direct in zip(map(segmenter.finish, results), segmenter.infer(inputs)):
+            assert np.array_equal(done.classes, direct.classes) and done.digits == direct.digits
+    assert any(isinstance(r, Pending) for r in segmenter.run(native[:1]))
+
+
+def test_a_file_whose_postprocessing_fails_is_a_row_not_a_crash(segmenter, test_split, tmp_path):
+    from segapp.predict import complete
+
+    class Broken:
+        def finish(self, result):
+            raise ValueError("boom")
+
+    from segapp.predict_files import Item
+
+    item = Item(src=tmp_path / "a.png", rel="a.png")
+    row = complete(Broken(), item, None, object(), tmp_path, 0.6, 1)
+    assert row["status"].startswith("error: reading the class map failed") and "boom" in row["status"]
+
+
 @pytest.mark.parametrize("level", [0, 1, 9])
 def test_png_writer_matches_pillow(test_split, level):
     images, masks = test_split

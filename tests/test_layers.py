@@ -1,10 +1,15 @@
 """The package's layers, lowest first: a module imports only from its own layer or the ones below it.
 
-A newcomer reads the package bottom-up: core (labels, paths, safe I/O, runtime) <- imaging (decode,
-normalise, scale, strokes; the result type, mask files and overlays in ``render``) <- data (the M2NIST recipe, synthetic and folder datasets) <- model (the net,
-its engines, metrics, int8) <- inference (segmenter, postprocessing, evaluation) <- training (engine, blend,
-distillation) <- app (the CLI, batch prediction, export, the demo). ``evaluate`` sits with inference
-because training scores its epochs with it (torchvision's ``evaluate`` beside ``train_one_epoch``).
+A newcomer reads the package bottom-up:
+
+- core: labels, paths, safe I/O, runtime;
+- imaging: decode, normalise, scale, strokes; the result type, mask files and overlays (``render``);
+- data: the M2NIST recipe, synthetic and folder datasets;
+- model: the net, its engines, metrics, int8;
+- inference: the segmenter and its postprocessing, evaluation (``evaluate`` sits here because training
+  scores its epochs with it: torchvision's ``evaluate`` beside ``train_one_epoch``);
+- training: the engine, blending, distillation;
+- app: the CLI, batch prediction (also on Ray), export, the demo.
 """
 
 from __future__ import annotations
