@@ -39,9 +39,6 @@ MINORITY_SHARE = 0.3
 # A blob narrower than this many times its height holds one digit (two touching digits side by side are wider):
 # a narrower blob that holds two classes is one digit whose stroke (the stem of a 7, a 2's tail) was misread.
 ONE_DIGIT_ASPECT = 0.8
-# ... unless it is taller than this many net-scale digit heights (20 px): two digits stacked and touching (rows
-# written close together) make a narrow blob too, and each is read.
-ONE_DIGIT_HEIGHT = 1.6 * 20
 _PLTE = bytes(flat_palette())  # a mask PNG's palette chunk: 256 entries, as Pillow writes it
 
 
@@ -206,8 +203,7 @@ def read_digits(classes: np.ndarray, confidence: np.ndarray, min_area: int = MIN
     counts = np.bincount(key, minlength=n * NUM_DIGITS).reshape(n, NUM_DIGITS)
     keep = counts >= np.maximum(min_area, MINORITY_SHARE * counts.max(1, keepdims=True))
     # a blob too narrow to hold two digits side by side is one digit: a second class in it is part of its stroke
-    single = (blob[:, cv2.CC_STAT_WIDTH] < ONE_DIGIT_ASPECT * blob[:, cv2.CC_STAT_HEIGHT]) & (
-        blob[:, cv2.CC_STAT_HEIGHT] <= ONE_DIGIT_HEIGHT)
+    single = blob[:, cv2.CC_STAT_WIDTH] < ONE_DIGIT_ASPECT * blob[:, cv2.CC_STAT_HEIGHT]
     keep[single] &= counts[single] == counts[single].max(1, keepdims=True)
     wanted = np.flatnonzero(keep.ravel())  # (blob, class) keys that are digits, blob-major as before
     if len(wanted) == 0:
