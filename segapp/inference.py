@@ -42,6 +42,7 @@ SHARP_EDGES = 0.465  # see is_sharp: between on-paper canvases (>= 0.476) and ph
 STROKE_RADIUS = 3.0  # px at net scale (digits 20 px tall): the neighbourhood a stroke's full ink is looked for in
 NATIVE_HEIGHT = 17.0  # px: clean images read unscaled with digits at least this tall follow M2NIST's ink > 0 rule
 LINE_LENGTH = 2.5  # digit heights: straight ink at least this long is a ruled line, not a digit's stroke
+RULE_INK = 32  # of 255: normalised ink from which a pixel may belong to a ruled line (a faint notebook margin)
 RULE_GAP = 4  # px at net scale: breaks along a ruled line that it still bridges (noise, JPEG blocks)
 LINE_SHARE = 0.5  # a "digit" with this share of its pixels on ruled lines is the lines (where a margin crosses a rule)
 BLOB_WIDTH = 0.85  # of a digit's height: ink this wide is a filled blob (a smudge), no pen stroke
@@ -292,7 +293,7 @@ def ruled_lines(image: np.ndarray) -> np.ndarray:
     1: on ruled blank pages that was every page misread (dev set). No digit holds a straight stroke 2.5 digit
     heights long, so a digit mostly made of such lines is none, and a line through a digit is not part of it.
     """
-    ink = (image >= 64).astype(np.uint8)
+    ink = (image >= RULE_INK).astype(np.uint8)
     n = int(LINE_LENGTH * TARGET_HEIGHT)
     if not ink.any() or max(image.shape) < n:
         return np.zeros(image.shape, bool)

@@ -178,6 +178,8 @@ def test_a_broken_faint_rule_is_still_a_line():
     page[60:80, 100:103] = 255
     lines = ruled_lines(page)
     assert lines[10:150, 40].all() and not lines[60:80, 100:103].any()
+    page[:, 40] = 45  # a faint notebook margin, far below a stroke's ink: still a line
+    assert ruled_lines(page)[10:150, 40].all()
 
 
 def test_ruled_lines_are_found_and_no_digit_is_taken_for_one():
