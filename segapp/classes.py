@@ -11,11 +11,30 @@ and still reads back as class indices with ``PIL.Image.open(path)`` -> ``np.asar
 
 from __future__ import annotations
 
+from dataclasses import fields
+from types import MappingProxyType
+
 import numpy as np
 
 
 class SegappError(Exception):
     """A problem segapp can explain in one line (bad input, bad arguments, a file it will not touch); exit 2."""
+
+
+class RecordedConfig:
+    """Base of the frozen job configs whose args.json may start from the command line's own record: a dataclass
+    with a ``recorded`` field (a mapping, or None) calls :meth:`freeze_record` in its ``__post_init__``."""
+
+    def freeze_record(self) -> None:
+        """Frozen means frozen: nobody edits the record after the fact."""
+        if self.recorded is not None:
+            object.__setattr__(self, "recorded", MappingProxyType(dict(self.recorded)))
+
+    def record(self) -> dict:
+        """What args.json holds: ``recorded`` when given, else this config's fields."""
+        if self.recorded is not None:
+            return dict(self.recorded)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "recorded"}
 
 
 NUM_DIGITS = 10

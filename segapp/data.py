@@ -17,15 +17,14 @@ import hashlib
 import io
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .classes import BACKGROUND, NUM_CLASSES, SegappError
+from .classes import BACKGROUND, NUM_CLASSES, RecordedConfig, SegappError
 from .paths import MNIST_DIR  # the bundled MNIST files, found in a checkout and in a wheel
 from .safeio import write_atomic
 
@@ -210,7 +209,7 @@ class DataArgumentError(SegappError, ValueError):
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(RecordedConfig):
     """Every argument of `segapp data` (see its ``--help``), checked on creation.
 
     ``recorded``: what the folder's args.json records; the CLI passes the command's parsed arguments, None records
@@ -232,14 +231,7 @@ class DataConfig:
                 raise DataArgumentError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not 28 <= self.width <= 4096:
             raise DataArgumentError(f"--width must be 28..4096 (a digit is 28 pixels wide), got {self.width}")
-        if self.recorded is not None:
-            object.__setattr__(self, "recorded", MappingProxyType(dict(self.recorded)))
-
-    def record(self) -> dict:
-        """What args.json holds: ``recorded`` when given, else this config's fields."""
-        if self.recorded is not None:
-            return dict(self.recorded)
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "recorded"}
+        self.freeze_record()
 
 
 def build(cfg: DataConfig) -> None:

@@ -7,15 +7,14 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 
 import numpy as np
 import torch
 from torch import nn
 
-from .classes import BACKGROUND, VOID, SegappError
+from .classes import BACKGROUND, VOID, RecordedConfig, SegappError
 from .data import fingerprint, load_kaggle, make_split, to_tensor
 from .metrics import BoundaryScore, ConfusionMatrix, plot_confusion
 from .runtime import autocast, progress_bar
@@ -99,7 +98,7 @@ class EvaluateArgumentError(SegappError, ValueError):
 
 
 @dataclass(frozen=True)
-class EvaluateConfig:
+class EvaluateConfig(RecordedConfig):
     """Every argument of `segapp evaluate`, with its defaults (see its ``--help``), checked on creation so that a
     config that exists can be scored.
 
@@ -127,14 +126,7 @@ class EvaluateConfig:
             raise EvaluateArgumentError(f"--limit must be at least 1, got {self.limit}")
         if not 28 <= self.width <= 4096:
             raise EvaluateArgumentError(f"--width must be 28..4096 (a digit is 28 pixels wide), got {self.width}")
-        if self.recorded is not None:  # frozen means frozen: nobody edits the record after the fact
-            object.__setattr__(self, "recorded", MappingProxyType(dict(self.recorded)))
-
-    def record(self) -> dict:
-        """What args.json holds: ``recorded`` when given, else this config's fields."""
-        if self.recorded is not None:
-            return dict(self.recorded)
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "recorded"}
+        self.freeze_record()
 
 
 def check_out(out: Path | str | None) -> None:

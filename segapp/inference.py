@@ -369,25 +369,25 @@ def _has_ink(full: np.ndarray, d: dict, min_area: float) -> bool:
     mine = full[y0:y1, x0:x1] == d["digit"]
     d["area"] = int(mine.sum())
     rows = np.flatnonzero(mine.any(1))
-    if d["area"] < min_area and not (d["area"] >= min_area / 4 and len(rows) and
-                                     rows[-1] - rows[0] + 1 >= INK_SPAN * (y1 - y0)):
+    if len(rows) == 0:
         return False
-    return _is_stroke(mine)
+    span = int(rows[-1] - rows[0] + 1)  # px: the ink's height
+    if d["area"] < min_area and not (d["area"] >= min_area / 4 and span >= INK_SPAN * (y1 - y0)):
+        return False
+    return _is_stroke(mine, span)
 
 
-def _is_stroke(mine: np.ndarray) -> bool:
-    """Whether a digit's mask (bool, its box) is pen strokes rather than a smudge or sensor noise.
+def _is_stroke(mine: np.ndarray, span: int) -> bool:
+    """Whether a digit's mask (bool, its box; ``span``: its ink's height in px) is pen strokes rather than a
+    smudge or sensor noise.
 
     A smudge, a shadow or a blot the net coloured is filled: as wide as it is tall, where even a marker's
     stroke is under half a digit's height (:data:`BLOB_WIDTH`). Noise is specks: a stroke is mostly one
     connected piece, even when a faint pencil line breaks (:data:`PIECE_SHARE`).
     """
     m = mine.astype(np.uint8)
-    rows = np.flatnonzero(m.any(1))
-    if len(rows) == 0:
-        return False
     dist = cv2.distanceTransform(np.pad(m, 1), cv2.DIST_L2, 3)
-    if 2 * float(dist.max()) >= BLOB_WIDTH * (rows[-1] - rows[0] + 1):
+    if 2 * float(dist.max()) >= BLOB_WIDTH * span:
         return False
     n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
     return n <= 2 or int(stats[1:, cv2.CC_STAT_AREA].max()) >= PIECE_SHARE * int(m.sum())

@@ -125,13 +125,13 @@ def model_failed(item: Item, e: RuntimeError, out, fail: Fail) -> list:
 
 
 def segment(segmenter, batch: list, out, fail: Fail) -> list:
-    """The net on one batch of ``(item, NetInput)`` of one size -> ``[(item, NetInput, Segmentation or Pending)]``
+    """The net on one batch of ``(item, NetInput)`` of one size -> ``[(item, Segmentation or Pending)]``
     (:meth:`~segapp.inference.Segmenter.run`: what the segmenter leaves pending is finished by :func:`complete`, in a
     file thread, so the model's turn is the net alone). If the batch fails (e.g. out of memory) it is retried one
     file at a time and only the file at fault fails (``fail`` gets its row)."""
     try:
         results = segmenter.run([n for _, n in batch])
-        return [(item, n, r) for (item, n), r in zip(batch, results)]
+        return [(item, r) for (item, _), r in zip(batch, results)]
     except RuntimeError as e:
         if len(batch) > 1:
             return [done for one in batch for done in segment(segmenter, [one], out, fail)]
@@ -142,12 +142,12 @@ def whole(segmenter, item: Item, n, out, fail: Fail) -> list:
     """An input that needs several passes of the net (mixed digit sizes, a borderline size estimate): read
     by the segmenter's whole path, as the demo and evaluate read it, in the model's turn."""
     try:
-        return [(item, n, segmenter.segment_inputs([n])[0])]
+        return [(item, segmenter.segment_inputs([n])[0])]
     except RuntimeError as e:
         return model_failed(item, e, out, fail)
 
 
-def complete(segmenter, item: Item, n, result, out, alpha: float, compress_level: int) -> dict:
+def complete(segmenter, item: Item, result, out, alpha: float, compress_level: int) -> dict:
     """Postprocess (when the model's turn left it to later) and write one file's outputs (``alpha``,
     ``compress_level``: see :func:`~segapp.predict_files.write_outputs`): its row."""
     try:
@@ -216,7 +216,7 @@ def pipeline(cfg: PredictConfig, job: Run, segmenter, tally: Tally, pool: Thread
         return [pool.submit(load_all, segmenter, sl) for sl in slices(part, cfg.workers)]
 
     def complete_all(ready: list) -> list[dict]:
-        return [complete(segmenter, item, n, result, out, cfg.alpha, cfg.compress_level) for item, n, result in ready]
+        return [complete(segmenter, item, result, out, cfg.alpha, cfg.compress_level) for item, result in ready]
 
     def run_batch(key: tuple[int, int]) -> list:
         return segment(segmenter, buckets.pop(key), out, finish)

@@ -27,11 +27,10 @@ import sys
 from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 
-from .classes import SegappError
+from .classes import RecordedConfig, SegappError
 from .images import IMAGE_EXTENSIONS
 from .model import weights_fingerprint
 from .safeio import DISK_FULL, HASH_HEX, OutputError, describe, file_id, file_sha256, sweep_temps, write_atomic
@@ -338,7 +337,7 @@ class Run:
 
 
 @dataclass(frozen=True)
-class PredictConfig:
+class PredictConfig(RecordedConfig):
     """Every argument of `segapp predict` (see its ``--help``), with its defaults, checked on creation.
 
     ``recorded``: what args.json records besides the run's resolved input, output, file count and weights
@@ -381,14 +380,7 @@ class PredictConfig:
         alpha = self.alpha
         if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and 0 <= alpha <= 1):
             raise UsageError(f"--alpha {alpha} is outside 0..1 (0: overlays show the input only, 1: solid colours)")
-        if self.recorded is not None:  # frozen means frozen: nobody edits the record after the fact
-            object.__setattr__(self, "recorded", MappingProxyType(dict(self.recorded)))
-
-    def record(self) -> dict:
-        """What args.json starts from: ``recorded`` when given, else this config's fields."""
-        if self.recorded is not None:
-            return dict(self.recorded)
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "recorded"}
+        self.freeze_record()
 
 
 def begin(cfg: PredictConfig) -> Run:

@@ -146,7 +146,7 @@ class SegmentFiles:
             step = seg.batch_limit(key)
             for k in range(0, len(group), step):
                 ready += segment(seg, group[k : k + step], out, rows.append)
-        rows += [complete(seg, item, n, result, out, self.alpha, self.compress_level) for item, n, result in ready]
+        rows += [complete(seg, item, result, out, self.alpha, self.compress_level) for item, result in ready]
         return {"row": [json.dumps(r) for r in rows]}
 
 

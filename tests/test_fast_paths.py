@@ -81,7 +81,7 @@ def test_a_file_whose_postprocessing_fails_is_a_row_not_a_crash(segmenter, test_
     from segapp.predict_files import Item
 
     item = Item(src=tmp_path / "a.png", rel="a.png")
-    row = complete(Broken(), item, None, object(), tmp_path, 0.6, 1)
+    row = complete(Broken(), item, object(), tmp_path, 0.6, 1)
     assert row["status"].startswith("error: reading the class map failed") and "boom" in row["status"]
 
 
