@@ -70,7 +70,7 @@ def train_model(model: torch.nn.Module, seed: int, epochs: int, train_size: int,
     """Trains ``model`` in place with the engine and recipe of `segapp train` (``segapp.train``: its loss, optimiser,
     schedule, per-epoch seeding and training step, ``TrainConfig()``'s settings) on fresh M2NIST-recipe compositions;
     returns the last epoch's mean training loss."""
-    from segapp.data import FreshM2NIST, train_augment
+    from segapp.datasets import FreshM2NIST, train_augment
     from segapp.runtime import amp_enabled
     from segapp.train import TrainConfig, build_loss, build_optimizer, build_scheduler, epoch_loader, train_one_epoch
 
@@ -242,7 +242,7 @@ def run(a: argparse.Namespace) -> int:
         print(f"[{datetime.now(timezone.utc):%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
 
     if not (a.throughput_only or a.report_only):
-        from segapp.data import make_split
+        from segapp.m2nist import make_split
 
         test, done = make_split("test", n=a.test_size), {r["key"] for r in read_rows(out)}
         todo = [(s, arch) for s in a.seed_list for arch in archs if run_key(arch, s, a) not in done]

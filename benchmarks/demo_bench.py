@@ -32,8 +32,8 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from segapp.data import make_split
 from segapp.evaluate import true_text
+from segapp.m2nist import make_split
 
 REPO = Path(__file__).resolve().parent.parent
 BUSY = ("segapp train", "benchmarks.bench", "segapp --threads", "pytest", "segapp predict", "segapp evaluate")

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.robustness import void_edges
-from segapp.data import compose, digit_pool
+from segapp.m2nist import compose, digit_pool
 from segapp.render import mask_image
 
 

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 from benchmarks.demo_bench import busy_processes, start_server, stats, truth, write_pngs
-from segapp.data import make_split
 from segapp.demo import MAX_FILE_SIZE
+from segapp.m2nist import make_split
 
 IMAGES = 64  # distinct test images the clients cycle through
 

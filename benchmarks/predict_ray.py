@@ -33,7 +33,7 @@ def write_pngs(folder: Path, n: int) -> None:
     """``n`` 64x84 canvases as PNGs (M2NIST recipe, test digits; repeated past the split's size)."""
     from PIL import Image
 
-    from segapp.data import make_split
+    from segapp.m2nist import make_split
 
     images, _ = make_split("test", n=min(n, 5000))
     folder.mkdir(parents=True)

@@ -32,9 +32,9 @@ from PIL import Image
 
 from benchmarks import handwriting
 from segapp.classes import BACKGROUND, NUM_DIGITS, VOID
-from segapp.data import compose, digit_pool
 from segapp.export import on_paper
 from segapp.inference import InferenceConfig, Segmenter
+from segapp.m2nist import compose, digit_pool
 from segapp.metrics import BoundaryScore, ConfusionMatrix
 
 EDGE = handwriting.EDGE  # clean ink below a quarter of 255 is void where digits were resampled

@@ -197,10 +197,10 @@ def measure_accuracy(n_robust: int, seed: int, log) -> dict:
     """Is each engine correct? mIoU over digits on the M2NIST-recipe test split (net level, 1000 images) and,
     through the Segmenter, on the robustness benchmark (``benchmarks.robustness``, ``n_robust`` per category)."""
     from benchmarks import robustness
-    from segapp.data import make_split
     from segapp.engines import OnnxEngine, TorchEngine, onnx_bytes, parity
     from segapp.inference import InferenceConfig, Segmenter
     from segapp.int8 import calibration_images, quantize_int8
+    from segapp.m2nist import make_split
     from segapp.model import load_pretrained
     from segapp.runtime import bf16_is_fast
 
@@ -236,7 +236,7 @@ def measure_predict(n_files: int, runs: int, threads: int, log) -> dict:
     """Files/s `segapp predict` prints on ``n_files`` 64x84 PNGs, --backend torch / onnx / int8 / auto, alternating."""
     from PIL import Image
 
-    from segapp.data import make_split
+    from segapp.m2nist import make_split
 
     images, _ = make_split("test", n=n_files)
     res = {b: {"files_per_s_in_run": [], "wall_s": []} for b in ("torch", "onnx", "int8", "auto")}
@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
            "engines": old.get("engines"), "requests": old.get("requests"), "requests_calls": old.get("requests_calls"),
            "predict": old.get("predict"), "accuracy": old.get("accuracy")}
     log(f"CPU {doc['cpu']['model']}, flags {doc['cpu']['flags']}, {a.threads} threads")
-    from segapp.data import make_split
+    from segapp.m2nist import make_split
     from segapp.model import load_pretrained
 
     if not a.skip_engines:

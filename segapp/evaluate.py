@@ -15,7 +15,9 @@ import torch
 from torch import nn
 
 from .classes import BACKGROUND, VOID, RecordedConfig, SegappError
-from .data import fingerprint, load_kaggle, make_split, to_tensor
+from .datasets import to_tensor
+from .kaggle import load_kaggle
+from .m2nist import fingerprint, make_split
 from .metrics import BoundaryScore, ConfusionMatrix, plot_confusion
 from .runtime import autocast, progress_bar
 from .safeio import write_atomic

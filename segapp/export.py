@@ -145,7 +145,7 @@ def run_export(cfg: ExportConfig) -> int:
 
 
 def run_folder(cfg: ExportConfig) -> int:
-    from .data import make_split
+    from .m2nist import make_split
 
     out = cfg.out
     clash = [d for d in ("images", "truth") if (out / d).is_dir() and any(os.scandir(out / d))]
@@ -164,9 +164,9 @@ def run_onnx(cfg: ExportConfig) -> int:
     :class:`SegappError` (one line, exit 2 from ``segapp.cli``)."""
     import time
 
-    from .data import make_split
     from .engines import OnnxEngine, exporter_name, onnx_bytes, parity, set_metadata, state_digest
     from .int8 import INT8_CALIBRATION_DATA, INT8_PERCENTILE, calibration_images, quantize_int8
+    from .m2nist import make_split
     from .model import load_pretrained
 
     out = cfg.out

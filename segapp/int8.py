@@ -50,7 +50,7 @@ def calibration_images(n: int = INT8_CALIBRATION, wild: float = INT8_CALIBRATION
     MNIST *training* digits. Why not the recipe alone: activation ranges calibrated on clean canvases clip on a
     photo's or a blank page's background, and int8 then reads digits on blank paper (14% of blank pages against
     2% in float, on the distilled net; docs/speed.md)."""
-    from .data import WildM2NIST
+    from .datasets import WildM2NIST
 
     data = WildM2NIST(n, seed=12345, wild=wild)
     return np.stack([(data[i][0][0].numpy() * 255).round().astype(np.uint8) for i in range(n)])
@@ -86,7 +86,7 @@ def int8_engine_for(model: nn.Module, device: torch.device | None = None, thread
     1e-3, so the check before use compares class maps on recipe validation images: at least
     :data:`INT8_AGREEMENT` of their pixels must match torch's, else :class:`EngineError`. ``data``: a graph to
     use instead (:func:`shipped_int8`), checked the same way."""
-    from .data import make_split
+    from .m2nist import make_split
 
     probe = make_split("val", n=16)[0]
     # the version in the key names the calibration recipe (INT8_CALIBRATION images, streamed, INT8_PERCENTILE): a

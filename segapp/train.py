@@ -35,9 +35,11 @@ from torch.utils.data import DataLoader
 from . import distributed
 from .blend import TUNED, blend_run
 from .classes import VOID, SegappError
-from .data import FreshM2NIST, SegmentationSet, WildM2NIST, fingerprint, load_kaggle, make_split, train_augment
+from .datasets import FreshM2NIST, SegmentationSet, WildM2NIST, train_augment
 from .distill import Teacher, shrink
 from .evaluate import evaluate  # the engine's validation step (re-exported: segapp.train.evaluate)
+from .kaggle import load_kaggle
+from .m2nist import fingerprint, make_split
 from .model import (
     DilatedNet,
     NetConfig,

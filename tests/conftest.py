@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from segapp.data import make_split
+from segapp.m2nist import make_split
 from segapp.model import DilatedNet, NetConfig, save_pretrained
 
 torch.set_num_threads(2)

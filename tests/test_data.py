@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from segapp import data
 from segapp.classes import BACKGROUND, NUM_CLASSES
-from segapp.data import DataError, compose, load_kaggle, load_mnist, make_split, read_idx, save_kaggle
+from segapp.datasets import FreshM2NIST, SegmentationSet, train_augment
+from segapp.kaggle import load_kaggle, save_kaggle
+from segapp.m2nist import DataError, compose, digit_pool, load_mnist, make_split, read_idx
 
 
 def test_mnist_files_are_the_originals():
@@ -72,8 +73,8 @@ def test_wider_canvas_holds_more_digits():
 def test_splits_are_deterministic_and_disjoint():
     a, b = make_split("val", n=30), make_split("val", n=30)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
-    train_pool, _ = data.digit_pool("train")
-    val_pool, _ = data.digit_pool("val")
+    train_pool, _ = digit_pool("train")
+    val_pool, _ = digit_pool("val")
     assert len(train_pool) + len(val_pool) == 60000
     train_keys = {d.tobytes() for d in train_pool}
     shared = sum(d.tobytes() in train_keys for d in val_pool)
@@ -97,7 +98,7 @@ def test_kaggle_pair_with_wrong_shapes_is_refused(tmp_path):
 
 def test_augmentation_keeps_masks_valid(test_split):
     images, masks = test_split
-    ds = data.SegmentationSet(images, masks, data.train_augment())
+    ds = SegmentationSet(images, masks, train_augment())
     ds.augment.set_random_seed(0)
     for i in range(len(ds)):
         x, y = ds[i]
@@ -108,7 +109,7 @@ def test_augmentation_keeps_masks_valid(test_split):
 
 
 def test_fresh_training_set_changes_per_epoch_and_is_reproducible():
-    a, b = data.FreshM2NIST(8, seed=3), data.FreshM2NIST(8, seed=3)
+    a, b = FreshM2NIST(8, seed=3), FreshM2NIST(8, seed=3)
     first = a.images.copy()
     a.set_epoch(1)
     b.set_epoch(1)

@@ -24,7 +24,6 @@ from imagefiles import png_claiming
 from PIL import Image
 
 from segapp.classes import BACKGROUND, MAX_PIXELS, PALETTE, hex_colour
-from segapp.data import make_split
 from segapp.demo import (
     EXAMPLES_DIR,
     LAUNCH_KWARGS,
@@ -40,6 +39,7 @@ from segapp.demo import (
     table_html,
 )
 from segapp.images import Prepared
+from segapp.m2nist import make_split
 from segapp.render import Segmentation, read_digits
 
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from segapp.cli import main
-from segapp.data import make_split
 from segapp.engines import TorchEngine, fold_batchnorm, to_input
 from segapp.inference import InferenceConfig, Segmenter
+from segapp.m2nist import make_split
 from segapp.model import DEFAULT_WEIGHTS, DilatedNet, NetConfig, load_pretrained, save_pretrained
 
 ort = pytest.importorskip("onnxruntime")

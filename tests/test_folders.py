@@ -107,7 +107,7 @@ def test_bad_pairs_get_one_line_errors(tmp_path, test_split, problem):
 def test_a_mixed_epoch_is_the_same_every_time_it_is_drawn(predicted_dataset):
     """--data with --mix-recipe: the recipe's share is augmented too, from the run's seed and the epoch, so a
     resumed run draws what the uninterrupted one drew."""
-    from segapp.data import WildM2NIST, train_augment
+    from segapp.datasets import WildM2NIST, train_augment
     from segapp.folders import FolderSet
     from segapp.train import seed_epoch
 

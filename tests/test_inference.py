@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from segapp.classes import BACKGROUND
-from segapp.data import make_split
 from segapp.images import Prepared
 from segapp.inference import TARGET_HEIGHT, InferenceConfig, Segmenter, ink_height, upsample_classes
+from segapp.m2nist import make_split
 from segapp.render import group_lines
 
 

@@ -23,7 +23,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "segapp"
 LAYERS = {
     "core": {"__init__", "classes", "paths", "safeio", "runtime", "distributed"},
     "imaging": {"images", "scale", "strokes", "render"},
-    "data": {"synth", "data", "folders"},
+    "data": {"m2nist", "kaggle", "datasets", "synth", "data", "folders"},
     "model": {"model", "metrics", "engines", "int8"},
     "inference": {"inference", "evaluate"},
     "training": {"blend", "distill", "train"},

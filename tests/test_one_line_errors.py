@@ -15,7 +15,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from segapp.cli import main
-from segapp.data import DataError, load_kaggle, save_kaggle
+from segapp.kaggle import load_kaggle, save_kaggle
+from segapp.m2nist import DataError
 from segapp.model import WeightsError, load_pretrained
 
 TINY = ["--train-size", "16", "--val-size", "8", "--batch-size", "8", "--widths", "4", "--epochs", "1"]

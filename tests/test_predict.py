@@ -21,7 +21,7 @@ from PIL import Image, ImageOps
 import segapp.predict
 from segapp.classes import flat_palette
 from segapp.cli import main
-from segapp.data import to_tensor
+from segapp.datasets import to_tensor
 from segapp.export import on_paper
 from segapp.images import prepare
 from segapp.inference import InferenceConfig, Segmenter

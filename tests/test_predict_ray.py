@@ -116,7 +116,7 @@ def test_ray_equals_single_process_on_a_mixed_folder(cluster, tmp_path):
 
 def clean_folder(root: Path, n: int) -> None:
     """``n`` 64x84 M2NIST-recipe canvases as PNGs."""
-    from segapp.data import make_split
+    from segapp.m2nist import make_split
 
     imgs = make_split("test", n=min(n, 40))[0]
     for i in range(n):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from segapp.classes import BACKGROUND
-from segapp.data import digit_pool
+from segapp.m2nist import digit_pool
 from segapp.strokes import lift, repen, restyle, thin
 from segapp.synth import WildConfig, wild_sample
 

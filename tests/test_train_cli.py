@@ -91,7 +91,7 @@ def test_bad_kaggle_pair_gives_one_line_error(tmp_path, capsys):
 
 
 def test_train_on_a_kaggle_pair(tmp_path, test_split):
-    from segapp.data import save_kaggle
+    from segapp.kaggle import save_kaggle
 
     save_kaggle(tmp_path / "pair", *test_split)
     out = tmp_path / "run"

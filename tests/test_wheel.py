@@ -59,7 +59,7 @@ def installed(tmp_path_factory):
 @pytest.mark.slow
 def test_the_wheel_holds_the_package_and_its_files_not_the_benchmarks(installed):
     python, _, env, elsewhere = installed
-    code = ("import segapp, segapp.model as m, segapp.data as d, segapp.paths as p, importlib.util as u; "
+    code = ("import segapp, segapp.model as m, segapp.m2nist as d, segapp.paths as p, importlib.util as u; "
             "print(segapp.__file__); print(m.DEFAULT_WEIGHTS); print(d.MNIST_DIR); print(p.EXAMPLES_DIR); "
             "print(u.find_spec('benchmarks'))")
     package, weights, mnist, examples, benchmarks = run([python, "-c", code], elsewhere, env).stdout.split()

@@ -1,6 +1,6 @@
 """Writes the demo's example images (run from the repo root: .venv/bin/python data/examples/make_examples.py).
 
-* ``m2nist_test_<i>_<digits>.png``: M2NIST-recipe test images (``segapp.data.make_split("test")``, 64x84, white ink
+* ``m2nist_test_<i>_<digits>.png``: M2NIST-recipe test images (``segapp.m2nist.make_split("test")``, 64x84, white ink
   on black), chosen to show two and three digits and a repeated digit;
 * ``paper_<digits>.jpg``: a wider test composition rendered as dark blue ink on slightly uneven cream paper and saved
   as JPEG, to show polarity detection and lossy input.
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from segapp.data import make_split
+from segapp.m2nist import make_split
 from segapp.render import read_digits
 
 OUT = Path(__file__).resolve().parent
