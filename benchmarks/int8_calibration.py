@@ -18,11 +18,12 @@ import numpy as np
 import torch
 
 from benchmarks import robustness
-from segapp.engines import OnnxEngine, TorchEngine, onnx_bytes, parity
+from segapp.engines import OnnxEngine, TorchEngine, parity
 from segapp.inference import InferenceConfig, Segmenter
 from segapp.int8 import calibration_images, quantize_int8
 from segapp.m2nist import make_split
 from segapp.model import load_pretrained
+from segapp.onnx_export import onnx_bytes
 
 
 def main() -> int:

@@ -99,9 +99,10 @@ def build_engines(batch: np.ndarray, log, also: tuple[Path, ...] = ()) -> dict:
     """name -> (net, engine label, callable (N,1,H,W) float tensor -> logits). ``also``: other dilated nets'
     weights (e.g. another width), each on its float engines and int8, as ``dilated-w<width>``."""
     from benchmarks.baselines import PaddedUnet
-    from segapp.engines import OnnxEngine, TorchEngine, onnx_bytes
+    from segapp.engines import OnnxEngine, TorchEngine
     from segapp.int8 import calibration_images, quantize_int8
     from segapp.model import load_pretrained
+    from segapp.onnx_export import onnx_bytes
     from segapp.runtime import autocast, bf16_is_fast
 
     cpu = torch.device("cpu")
@@ -197,11 +198,12 @@ def measure_accuracy(n_robust: int, seed: int, log) -> dict:
     """Is each engine correct? mIoU over digits on the M2NIST-recipe test split (net level, 1000 images) and,
     through the Segmenter, on the robustness benchmark (``benchmarks.robustness``, ``n_robust`` per category)."""
     from benchmarks import robustness
-    from segapp.engines import OnnxEngine, TorchEngine, onnx_bytes, parity
+    from segapp.engines import OnnxEngine, TorchEngine, parity
     from segapp.inference import InferenceConfig, Segmenter
     from segapp.int8 import calibration_images, quantize_int8
     from segapp.m2nist import make_split
     from segapp.model import load_pretrained
+    from segapp.onnx_export import onnx_bytes
     from segapp.runtime import bf16_is_fast
 
     cpu = torch.device("cpu")

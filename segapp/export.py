@@ -1,7 +1,7 @@
 """`segapp export` (ONNX model, or a labelled image folder) and `segapp score` (mean IoU of mask folders).
 
 `segapp export --format onnx --out FILE` writes the net as ONNX (dynamic batch, height and width; see
-:mod:`segapp.engines`), optionally int8 (``--int8``: ONNX Runtime static QDQ quantization calibrated on
+:mod:`segapp.onnx_export`), optionally int8 (``--int8``: ONNX Runtime static QDQ quantization calibrated on
 M2NIST-recipe training images), and beside it ``FILE.parity.json``: torch and ONNX Runtime run on the
 M2NIST-recipe test split, with the share of identical class-map pixels and both mean IoUs.
 
@@ -164,10 +164,11 @@ def run_onnx(cfg: ExportConfig) -> int:
     :class:`SegappError` (one line, exit 2 from ``segapp.cli``)."""
     import time
 
-    from .engines import OnnxEngine, exporter_name, onnx_bytes, parity, set_metadata, state_digest
+    from .engines import OnnxEngine, parity, state_digest
     from .int8 import INT8_CALIBRATION_DATA, INT8_PERCENTILE, calibration_images, quantize_int8
     from .m2nist import make_split
     from .model import load_pretrained
+    from .onnx_export import exporter_name, onnx_bytes, set_metadata
 
     out = cfg.out
     t0 = time.perf_counter()

@@ -23,17 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .engines import (
-    INPUT_NAME,
-    EngineError,
-    OnnxEngine,
-    cache_dir,
-    onnx_bytes,
-    require_onnx_package,
-    state_digest,
-    store_cache_file,
-    to_input,
-)
+from .engines import OnnxEngine, cache_dir, state_digest, store_cache_file, to_input
+from .onnx_export import INPUT_NAME, EngineError, onnx_bytes, require_onnx_package
 
 # training-like images the int8 ranges are calibrated on (as `segapp export`); calibration streams them a batch at a
 # time (1.6 GB peak and about 30 s for 1024 images on 2 cores; 128 images all at once took 2.8 GB)

@@ -155,8 +155,9 @@ def test_onnx_backend_gives_the_class_maps_of_torch(cache):
 @pytest.mark.parametrize("shape", [(3, 64, 84), (1, 29, 131)])
 def test_onnx_class_outputs_are_the_argmax_and_softmax_of_the_logits(shape):
     """The class map and confidence ONNX Runtime computes in the graph are those torch computes from its logits."""
-    from segapp.engines import OnnxEngine, onnx_bytes
+    from segapp.engines import OnnxEngine
     from segapp.inference import _classes
+    from segapp.onnx_export import onnx_bytes
 
     net = random_net(3)
     engine = OnnxEngine(onnx_bytes(net), class_outputs=True)
@@ -256,8 +257,9 @@ def test_int8_calibration_streams_one_batch_at_a_time(n, monkeypatch):
     in one batch per collection (memory of one batch, whatever --calib-images says), a short last batch too."""
     from onnxruntime.quantization.calibrate import HistogramCalibrater
 
-    from segapp.engines import OnnxEngine, onnx_bytes
+    from segapp.engines import OnnxEngine
     from segapp.int8 import calibration_images, quantize_int8
+    from segapp.onnx_export import onnx_bytes
 
     held, collect = [], HistogramCalibrater.collect_data
 

@@ -24,7 +24,7 @@ LAYERS = {
     "core": {"__init__", "classes", "paths", "safeio", "runtime", "distributed"},
     "imaging": {"images", "scale", "strokes", "render"},
     "data": {"m2nist", "kaggle", "datasets", "synth", "data", "folders"},
-    "model": {"model", "metrics", "engines", "int8"},
+    "model": {"model", "metrics", "onnx_export", "engines", "int8"},
     "inference": {"inference", "evaluate"},
     "training": {"blend", "distill", "train"},
     "app": {"predict_files", "predict", "predict_ray", "export", "demo", "cli", "__main__"},
