@@ -28,7 +28,7 @@ from PIL import Image
 
 from benchmarks.robustness import void_edges
 from segapp.m2nist import compose, digit_pool
-from segapp.render import mask_image
+from segapp.mask_files import mask_image
 
 
 def outline(img: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -36,8 +36,9 @@ from .classes import MAX_PIXELS, MIN_DIGIT_AREA, MIN_DIGIT_CONFIDENCE, hex_colou
 from .images import ImageError, prepare
 from .inference import TARGET_HEIGHT, InferenceConfig, Segmenter
 from .model import WeightsError
+from .overlays import legend_html, overlay
 from .paths import EXAMPLES_DIR  # the example images, found in a checkout and in a wheel
-from .render import Segmentation, legend_html, overlay
+from .render import Segmentation
 from .safeio import write_atomic
 
 DEFAULT_ALPHA = 0.6  # overlay opacity; the UI slider starts here, the API always uses it
@@ -303,7 +304,7 @@ def shown(image: np.ndarray, max_side: int = OVERLAY_SIDE) -> np.ndarray:
 
 def write_mask_file(classes: np.ndarray) -> str:
     """The class-index mask as an indexed PNG in a fresh temp file (one per request: no two requests share it)."""
-    from .render import mask_image
+    from .mask_files import mask_image
 
     folder = Path(tempfile.gettempdir()) / "segapp-demo"
     folder.mkdir(exist_ok=True)

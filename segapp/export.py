@@ -28,7 +28,7 @@ from PIL import Image
 
 from .classes import CLASS_NAMES, SegappError
 from .int8 import INT8_CALIBRATION
-from .render import mask_image, read_mask
+from .mask_files import mask_image, read_mask
 from .safeio import file_sha256, write_atomic
 
 PAPER = np.array([250, 247, 238], np.float32)  # off-white paper

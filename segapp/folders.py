@@ -17,9 +17,9 @@ from torch.utils.data import Dataset
 
 from .classes import SegappError
 from .images import IMAGE_EXTENSIONS, ImageError, Prepared, prepare
-from .render import MaskError, read_mask
+from .mask_files import MaskError, read_mask
 
-__all__ = ["read_mask"]  # re-exported: a folder dataset's masks are read by segapp.render's one reader
+__all__ = ["read_mask"]  # re-exported: a folder dataset's masks are read by segapp.mask_files' one reader
 
 
 class FolderError(SegappError):

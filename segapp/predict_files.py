@@ -460,7 +460,8 @@ def write_outputs(item: Item, seg, out: Path, alpha: float, compress_level: int)
     A write that fails costs this file only (its row says why, naming the output), except a full disk, which
     stops the run with :class:`~segapp.safeio.OutputError` (every later write would fail the same way).
     """
-    from .render import mask_png, overlay_gray, png_bytes
+    from .mask_files import mask_png, png_bytes
+    from .overlays import overlay_gray
 
     path = None
     try:
@@ -469,7 +470,7 @@ def write_outputs(item: Item, seg, out: Path, alpha: float, compress_level: int)
                 continue  # vouched for by the earlier run's row for this same input and weights
             if kind == "mask":
                 data = mask_png(seg.classes, compress_level)  # the bytes Pillow would write, encoded faster
-            else:  # Prepared.display is the input's gray as RGB: the same pixels as render.overlay gives
+            else:  # Prepared.display is the input's gray as RGB: the same pixels as overlays.overlay gives
                 data = png_bytes(overlay_gray(seg.prepared.raw, seg.classes, alpha), compress_level=compress_level)
             write_atomic(path, data)
         return row_for(item, out, seg)

@@ -1,34 +1,25 @@
-"""Class map -> what people and files get: digits read out, overlays, legends, palette mask PNGs.
+"""Class map -> the digits read out: the result type, digits found in the class map, then grouped into text lines.
 
-Shared by the web demo and `segapp predict` so both read digits and colour them identically.
+Shared by the web demo, `segapp predict` and `segapp evaluate` so all read digits identically. What is drawn or
+written from a class map lives beside it: overlays and the legend in :mod:`segapp.overlays`, mask files in
+:mod:`segapp.mask_files`.
 """
 
 from __future__ import annotations
 
-import struct
-import zlib
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from .classes import (
     BACKGROUND,
-    CLASS_NAMES,
     MAX_DIGIT_ASPECT,
     MAX_DIGIT_HEIGHT,
     MIN_DIGIT_AREA,
     MIN_DIGIT_CONFIDENCE,
     MIN_DIGIT_HEIGHT,
-    NUM_CLASSES,
     NUM_DIGITS,
-    PALETTE,
-    VOID,
-    SegappError,
-    flat_palette,
 )
 from .images import Prepared
 
@@ -39,7 +30,6 @@ MINORITY_SHARE = 0.3
 # A blob narrower than this many times its height holds one digit (two touching digits side by side are wider):
 # a narrower blob that holds two classes is one digit whose stroke (the stem of a 7, a 2's tail) was misread.
 ONE_DIGIT_ASPECT = 0.8
-_PLTE = bytes(flat_palette())  # a mask PNG's palette chunk: 256 entries, as Pillow writes it
 
 
 @dataclass
@@ -229,123 +219,3 @@ def read_digits(classes: np.ndarray, confidence: np.ndarray, min_area: int = MIN
     return found
 
 
-def overlay(display: np.ndarray, classes: np.ndarray, alpha: float = 0.6) -> np.ndarray:
-    """Blends each digit's colour over an RGB image; background pixels are left untouched."""
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"overlay opacity {alpha} is outside 0..1")
-    out = display.copy()
-    digit = classes != BACKGROUND
-    blend = (1 - alpha) * display[digit].astype(np.float32) + alpha * PALETTE[classes[digit]].astype(np.float32)
-    out[digit] = blend.round().astype(np.uint8)
-    return out
-
-
-@lru_cache(maxsize=8)
-def _blend_table(alpha: float) -> np.ndarray:
-    """(11, 256, 3) uint8: the overlay colour of each gray level under each class (0-9, then background), by
-    :func:`overlay`'s own float32 arithmetic (so the same bytes); the background row is the gray level itself."""
-    gray = np.arange(256, dtype=np.float32)[None, :, None]
-    table = ((1 - alpha) * gray + alpha * PALETTE[:NUM_DIGITS].astype(np.float32)[:, None, :]).round()
-    return np.concatenate([table.astype(np.uint8), np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, 2)])
-
-
-def overlay_gray(gray: np.ndarray, classes: np.ndarray, alpha: float = 0.6) -> np.ndarray:
-    """:func:`overlay` of a grayscale image shown as RGB (``Prepared.display``), by one table lookup per pixel:
-    the same pixels, without the float arithmetic and the RGB copy per image (`segapp predict`'s overlays)."""
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"overlay opacity {alpha} is outside 0..1")
-    return _blend_table(float(alpha))[classes, gray]
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def png_bytes(image: np.ndarray, palette: bytes | None = None, compress_level: int = 1) -> bytes:
-    """An 8-bit PNG of a (H, W) gray or indexed image (``palette``: the PLTE chunk) or (H, W, 3) RGB image.
-
-    What Pillow writes for these images (no filter, one IDAT at the given zlib level; for masks the same bytes),
-    in a few calls instead of Pillow's per-chunk Python: per file its cost is a tenth of the net's, for a
-    64x84 canvas a quarter of it went to encoding its two PNGs."""
-    h, w = image.shape[:2]
-    rows = np.zeros((h, 1 + w * (image.shape[2] if image.ndim == 3 else 1)), np.uint8)  # filter byte 0 per row
-    rows[:, 1:] = image.reshape(h, -1)
-    color = 2 if image.ndim == 3 else 3 if palette is not None else 0
-    return b"".join((b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color, 0, 0, 0)),
-                     _chunk(b"PLTE", palette) if palette is not None else b"",
-                     _chunk(b"IDAT", zlib.compress(rows.tobytes(), compress_level)), _chunk(b"IEND", b"")))
-
-
-def mask_png(classes: np.ndarray, compress_level: int = 1) -> bytes:
-    """Class map -> the bytes of its indexed PNG mask (what :func:`mask_image` saves), palette embedded."""
-    return png_bytes(np.ascontiguousarray(classes, dtype=np.uint8), _PLTE, compress_level)
-
-
-def mask_image(classes: np.ndarray) -> Image.Image:
-    """Class map -> indexed ('P' mode) Pillow image whose pixel values are the class indices."""
-    img = Image.fromarray(np.ascontiguousarray(classes, dtype=np.uint8), mode="P")
-    img.putpalette(flat_palette())
-    return img
-
-
-def save_mask(path: Path | str, classes: np.ndarray) -> None:
-    """Writes the class map as an 8-bit indexed PNG with the segapp palette embedded."""
-    mask_image(classes).save(path, format="PNG", optimize=False)
-
-
-class MaskError(SegappError, ValueError):
-    """A file that is not a usable mask (unreadable, another mode or colours, a class index out of range)."""
-
-
-def read_mask(path: Path | str) -> np.ndarray:
-    """A mask PNG -> (H, W) uint8 class indices: 0-9 digits, 10 background, :data:`~segapp.classes.VOID` unlabelled.
-
-    The one rule for every mask segapp reads (`segapp score`, `segapp evaluate --data`, `segapp train --data`): an
-    8-bit class-index PNG (mode P or L: what `segapp predict` and `segapp export` write, pixel value = class), or an
-    RGB(A) picture painted in segapp's palette (black = background), which is converted. Anything else (another
-    mode, colours not in the palette, an index out of range) raises :class:`MaskError`; a missing file raises
-    ``FileNotFoundError``.
-    """
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("P", "L"):
-                m = np.asarray(img, np.uint8).copy()
-            elif img.mode in ("RGB", "RGBA"):
-                m = from_colours(np.asarray(img.convert("RGB")), path)
-            else:
-                raise MaskError(f"{path}: mask mode {img.mode}; save it as an 8-bit class-index PNG")
-    except (MaskError, FileNotFoundError):
-        raise
-    except (OSError, ValueError) as e:
-        raise MaskError(f"{path}: cannot read the mask ({e})") from None
-    bad = (m >= NUM_CLASSES) & (m != VOID)
-    if bad.any():
-        raise MaskError(f"{path}: class index {int(m[bad][0])} out of range; masks hold 0-9 digits, 10 background, "
-                        f"{VOID} void")
-    return m
-
-
-def from_colours(rgb: np.ndarray, path: Path | str) -> np.ndarray:
-    """RGB painted in segapp's palette (black = background) -> class indices."""
-    colours = np.vstack([PALETTE[:10], [[0, 0, 0]]]).astype(np.int32)
-    flat = rgb.reshape(-1, 3).astype(np.int32)
-    match = (flat[:, None, :] == colours[None]).all(-1)
-    if not match.any(1).all():
-        raise MaskError(f"{path}: an RGB mask whose colours are not segapp's palette; save class indices "
-                        "(pixel value = class) as an 8-bit PNG instead")
-    return match.argmax(1).astype(np.uint8).reshape(rgb.shape[:2])
-
-
-def legend_html(present: set[int] | None = None) -> str:
-    """Small HTML legend of the digit colours (present classes in bold)."""
-    items = []
-    for d in range(NUM_DIGITS):
-        r, g, b = PALETTE[d]
-        weight = "700" if present and d in present else "400"
-        items.append(
-            f'<span style="display:inline-block;margin:2px 8px 2px 0;font-weight:{weight}">'
-            f'<span style="display:inline-block;width:14px;height:14px;border-radius:3px;vertical-align:middle;'
-            f'background:rgb({r},{g},{b});margin-right:4px"></span>{CLASS_NAMES[d]}</span>'
-        )
-    return "<div>" + "".join(items) + "</div>"

@@ -50,7 +50,7 @@ def test_fine_tuning_on_a_folder_ends_blended_and_a_rerun_blends_once(tmp_path, 
     from PIL import Image
 
     from segapp.blend import blend_run
-    from segapp.render import mask_image
+    from segapp.mask_files import mask_image
 
     images, masks = test_split
     data = tmp_path / "data"

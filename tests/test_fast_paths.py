@@ -8,7 +8,8 @@ from PIL import Image
 
 from segapp.images import Prepared, normalise
 from segapp.inference import InferenceConfig, Segmenter
-from segapp.render import mask_image, mask_png, overlay, overlay_gray, png_bytes
+from segapp.mask_files import mask_image, mask_png, png_bytes
+from segapp.overlays import overlay, overlay_gray
 from segapp.scale import ink_height, measure_ink, size_groups
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 from segapp.classes import PALETTE, VOID
 from segapp.cli import main
 from segapp.folders import FolderError, find_pairs, load_pair, read_mask
-from segapp.render import mask_image
+from segapp.mask_files import mask_image
 
 
 def write_png(path, array, mode=None):

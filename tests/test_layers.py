@@ -3,9 +3,10 @@
 A newcomer reads the package bottom-up:
 
 - core: labels, paths, safe I/O, runtime;
-- imaging: decode, normalise, scale, strokes; the result type, mask files and overlays (``render``);
-- data: the M2NIST recipe, synthetic and folder datasets;
-- model: the net, its engines, metrics, int8;
+- imaging: decode, normalise, scale, strokes; the result type and the digits read (``render``), overlays,
+  mask files;
+- data: the M2NIST recipe, Kaggle pairs, torch datasets, synthetic and folder datasets, `segapp data`;
+- model: the net, its ONNX graph and engines, metrics, int8;
 - inference: the segmenter and its postprocessing, evaluation (``evaluate`` sits here because training
   scores its epochs with it: torchvision's ``evaluate`` beside ``train_one_epoch``);
 - training: the engine, blending, distillation;
@@ -22,7 +23,7 @@ from test_architecture import imports
 PACKAGE = Path(__file__).resolve().parent.parent / "segapp"
 LAYERS = {
     "core": {"__init__", "classes", "paths", "safeio", "runtime", "distributed"},
-    "imaging": {"images", "scale", "strokes", "render"},
+    "imaging": {"images", "scale", "strokes", "render", "overlays", "mask_files"},
     "data": {"m2nist", "kaggle", "datasets", "synth", "data", "folders"},
     "model": {"model", "metrics", "onnx_export", "engines", "int8"},
     "inference": {"inference", "evaluate"},

@@ -18,9 +18,9 @@ from imagefiles import snapshot
 from PIL import Image
 
 from segapp.cli import main
+from segapp.mask_files import read_mask
 from segapp.model import DilatedNet, NetConfig, save_pretrained
 from segapp.predict_files import SUMMARY_CSV, SUMMARY_JSONL
-from segapp.render import read_mask
 from segapp.safeio import is_own_temp, temp_name
 from segapp.train import RUN_FILES
 

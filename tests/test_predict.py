@@ -25,8 +25,8 @@ from segapp.datasets import to_tensor
 from segapp.export import on_paper
 from segapp.images import prepare
 from segapp.inference import InferenceConfig, Segmenter
+from segapp.mask_files import read_mask
 from segapp.model import DEFAULT_WEIGHTS, load_pretrained
-from segapp.render import read_mask
 
 OK = "ok"
 

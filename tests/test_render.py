@@ -15,7 +15,9 @@ from segapp.classes import (
 )
 from segapp.images import prepare
 from segapp.inference import Segmenter
-from segapp.render import ONE_DIGIT_ASPECT, overlay, read_digits, read_mask, save_mask
+from segapp.mask_files import read_mask, save_mask
+from segapp.overlays import overlay
+from segapp.render import ONE_DIGIT_ASPECT, read_digits
 
 
 def canvas(h=20, w=40):
@@ -191,7 +193,7 @@ def test_one_mask_reader_for_score_and_folder_datasets(tmp_path):
     (and a picture painted in the palette) is read, an index that is no class is refused."""
     import segapp.folders
     from segapp.classes import PALETTE, VOID
-    from segapp.render import MaskError
+    from segapp.mask_files import MaskError
 
     assert segapp.folders.read_mask is read_mask
     c = np.full((6, 8), 10, np.uint8)
