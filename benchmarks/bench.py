@@ -34,7 +34,7 @@ import torch
 
 from benchmarks.baselines import ARCHS, build, count_macs, describe, measure_throughput, num_params, receptive_field
 from segapp.safeio import write_atomic
-from segapp.train import write_csv, write_json
+from segapp.train_report import write_csv, write_json
 
 PROG = "python -m benchmarks.bench"
 FULL = {"epochs": 3, "train_size": 3000, "test_size": 1000, "seeds": "0,1,2", "repeats": 9}
@@ -45,8 +45,8 @@ CSV_FIELDS = ("key", "arch", "seed", "epochs", "train_size", "test_size", "width
 
 
 def recipe() -> dict:
-    """The optimisation settings of `segapp train`: its defaults, from ``segapp.train.TrainConfig``."""
-    from segapp.train import TrainConfig
+    """The optimisation settings of `segapp train`: its defaults, from ``segapp.train_config.TrainConfig``."""
+    from segapp.train_config import TrainConfig
 
     cfg = TrainConfig().resolved()
     return {k: getattr(cfg, k) for k in ("batch_size", "lr", "weight_decay", "dice_weight", "amp", "augment")}
@@ -67,12 +67,13 @@ def machine_fields() -> dict:
 
 def train_model(model: torch.nn.Module, seed: int, epochs: int, train_size: int, device: torch.device,
                 log=None) -> float:
-    """Trains ``model`` in place with the engine and recipe of `segapp train` (``segapp.train``: its loss, optimiser,
-    schedule, per-epoch seeding and training step, ``TrainConfig()``'s settings) on fresh M2NIST-recipe compositions;
-    returns the last epoch's mean training loss."""
+    """Trains ``model`` in place with the engine and recipe of `segapp train` (``segapp.train_loop``: its loss,
+    optimiser, schedule, per-epoch seeding and training step, ``TrainConfig()``'s settings) on fresh M2NIST-recipe
+    compositions; returns the last epoch's mean training loss."""
     from segapp.datasets import FreshM2NIST, train_augment
     from segapp.runtime import amp_enabled
-    from segapp.train import TrainConfig, build_loss, build_optimizer, build_scheduler, epoch_loader, train_one_epoch
+    from segapp.train_config import TrainConfig
+    from segapp.train_loop import build_loss, build_optimizer, build_scheduler, epoch_loader, train_one_epoch
 
     cfg = replace(TrainConfig(), epochs=epochs, train_size=train_size, seed=seed).resolved()
     train_set = FreshM2NIST(train_size, seed, train_augment() if cfg.augment else None)
@@ -88,8 +89,8 @@ def train_model(model: torch.nn.Module, seed: int, epochs: int, train_size: int,
 
 def bench_one(arch: str, seed: int, a: argparse.Namespace, test: tuple, log) -> dict:
     """Builds, trains and scores one (architecture, seed); returns its results row."""
+    from segapp.evaluate import evaluate
     from segapp.runtime import amp_enabled, pick_device
-    from segapp.train import evaluate
 
     r, device = recipe(), pick_device(a.device)
     torch.manual_seed(seed)

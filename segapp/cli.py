@@ -122,7 +122,7 @@ def _add_data(sub, fmt) -> None:
 
 
 def _add_train(sub, fmt) -> None:
-    """`segapp train`: every flag maps onto a :class:`segapp.train.TrainConfig` field of the same name, except
+    """`segapp train`: every flag maps onto a :class:`segapp.train_config.TrainConfig` field of the same name, except
     --quick and --quiet (see :func:`train_config`)."""
     p = sub.add_parser("train", help="train a model", formatter_class=fmt,
                        description="Train the decoder-free net. With no flags this is the first of the four "
@@ -403,9 +403,9 @@ def given_options(argv: list[str]) -> set[str]:
 
 
 def train_config(a, given: set[str] | None = None):
-    """The `segapp train` flags as a :class:`segapp.train.TrainConfig` (paths as strings, widths as a tuple).
+    """The `segapp train` flags as a :class:`segapp.train_config.TrainConfig` (paths as strings, widths as a tuple).
     ``--quick`` sets the :data:`QUICK` budget and --out, except where ``given`` (the options typed) says otherwise."""
-    from .train import TrainConfig
+    from .train_config import TrainConfig
 
     values = {}
     if getattr(a, "quick", False):
@@ -420,7 +420,9 @@ def train_config(a, given: set[str] | None = None):
 def run_train(a) -> None:
     """`segapp train`: on --resume, the run-defining flags typed (or set by --quick) are checked against the run's own;
     Ctrl-C ends with one line saying what was saved and the command that resumes."""
-    from .train import RUN_ARGS, flag, interrupted, run
+    from .train import run
+    from .train_config import RUN_ARGS, flag
+    from .train_resume import interrupted
 
     given = given_options(a.argv)
     cfg = train_config(a, given)

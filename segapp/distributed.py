@@ -17,7 +17,7 @@ What makes N processes train the very net one process would with the same global
 * BatchNorm: statistics over the global batch (:func:`wrap` converts to ``torch.nn.SyncBatchNorm``
   on CUDA, :class:`SyncBatchNormCPU` on the CPU, where torch's has no kernels);
 * loss: computed from sums over the global batch (:func:`all_reduce_sum`, differentiable), see
-  :func:`segapp.train.global_batch_loss`; DDP averages the gradients.
+  :func:`segapp.train_loop.global_batch_loss`; DDP averages the gradients.
 """
 
 from __future__ import annotations

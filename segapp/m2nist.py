@@ -29,14 +29,8 @@ MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-
-
 VAL_POOL = 6000  # MNIST-train digits reserved for the val split (the last ones after a fixed shuffle)
-
-
 SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
-
-
 DEFAULT_SIZES = {"train": 5000, "val": 1000, "test": 1000}
 
 

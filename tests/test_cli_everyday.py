@@ -25,10 +25,12 @@ import pytest
 import torch
 from PIL import Image
 
-from segapp import train
+from segapp import train, train_report
 from segapp.cli import QUICK, QUICK_OUT, build_parser, given_options, main, train_config
 from segapp.evaluate import evaluate
 from segapp.model import DilatedNet, NetConfig
+from segapp.train_config import TrainConfig
+from segapp.train_resume import BLEND_FILES, RUN_FILES
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--train-size", "32", "--val-size", "8", "--batch-size", "16", "--widths", "4", "--epochs", "2"]
@@ -60,9 +62,9 @@ def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
 def small_test_split(monkeypatch):
     """The final test evaluation of `segapp train` on 40 images instead of 1000 (what is under test here is
     the run's bookkeeping, not its test figures)."""
-    real = train.make_split
-    monkeypatch.setattr(train, "make_split", lambda split, n=None, **kw: real(split, n=40 if split == "test" else n,
-                                                                             **kw))
+    real = train_report.make_split  # the test split is drawn by train_report.finish
+    monkeypatch.setattr(train_report, "make_split",
+                        lambda split, n=None, **kw: real(split, n=40 if split == "test" else n, **kw))
 
 
 # ---- 1. progress bars: on a terminal, never into a pipe, off with --quiet -----------------------------------------
@@ -187,7 +189,7 @@ def test_quick_is_a_tiny_budget_with_default_widths_and_its_own_folder():
     cfg = quick_config()
     assert (cfg.epochs, cfg.train_size, cfg.val_size, cfg.out) == (QUICK["epochs"], QUICK["train_size"],
                                                                    QUICK["val_size"], QUICK_OUT)
-    assert cfg.widths == train.TrainConfig().widths and cfg.wild == train.TrainConfig().wild
+    assert cfg.widths == TrainConfig().widths and cfg.wild == TrainConfig().wild
     explicit = quick_config("--epochs", "3", "--val-size", "1000", "--out", "runs/q")  # typed flags win
     assert (explicit.epochs, explicit.train_size, explicit.val_size, explicit.out) == (3, 640, 1000, "runs/q")
 
@@ -198,7 +200,7 @@ def test_quick_is_a_real_run_of_a_couple_of_minutes(tmp_path):
     t0 = time.monotonic()
     assert main(["train", "--quick", "--out", str(tmp_path)]) == 0
     assert time.monotonic() - t0 < 300
-    for name in set(train.RUN_FILES) - set(train.BLEND_FILES):  # not a fine-tuning run: no blend
+    for name in set(RUN_FILES) - set(BLEND_FILES):  # not a fine-tuning run: no blend
         assert (tmp_path / name).stat().st_size > 0, name
     assert [r["epoch"] for r in csv.DictReader((tmp_path / "log.csv").open())] == ["1", "2"]
     recorded = json.loads((tmp_path / "args.json").read_text())
@@ -219,9 +221,10 @@ def test_given_options_are_the_typed_ones_even_at_their_default_value():
 def complete_run(tmp_path_factory):
     """A finished tiny run (trained with stderr not a terminal: no bars, only the per-epoch lines)."""
     out = tmp_path_factory.mktemp("complete") / "run"
-    real = train.make_split
+    real = train_report.make_split  # the test split is drawn by train_report.finish
     with pytest.MonkeyPatch.context() as m, pytest.MonkeyPatch.context() as err_to:
-        m.setattr(train, "make_split", lambda split, n=None, **kw: real(split, n=40 if split == "test" else n, **kw))
+        m.setattr(train_report, "make_split",
+                  lambda split, n=None, **kw: real(split, n=40 if split == "test" else n, **kw))
         pipe = out.parent / "stderr.txt"
         with open(pipe, "w", encoding="utf-8") as f:
             err_to.setattr(sys, "stderr", f)
@@ -234,7 +237,8 @@ def complete_run(tmp_path_factory):
 def test_resuming_a_complete_run_does_nothing_and_says_so(complete_run, capsys, monkeypatch):
     before = snapshot(complete_run)
     capsys.readouterr()
-    monkeypatch.setattr(train, "evaluate", lambda *a, **k: pytest.fail("a complete run was evaluated again"))
+    for module in (train, train_report):  # validation after an epoch, and the final test score
+        monkeypatch.setattr(module, "evaluate", lambda *a, **k: pytest.fail("a complete run was evaluated again"))
     assert main(["--threads", "1", "train", "--out", str(complete_run), "--resume"]) == 0
     line = one_line_error(capsys)
     assert line == (f"run complete (2 epochs); nothing to do; to train longer start a new run with --init "

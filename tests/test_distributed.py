@@ -3,7 +3,7 @@
 What must agree for N processes to equal one process with the same global batch: the same initial weights
 (seed; DDP also broadcasts rank 0's), the same data order (the one-process shuffle, then rank::world slicing),
 BatchNorm statistics over the global batch (SyncBatchNormCPU: torch's SyncBatchNorm has no CPU kernels), the loss
-of the global batch (segapp.train.global_batch_loss: Dice is per class over the whole batch and void pixels are not
+of the global batch (segapp.train_loop.global_batch_loss: Dice is per class over the whole batch and void pixels are not
 spread evenly, so the mean of per-rank losses would differ), and gradients averaged by DDP.
 
 Precision: PyTorch's own CPU BatchNorm backward in channels_last (the one-process path) is only good to about
@@ -33,7 +33,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from segapp import distributed
 from segapp.classes import SegappError
-from segapp.train import BLEND_FILES, RUN_FILES, TrainConfig, build_loss, global_batch_loss
+from segapp.train_config import TrainConfig
+from segapp.train_loop import build_loss, global_batch_loss
+from segapp.train_resume import BLEND_FILES, RUN_FILES
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--widths", "8", "--epochs", "3", "--train-size", "64", "--val-size", "16", "--batch-size", "16",
@@ -154,8 +156,9 @@ def test_cpu_batchnorm_backward_is_the_float32_noise():
 def engine_run(world_size: int, rank: int, port: int, result: str) -> None:
     """Two epochs of segapp's training engine (its data, epoch loaders, loss, optimiser, schedule and DDP wrapping)
     on a float64 copy of the net, the steps of train_one_epoch without its float32 loss; rank 0 saves the weights."""
-    from segapp import train
     from segapp.model import DilatedNet, NetConfig
+    from segapp.train_config import build_data
+    from segapp.train_loop import build_optimizer, build_scheduler, epoch_loader
 
     torch.set_num_threads(1)
     if world_size > 1:
@@ -166,13 +169,13 @@ def engine_run(world_size: int, rank: int, port: int, result: str) -> None:
                       augment=False, amp="off").resolved()
     torch.manual_seed(cfg.seed)
     model = DilatedNet(NetConfig(widths=cfg.widths)).double().to(memory_format=torch.channels_last)
-    train_set, _ = train.build_data(cfg)
-    opt = train.build_optimizer(model, cfg)
-    sched = train.build_scheduler(opt, cfg, len(train_set) // cfg.batch_size)
+    train_set, _ = build_data(cfg)
+    opt = build_optimizer(model, cfg)
+    sched = build_scheduler(opt, cfg, len(train_set) // cfg.batch_size)
     net = distributed.wrap(model, torch.device("cpu"))
-    loss_fn = train.build_loss(cfg)
+    loss_fn = build_loss(cfg)
     for epoch in (1, 2):
-        for x, y in train.epoch_loader(train_set, cfg, epoch):
+        for x, y in epoch_loader(train_set, cfg, epoch):
             loss = loss_fn(net(x.double().contiguous(memory_format=torch.channels_last)), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()

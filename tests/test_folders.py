@@ -109,7 +109,7 @@ def test_a_mixed_epoch_is_the_same_every_time_it_is_drawn(predicted_dataset):
     resumed run draws what the uninterrupted one drew."""
     from segapp.datasets import WildM2NIST, train_augment
     from segapp.folders import FolderSet
-    from segapp.train import seed_epoch
+    from segapp.train_loop import seed_epoch
 
     mixed = FolderSet(find_pairs(predicted_dataset), 24, seed=3,
                       other=WildM2NIST(24, 3, 0.5, train_augment()), share=0.5)

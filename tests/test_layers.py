@@ -9,7 +9,7 @@ A newcomer reads the package bottom-up:
 - model: the net, its ONNX graph and engines, metrics, int8;
 - inference: the segmenter and its postprocessing, evaluation (``evaluate`` sits here because training
   scores its epochs with it: torchvision's ``evaluate`` beside ``train_one_epoch``);
-- training: the engine, blending, distillation;
+- training: the run's config, the engine, resume, the run's report, the job; blending, distillation;
 - app: the CLI, batch prediction (also on Ray), export, the demo.
 """
 
@@ -27,7 +27,7 @@ LAYERS = {
     "data": {"m2nist", "kaggle", "datasets", "synth", "data", "folders"},
     "model": {"model", "metrics", "onnx_export", "engines", "int8"},
     "inference": {"inference", "evaluate"},
-    "training": {"blend", "distill", "train"},
+    "training": {"blend", "distill", "train_config", "train_loop", "train_resume", "train_report", "train"},
     "app": {"predict_files", "predict", "predict_ray", "export", "demo", "cli", "__main__"},
 }
 RANK = {m: i for i, mods in enumerate(LAYERS.values()) for m in mods}

@@ -22,7 +22,7 @@ from segapp.mask_files import read_mask
 from segapp.model import DilatedNet, NetConfig, save_pretrained
 from segapp.predict_files import SUMMARY_CSV, SUMMARY_JSONL
 from segapp.safeio import is_own_temp, temp_name
-from segapp.train import RUN_FILES
+from segapp.train_resume import RUN_FILES
 
 TINY_TRAIN = ["--train-size", "16", "--val-size", "8", "--batch-size", "8", "--widths", "4", "--epochs", "1"]
 

@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 
 from segapp import train
 from segapp.cli import main
+from segapp.train_config import TrainConfig
 
 TINY = ["--train-size", "48", "--val-size", "16", "--batch-size", "16", "--widths", "8", "--epochs", "2"]
 
@@ -104,7 +105,7 @@ def test_cli_defaults_are_the_train_config_defaults():
     from segapp.cli import build_parser, train_config
 
     cfg = train_config(build_parser().parse_args(["train"]))
-    assert cfg == train.TrainConfig()
+    assert cfg == TrainConfig()
     assert (cfg.resolved().epochs, cfg.resolved().lr) == (16, 3e-3)
     fine_tune = train_config(build_parser().parse_args(["train", "--init", "weights"])).resolved()
     assert (fine_tune.epochs, fine_tune.lr, fine_tune.init) == (4, 1e-3, "weights")
@@ -115,7 +116,7 @@ def test_args_json_and_checkpoint_hold_the_config(trained):
     from dataclasses import asdict
 
     recorded = json.loads((trained / "args.json").read_text())
-    cfg = train.TrainConfig.from_dict(recorded)
+    cfg = TrainConfig.from_dict(recorded)
     assert recorded == json.loads(json.dumps(asdict(cfg)))
     assert torch.load(trained / "last.pt", weights_only=True)["args"] == asdict(cfg)
     assert cfg.widths == (8,) * 7 and cfg.epochs == 2 and cfg.out == str(trained)
