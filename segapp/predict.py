@@ -1,7 +1,7 @@
 """`segapp predict`: folders, files or quoted patterns of images -> class-index masks, overlays and a summary.
 
 For each input ``INPUT/<rel>/<name>.<ext>`` the run writes, under OUT (with several INPUTs, ``<rel>`` is relative
-to their common folder; see :func:`segapp.predict_files.gather_inputs`):
+to their common folder; see :func:`segapp.predict_inputs.gather_inputs`):
 
 * ``masks/<rel>/<name>.png``: 8-bit indexed PNG at the input's size; pixel value = class index
   (0-9 digit, 10 background), with the segapp palette embedded (see :mod:`segapp.classes`);
@@ -32,7 +32,10 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from .images import ImageError, prepare
-from .predict_files import FIELDS, Item, PredictConfig, Run, Summary, UsageError, begin, row_for, write_outputs
+from .predict_files import PredictConfig, Run, begin
+from .predict_inputs import UsageError
+from .predict_outputs import FIELDS, Summary, row_for, write_outputs
+from .predict_plan import Item
 from .runtime import progress_bar
 
 __all__ = ["PredictConfig", "run"]  # PredictConfig is defined beside begin(), which reads it
@@ -149,7 +152,7 @@ def whole(segmenter, item: Item, n, out, fail: Fail) -> list:
 
 def complete(segmenter, item: Item, result, out, alpha: float, compress_level: int) -> dict:
     """Postprocess (when the model's turn left it to later) and write one file's outputs (``alpha``,
-    ``compress_level``: see :func:`~segapp.predict_files.write_outputs`): its row."""
+    ``compress_level``: see :func:`~segapp.predict_outputs.write_outputs`): its row."""
     try:
         result = segmenter.finish(result)
     except Exception as e:  # costs this file only

@@ -28,7 +28,10 @@ from pathlib import Path
 from .classes import SegappError
 from .images import prepare
 from .predict import Tally, complete, drive, inference_config, reason, segment, whole
-from .predict_files import Item, PredictConfig, UsageError, begin, row_for
+from .predict_files import PredictConfig, begin
+from .predict_inputs import UsageError
+from .predict_outputs import row_for
+from .predict_plan import Item
 
 INSTALL_HINT = "pip install 'segapp[ray]' (or pip install 'ray[data]>=2.9')"
 ACTOR_CPUS = 0.75  # Ray CPUs one segmenter actor reserves; each decoding task reserves the rest of a CPU:

@@ -427,7 +427,7 @@ def test_a_rerun_without_out_gets_a_fresh_numbered_folder(scans, tiny_weights, c
 
 def test_runs_started_together_never_share_a_numbered_folder(scans):
     """The folder is taken by one mkdir when chosen: a second run choosing at the same moment gets the next one."""
-    from segapp.predict_files import default_out, gather_inputs
+    from segapp.predict_inputs import default_out, gather_inputs
 
     inputs = gather_inputs("scans")
     first, second = default_out(inputs, reserve=True), default_out(inputs, reserve=True)

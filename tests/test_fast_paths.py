@@ -79,7 +79,7 @@ def test_a_file_whose_postprocessing_fails_is_a_row_not_a_crash(segmenter, test_
         def finish(self, result):
             raise ValueError("boom")
 
-    from segapp.predict_files import Item
+    from segapp.predict_plan import Item
 
     item = Item(src=tmp_path / "a.png", rel="a.png")
     row = complete(Broken(), item, object(), tmp_path, 0.6, 1)

@@ -19,8 +19,9 @@ from imagefiles import snapshot
 from PIL import Image
 
 import segapp.predict_files
+import segapp.predict_outputs
 from segapp.cli import main
-from segapp.predict_files import SUMMARY_CSV, SUMMARY_JSONL
+from segapp.predict_plan import SUMMARY_CSV, SUMMARY_JSONL
 from segapp.safeio import temp_name
 
 NON_UTF8 = os.fsdecode(b"caf\xe9.png")  # what os.listdir gives for the bytes b'caf\xe9.png'
@@ -117,7 +118,8 @@ def full_disk_after(n: int, monkeypatch):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return real(path, data, fsync)
 
-    monkeypatch.setattr(segapp.predict_files, "write_atomic", write)
+    for module in (segapp.predict_files, segapp.predict_outputs):  # args.json; outputs and summary
+        monkeypatch.setattr(module, "write_atomic", write)
 
 
 def test_disk_full_names_the_file_and_resume_finishes(tmp_path, test_split, tiny_weights, monkeypatch, capsys):

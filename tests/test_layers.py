@@ -28,7 +28,8 @@ LAYERS = {
     "model": {"model", "metrics", "onnx_export", "engines", "int8"},
     "inference": {"inference", "evaluate"},
     "training": {"blend", "distill", "train_config", "train_loop", "train_resume", "train_report", "train"},
-    "app": {"predict_files", "predict", "predict_ray", "export", "demo", "cli", "__main__"},
+    "app": {"predict_inputs", "predict_plan", "predict_outputs", "predict_files", "predict", "predict_ray", "export",
+            "demo", "cli", "__main__"},
 }
 RANK = {m: i for i, mods in enumerate(LAYERS.values()) for m in mods}
 

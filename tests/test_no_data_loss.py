@@ -20,7 +20,7 @@ from PIL import Image
 from segapp.cli import main
 from segapp.mask_files import read_mask
 from segapp.model import DilatedNet, NetConfig, save_pretrained
-from segapp.predict_files import SUMMARY_CSV, SUMMARY_JSONL
+from segapp.predict_plan import SUMMARY_CSV, SUMMARY_JSONL
 from segapp.safeio import is_own_temp, temp_name
 from segapp.train_resume import RUN_FILES
 
