@@ -3,8 +3,8 @@
     .venv/bin/python -m benchmarks.demo_bench [--calls 100] [--accuracy 1000] [--weights PATH] [--json FILE]
 
 1. Accuracy: the ``segment`` text (digits left to right) against the true sequence of M2NIST-recipe test images,
-   through the same function the endpoint calls (:func:`segapp.demo.analyse` on a :class:`segapp.inference.Segmenter`,
-   images passed as PNG bytes).
+   through the same function the endpoint calls (:func:`segapp.demo_answer.analyse` on a
+   :class:`segapp.inference.Segmenter`, images passed as PNG bytes).
 2. Latency: starts the demo server in a fresh Python on a free localhost port (as ``app.py`` runs it, plus a no-op
    ``echo`` endpoint, see :func:`serve`), warms up, then times ``--calls`` interleaved ``gradio_client`` calls to
    ``ping`` (no-op, no files), ``echo`` (no-op, one image in and out) and ``segment`` (a different 64x84 test image
@@ -66,8 +66,9 @@ def busy_processes() -> list[str]:
 
 
 def accuracy(n: int, weights: Path | None) -> dict:
-    """Share of ``n`` test images whose digits are read exactly, through :func:`segapp.demo.analyse`."""
-    from segapp.demo import analyse, load_segmenter
+    """Share of ``n`` test images whose digits are read exactly, through :func:`segapp.demo_answer.analyse`."""
+    from segapp.demo import load_segmenter
+    from segapp.demo_answer import analyse
 
     segmenter = load_segmenter(weights, "auto")
     images, masks = make_split("test", n=n)
@@ -87,10 +88,11 @@ def serve(weights: str | None = None) -> None:
     import gradio as gr
 
     from segapp import demo
+    from segapp.demo_gradio import UploadImage
 
     app = demo.build_app(demo.load_segmenter(weights, "auto"))
     with app:
-        image = demo.UploadImage(type="filepath", visible=False)
+        image = UploadImage(type="filepath", visible=False)
         outputs = [gr.Image(format="png", visible=False), gr.JSON(visible=False)]
         gr.Button(visible=False).click(lambda path: (path, {}), [image], outputs, api_name="echo",
                                        concurrency_id="model", concurrency_limit=demo.MODEL_CONCURRENCY)

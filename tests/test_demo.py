@@ -24,22 +24,12 @@ from imagefiles import png_claiming
 from PIL import Image
 
 from segapp.classes import BACKGROUND, MAX_PIXELS, PALETTE, hex_colour
-from segapp.demo import (
-    EXAMPLES_DIR,
-    LAUNCH_KWARGS,
-    MAX_MASKS,
-    UploadImage,
-    _analyse_upload,
-    analyse,
-    build_app,
-    digit_masks,
-    load_segmenter,
-    main,
-    reading_html,
-    table_html,
-)
+from segapp.demo import LAUNCH_KWARGS, build_app, load_segmenter, main
+from segapp.demo_answer import MAX_MASKS, analyse, analyse_upload, digit_masks, reading_html, table_html
+from segapp.demo_gradio import UploadImage
 from segapp.images import Prepared
 from segapp.m2nist import make_split
+from segapp.paths import EXAMPLES_DIR
 from segapp.render import Segmentation, read_digits
 
 
@@ -158,7 +148,7 @@ def test_bad_uploads_become_clear_ui_errors(model, tmp_path, name):
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(gr.Error) as e:
-        _analyse_upload(model, str(path), 0.6)
+        analyse_upload(model, str(path), 0.6)
     assert name in e.value.message and reason in e.value.message
 
 
@@ -169,7 +159,7 @@ def test_upload_reaches_segapp_undecoded():
     pasted = SimpleNamespace(path=None, url="data:image/png;base64," + base64.b64encode(b"PNGDATA").decode())
     assert image.preprocess(pasted) == b"PNGDATA"
     with pytest.raises(gr.Error, match="No image"):
-        _analyse_upload(None, None, 0.6)
+        analyse_upload(None, None, 0.6)
 
 
 def test_missing_weights_stop_the_demo_with_one_line(tmp_path, capsys):
@@ -197,8 +187,9 @@ def test_importing_the_demo_leaves_gradio_as_it_was():
             "before = (pu.save_pil_to_cache, cm.create_or_modify_pyi)\n"
             "import segapp.demo\n"
             "assert (pu.save_pil_to_cache, cm.create_or_modify_pyi) == before, 'gradio patched on import'\n"
-            "segapp.demo.serve_results_once()\n"
-            "assert pu.save_pil_to_cache is segapp.demo._save_result_once\n")
+            "import segapp.demo_gradio\n"
+            "segapp.demo_gradio.serve_results_once()\n"
+            "assert pu.save_pil_to_cache is segapp.demo_gradio._save_result_once\n")
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -1,7 +1,7 @@
 """The bad-input table of docs/reliability.md, run through both user paths, plus the demo under load.
 
 Every case goes through `segapp predict` (all in one folder, one run) and through the demo's upload handler
-(`segapp.demo._analyse_upload`, what the UI and the `segment` endpoint call). Both must agree: a correct result
+(`segapp.demo_answer.analyse_upload`, what the UI and the `segment` endpoint call). Both must agree: a correct result
 at the input's (EXIF-corrected) size, or a one-line error naming the file and the reason. No traceback, no crash,
 no input file modified.
 """
@@ -22,7 +22,7 @@ from PIL import Image
 import segapp.images
 from benchmarks import loadtest
 from segapp.cli import main
-from segapp.demo import _analyse_upload
+from segapp.demo_answer import analyse_upload
 from segapp.inference import Segmenter
 
 OK = "ok"  # the summary status of a file that worked
@@ -137,12 +137,12 @@ def tiny_model(tiny_weights):
 def test_demo_upload_handles_every_case(name, folder, tiny_model, locked_is_unreadable):
     _, expected = CASES[name]
     if isinstance(expected, tuple):
-        r = _analyse_upload(tiny_model, str(folder / name), 0.6)
+        r = analyse_upload(tiny_model, str(folder / name), 0.6)
         assert r.seg.classes.shape[::-1] == expected and r.overlay.shape == (*expected[::-1], 3)
         assert (r.summary["width"], r.summary["height"]) == expected
     else:
         with pytest.raises(gr.Error) as e:
-            _analyse_upload(tiny_model, str(folder / name), 0.6)
+            analyse_upload(tiny_model, str(folder / name), 0.6)
         msg = e.value.message
         assert name in msg and expected in msg and "\n" not in msg and "Traceback" not in msg
 
@@ -150,7 +150,7 @@ def test_demo_upload_handles_every_case(name, folder, tiny_model, locked_is_unre
 @pytest.mark.parametrize("name", sorted(LINKS))
 def test_demo_path_refuses_links_to_nowhere(name, folder, tiny_model):
     with pytest.raises(gr.Error) as e:
-        _analyse_upload(tiny_model, str(folder / name), 0.6)
+        analyse_upload(tiny_model, str(folder / name), 0.6)
     assert name in e.value.message and LINKS[name][1] in e.value.message and "\n" not in e.value.message
 
 
@@ -159,10 +159,10 @@ def test_pasted_bytes_take_the_same_path(tiny_model):
         if name == "locked.png":
             continue
         if isinstance(expected, tuple):
-            assert _analyse_upload(tiny_model, content, 0.6).seg.classes.shape[::-1] == expected
+            assert analyse_upload(tiny_model, content, 0.6).seg.classes.shape[::-1] == expected
         else:
             with pytest.raises(gr.Error, match=expected):
-                _analyse_upload(tiny_model, content, 0.6)
+                analyse_upload(tiny_model, content, 0.6)
 
 
 @pytest.mark.slow
@@ -182,10 +182,10 @@ def test_same_result_for_many_concurrent_requests_is_never_half_written(tmp_path
 
     from gradio import processing_utils
 
-    import segapp.demo
+    import segapp.demo_gradio
 
-    segapp.demo.serve_results_once()  # as build_app does
-    assert processing_utils.save_pil_to_cache is segapp.demo._save_result_once
+    segapp.demo_gradio.serve_results_once()  # as build_app does
+    assert processing_utils.save_pil_to_cache is segapp.demo_gradio._save_result_once
     picture = (np.random.default_rng(0).random((400, 600, 3)) * 255).astype(np.uint8)
     seen, lock = [], threading.Lock()
 
