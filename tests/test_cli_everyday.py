@@ -26,7 +26,8 @@ import torch
 from PIL import Image
 
 from segapp import train, train_report
-from segapp.cli import QUICK, QUICK_OUT, build_parser, given_options, main, train_config
+from segapp.cli import build_parser, given_options, main, train_config
+from segapp.cli_train_flags import QUICK, QUICK_OUT
 from segapp.evaluate import evaluate
 from segapp.model import DilatedNet, NetConfig
 from segapp.train_config import TrainConfig

@@ -29,7 +29,7 @@ LAYERS = {
     "inference": {"inference", "evaluate"},
     "training": {"blend", "distill", "train_config", "train_loop", "train_resume", "train_report", "train"},
     "app": {"predict_inputs", "predict_plan", "predict_outputs", "predict_files", "predict", "predict_ray", "export",
-            "demo_answer", "demo_gradio", "demo", "cli", "__main__"},
+            "demo_answer", "demo_gradio", "demo", "cli_train_flags", "cli_parser", "cli", "__main__"},
 }
 RANK = {m: i for i, mods in enumerate(LAYERS.values()) for m in mods}
 
