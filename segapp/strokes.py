@@ -109,11 +109,6 @@ def lift(d: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def _has_loop(d: np.ndarray) -> bool:
-    """Whether a patch's ink (float, zero-padded) closes a loop: a piece of background cut off from the border."""
-    return cv2.connectedComponents((d <= 0.5).astype(np.uint8), connectivity=4)[0] > 2
-
-
 def _stroke_width(d: np.ndarray, height: int, share: float) -> int:
     """The digit's own stroke width in px (ink area over height, ``share`` of it for a bar or flag)."""
     return max(1, int(round((d > 0.5).sum() / max(height, 1) / share)))
@@ -152,14 +147,14 @@ def restyle(d: np.ndarray, label: int, rng: np.random.Generator) -> np.ndarray:
             x = row.mean()
             half = rng.uniform(0.15, 0.3) * h
             lines.append(((x - half, y), (x + half, y)))
-    elif label == 2 and rng.random() < 0.6 and not _has_loop(d):  # a loop where the neck meets the base, at the left
+    elif label == 2 and rng.random() < 0.6:  # a loop where the neck meets the base, sitting on the base at the left
         low = np.flatnonzero(ys >= bottom - 0.3 * h)
         x_left = xs[low].min()
         width = _stroke_width(d, h, 3.0)
-        r = rng.uniform(0.14, 0.24) * h
-        if r < 1.3 * width:  # a thick pen's loop is a blot (a 2 that reads as a 6): this 2 stays plain
+        r = rng.uniform(0.12, 0.22) * h
+        if r < 2.0 * width:  # a thick pen's loop is a blot (a 2 that reads as a 6): this 2 stays plain
             return d[pad:-pad, pad:-pad]
-        cv2.ellipse(d, (int(round(x_left)), int(round(bottom - r))),
+        cv2.ellipse(d, (int(round(x_left + 0.8 * r)), int(round(bottom - r))),
                     (max(1, int(round(0.8 * r))), max(1, int(round(r)))), 0, 0, 360, 1.0, width, cv2.LINE_AA)
     elif label == 4:  # closed top: join the tops of the two arms where an open 4 leaves a gap
         upper = d[top : top + max(2, h // 3)] > 0.5
