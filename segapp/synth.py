@@ -25,7 +25,7 @@ import numpy as np
 from .classes import BACKGROUND, VOID
 from .images import normalise
 from .scale import TARGET_HEIGHT
-from .strokes import lift, repen, restyle
+from .strokes import repen, restyle
 
 EDGE = 0.25  # share of full ink from which a resampled stroke pixel is labelled as its digit
 
@@ -48,8 +48,7 @@ class WildConfig:
     thicken: float = 0.35  # probability of a marker (dilation by 2-5 px)
     thin: float = 0.08  # probability of a fine pen (erosion)
     resample: float = 0.25  # probability of blur from a low-resolution original (small digits upscaled)
-    styled: float = 0.45  # probability that a 1 gets a flag and/or foot, a 2 a loop, a 4 a closed top, a 7 a bar
-    lift: float = 0.1  # probability that a digit's stroke is broken once (a pen lifted or skipping)
+    styled: float = 0.45  # probability that a 1 gets a flag and/or foot, a 4 a closed top, a 7 a crossbar
     photo: float = 0.55  # probability of the photograph treatment
     blank: float = 0.06  # probability of an image with no digit at all (paper, lines, smudges, sensor noise)
 
@@ -59,12 +58,10 @@ def _digit_patch(d28: np.ndarray, height: float, rng: np.random.Generator, cfg: 
     """One MNIST digit -> float patch in [0, 1], ``height`` px tall, slanted, rotated, wobbled, re-stroked."""
     ys, xs = np.nonzero(d28 > 0)
     d = d28[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32) / 255.0
-    if label in (1, 2, 4, 7) and rng.random() < cfg.styled:
+    if label in (1, 4, 7) and rng.random() < cfg.styled:
         d = restyle(d, label, rng)
     if rng.random() < cfg.repen:
         d = repen(d, rng)
-    if rng.random() < cfg.lift:
-        d = lift(d, rng)
     h0, w0 = d.shape
     s = height / max(h0, 1)
     sx = s * float(np.exp(rng.uniform(-cfg.aspect, cfg.aspect)))  # width/height ratio of other hands
