@@ -165,24 +165,26 @@ def count_macs(model: nn.Module, height: int = 64, width: int = 84, in_channels:
     return int(total)
 
 
-def receptive_field(model: nn.Module, size: int = 192, in_channels: int = 1, seed: int = 0) -> int:
+def receptive_field(model: nn.Module, size: int = 192, in_channels: int = 1, seed: int = 0, tries: int = 8) -> int:
     """Side of the input window that can influence the centre output pixel, measured by gradients.
 
-    Backpropagates the centre pixel's logits to a random ``size`` x ``size`` input (eval mode) and
+    Backpropagates the centre pixel's logits to ``tries`` random ``size`` x ``size`` inputs (eval mode) and
     measures the extent of the non-zero input gradient. A result equal to ``size`` means "at least
     the whole canvas" (the U-Net's ResNet-18 encoder sees far beyond a 64x84 image).
     """
     was_training = model.training
     model.eval()
     gen = torch.Generator().manual_seed(seed)
-    x = torch.rand(1, in_channels, size, size, generator=gen).requires_grad_(True)
+    # Several random inputs: in a narrow, freshly initialised net every ReLU on one input's path can be off, which
+    # would zero that input's gradient and report a field of 0; the union over inputs is the field.
+    x = torch.rand(tries, in_channels, size, size, generator=gen).requires_grad_(True)
     try:
         with torch.enable_grad():
             out = model(x)
-            out[0, :, size // 2, size // 2].sum().backward()
+            out[:, :, size // 2, size // 2].sum().backward()
     finally:
         model.train(was_training)
-    grad = x.grad[0].abs().sum(0)
+    grad = x.grad.abs().sum((0, 1))
     rows = torch.nonzero(grad.sum(1)).flatten()
     cols = torch.nonzero(grad.sum(0)).flatten()
     if len(rows) == 0:
