@@ -156,8 +156,8 @@ def test_onnx_backend_gives_the_class_maps_of_torch(cache):
 def test_onnx_class_outputs_are_the_argmax_and_softmax_of_the_logits(shape):
     """The class map and confidence ONNX Runtime computes in the graph are those torch computes from its logits."""
     from segapp.engines import OnnxEngine
-    from segapp.inference import _classes
     from segapp.onnx_export import onnx_bytes
+    from segapp.postprocess import class_maps
 
     net = random_net(3)
     engine = OnnxEngine(onnx_bytes(net), class_outputs=True)
@@ -169,8 +169,8 @@ def test_onnx_class_outputs_are_the_argmax_and_softmax_of_the_logits(shape):
     assert np.array_equal(classes, want.argmax(1).numpy()) and classes.dtype == np.uint8
     np.testing.assert_allclose(conf, want.softmax(1).amax(1).numpy(), atol=1e-5)
     digit = classes != 10
-    assert np.array_equal(_classes(logits)[0], classes)
-    np.testing.assert_allclose(_classes(logits)[1][digit], conf[digit], atol=1e-6)  # torch's path: digits only
+    assert np.array_equal(class_maps(logits)[0], classes)
+    np.testing.assert_allclose(class_maps(logits)[1][digit], conf[digit], atol=1e-6)  # torch's path: digits only
 
 
 def test_auto_runs_the_int8_graph_a_weights_folder_comes_with(tmp_path, cache, monkeypatch):
@@ -195,7 +195,7 @@ def test_auto_runs_the_int8_graph_a_weights_folder_comes_with(tmp_path, cache, m
 
 def test_auto_follows_the_measured_rule(cache):
     """torch where bf16 is native and on (or on CUDA), ONNX Runtime fp32 on other CPUs (docs/speed.md)."""
-    from segapp.inference import make_engine
+    from segapp.backends import make_engine
 
     net, cpu = random_net(2), torch.device("cpu")
     assert make_engine(net, "auto", cpu, amp=True).name == "torch"

@@ -7,8 +7,9 @@ import torch
 
 from segapp.classes import BACKGROUND
 from segapp.images import Prepared
-from segapp.inference import TARGET_HEIGHT, InferenceConfig, Segmenter, ink_height, upsample_classes
+from segapp.inference import TARGET_HEIGHT, InferenceConfig, Segmenter, ink_height
 from segapp.m2nist import make_split
+from segapp.postprocess import upsample_classes
 from segapp.render import group_lines
 
 
@@ -131,7 +132,7 @@ def test_m2nist_canvases_are_one_size(segmenter):
 
 def test_settle_keeps_the_mask_and_the_reading_in_step():
     """Blobs not read leave the mask, a read blob's stray class takes its digit's, smudges without ink are dropped."""
-    from segapp.inference import settle
+    from segapp.postprocess import settle
 
     full = np.full((30, 60), BACKGROUND, np.uint8)
     full[2:22, 2:12] = 3  # a 3 ...
@@ -148,7 +149,7 @@ def test_settle_keeps_the_mask_and_the_reading_in_step():
 
 def test_a_fine_pens_digit_is_kept_and_smudges_and_specks_are_not():
     """A thin digit spanning its box stays read; a filled blob or scattered specks coloured as a digit do not."""
-    from segapp.inference import settle
+    from segapp.postprocess import settle
 
     full = np.full((40, 120), BACKGROUND, np.uint8)
     full[5:35, 10] = 1  # a hairline 1: 30 px of ink, under the 40 asked for, but it spans its box
@@ -170,7 +171,7 @@ def test_a_fine_pens_digit_is_kept_and_smudges_and_specks_are_not():
 
 def test_a_broken_faint_rule_is_still_a_line():
     """Noise breaks a faint rule into dashes a few px apart; it is still found, and a digit's stroke is not."""
-    from segapp.inference import RULE_GAP, ruled_lines
+    from segapp.postprocess import RULE_GAP, ruled_lines
 
     page = np.zeros((160, 200), np.uint8)
     page[:, 40] = 200
@@ -184,7 +185,7 @@ def test_a_broken_faint_rule_is_still_a_line():
 
 def test_ruled_lines_are_found_and_no_digit_is_taken_for_one():
     """Straight lines 2.5 digit heights long are rules, margins or boxes; a digit's strokes never are."""
-    from segapp.inference import LINE_LENGTH, ruled_lines
+    from segapp.postprocess import LINE_LENGTH, ruled_lines
 
     page = np.zeros((120, 200), np.uint8)
     page[30, :] = 255  # a rule across the page

@@ -3,11 +3,11 @@
 A newcomer reads the package bottom-up:
 
 - core: labels, paths, safe I/O, runtime;
-- imaging: decode, normalise, scale, strokes; the result type and the digits read (``render``), overlays,
-  mask files;
+- imaging: decode, normalise, scale, strokes, masks that follow the ink; the result type and the digits read
+  (``render``), overlays, mask files;
 - data: the M2NIST recipe, Kaggle pairs, torch datasets, synthetic and folder datasets, `segapp data`;
 - model: the net, its ONNX graph and engines, metrics, int8;
-- inference: the segmenter and its postprocessing, evaluation (``evaluate`` sits here because training
+- inference: the postprocessing at net scale, the segmenter, evaluation (``evaluate`` sits here because training
   scores its epochs with it: torchvision's ``evaluate`` beside ``train_one_epoch``);
 - training: the run's config, the engine, resume, the run's report, the job; blending, distillation;
 - app: the CLI, batch prediction (also on Ray), export, the demo.
@@ -23,10 +23,10 @@ from test_architecture import imports
 PACKAGE = Path(__file__).resolve().parent.parent / "segapp"
 LAYERS = {
     "core": {"__init__", "classes", "paths", "safeio", "runtime", "distributed"},
-    "imaging": {"images", "scale", "strokes", "render", "overlays", "mask_files"},
+    "imaging": {"images", "scale", "strokes", "ink", "render", "overlays", "mask_files"},
     "data": {"m2nist", "kaggle", "datasets", "synth", "data", "folders"},
-    "model": {"model", "metrics", "onnx_export", "engines", "int8"},
-    "inference": {"inference", "evaluate"},
+    "model": {"model", "metrics", "onnx_export", "engines", "int8", "backends"},
+    "inference": {"postprocess", "inference", "evaluate"},
     "training": {"blend", "distill", "train_config", "train_loop", "train_resume", "train_report", "train"},
     "app": {"predict_inputs", "predict_plan", "predict_outputs", "predict_files", "predict", "predict_ray", "export",
             "demo_answer", "demo_gradio", "demo", "cli_train_flags", "cli_parser", "cli", "__main__"},

@@ -1,0 +1,183 @@
+"""Postprocessing at the net's scale: class maps from logits, upsampling them to the input, and the rules that
+keep the mask and the reading in step (ruled lines, smudges and specks are no digit; see :func:`settle`).
+
+:class:`segapp.inference.Segmenter` calls these in :meth:`~segapp.inference.Segmenter.postprocess`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .classes import BACKGROUND
+from .render import Segmentation
+from .scale import TARGET_HEIGHT
+
+LINE_LENGTH = 2.5  # digit heights: straight ink at least this long is a ruled line, not a digit's stroke
+RULE_INK = 32  # of 255: normalised ink from which a pixel may belong to a ruled line (a faint notebook margin)
+RULE_GAP = 4  # px at net scale: breaks along a ruled line that it still bridges (noise, JPEG blocks)
+LINE_SHARE = 0.5  # a "digit" with this share of its pixels on ruled lines is the lines (where a margin crosses a rule)
+BLOB_WIDTH = 0.85  # of a digit's height: ink this wide is a filled blob (a smudge), no pen stroke
+PIECE_SHARE = 0.3  # of a digit's mask: its largest connected piece holds at least this much, unless it is specks
+INK_SPAN = 0.6  # a digit whose ink spans this share of its height is a stroke, however thin (see _has_ink)
+STRIP_BYTES = 64 * 2**20  # memory of one strip of upsampled logits
+
+
+def class_maps(logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(N, C, h, w) logits -> (N, h, w) uint8 class indices and float32 softmax confidence of that class.
+
+    The confidence is computed where a digit was found and is 1 on background, which nothing reads (digits are
+    read from their own pixels): the softmax of the max logit is 1 / sum(exp(logits - max)), and skipping the
+    ~94% of pixels that are background made this a fifth of what a full softmax cost `segapp predict`.
+    """
+    top, classes = logits.max(1)
+    conf = torch.ones_like(top)
+    n, y, x = (classes != BACKGROUND).nonzero(as_tuple=True)
+    if len(n):
+        conf[n, y, x] = 1.0 / torch.exp(logits[n, :, y, x] - top[n, y, x, None]).sum(1)
+    return classes.to(torch.uint8).numpy(), conf.numpy()
+
+
+def certainty(seg: Segmentation) -> float:
+    """Area-weighted mean confidence of the digits read (0 when none): which of two readings to believe."""
+    area = sum(d["area"] for d in seg.digits)
+    return sum(d["confidence"] * d["area"] for d in seg.digits) / area if area else 0.0
+
+
+def upsample_classes(logits: torch.Tensor, small: np.ndarray, H: int, W: int) -> np.ndarray:
+    """Class map at H x W from (C, h, w) logits: bilinear upsampling (align_corners=False), then argmax.
+
+    Only the box around the digits found at net scale is computed (the rest is background), in
+    strips of at most :data:`STRIP_BYTES`, so a 12-megapixel class map costs tens of megabytes.
+    """
+    out = np.full((H, W), BACKGROUND, np.uint8)
+    ys, xs = np.nonzero(small != BACKGROUND)
+    if len(ys) == 0:
+        return out
+    C, h, w = logits.shape
+    sy, sx = h / H, w / W
+    # input rows/cols whose source position lies within one net pixel of a digit pixel
+    r0, r1 = max(0, int((ys.min() - 1) / sy)), min(H, math.ceil((ys.max() + 2) / sy))
+    c0, c1 = max(0, int((xs.min() - 1) / sx)), min(W, math.ceil((xs.max() + 2) / sx))
+    gx = ((torch.arange(c0, c1, dtype=torch.float32) + 0.5) * sx) * (2.0 / w) - 1.0
+    rows = max(1, STRIP_BYTES // (4 * C * (c1 - c0)))
+    src = logits[None]
+    for y in range(r0, r1, rows):
+        ye = min(r1, y + rows)
+        gy = ((torch.arange(y, ye, dtype=torch.float32) + 0.5) * sy) * (2.0 / h) - 1.0
+        grid = torch.stack(torch.broadcast_tensors(gx[None, :], gy[:, None]), dim=-1)[None]
+        up = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        out[y:ye, c0:c1] = up[0].argmax(0).to(torch.uint8).numpy()
+    return out
+
+
+def ruled_lines(image: np.ndarray) -> np.ndarray:
+    """(h, w) bool: the straight horizontal and vertical lines of a net-scale image (ruled paper, a margin, a form's
+    boxes), at least :data:`LINE_LENGTH` digit heights long, widened by a pixel for their soft edges.
+
+    The net, which sees 45 px at a time, colours where such lines cross as a 7 or a 4 and a rule's stretch as a
+    1: on ruled blank pages that was every page misread (dev set). No digit holds a straight stroke 2.5 digit
+    heights long, so a digit mostly made of such lines is none, and a line through a digit is not part of it.
+    """
+    ink = (image >= RULE_INK).astype(np.uint8)
+    n = int(LINE_LENGTH * TARGET_HEIGHT)
+    if not ink.any() or max(image.shape) < n:
+        return np.zeros(image.shape, bool)
+    # A faint rule in a noisy photo or a JPEG dips below the level here and there: gaps of up to RULE_GAP px
+    # along the line are closed first (a digit's own strokes are far shorter than a line, gaps or not).
+    along, across = np.ones((1, RULE_GAP + 1), np.uint8), np.ones((RULE_GAP + 1, 1), np.uint8)
+    found = cv2.morphologyEx(cv2.morphologyEx(ink, cv2.MORPH_CLOSE, along), cv2.MORPH_OPEN, np.ones((1, n), np.uint8))
+    found |= cv2.morphologyEx(cv2.morphologyEx(ink, cv2.MORPH_CLOSE, across), cv2.MORPH_OPEN,
+                              np.ones((n, 1), np.uint8))
+    return cv2.dilate(found, np.ones((3, 3), np.uint8)).astype(bool)
+
+
+def line_share(d: dict, small: np.ndarray, lines: np.ndarray) -> float:
+    """Share of a digit's net-scale pixels on ruled lines (a digit on a rule: a few; a rule's corner: all)."""
+    x0, y0, x1, y1 = d["bbox"]
+    mine = small[y0:y1, x0:x1] == d["digit"]
+    return float((mine & lines[y0:y1, x0:x1]).sum()) / max(int(mine.sum()), 1)
+
+
+def settle(full: np.ndarray, digits: list[dict], min_area: float) -> list[dict]:
+    """Makes the mask and the reading agree (``full`` in place); returns the digits still read, with their areas.
+
+    A digit left with under ``min_area`` input pixels of ink once the mask follows the strokes (a
+    smudge, a shadow: colour without ink) is not read. A blob no digit is read from leaves the mask:
+    nothing is coloured where nothing is read. Within a blob that is read, pixels of a class not read
+    there (a stroke's end the net gave another class) take the class of the nearest read digit, so
+    each connected stroke carries its digit's class.
+    """
+    digits = [d for d in digits if _has_ink(full, d, min_area)]
+    fg = full != BACKGROUND
+    if not fg.any():
+        return digits
+    rows, cols = np.flatnonzero(fg.any(1)), np.flatnonzero(fg.any(0))
+    r0, c0 = rows[0], cols[0]
+    view = full[r0 : rows[-1] + 1, c0 : cols[-1] + 1]
+    read = np.zeros(view.shape, bool)
+    for d in digits:
+        x0, y0, x1, y1 = d["bbox"]
+        box = (slice(max(0, y0 - r0), max(0, y1 - r0)), slice(max(0, x0 - c0), max(0, x1 - c0)))
+        read[box] |= view[box] == d["digit"]
+    n, blobs = cv2.connectedComponents((view != BACKGROUND).astype(np.uint8), connectivity=8)
+    kept = np.zeros(n, bool)
+    kept[np.unique(blobs[read])] = True
+    kept[0] = False
+    stray = kept[blobs] & ~read
+    view[~kept[blobs]] = BACKGROUND
+    if stray.any():
+        src = np.where(read, view, BACKGROUND).astype(np.uint8)
+        kernel = np.ones((3, 3), np.uint8)
+        for _ in range(64):  # a few px in practice: strays are a digit's own stroke pixels
+            near = cv2.erode(src, kernel)
+            fill = stray & (near != BACKGROUND)
+            src[fill] = near[fill]
+            stray &= ~fill
+            if not fill.any() or not stray.any():
+                break
+        view[kept[blobs]] = src[kept[blobs]]
+        view[stray & (src == BACKGROUND)] = BACKGROUND
+    for d in digits:
+        x0, y0, x1, y1 = d["bbox"]
+        d["area"] = int((full[y0:y1, x0:x1] == d["digit"]).sum())
+    return digits
+
+
+def _has_ink(full: np.ndarray, d: dict, min_area: float) -> bool:
+    """Whether a digit kept enough stroke ink once the mask follows the strokes (sets ``d["area"]``).
+
+    ``min_area`` ink pixels, or a quarter of that when the ink still spans :data:`INK_SPAN` of the digit's
+    height: a fine pen's digit is a long, thin stroke of little area (hairline fonts, a fine felt-tip at 0.6x
+    net scale: 55 px where 56 were asked), while a smudge or shadow the net coloured keeps only specks.
+    """
+    x0, y0, x1, y1 = d["bbox"]
+    mine = full[y0:y1, x0:x1] == d["digit"]
+    d["area"] = int(mine.sum())
+    rows = np.flatnonzero(mine.any(1))
+    if len(rows) == 0:
+        return False
+    span = int(rows[-1] - rows[0] + 1)  # px: the ink's height
+    if d["area"] < min_area and not (d["area"] >= min_area / 4 and span >= INK_SPAN * (y1 - y0)):
+        return False
+    return _is_stroke(mine, span)
+
+
+def _is_stroke(mine: np.ndarray, span: int) -> bool:
+    """Whether a digit's mask (bool, its box; ``span``: its ink's height in px) is pen strokes rather than a
+    smudge or sensor noise.
+
+    A smudge, a shadow or a blot the net coloured is filled: as wide as it is tall, where even a marker's
+    stroke is under half a digit's height (:data:`BLOB_WIDTH`). Noise is specks: a stroke is mostly one
+    connected piece, even when a faint pencil line breaks (:data:`PIECE_SHARE`).
+    """
+    m = mine.astype(np.uint8)
+    dist = cv2.distanceTransform(np.pad(m, 1), cv2.DIST_L2, 3)
+    if 2 * float(dist.max()) >= BLOB_WIDTH * span:
+        return False
+    n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    return n <= 2 or int(stats[1:, cv2.CC_STAT_AREA].max()) >= PIECE_SHARE * int(m.sum())
