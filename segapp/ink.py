@@ -22,6 +22,7 @@ INK_LEVEL = 48  # of 255: normalised ink at or above this is stroke wherever the
 INK_FLOOR = 16  # of 255: normalised ink below this is never a stroke (paper grain the normaliser let through)
 STROKE_SHARE = 0.25  # of a stroke's local full ink: where a faint blurred stroke ends (the truth's rule: a quarter)
 QUARTER = 64  # of 255: a quarter of full ink, the truth's edge of a stroke (fainter is the void band)
+LOSSY_LEVEL = 24  # of 255: ink from which a pixel of a ringing JPEG at the net's scale is stroke (see stroke_ink)
 RING_NOISE = 0.05  # of 255: mean ink 2-4 px off the strokes above which an image is ringing (see is_quiet)
 SHARP_EDGES = 0.465  # see is_sharp: between on-paper canvases (>= 0.476) and photos at the same scale (<= 0.455)
 STROKE_RADIUS = 3.0  # px at net scale (digits 20 px tall): the neighbourhood a stroke's full ink is looked for in
@@ -68,22 +69,42 @@ def is_quiet(ink: np.ndarray) -> bool:
     return not len(ring) or float(ring.mean()) < RING_NOISE
 
 
-def stroke_ink(ink: np.ndarray, native: bool, radius: int) -> np.ndarray:
+def stroke_ink(ink: np.ndarray, rule: str, radius: int) -> np.ndarray:
     """(h, w) bool: where a normalised image's strokes are, as the masks should follow them.
 
-    ``native``: a crisp image at the net's own scale (an M2NIST canvas, also on paper or as a JPEG),
-    whose every lit pixel is stroke (M2NIST's own rule: ink > 0). Otherwise the image was resampled
-    or blurred, and its faint band is where the stroke *spread*, not where it was drawn: a stroke
-    pixel holds at least :data:`STROKE_SHARE` of its stroke's full ink (the strongest ink within
-    ``radius`` px, about a stroke width), capped at :data:`INK_LEVEL` so that a bold stroke's edge is
-    not cut, and never below :data:`INK_FLOOR`, so that noise next to nothing is not ink. A global
-    level alone cuts thin, faint strokes (a pencil line's peak is a third of a marker's).
+    ``rule`` (see :func:`ink_rule`):
+
+    * ``exact``: a crisp, lossless image at the net's own scale (an M2NIST canvas, also on paper), whose every
+      lit pixel is stroke (M2NIST's own rule: ink > 0);
+    * ``lossy``: the same picture compressed (a JPEG scan): its ringing lights faint pixels beside each stroke,
+      so a stroke pixel holds at least :data:`LOSSY_LEVEL` (the ringing stays below it; the stroke's own faint
+      edge, which is void in the truth, goes with it);
+    * ``spread``: the image was resampled or blurred, and its faint band is where the stroke *spread*, not
+      where it was drawn: a stroke pixel holds at least :data:`STROKE_SHARE` of its stroke's full ink (the
+      strongest ink within ``radius`` px, about a stroke width), capped at :data:`INK_LEVEL` so that a bold
+      stroke's edge is not cut, and never below :data:`INK_FLOOR`, so that noise next to nothing is not ink.
+      A global level alone cuts thin, faint strokes (a pencil line's peak is a third of a marker's).
     """
-    if native:
+    if rule == "exact":
         return ink >= 1
+    if rule == "lossy":
+        return ink >= LOSSY_LEVEL
     k = 2 * max(1, radius) + 1
     peak = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))).astype(np.float32)
     return ink.astype(np.float32) >= np.maximum(INK_FLOOR, np.minimum(INK_LEVEL, STROKE_SHARE * peak))
+
+
+def ink_rule(ink: np.ndarray, raw: np.ndarray, inverted: bool, scale: float, digit_height: float | None) -> str:
+    """Which :func:`stroke_ink` rule a crop follows: ``exact`` or ``lossy`` for crisp images read at their own
+    size with digits of M2NIST's height or more (lossless or ringing: :func:`is_quiet`), ``spread`` for the rest
+    (photos, resampled scans: :func:`is_sharp` tells a canvas on paper from a photo at the same scale)."""
+    if scale != 1.0 or (digit_height is not None and digit_height < NATIVE_HEIGHT):
+        return "spread"
+    if is_clean(255 - raw if inverted else raw):
+        return "exact"
+    if not is_sharp(ink):
+        return "spread"
+    return "exact" if is_quiet(ink) else "lossy"
 
 
 def ink_refine(full: np.ndarray, prepared: Prepared, scale: float, digit_height: float | None = None) -> None:
@@ -108,9 +129,8 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float, digit_height:
         x0, x1 = max(0, xs.min() - m), min(full.shape[1], xs.max() + 1 + m)
         ink = ink_map(prepared.raw[y0:y1, x0:x1], prepared.inverted)
     raw = prepared.raw[y0:y1, x0:x1]
-    native = scale == 1.0 and (digit_height is None or digit_height >= NATIVE_HEIGHT) and (
-        is_clean(255 - raw if prepared.inverted else raw) or (is_sharp(ink) and is_quiet(ink)))
-    lit = stroke_ink(ink, native, math.ceil(STROKE_RADIUS / scale))
+    rule = ink_rule(ink, raw, prepared.inverted, scale, digit_height)
+    lit = stroke_ink(ink, rule, math.ceil(STROKE_RADIUS / scale))
     view = full[y0:y1, x0:x1]
     view[~lit & (view != BACKGROUND)] = BACKGROUND
     grow = max(2, math.ceil(1 / scale))  # px: one net pixel, and at least the 2 px of an anti-aliased edge
