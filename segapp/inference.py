@@ -262,7 +262,7 @@ class Segmenter:
                     results[i] = seg
         for i, n in enumerate(inputs):
             if n.ambiguous and not n.groups:  # borderline size estimate on a small image: also try it unscaled
-                plain = self.infer([NetInput(n.prepared, n.prepared.gray, 1.0, n.digit_height)])[0]
+                plain = self.infer([NetInput(n.prepared, n.prepared.net_gray, 1.0, n.digit_height)])[0]
                 if certainty(plain) > certainty(results[i]):
                     results[i] = plain
         return results

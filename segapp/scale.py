@@ -209,9 +209,9 @@ def to_net_scale(p: Prepared, rescale: bool = True, digit_height: float | None =
             scale = s
     scale = min(scale, math.sqrt(max_net_pixels / (H * W)))  # bounded cost, whatever the digits
     if scale == 1.0:
-        return NetInput(p, p.gray, 1.0, height)
+        return NetInput(p, p.net_gray, 1.0, height)
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    image, inverted = normalise(cv2.resize(raw, _size(W, H, scale), interpolation=interp))
+    image, inverted = normalise(cv2.resize(raw, _size(W, H, scale), interpolation=interp), faint=True)
     p = p.with_polarity(inverted)
     # Within a factor 2 of the band, a tall part may be two digits merged (or short parts pieces of one): on a
     # small image, reading it both ways costs little, and the Segmenter keeps the more confident reading.

@@ -11,7 +11,7 @@ from imagefiles import png_claiming
 from PIL import Image
 
 from segapp.classes import BACKGROUND
-from segapp.images import ImageError, prepare
+from segapp.images import ImageError, Prepared, pixel_noise, prepare
 
 
 def encode(array, fmt="PNG", mode=None, **kw):
@@ -185,3 +185,28 @@ def test_random_arrays_never_crash(array):
     except ImageError:
         return
     assert p.gray.shape == array.shape[:2] and p.gray.dtype == np.uint8
+
+
+def test_pixel_noise_sees_the_grain_not_the_lighting():
+    """Uneven lighting spreads the background's levels; the noise floor must not count it as noise."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:120, 0:200].astype(np.float32)
+    lit = 40.0 * xx / 200 + 20.0 * yy / 120 + rng.normal(0, 4.0, (120, 200)).astype(np.float32)
+    assert 3.0 < pixel_noise(lit) < 5.0
+    assert 1.4826 * np.median(np.abs(lit - np.median(lit))) > 10.0  # what the whole background's spread says
+
+
+def test_the_net_sees_a_faint_hairline_the_height_estimate_ignores():
+    """A calligraphic pen's hairline in a small photo lit unevenly from top to bottom (too small for the background
+    grid to follow the light): faint, but far above the pixel noise. The net's image keeps it (net_gray) and it
+    stands out from the paper there; the conservative image the digit height is measured on (gray) drops it."""
+    rng = np.random.default_rng(1)
+    yy = np.mgrid[0:36, 0:160][0].astype(np.float32)
+    paper = 200.0 - 40.0 * yy / 36 + rng.normal(0, 2.0, (36, 160)).astype(np.float32)
+    paper[6:30, 30:33] -= 150  # a bold downstroke
+    paper[6:30, 90] -= 35  # a hairline: 17 sigma of pixel noise, under the lighting's spread
+    p = Prepared(np.clip(paper, 0, 255).astype(np.uint8))
+    net, hair = p.net_gray, (slice(8, 28), 90)
+    assert net[hair].min() > 0 and net[8:28, 30:33].min() > 0
+    assert net[hair].mean() > np.percentile(net[:, 110:150], 95)  # it stands out from the paper
+    assert p.gray[hair].mean() < 0.2 * net[hair].mean()
