@@ -255,8 +255,8 @@ def normalise(gray: np.ndarray, inverted: bool | None = None, faint: bool = Fals
         # An M2NIST canvas is decided by two counts instead of three percentiles and a float copy.
         n_lit = int(np.count_nonzero(gray))
         if 2 * (gray.size - n_lit) > gray.size:
-            faint = int(np.count_nonzero(gray <= 6)) - (gray.size - n_lit)
-            if faint <= FAINT_SHARE * max(n_lit, 1):
+            n_faint = int(np.count_nonzero(gray <= 6)) - (gray.size - n_lit)
+            if n_faint <= FAINT_SHARE * max(n_lit, 1):
                 return gray.copy(), False
             inverted = False
     g = gray.astype(np.float32)
