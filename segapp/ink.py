@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 
 from .classes import BACKGROUND
-from .images import Prepared, is_clean, normalise
+from .images import Prepared
+from .normalise import is_clean, normalise
 from .scale import TARGET_HEIGHT
 
 INK_LEVEL = 48  # of 255: normalised ink at or above this is stroke wherever the image was resampled or blurred

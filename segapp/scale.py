@@ -1,7 +1,7 @@
 """Scale normalisation: bring any image's digits to the size the net was trained on (20 px tall).
 
 A reduced copy of the image (at most ``analysis_pixels``) is normalised (polarity, uneven paper,
-noise; :func:`segapp.images.normalise`) and its ink measured: the median height of the ink's
+noise; :func:`segapp.normalise.normalise`) and its ink measured: the median height of the ink's
 connected parts is the digit height. The image is then resized so digits reach the net about
 :data:`TARGET_HEIGHT` px tall and normalised at that size. A 4000x3000 photo of a 3-digit number
 becomes a few hundred pixels: its cost follows the digits, not the megapixels. Shared by inference
@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .images import Prepared, normalise
+from .images import Prepared
+from .normalise import normalise
 
 TARGET_HEIGHT = 20.0  # px: MNIST digits are 20 px tall (ink > 64) in their 28x28 box; the net was trained there
 KEEP_BAND = 1.4  # estimated heights within TARGET / KEEP_BAND .. TARGET * KEEP_BAND run unresized (the net was

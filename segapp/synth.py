@@ -4,7 +4,7 @@ The inference path (:mod:`segapp.inference`) brings every image to the digit siz
 trained on (about 20 px tall), so what is left for the net to learn is the rest of the real
 world: residual scale error, pens from pencil to marker, slant and wobble, touching digits, two
 rows, and photographs (tinted, unevenly lit paper, coloured ink, blur, sensor noise, JPEG,
-specks and ruled lines). Photographs go through the same :func:`segapp.images.normalise` that
+specks and ruled lines). Photographs go through the same :func:`segapp.normalise.normalise` that
 inference uses, so the net sees exactly what a user's photo becomes.
 
 Digit shapes come from MNIST training digits only (no fonts, no other handwriting): what the net
@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from .classes import BACKGROUND, VOID
-from .images import normalise
+from .normalise import normalise
 from .scale import TARGET_HEIGHT
 from .strokes import repen, restyle
 

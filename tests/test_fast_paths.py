@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segapp.images import Prepared, normalise
+from segapp.images import Prepared
 from segapp.inference import InferenceConfig, Segmenter
 from segapp.mask_files import mask_image, mask_png, png_bytes
+from segapp.normalise import normalise
 from segapp.overlays import overlay, overlay_gray
 from segapp.scale import ink_height, measure_ink, size_groups
 

@@ -11,7 +11,8 @@ from imagefiles import png_claiming
 from PIL import Image
 
 from segapp.classes import BACKGROUND
-from segapp.images import ImageError, Prepared, pixel_noise, prepare
+from segapp.images import ImageError, Prepared, prepare
+from segapp.normalise import pixel_noise
 
 
 def encode(array, fmt="PNG", mode=None, **kw):

@@ -23,7 +23,7 @@ from test_architecture import imports
 PACKAGE = Path(__file__).resolve().parent.parent / "segapp"
 LAYERS = {
     "core": {"__init__", "classes", "paths", "safeio", "runtime", "distributed"},
-    "imaging": {"images", "scale", "strokes", "ink", "render", "overlays", "mask_files"},
+    "imaging": {"normalise", "images", "scale", "strokes", "ink", "render", "overlays", "mask_files"},
     "data": {"m2nist", "kaggle", "datasets", "synth", "data", "folders"},
     "model": {"model", "metrics", "onnx_export", "engines", "int8", "backends"},
     "inference": {"postprocess", "inference", "evaluate"},
