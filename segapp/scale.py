@@ -216,7 +216,7 @@ def to_net_scale(p: Prepared, rescale: bool = True, digit_height: float | None =
     p = p.with_polarity(inverted)
     # Within a factor 2 of the band, a tall part may be two digits merged (or short parts pieces of one): on a
     # small image, reading it both ways costs little, and the Segmenter keeps the more confident reading.
-    near = digit_height is None and 1 / (2 * KEEP_BAND) <= scale * KEEP_BAND <= 2 * KEEP_BAND**2
+    near = digit_height is None and 1 / (2 * KEEP_BAND) <= scale <= 2 * KEEP_BAND
     return NetInput(p, image, scale, height, ambiguous=near and H * W <= AMBIGUOUS_PIXELS)
 
 

@@ -275,3 +275,21 @@ def test_a_photo_at_m2nist_scale_colours_little_past_its_strokes(segmenter):
         total += int((img >= 64).sum())
     assert stray <= 0.075 * total, (stray, total)
     assert kept >= 0.98 * total, (kept, total)
+
+
+@pytest.mark.parametrize("f,ambiguous", [(0.6, True), (1.6, True), (2.6, True), (3.5, False), (4.0, False)])
+def test_only_sizes_near_the_band_are_also_read_unscaled(f, ambiguous):
+    """A size estimate within a factor 2 of the unscaled band (digits ~7-56 px) may be two merged digits or a
+    digit's pieces, so the small image is also read unscaled; digits 70 px tall never are: read at their own
+    size they are 3.5x what the net learnt, and a confident misreading there once beat the right one
+    (big handwriting read as '1 2 1')."""
+    from segapp.scale import to_net_scale
+
+    images, _ = make_split("test", n=6, seed=5)
+    flags = []
+    for img in images:
+        big = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC if f > 1 else cv2.INTER_AREA)
+        n = to_net_scale(Prepared(big))
+        if n.scale != 1.0 and not n.groups:
+            flags.append(n.ambiguous)
+    assert flags and all(a == ambiguous for a in flags), flags
