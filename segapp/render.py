@@ -29,6 +29,7 @@ from .images import Prepared
 MINORITY_SHARE = 0.3
 # A blob narrower than this many times its height holds one digit (two touching digits side by side are wider):
 # a narrower blob that holds two classes is one digit whose stroke (the stem of a 7, a 2's tail) was misread.
+SAME_COLUMNS = 0.4  # of a blob's height: two digits read this close in one blob are one (see _part_of_another)
 ONE_DIGIT_ASPECT = 0.8
 
 
@@ -175,8 +176,9 @@ def read_digits(classes: np.ndarray, confidence: np.ndarray, min_area: int = MIN
     of a blob (``min_area`` pixels and :data:`MINORITY_SHARE` of the blob's main class) is one digit,
     unless the net is unsure of it (mean confidence below ``min_confidence``: a speck, not a digit) or
     its box is no digit's (shorter than :data:`MIN_DIGIT_HEIGHT`, taller than :data:`MAX_DIGIT_HEIGHT`,
-    or wider than :data:`MAX_DIGIT_ASPECT` times its height: a ruled line). ``classes`` is at the net's
-    scale, where digits are about 20 px tall.
+    or wider than :data:`MAX_DIGIT_ASPECT` times its height: a ruled line), or it lies in the same rows and
+    columns as a larger digit of its blob (:func:`_part_of_another`). ``classes`` is at the net's scale, where
+    digits are about 20 px tall.
 
     Returns:
         Dicts with ``digit``, ``area`` (pixels), ``confidence`` (mean softmax probability over the
@@ -214,8 +216,25 @@ def read_digits(classes: np.ndarray, confidence: np.ndarray, min_area: int = MIN
         if conf_mean < min_confidence or not MIN_DIGIT_HEIGHT <= h <= MAX_DIGIT_HEIGHT or w > MAX_DIGIT_ASPECT * h:
             continue
         found.append({"digit": k % NUM_DIGITS, "area": area, "confidence": round(conf_mean, 4), "bbox": box,
-                      "_x": float(xs[s0 : s0 + area].mean())})
+                      "_x": float(xs[s0 : s0 + area].mean()), "_blob": k // NUM_DIGITS})
+    found = [f for f in found if not _part_of_another(f, found, blob[f["_blob"], cv2.CC_STAT_HEIGHT])]
+    for f in found:
+        f.pop("_blob")
     found.sort(key=lambda f: f.pop("_x"))
     return found
+
+
+def _part_of_another(f: dict, found: list[dict], blob_height: int) -> bool:
+    """Whether a digit read in a blob is a part of a larger one read in the same blob: the same rows, and centres
+    less than :data:`SAME_COLUMNS` blob heights apart. Touching digits sit side by side; a wide italic 6 the
+    net coloured as 0 at its left and 6 at its right, or a footed 1 whose foot it read as a 2, is one digit."""
+    return any(g is not f and g["_blob"] == f["_blob"] and g["area"] > f["area"]
+               and abs(g["_x"] - f["_x"]) < SAME_COLUMNS * blob_height and _overlap_y(f, g) for g in found)
+
+
+def _overlap_y(a: dict, b: dict) -> bool:
+    """Whether two boxes share half the rows of the shorter (not stacked, as close rows' digits are)."""
+    ay0, ay1, by0, by1 = a["bbox"][1], a["bbox"][3], b["bbox"][1], b["bbox"][3]
+    return min(ay1, by1) - max(ay0, by0) >= 0.5 * min(ay1 - ay0, by1 - by0)
 
 

@@ -17,7 +17,7 @@ from segapp.images import prepare
 from segapp.inference import Segmenter
 from segapp.mask_files import read_mask, save_mask
 from segapp.overlays import overlay
-from segapp.render import ONE_DIGIT_ASPECT, read_digits
+from segapp.render import ONE_DIGIT_ASPECT, SAME_COLUMNS, read_digits
 
 
 def canvas(h=20, w=40):
@@ -145,7 +145,9 @@ def _read_digits_by_blob(classes, confidence, min_area=MIN_DIGIT_AREA, min_confi
         inside = labels == blob
         counts = np.bincount(classes[inside], minlength=10)[:10]
         bys, bxs = np.nonzero(inside)
-        narrow = bxs.max() + 1 - bxs.min() < ONE_DIGIT_ASPECT * (bys.max() + 1 - bys.min())
+        blob_h = bys.max() + 1 - bys.min()
+        narrow = bxs.max() + 1 - bxs.min() < ONE_DIGIT_ASPECT * blob_h
+        here = []
         for d in np.flatnonzero(counts >= max(min_area, 0.3 * counts.max())):
             if narrow and counts[d] < counts.max():
                 continue
@@ -153,9 +155,18 @@ def _read_digits_by_blob(classes, confidence, min_area=MIN_DIGIT_AREA, min_confi
             conf = float(confidence[ys, xs].mean())
             h, w = ys.max() + 1 - ys.min(), xs.max() + 1 - xs.min()
             if conf >= min_confidence and MIN_DIGIT_HEIGHT <= h <= MAX_DIGIT_HEIGHT and w <= MAX_DIGIT_ASPECT * h:
-                found.append(({"digit": int(d), "area": len(xs), "confidence": round(conf, 4),
-                               "bbox": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]},
-                              xs.mean()))
+                here.append(({"digit": int(d), "area": len(xs), "confidence": round(conf, 4),
+                              "bbox": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]},
+                             xs.mean()))
+        for f, fx in here:  # a smaller digit in the same columns and rows as a larger one is part of it
+            (_, fy0, _, fy1) = f["bbox"]
+            part = False
+            for g, gx in here:
+                (_, gy0, _, gy1) = g["bbox"]
+                rows = min(fy1, gy1) - max(fy0, gy0) >= 0.5 * min(fy1 - fy0, gy1 - gy0)
+                part |= g["area"] > f["area"] and abs(gx - fx) < SAME_COLUMNS * blob_h and rows
+            if not part:
+                found.append((f, fx))
     return [f for f, _ in sorted(found, key=lambda t: t[1])]
 
 
@@ -207,3 +218,21 @@ def test_one_mask_reader_for_score_and_folder_datasets(tmp_path):
     Image.fromarray(np.full((6, 8), 37, np.uint8)).save(tmp_path / "garbage.png")
     with pytest.raises(MaskError, match="class index 37"):
         read_mask(tmp_path / "garbage.png")
+
+
+@pytest.mark.parametrize(("layout", "read"), [
+    ("side by side", [3, 5]),  # touching digits: two
+    ("same columns", [6]),  # a wide italic 6 coloured 0 at one side: one digit
+    ("stacked", [8, 6]),  # close rows: a 6 touching the 8 above it, two digits (reading order is not checked here)
+])
+def test_two_classes_in_one_blob_are_two_digits_only_side_by_side(layout, read):
+    c = np.full((50, 60), BACKGROUND, np.uint8)
+    if layout == "side by side":
+        c[10:30, 10:25], c[10:30, 25:40] = 3, 5
+    elif layout == "same columns":
+        c[10:30, 10:28] = 6
+        c[10:30, 15:21] = 0  # a third of the blob, down its middle
+    else:
+        c[5:25, 10:24], c[25:45, 12:26] = 8, 6
+    got = read_digits(c, np.ones(c.shape, np.float32))
+    assert sorted(d["digit"] for d in got) == sorted(read)
