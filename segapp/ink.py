@@ -2,9 +2,11 @@
 
 The net's class map, upsampled back to the input, cannot place a boundary more finely than one net pixel (40 px
 in a phone photo) and wears the faint band a resampled, blurred or compressed stroke spreads around itself.
-:func:`ink_refine` cuts the mask to the stroke ink found by the same normalisation the net saw, and gives stroke
-edges the net dropped back to their digit. The rules for "stroke ink" (:func:`stroke_ink`) follow the truth's:
-M2NIST's ink > 0 on a clean canvas at the net's scale, a quarter of the stroke's full ink elsewhere.
+:func:`ink_refine` cuts the mask to the stroke ink found by the conservative normalisation (``Prepared.gray``'s
+noise floor, not the lower one of the net's image: with that, noise specks and lighting would count as ink), and
+gives stroke edges the net dropped back to their digit. The rules for "stroke ink" (:func:`stroke_ink`,
+:func:`ink_rule`) follow the truth's: M2NIST's ink > 0 on a clean canvas at the net's scale, a quarter of the
+stroke's full ink elsewhere.
 """
 
 from __future__ import annotations

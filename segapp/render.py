@@ -29,8 +29,8 @@ from .images import Prepared
 MINORITY_SHARE = 0.3
 # A blob narrower than this many times its height holds one digit (two touching digits side by side are wider):
 # a narrower blob that holds two classes is one digit whose stroke (the stem of a 7, a 2's tail) was misread.
-SAME_COLUMNS = 0.4  # of a blob's height: two digits read this close in one blob are one (see _part_of_another)
 ONE_DIGIT_ASPECT = 0.8
+SAME_COLUMNS = 0.4  # of a blob's height: two digits read this close in one blob are one (see _part_of_another)
 
 
 @dataclass
@@ -217,19 +217,25 @@ def read_digits(classes: np.ndarray, confidence: np.ndarray, min_area: int = MIN
             continue
         found.append({"digit": k % NUM_DIGITS, "area": area, "confidence": round(conf_mean, 4), "bbox": box,
                       "_x": float(xs[s0 : s0 + area].mean()), "_blob": k // NUM_DIGITS})
-    found = [f for f in found if not _part_of_another(f, found, blob[f["_blob"], cv2.CC_STAT_HEIGHT])]
+    by_blob: dict[int, list[dict]] = {}
+    for f in found:
+        by_blob.setdefault(f["_blob"], []).append(f)
+    # only blobs read as two or more digits are compared (a page of specks or digits stays linear)
+    found = [f for f in found if len(by_blob[f["_blob"]]) == 1
+             or not _part_of_another(f, by_blob[f["_blob"]], blob[f["_blob"], cv2.CC_STAT_HEIGHT])]
     for f in found:
         f.pop("_blob")
     found.sort(key=lambda f: f.pop("_x"))
     return found
 
 
-def _part_of_another(f: dict, found: list[dict], blob_height: int) -> bool:
-    """Whether a digit read in a blob is a part of a larger one read in the same blob: the same rows, and centres
-    less than :data:`SAME_COLUMNS` blob heights apart. Touching digits sit side by side; a wide italic 6 the
-    net coloured as 0 at its left and 6 at its right, or a footed 1 whose foot it read as a 2, is one digit."""
-    return any(g is not f and g["_blob"] == f["_blob"] and g["area"] > f["area"]
-               and abs(g["_x"] - f["_x"]) < SAME_COLUMNS * blob_height and _overlap_y(f, g) for g in found)
+def _part_of_another(f: dict, same_blob: list[dict], blob_height: int) -> bool:
+    """Whether a digit read in a blob is a part of a larger one read in the same blob (``same_blob``): the same
+    rows, and centres less than :data:`SAME_COLUMNS` blob heights apart. Touching digits sit side by side; a wide
+    italic 6 the net coloured as 0 at its left and 6 at its right, or a footed 1 whose foot it read as a 2, is one
+    digit."""
+    return any(g["area"] > f["area"] and abs(g["_x"] - f["_x"]) < SAME_COLUMNS * blob_height and _overlap_y(f, g)
+               for g in same_blob)
 
 
 def _overlap_y(a: dict, b: dict) -> bool:
