@@ -53,26 +53,32 @@ def _nib(kind: str, width: float, rng: np.random.Generator) -> np.ndarray:
     angle = rng.uniform(0, np.pi)  # a flat nib held at one angle: thick and thin strokes by direction
     half = (size - 1) / 2
     dx, dy = np.cos(angle) * half, np.sin(angle) * half
+    # hairlines a quarter of the nib wide, or (half the time) one pixel: a broad nib's or a fountain pen's
+    # pressure contrast, whose upstrokes fade to faint grey once resampled
+    hairline = max(1, size // 4) if rng.random() < 0.5 else 1
     cv2.line(k, (int(round(half - dx)), int(round(half - dy))), (int(round(half + dx)), int(round(half + dy))), 1,
-             max(1, size // 4))
+             hairline)
     return k
 
 
-def repen(d: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def repen(d: np.ndarray, rng: np.random.Generator, lift: float = 0.0) -> np.ndarray:
     """Re-draws a cropped digit along its skeleton with another pen: width, nib shape and pressure.
 
     Works at twice the resolution (a skeleton of a 20 px digit is coarse) and comes back by area
     averaging, so the new strokes have anti-aliased edges like the originals. Widths run from a
-    fine liner (4% of the digit height) to a marker (22%); MNIST's own are about 10-15%.
+    fine liner (4% of the digit height) to a marker (22%); MNIST's own are about 10-15%. With
+    probability ``lift`` the pen also leaves the paper once or twice (:func:`_lift`).
     """
     big = cv2.resize(d, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
     skel = thin(big > 0.45)
     if skel.sum() < 6:
         return d
-    kind = NIBS[int(rng.choice(len(NIBS), p=[0.55, 0.25, 0.2]))]
+    kind = NIBS[int(rng.choice(len(NIBS), p=[0.45, 0.35, 0.2]))]
     height = big.shape[0]
     width = height * (rng.uniform(0.03, 0.08) if kind == "pencil" else float(np.exp(rng.uniform(np.log(0.04),
                                                                                                 np.log(0.22)))))
+    if rng.random() < lift:
+        skel = _lift(skel, width, height, rng)
     pad = int(width) + 2
     skel = np.pad(skel, pad).astype(np.uint8)
     ink = cv2.dilate(skel, _nib(kind, max(1.0, width), rng)).astype(np.float32)
@@ -88,6 +94,24 @@ def repen(d: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if len(ys) == 0:
         return d
     return np.clip(small[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1], 0.0, 1.0)
+
+
+def _lift(skel: np.ndarray, width: float, height: int, rng: np.random.Generator) -> np.ndarray:
+    """A gap where the pen left the paper: a short stretch of the skeleton removed, visible after the nib
+    (2-8% of the digit height plus the pen's own width): an open 0, 6, 8 or 9 loop, a faded stroke. A cut
+    that would split the digit into two pieces is not made (each piece would be read as a digit of its
+    own); a cut at a stroke's end only shortens it."""
+    ys, xs = np.nonzero(skel)
+    pieces = cv2.connectedComponents(skel.astype(np.uint8), connectivity=8)[0]
+    for _ in range(4):  # a few tries at a cut that keeps the digit in one piece
+        i = int(rng.integers(len(ys)))
+        r = width / 2 + height * rng.uniform(0.02, 0.08) / 2
+        near = (ys - ys[i]) ** 2 + (xs - xs[i]) ** 2 <= r * r
+        cut = skel.copy()
+        cut[ys[near], xs[near]] = False
+        if cut.sum() >= 6 and cv2.connectedComponents(cut.astype(np.uint8), connectivity=8)[0] <= pieces:
+            return cut
+    return skel
 
 
 def _stroke_width(d: np.ndarray, height: int, share: float) -> int:

@@ -6,7 +6,7 @@ import pytest
 
 from segapp.classes import BACKGROUND
 from segapp.m2nist import digit_pool
-from segapp.strokes import repen, restyle, thin
+from segapp.strokes import _lift, repen, restyle, thin
 from segapp.synth import WildConfig, wild_sample
 
 
@@ -45,6 +45,22 @@ def test_repen_keeps_the_shape_and_changes_the_pen(digits):
         widths.append((p > 0.25).sum() / max(thin(p > 0.25).sum(), 1))
     assert np.median(kept) > 0.8
     assert max(widths) > 2 * min(widths)
+
+
+def test_a_pen_lift_opens_a_loop_but_never_splits_a_digit():
+    ring = np.zeros((40, 40), np.uint8)
+    cv2.circle(ring, (20, 20), 14, 1, 1)  # the skeleton of an 0: one closed loop
+    stroke = np.zeros((40, 40), np.uint8)
+    stroke[5:35, 20] = 1  # the skeleton of a 1: cutting its middle would leave two pieces
+    opened = 0
+    for k in range(20):
+        cut = _lift(ring.astype(bool), 2.0, 40, np.random.default_rng(k))
+        assert cut.sum() < ring.sum() and cv2.connectedComponents(cut.astype(np.uint8))[0] == 2  # still one piece
+        holes = cv2.connectedComponents((~cut).astype(np.uint8), connectivity=4)[0] - 1
+        opened += holes == 1  # the loop no longer encloses anything
+        one = _lift(stroke.astype(bool), 2.0, 40, np.random.default_rng(k))
+        assert cv2.connectedComponents(one.astype(np.uint8))[0] == 2
+    assert opened == 20
 
 
 def test_restyle_closes_an_open_four():
