@@ -13,7 +13,9 @@ quarter of full intensity) is void, as PASCAL VOC leaves object boundaries void.
 Categories: the M2NIST recipe; canvases upscaled 2x and 4x; downscaled 0.7x; marker-thick strokes;
 the photo treatment at 1x and 3x; two rows; touching digits (20 px apart); printed digits (OpenCV's
 Hershey fonts); a "script" hand (Hershey script fonts, elastic wobble, 24-160 px, clean and
-photographed: a handwriting style not from MNIST); blank paper (must read nothing). Seeds 100
+photographed: a handwriting style not from MNIST); other people's handwriting (handwriting fonts, dev or
+held: white on black, on paper, 60-160 px, photographed, and ``hand_small``: photographed at 13-20 px, the
+hardest); blank paper and blank frames with lines, smudges and noise (must read nothing). Seeds 100
 (development) and 200 (held out: never looked at while tuning) give disjoint image sets.
 """
 
@@ -209,8 +211,9 @@ def build(cat: str, n: int, rng: np.random.Generator, fonts: str = "dev") -> lis
                 items.append((jpeg(photograph(ink, rng), int(rng.integers(70, 95))), "jpg", lab, text))
             else:
                 items.append((png(255 - ink), "png", lab, text))  # dark ink on white, as drawn or typed
-    elif cat in ("hand", "hand_paper", "hand_big", "hand_photo"):
-        lo, hi = {"hand": (20, 36), "hand_paper": (28, 64), "hand_big": (60, 160), "hand_photo": (24, 160)}[cat]
+    elif cat in ("hand", "hand_paper", "hand_big", "hand_photo", "hand_small"):
+        lo, hi = {"hand": (20, 36), "hand_paper": (28, 64), "hand_big": (60, 160), "hand_photo": (24, 160),
+                  "hand_small": (13, 20)}[cat]  # hand_small: other writers at 0.65-1x M2NIST's size, photographed
         for _ in range(n):
             height = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
             ink, lab, text = handwriting.hand_number(rng, height, fonts)
@@ -297,7 +300,7 @@ def time_big_photo(seed: int, weights: str | None) -> dict:
 
 CATEGORIES = ("m2nist", "up2x", "up4x", "down0.7x", "thick", "photo1x", "photo3x", "paper", "two_rows", "rows_close",
               "touching", "printed", "script", "script_photo", "hand", "hand_paper", "hand_big", "hand_photo", "blank",
-              "blank_noise", "paper_strict")
+              "blank_noise", "paper_strict", "hand_small")
 
 
 def digit_calibration(seg, lab: np.ndarray) -> list[tuple[float, bool]]:

@@ -60,7 +60,8 @@ def is_dark_on_light(g: np.ndarray) -> bool:
     return bool(med - lo > hi - med)
 
 
-def normalise(gray: np.ndarray, inverted: bool | None = None, faint: bool = False) -> tuple[np.ndarray, bool]:
+def normalise(gray: np.ndarray, inverted: bool | None = None, faint: bool = False,
+              tophat: int | None = None) -> tuple[np.ndarray, bool]:
     """Puts an 8-bit grayscale image into M2NIST form: white ink on an exactly-black background.
 
     Clean images pass through unchanged, so every faint stroke pixel the model was trained on is
@@ -81,6 +82,8 @@ def normalise(gray: np.ndarray, inverted: bool | None = None, faint: bool = Fals
             nothing: dust 99.4% -> 100%, ruled paper, smudges and sensor noise 97.0% -> 99.2%, n=500).
             For what the net sees; the digit height is measured without it, as specks of sensor noise above a
             lower floor would pass for tiny digits.
+        tophat: the top-hat's size in px (default: :data:`TOPHAT` with ``faint``, none without); 0: none (the
+            masks' faint ink at the input's resolution, where a stroke may be wider than the net-scale top-hat).
 
     Returns:
         The normalised image and whether it was inverted (dark ink on light background).
@@ -102,8 +105,9 @@ def normalise(gray: np.ndarray, inverted: bool | None = None, faint: bool = Fals
     if is_clean(g):
         return g.astype(np.uint8), inverted
     g = g - background(g)  # paper at about 0 (the background estimate is its lower quartile)
-    if faint:  # a top-hat: what the grid left of the light (a dark corner, a vignette's edge), smudges, shadows
-        g = g - cv2.morphologyEx(g, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (TOPHAT, TOPHAT)))
+    tophat = (TOPHAT if faint else 0) if tophat is None else tophat
+    if tophat:  # a top-hat: what the grid left of the light (a dark corner, a vignette's edge), smudges, shadows
+        g = g - cv2.morphologyEx(g, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (tophat, tophat)))
     level = float(np.median(g))  # paper's middle: ink is a minority of pixels
     # robust sigma of the paper's grain and sensor noise
     noise = pixel_noise(g) if faint else 1.4826 * float(np.median(np.abs(g - level)))
