@@ -67,7 +67,7 @@ def repen(d: np.ndarray, rng: np.random.Generator, lift: float = 0.0) -> np.ndar
     Works at twice the resolution (a skeleton of a 20 px digit is coarse) and comes back by area
     averaging, so the new strokes have anti-aliased edges like the originals. Widths run from a
     fine liner (4% of the digit height) to a marker (22%); MNIST's own are about 10-15%. With
-    probability ``lift`` the pen also leaves the paper once or twice (:func:`_lift`).
+    probability ``lift`` the pen also leaves the paper once (:func:`_lift`).
     """
     big = cv2.resize(d, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
     skel = thin(big > 0.45)

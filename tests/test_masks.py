@@ -17,6 +17,13 @@ def segmenter():
     return Segmenter(cfg=InferenceConfig(device="cpu", amp="off"))
 
 
+def digit_pixels(segmenter, image: np.ndarray, fmt: str, **save) -> np.ndarray:
+    """(H, W) bool: where segapp colours a digit in ``image`` saved as a ``fmt`` file (as a user's file would be)."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format=fmt, **save)
+    return segmenter(buf.getvalue(), f"image.{fmt.lower()}").classes != BACKGROUND
+
+
 @pytest.mark.parametrize("quality", [45, 70, 95])
 def test_a_jpeg_canvas_on_paper_colours_no_paper_and_keeps_its_strokes(segmenter, quality):
     """A JPEG's ringing lights faint pixels beside each stroke; they once joined the digits under M2NIST's ink > 0
@@ -27,10 +34,7 @@ def test_a_jpeg_canvas_on_paper_colours_no_paper_and_keeps_its_strokes(segmenter
     images, masks = make_split("test", n=6, seed=11)
     stray = kept = total = 0
     for img in images:
-        buf = io.BytesIO()
-        Image.fromarray(on_paper(img)).save(buf, format="JPEG", quality=quality)
-        seg = segmenter(buf.getvalue(), "canvas.jpg")
-        digit = seg.classes != BACKGROUND
+        digit = digit_pixels(segmenter, on_paper(img), "JPEG", quality=quality)
         stray += int((digit & (img == 0)).sum())
         kept += int((digit & (img >= 64)).sum())
         total += int((img >= 64).sum())
@@ -48,9 +52,7 @@ def test_a_photo_at_m2nist_scale_colours_little_past_its_strokes(segmenter):
     for img in images:
         a = cv2.GaussianBlur(img.astype(np.float32) / 255, (0, 0), 0.9)
         photo = np.clip(215 - 170 * a + rng.normal(0, 3, a.shape), 0, 255).astype(np.uint8)
-        buf = io.BytesIO()
-        Image.fromarray(photo).save(buf, format="PNG")
-        digit = segmenter(buf.getvalue(), "photo.png").classes != BACKGROUND
+        digit = digit_pixels(segmenter, photo, "PNG")
         stray += int((digit & (img == 0)).sum())
         kept += int((digit & (img >= 64)).sum())
         total += int((img >= 64).sum())
@@ -72,9 +74,7 @@ def test_a_light_handed_digit_in_a_small_photo_keeps_its_mask(segmenter):
         a = cv2.GaussianBlur(small, (0, 0), 0.7)
         light = np.linspace(-12, 12, h)[:, None]  # uneven lighting, top to bottom
         photo = np.clip(205 - contrast * a + light + rng.normal(0, 2.5, a.shape), 0, 255).astype(np.uint8)
-        buf = io.BytesIO()
-        Image.fromarray(photo).save(buf, format="JPEG", quality=90)
-        digit = segmenter(buf.getvalue(), "photo.jpg").classes != BACKGROUND
+        digit = digit_pixels(segmenter, photo, "JPEG", quality=90)
         strokes = small >= 0.5
         right = strokes & (np.arange(w) >= w // 2 + 2)[None, :]
         kept += int((digit & right).sum())
