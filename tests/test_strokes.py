@@ -75,6 +75,19 @@ def test_restyle_closes_an_open_four():
     assert np.array_equal(restyle(four, 3, np.random.default_rng(0)), four[:, 3:18])  # other digits: unchanged
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_a_closed_four_has_a_bar_crossing_its_stem(seed):
+    """Closed but with its bar ending at the stem, a 4 is a square-topped 9: the recipe must not teach that."""
+    four = np.zeros((24, 20), np.float32)
+    four[0:14, 3:5] = 1  # left arm
+    four[12:14, 3:15] = 1  # bar, ending at the stem as in most MNIST 4s
+    four[0:24, 13:15] = 1  # stem
+    closed = restyle(four, 4, np.random.default_rng(seed))
+    stem = np.flatnonzero(closed[-4:].max(0) > 0.5)  # the stem alone reaches the bottom rows
+    bar = np.flatnonzero(closed[11:15].max(0) > 0.5)
+    assert bar.max() >= stem.max() + 3  # the bar crosses the stem by more than a stroke width
+
+
 def test_blank_training_images_are_all_background(digits):
     cfg = WildConfig(blank=1.0)
     for k in range(10):
