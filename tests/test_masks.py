@@ -9,6 +9,7 @@ from PIL import Image
 
 from segapp.classes import BACKGROUND
 from segapp.inference import InferenceConfig, Segmenter
+from segapp.ink import EXACT_RADIUS, strongest_near
 from segapp.m2nist import make_split
 
 
@@ -83,3 +84,22 @@ def test_a_light_handed_digit_in_a_small_photo_keeps_its_mask(segmenter):
         ink += int(strokes.sum())
     assert kept >= 0.9 * light_ink, (kept, light_ink)
     assert stray <= 0.02 * ink, (stray, ink)
+
+
+@pytest.mark.parametrize("radius", [3, 8, 21, 90])
+def test_strongest_ink_nearby_is_a_disc_max_filter_at_any_radius(radius):
+    """A phone photo's strokes are looked at within ~90 px; past a few px the filter runs on a reduced copy, and
+    must still find each pixel's strongest ink within the disc, give or take one block (f px) at its edge."""
+    rng = np.random.default_rng(radius)
+    ink = np.zeros((257, 301), np.uint8)
+    ink[rng.integers(0, 257, 40), rng.integers(0, 301, 40)] = rng.integers(1, 256, 40)  # isolated dots of ink
+    fast = strongest_near(ink, radius)
+    f = max(1, radius // EXACT_RADIUS)
+
+    def disc(r: int) -> np.ndarray:
+        return cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
+
+    if f == 1:
+        assert np.array_equal(fast, disc(radius))
+    else:
+        assert (fast >= disc(radius - f)).all() and (fast <= disc(radius + 2 * f)).all()
