@@ -285,3 +285,26 @@ def test_int8_calibration_streams_one_batch_at_a_time(n, monkeypatch):
     engine = OnnxEngine(quantize_int8(onnx_bytes(net), calibration_images(n), batch=5), precision="int8")
     assert held == [5] * (n // 5) + ([n % 5] if n % 5 else []) and sum(held) == n
     assert engine(to_input(make_split("val", n=2)[0])).shape == (2, 11, 64, 84)
+
+
+def test_int8_export_tries_other_percentiles_until_one_is_within_tolerance(exported, tmp_path, monkeypatch):
+    """A fine-tuned net can lose 0.02 mIoU at the range percentile that suited its parent: export tries the next."""
+    import segapp.export as export
+    from segapp.int8 import INT8_PERCENTILES
+
+    _, weights, _, _ = exported
+    out = tmp_path / "net.int8.onnx"
+    args = ["export", "--format", "onnx", "--int8", "--out", str(out), "--weights", str(weights),
+            "--calib-images", "20", "--parity-images", "10"]
+
+    def calibration() -> dict:
+        return json.loads(out.with_name(out.name + ".parity.json").read_text())["calibration"]
+
+    monkeypatch.setattr(export, "INT8_TOLERANCE", -1.0)  # nothing is good enough: every percentile is tried
+    assert main(args) == 1
+    tried = calibration()["percentiles_tried"]
+    assert [t["percentile"] for t in tried] == list(INT8_PERCENTILES)
+    best = min(tried, key=lambda t: t["miou_digits_drop"])  # the graph written is the one that lost least
+    assert calibration()["method"] == f"percentile {best['percentile']:g}"
+    monkeypatch.setattr(export, "INT8_TOLERANCE", 1.0)  # anything will do: the first is kept
+    assert main(args) == 0 and len(calibration()["percentiles_tried"]) == 1
