@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from .classes import CLASS_NAMES, SegappError
-from .int8 import INT8_CALIBRATION
+from .int8 import INT8_CALIBRATION, INT8_TOLERANCE
 from .mask_files import mask_image, read_mask
 from .safeio import file_sha256, write_atomic
 
@@ -85,7 +85,6 @@ def score(pred: Path, truth: Path) -> tuple[dict, list[str]]:
 
 
 IDENTICAL_BAR = 0.9999  # share of class-map pixels where ONNX Runtime and torch must agree (fp32)
-INT8_TOLERANCE = 0.003  # test mIoU over digits int8 may lose against fp32 to be worth shipping
 
 
 class ExportArgumentError(SegappError, ValueError):
@@ -158,31 +157,6 @@ def run_folder(cfg: ExportConfig) -> int:
     return 0
 
 
-def calibrate_int8(fp32: bytes, calib_images: np.ndarray, images: np.ndarray,
-                   masks: np.ndarray) -> tuple[bytes, float, list[dict]]:
-    """The int8 graph of ``fp32`` at the first of :data:`~segapp.int8.INT8_PERCENTILES` whose test mIoU over digits
-    (on ``images``) is within :data:`INT8_TOLERANCE` of fp32's, else at the one that loses least.
-
-    Why several: the range that suits a net depends on a few extreme activations, and a fine-tuned net can lose
-    0.02 at the percentile that suited its parent. Returns (graph, its percentile, each try's percentile and drop).
-    """
-    from .engines import OnnxEngine, parity
-    from .int8 import INT8_PERCENTILES, quantize_int8
-
-    reference = OnnxEngine(fp32)
-    tried, best = [], None
-    for percentile in INT8_PERCENTILES:
-        q = quantize_int8(fp32, calib_images, percentile=percentile)
-        r = parity({"fp32": reference, "int8": OnnxEngine(q)}, images, masks, reference="fp32")
-        drop = r["fp32"]["miou_digits"] - r["int8"]["miou_digits"]
-        tried.append({"percentile": percentile, "miou_digits_drop": round(drop, 5)})
-        if best is None or drop < best[0]:
-            best = (drop, percentile, q)
-        if drop <= INT8_TOLERANCE:
-            break
-    return best[2], best[1], tried
-
-
 def run_onnx(cfg: ExportConfig) -> int:
     """Exports, writes FILE and FILE.parity.json; 0 when the file meets its bar (fp32: parity; int8: mIoU within
     :data:`INT8_TOLERANCE` of fp32), 1 when not (the files are written either way); bad arguments raise
@@ -190,7 +164,7 @@ def run_onnx(cfg: ExportConfig) -> int:
     import time
 
     from .engines import OnnxEngine, parity, state_digest
-    from .int8 import INT8_CALIBRATION_DATA, calibration_images
+    from .int8 import INT8_CALIBRATION_DATA, calibrate_int8, calibration_images
     from .m2nist import make_split
     from .model import load_pretrained
     from .onnx_export import exporter_name, onnx_bytes, set_metadata
@@ -204,7 +178,7 @@ def run_onnx(cfg: ExportConfig) -> int:
     data, calib = fp32, None
     if cfg.int8:
         calib_images = calibration_images(cfg.calib_images)
-        q, percentile, tried = calibrate_int8(fp32, calib_images, images, masks)
+        q, percentile, tried = calibrate_int8(fp32, calib_images, images, masks, INT8_TOLERANCE)
         calib = {"data": INT8_CALIBRATION_DATA, "n_images": len(calib_images),
                  "method": f"percentile {percentile:g}", "percentiles_tried": tried, "format": "QDQ",
                  "weights": "int8, per output channel", "activations": "uint8",

@@ -218,7 +218,7 @@ def test_int8_backend_reads_what_float_reads_and_is_cached(tmp_path, monkeypatch
     int8 = lambda folder: Segmenter(folder, InferenceConfig(device="cpu", amp="off", backend="int8"), model=model)  # noqa: E731
     seg_float = Segmenter(cfg=InferenceConfig(device="cpu", amp="off", backend="torch"), model=model)
     seg_int8 = int8(bare)
-    assert seg_int8.backend == "int8" and len(list(cache.glob("*.int8v4.onnx"))) == 1
+    assert seg_int8.backend == "int8" and len(list(cache.glob("*.int8v5.onnx"))) == 1
     shipped = int8(DEFAULT_WEIGHTS)
     for other in (seg_int8, shipped):
         agree = [(seg_float(img).classes == other(img).classes).mean() for img in images]
