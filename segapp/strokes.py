@@ -135,6 +135,7 @@ def restyle(d: np.ndarray, label: int, rng: np.random.Generator) -> np.ndarray:
     h = ys.max() - ys.min() + 1
     top, bottom = ys.min(), ys.max()
     x_top, x_bot = xs[ys <= top + 1].mean(), xs[ys >= bottom - 1].mean()
+    width = _stroke_width(d, h, 1.6 if label == 1 else 2.5)  # of the strokes added, at the digit's own width
     lines = []
     if label == 1:
         if rng.random() < 0.8:  # flag: down-left from the top
@@ -160,14 +161,13 @@ def restyle(d: np.ndarray, label: int, rng: np.random.Generator) -> np.ndarray:
             lines.append(((left.mean(), ly), (right.mean(), ry)))
             # A closed 4 differs from a square-topped 9 only by its bar crossing the stem; most MNIST 4s
             # end the bar at the stem, so closing them alone teaches the net that a square 9 is a 4.
-            band = d[top + int(0.3 * h) : top + int(0.85 * h)] > 0.5
-            y = int(np.argmax(band.sum(1)))
+            y0 = top + int(0.3 * h)
+            band = d[y0 : top + int(0.85 * h)] > 0.5
+            y = int(np.argmax(band.sum(1)))  # the bar: the middle row with the most ink
             end = np.flatnonzero(band[y]).max()
-            need = right.max() + _stroke_width(d, h, 2.5) + rng.uniform(0.1, 0.25) * h
+            need = right.max() + width + rng.uniform(0.1, 0.25) * h
             if end < need:
-                y += top + int(0.3 * h)
-                lines.append(((end, y), (need, y + rng.uniform(-0.04, 0.04) * h)))
-    width = _stroke_width(d, h, 1.6 if label == 1 else 2.5)
+                lines.append(((end, y0 + y), (need, y0 + y + rng.uniform(-0.04, 0.04) * h)))
     for (x0, y0), (x1, y1) in lines:
         cv2.line(d, (int(round(x0)), int(round(y0))), (int(round(x1)), int(round(y1))), 1.0, width, cv2.LINE_AA)
     ys, xs = np.nonzero(d > 0)
