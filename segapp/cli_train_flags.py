@@ -95,6 +95,9 @@ def _add_train_model(p: argparse.ArgumentParser) -> None:
                    help="fine-tuning: the final weights are (1-B) x the --init weights + B x the fine-tuned ones, "
                         "so the net keeps what it knew (WiSE-FT; segapp/blend.py); auto (with --data): the largest B "
                         "in 0.1 steps within --forget-tolerance of the parent on the M2NIST val split; 1: no blend")
+    g.add_argument("--blend-with", default=None, metavar="WEIGHTS",
+                   help="--blend: average with these weights instead of --init's (same widths; e.g. weights/ when "
+                        "--init is a run fine-tuned from it, WiSE-FT's original net); fingerprint in the model card")
     g.add_argument("--forget-tolerance", type=float, default=0.002, metavar="DROP",
                    help="--blend auto: the most the M2NIST val mIoU over digits may drop below the parent's")
     g.add_argument("--teacher", type=Path, default=None, metavar="WEIGHTS",

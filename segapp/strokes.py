@@ -138,8 +138,8 @@ def restyle(d: np.ndarray, label: int, rng: np.random.Generator) -> np.ndarray:
     width = _stroke_width(d, h, 1.6 if label == 1 else 2.5)  # of the strokes added, at the digit's own width
     lines = []
     if label == 1:
-        if rng.random() < 0.8:  # flag: down-left from the top
-            lines.append(((x_top, top), (x_top - rng.uniform(0.2, 0.4) * h, top + rng.uniform(0.15, 0.3) * h)))
+        if rng.random() < 0.8:  # flag: down-left from the top, from a serif to a continental lead-in half as long
+            lines.append(((x_top, top), (x_top - rng.uniform(0.2, 0.5) * h, top + rng.uniform(0.1, 0.45) * h)))
         if rng.random() < 0.5:  # foot
             half = rng.uniform(0.2, 0.35) * h
             lines.append(((x_bot - half, bottom), (x_bot + half, bottom)))
@@ -165,7 +165,7 @@ def restyle(d: np.ndarray, label: int, rng: np.random.Generator) -> np.ndarray:
             band = d[y0 : top + int(0.85 * h)] > 0.5
             y = int(np.argmax(band.sum(1)))  # the bar: the middle row with the most ink
             end = np.flatnonzero(band[y]).max()
-            need = right.max() + width + rng.uniform(0.1, 0.25) * h
+            need = right.max() + width + rng.uniform(0.0, 0.25) * h  # from a stub one pen wide to a long bar
             if end < need:
                 lines.append(((end, y0 + y), (need, y0 + y + rng.uniform(-0.04, 0.04) * h)))
     for (x0, y0), (x1, y1) in lines:

@@ -147,6 +147,14 @@ def _build_model(cfg: TrainConfig, ckpt: dict | None, given, device: torch.devic
             except ValueError as e:
                 raise SegappError(str(e)) from None
         cfg = replace(cfg, widths=tuple(model.config.widths), init_sha256=weights_fingerprint(parent))
+        if cfg.blend_with:  # checked now, not after hours of training: blending needs the same widths
+            other = load_pretrained(cfg.blend_with).config.widths
+            if tuple(other) != tuple(cfg.widths):
+                raise SegappError(f"--blend-with {cfg.blend_with} has widths {list(other)}, the run "
+                                  f"{list(cfg.widths)}; weights can only be averaged layer by layer between nets of "
+                                  "the same widths; "
+                                  "blend with an ancestor of --init")
+            cfg = replace(cfg, blend_with_sha256=weights_fingerprint(cfg.blend_with))
     else:
         model = DilatedNet(NetConfig(widths=tuple(cfg.widths)))
     amp = amp_enabled(cfg.amp, device)
@@ -253,7 +261,7 @@ def _blend_and_finish(fit: _Fit, cfg: TrainConfig, out: Path, argv: list[str] | 
     blended = None
     if blends(cfg):  # keep what the parent knew: blend with its weights (segapp.blend), rank 0 alone
         keep = make_split("val", n=cfg.val_size)  # the recipe's val split: what the parent knew; never test
-        blended = distributed.on_main(blend_run, out, cfg.init, cfg.blend, cfg.forget_tolerance, keep,
+        blended = distributed.on_main(blend_run, out, cfg.blend_with or cfg.init, cfg.blend, cfg.forget_tolerance, keep,
                                       (fit.val_images, fit.val_masks), fit.device, fit.amp)
     metrics = distributed.on_main(finish, cfg, out, fit.history, fit.device, argv, progress, blended)  # rank 0 tests
     distributed.cleanup()

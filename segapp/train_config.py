@@ -51,6 +51,8 @@ class TrainConfig:
     init_sha256: str | None = None  # fingerprint of init's weights, filled in by the run
     blend: str | float = "auto"  # fine-tuning: final = (1-B) parent + B fine-tuned (segapp.blend); auto picks B
     forget_tolerance: float = 0.002  # blend auto: largest allowed drop of M2NIST val mIoU over digits vs the parent
+    blend_with: str | None = None  # blend with these weights instead of init's (an ancestor of init; same widths)
+    blend_with_sha256: str | None = None  # fingerprint of blend_with's weights, filled in by the run
     teacher: str | None = None  # distil from these trained weights (segapp.distill)
     teacher_sha256: str | None = None  # fingerprint of the teacher's weights, filled in by the run
     distill_weight: float = 1.0  # with teacher: loss += this x T^2 x KL(teacher || student)
@@ -134,6 +136,9 @@ def check_args(cfg: TrainConfig, names=None, source: str = "") -> None:
     if (names is None or "blend" in names) and cfg.blend != "auto" and not cfg.init:
         raise SegappError(f"--blend {cfg.blend} needs --init: it averages the parent's weights with the fine-tuned "
                           f"ones; leave out --blend when training from scratch{source}")
+    if (names is None or "blend_with" in names) and cfg.blend_with and not (cfg.init and blends(cfg)):
+        raise SegappError(f"--blend-with {cfg.blend_with} needs --init and a --blend below 1: it names the net the "
+                          f"fine-tuned weights are averaged with; add --blend B (0 to below 1) or leave it out{source}")
     if names is None or "widths" in names:
         try:
             NetConfig(widths=tuple(cfg.widths)).check_bounds()

@@ -111,7 +111,8 @@ def write_card(cfg: TrainConfig, out: Path, m: dict, argv: list[str] | None = No
         parent += (f"; distilled from `{cfg.teacher}` (weights fingerprint {cfg.teacher_sha256}; weight "
                    f"{cfg.distill_weight:g}, temperature {cfg.distill_temperature:g}; see segapp/distill.py)")
     if "blend" in m:
-        parent += (f"; final weights {1 - m['blend']:g} x parent + {m['blend']:g} x fine-tuned (`--blend "
+        other = f"`{cfg.blend_with}` (weights fingerprint {cfg.blend_with_sha256})" if cfg.blend_with else "parent"
+        parent += (f"; final weights {1 - m['blend']:g} x {other} + {m['blend']:g} x fine-tuned (`--blend "
                    f"{m['blend_mode']}`, see segapp/blend.py; the fine-tuned alone: `{TUNED}`)")
     command = "segapp " + " ".join(shlex.quote(s) for s in (sys.argv[1:] if argv is None else argv))
     rows = "\n".join(f"| {n} | {iou:.4f} |" for n, iou in zip(CLASS_NAMES, m["per_class_iou"]))

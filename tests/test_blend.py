@@ -77,8 +77,33 @@ def test_fine_tuning_on_a_folder_ends_blended_and_a_rerun_blends_once(tmp_path, 
     assert all(torch.equal(again[k], final[k]) for k in final)
 
 
+@pytest.mark.slow
+def test_blend_with_averages_with_the_named_ancestor_not_the_init(tmp_path, tiny_weights):
+    from segapp.model import save_pretrained
+
+    ancestor = tmp_path / "ancestor"  # e.g. the shipped net, of which --init is a fine-tuned descendant
+    torch.manual_seed(3)
+    save_pretrained(DilatedNet(NetConfig(widths=(8,) * 7)), ancestor)  # tiny_weights' widths, other weights
+    wide = tmp_path / "wide"
+    save_pretrained(net(4), wide)  # widths 4, the run's 8: cannot be averaged with it
+    common = ["train", "--init", str(tiny_weights), "--epochs", "1", "--train-size", "16", "--batch-size", "8",
+              "--val-size", "16", "--blend", "0.5", "--quiet"]
+    assert main([*common, "--blend-with", str(wide), "--out", str(tmp_path / "refused")]) == 2
+    out = tmp_path / "run"
+    assert main([*common, "--blend-with", str(ancestor), "--out", str(out)]) == 0
+    tuned, final = load_file(out / "tuned.safetensors"), load_file(out / "model.safetensors")
+    for k, v in blend_state(load_pretrained(ancestor).state_dict(), tuned, 0.5).items():
+        torch.testing.assert_close(final[k], v)
+    parent = load_pretrained(tiny_weights).state_dict()
+    assert any(not torch.allclose(final[k], blend_state(parent, tuned, 0.5)[k]) for k in final if "weight" in k)
+    card = (out / "MODEL_CARD.md").read_text()
+    assert f"0.5 x `{ancestor}` (weights fingerprint " in card
+    assert json.loads((out / "args.json").read_text())["blend_with"] == str(ancestor)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--blend", "0.5"], "--blend 0.5 needs --init"),
+    (["--blend-with", "weights", "--init", "weights"], "--blend-with weights needs --init and a --blend below 1"),
     (["--blend", "1.5", "--init", "weights"], "--blend is auto or a number from 0"),
     (["--forget-tolerance", "-1", "--init", "weights"], "--forget-tolerance must be 0 or more"),
 ])
