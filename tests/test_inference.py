@@ -40,6 +40,24 @@ def test_blank_and_speck_images_have_no_digit_height():
     assert ink_height(specks) is None
 
 
+def calligraphic_zeros(hairline: float) -> np.ndarray:
+    """Three 80-px 0s as a broad pen writes them: thick top and bottom arcs, sides of ``hairline`` intensity."""
+    img = np.zeros((120, 260), np.float32)
+    for cx in (50, 130, 210):
+        for a0, a1, value, width in [(200, 340, 255, 7), (20, 160, 255, 7), (340, 380, hairline, 1),
+                                     (160, 200, hairline, 1)]:
+            cv2.ellipse(img, (cx, 60), (22, 40), 0, a0, a1, value, width, cv2.LINE_AA)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_a_hairline_joins_a_calligraphic_digit_for_the_height_estimate():
+    # Anti-aliased 1-px sides below a quarter of full ink: the thick arcs alone are a third of the digit.
+    assert abs(ink_height(calligraphic_zeros(hairline=50)) / 80 - 1) < 0.15
+    faint_only = calligraphic_zeros(hairline=50)
+    faint_only[faint_only > 60] = 50  # nothing reaches a quarter of full ink: no digit to measure
+    assert ink_height(faint_only) is None
+
+
 def test_upscaled_canvas_is_read_at_net_scale_and_mapped_back(segmenter):
     images, masks = make_split("test", n=4, seed=9)
     for img, m in zip(images, masks):
