@@ -31,6 +31,12 @@ MINORITY_SHARE = 0.3
 # a narrower blob that holds two classes is one digit whose stroke (the stem of a 7, a 2's tail) was misread.
 ONE_DIGIT_ASPECT = 0.8
 SAME_COLUMNS = 0.4  # of a blob's height: two digits read this close in one blob are one (see _part_of_another)
+# A large blob the net colours as one digit but with mean confidence between these two bounds (a hairline or
+# unusual hand's 2, say) is read only beside a sure digit of its height in the same rows: it is then a digit of a
+# number written there, not a smudge on a blank page (where nothing sure is found, nothing unsure is read).
+UNSURE_CONFIDENCE = 0.45
+UNSURE_AREA = 40  # pixels at the net's scale (a 20 px digit's stroke covers 60-150)
+UNSURE_HEIGHT = (0.7, 1.4)  # its height over the sure neighbour's
 
 
 @dataclass
@@ -174,7 +180,8 @@ def read_digits(classes: np.ndarray, confidence: np.ndarray, min_area: int = MIN
 
     Digit pixels are grouped into 8-connected blobs; each digit class holding a large enough part
     of a blob (``min_area`` pixels and :data:`MINORITY_SHARE` of the blob's main class) is one digit,
-    unless the net is unsure of it (mean confidence below ``min_confidence``: a speck, not a digit) or
+    unless the net is unsure of it (mean confidence below ``min_confidence``: a speck, not a digit; but a
+    large blob of one class down to :data:`UNSURE_CONFIDENCE` is read beside a sure digit of its height) or
     its box is no digit's (shorter than :data:`MIN_DIGIT_HEIGHT`, taller than :data:`MAX_DIGIT_HEIGHT`,
     or wider than :data:`MAX_DIGIT_ASPECT` times its height: a ruled line), or it lies in the same rows and
     columns as a larger digit of its blob (:func:`_part_of_another`). ``classes`` is at the net's scale, where
@@ -207,16 +214,21 @@ def read_digits(classes: np.ndarray, confidence: np.ndarray, min_area: int = MIN
     at = starts[run]  # ... and where it begins
     stats = [np.minimum.reduceat(xs, starts), np.minimum.reduceat(ys, starts),
              np.maximum.reduceat(xs, starts), np.maximum.reduceat(ys, starts)]
-    found = []
+    found, unsure = [], []
     for k, s0, r in zip(wanted.tolist(), at.tolist(), run.tolist()):
         area = int(counts.flat[k])
         conf_mean = float(conf[s0 : s0 + area].mean())
         box = [int(stats[0][r]), int(stats[1][r]), int(stats[2][r]) + 1, int(stats[3][r]) + 1]
         w, h = box[2] - box[0], box[3] - box[1]
-        if conf_mean < min_confidence or not MIN_DIGIT_HEIGHT <= h <= MAX_DIGIT_HEIGHT or w > MAX_DIGIT_ASPECT * h:
+        if not MIN_DIGIT_HEIGHT <= h <= MAX_DIGIT_HEIGHT or w > MAX_DIGIT_ASPECT * h:
             continue
-        found.append({"digit": k % NUM_DIGITS, "area": area, "confidence": round(conf_mean, 4), "bbox": box,
-                      "_x": float(xs[s0 : s0 + area].mean()), "_blob": k // NUM_DIGITS})
+        d = {"digit": k % NUM_DIGITS, "area": area, "confidence": round(conf_mean, 4), "bbox": box,
+             "_x": float(xs[s0 : s0 + area].mean()), "_blob": k // NUM_DIGITS}
+        if conf_mean >= min_confidence:
+            found.append(d)
+        elif conf_mean >= UNSURE_CONFIDENCE and area >= UNSURE_AREA and area == counts[k // NUM_DIGITS].max():
+            unsure.append(d)
+    found += [u for u in unsure if any(_beside(u, f) for f in found)]
     by_blob: dict[int, list[dict]] = {}
     for f in found:
         by_blob.setdefault(f["_blob"], []).append(f)
@@ -236,6 +248,12 @@ def _part_of_another(f: dict, same_blob: list[dict], blob_height: int) -> bool:
     digit."""
     return any(g["area"] > f["area"] and abs(g["_x"] - f["_x"]) < SAME_COLUMNS * blob_height and _overlap_y(f, g)
                for g in same_blob)
+
+
+def _beside(unsure: dict, sure: dict) -> bool:
+    """Whether an unsure digit sits in the rows of a sure one and is about its height (:data:`UNSURE_HEIGHT`)."""
+    ratio = (unsure["bbox"][3] - unsure["bbox"][1]) / (sure["bbox"][3] - sure["bbox"][1])
+    return UNSURE_HEIGHT[0] <= ratio <= UNSURE_HEIGHT[1] and _overlap_y(unsure, sure)
 
 
 def _overlap_y(a: dict, b: dict) -> bool:

@@ -17,7 +17,14 @@ from segapp.images import prepare
 from segapp.inference import Segmenter
 from segapp.mask_files import read_mask, save_mask
 from segapp.overlays import overlay
-from segapp.render import ONE_DIGIT_ASPECT, SAME_COLUMNS, read_digits
+from segapp.render import (
+    ONE_DIGIT_ASPECT,
+    SAME_COLUMNS,
+    UNSURE_AREA,
+    UNSURE_CONFIDENCE,
+    UNSURE_HEIGHT,
+    read_digits,
+)
 
 
 def canvas(h=20, w=40):
@@ -54,6 +61,25 @@ def test_a_digit_the_net_is_unsure_of_is_not_read(confidence, read):
     c[5:15, 10:20] = 8
     conf = np.full(c.shape, confidence, np.float32)
     assert [d["digit"] for d in read_digits(c, conf)] == ([8] if read else [])
+
+
+@pytest.mark.parametrize(("unsure_box", "read"), [
+    ((slice(4, 16), slice(26, 34)), True),  # the sure 3's height, in its rows: a digit of the number
+    ((slice(4, 16), slice(26, 29)), False),  # too little ink (36 px) to be read unsure
+    ((slice(6, 14), slice(26, 38)), False),  # 2/3 of the 3's height: a smudge beside it
+    ((slice(0, 20), slice(26, 34)), False),  # 5/3 of its height
+    ((slice(20, 32), slice(26, 34)), False),  # the 3's height, but in other rows: another line's smudge
+])
+def test_an_unsure_digit_is_read_only_beside_a_sure_one_of_its_size(unsure_box, read):
+    """A hairline hand's 2 the net colours at 0.5-0.65 confidence is read in a number, never on a blank page."""
+    c = np.full((36, 48), BACKGROUND, np.uint8)
+    conf = np.full(c.shape, 0.95, np.float32)
+    c[4:16, 4:12] = 3
+    c[unsure_box] = 2
+    conf[c == 2] = (UNSURE_CONFIDENCE + MIN_DIGIT_CONFIDENCE) / 2
+    assert [d["digit"] for d in read_digits(c, conf)] == ([3, 2] if read else [3])
+    c[c == 3] = BACKGROUND  # alone, nothing sure beside it: not read
+    assert read_digits(c, conf) == []
 
 
 @pytest.mark.parametrize(("box", "read"), [
@@ -140,33 +166,43 @@ def _read_digits_by_blob(classes, confidence, min_area=MIN_DIGIT_AREA, min_confi
     import cv2
 
     n, labels = cv2.connectedComponents((classes != BACKGROUND).astype(np.uint8), connectivity=8)
-    found = []
+    sure, unsure = [], []  # (digit, x centre, blob, blob height)
     for blob in range(1, n):
         inside = labels == blob
         counts = np.bincount(classes[inside], minlength=10)[:10]
         bys, bxs = np.nonzero(inside)
         blob_h = bys.max() + 1 - bys.min()
         narrow = bxs.max() + 1 - bxs.min() < ONE_DIGIT_ASPECT * blob_h
-        here = []
         for d in np.flatnonzero(counts >= max(min_area, 0.3 * counts.max())):
             if narrow and counts[d] < counts.max():
                 continue
             ys, xs = np.nonzero(inside & (classes == d))
             conf = float(confidence[ys, xs].mean())
             h, w = ys.max() + 1 - ys.min(), xs.max() + 1 - xs.min()
-            if conf >= min_confidence and MIN_DIGIT_HEIGHT <= h <= MAX_DIGIT_HEIGHT and w <= MAX_DIGIT_ASPECT * h:
-                here.append(({"digit": int(d), "area": len(xs), "confidence": round(conf, 4),
-                              "bbox": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]},
-                             xs.mean()))
-        for f, fx in here:  # a smaller digit in the same columns and rows as a larger one is part of it
-            (_, fy0, _, fy1) = f["bbox"]
-            part = False
-            for g, gx in here:
-                (_, gy0, _, gy1) = g["bbox"]
-                rows = min(fy1, gy1) - max(fy0, gy0) >= 0.5 * min(fy1 - fy0, gy1 - gy0)
-                part |= g["area"] > f["area"] and abs(gx - fx) < SAME_COLUMNS * blob_h and rows
-            if not part:
-                found.append((f, fx))
+            if not (MIN_DIGIT_HEIGHT <= h <= MAX_DIGIT_HEIGHT and w <= MAX_DIGIT_ASPECT * h):
+                continue
+            box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+            f = ({"digit": int(d), "area": len(xs), "confidence": round(conf, 4), "bbox": box}, xs.mean(), blob, blob_h)
+            if conf >= min_confidence:
+                sure.append(f)
+            elif conf >= UNSURE_CONFIDENCE and len(xs) >= UNSURE_AREA and len(xs) == counts.max():
+                unsure.append(f)
+
+    def rows(a, b):
+        (_, ay0, _, ay1), (_, by0, _, by1) = a["bbox"], b["bbox"]
+        return min(ay1, by1) - max(ay0, by0) >= 0.5 * min(ay1 - ay0, by1 - by0)
+
+    def height(a):
+        return a["bbox"][3] - a["bbox"][1]
+
+    here = sure + [u for u in unsure
+                   if any(rows(u[0], s[0]) and UNSURE_HEIGHT[0] <= height(u[0]) / height(s[0]) <= UNSURE_HEIGHT[1]
+                          for s in sure)]
+    found = []
+    for f, fx, blob, blob_h in here:  # a smaller digit in the same columns and rows as a larger one is part of it
+        if not any(g["area"] > f["area"] and abs(gx - fx) < SAME_COLUMNS * blob_h and rows(f, g)
+                   for g, gx, gblob, _ in here if gblob == blob):
+            found.append((f, fx))
     return [f for f, _ in sorted(found, key=lambda t: t[1])]
 
 
@@ -179,6 +215,7 @@ def test_reading_many_blobs_matches_the_blob_by_blob_rule(seed):
         y, x = rng.integers(0, 44), rng.integers(0, 56)
         c[y : y + rng.integers(2, 14), x : x + rng.integers(2, 14)] = rng.integers(0, 10)
     conf = rng.uniform(0.4, 1.0, c.shape).astype(np.float32)
+    conf[:, 30:] -= 0.2  # the right half unsure: the unsure-beside-sure rule is exercised too
     for min_area in (5, MIN_DIGIT_AREA):
         want = _read_digits_by_blob(c, conf, min_area)
         assert want and read_digits(c, conf, min_area) == want
