@@ -76,13 +76,15 @@ class InkParts:
     """The ink of a normalised image, measured once for both the digit height and the size groups.
 
     ``labels``/``stats``/``kept`` describe the parts after closing (when a closing was done), which is what
-    :func:`size_groups` splits; ``height`` is :func:`ink_height`'s answer.
+    :func:`size_groups` splits; ``height`` is :func:`ink_height`'s answer; ``joined`` labels the ink down to
+    :data:`FAINT_INK` as found, where a hairline joins the pieces of one digit.
     """
 
     height: float | None
     labels: np.ndarray | None = None
     stats: np.ndarray | None = None
     kept: np.ndarray | None = None
+    joined: np.ndarray | None = None
 
 
 def measure_ink(ink: np.ndarray) -> InkParts:
@@ -101,7 +103,8 @@ def measure_ink(ink: np.ndarray) -> InkParts:
         return strong
     faint = _measure((ink >= FAINT_INK).astype(np.uint8))
     if faint.height is not None and faint.height >= FAINT_GAIN * strong.height and len(faint.kept) < len(strong.kept):
-        return faint
+        strong = faint
+    strong.joined = faint.joined
     return strong
 
 
@@ -112,13 +115,14 @@ def _measure(binary: np.ndarray) -> InkParts:
     labels, stats, kept = _parts(binary)
     first = _median_height(stats, kept)
     if first is None:
-        return InkParts(None)
+        return InkParts(None, joined=labels)
     k = int(round(first / 10))
     if k >= 2:
         closed = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+        found = labels
         labels, stats, kept = _parts(closed)
-        return InkParts(_median_height(stats, kept) or first, labels, stats, kept)
-    return InkParts(first, labels, stats, kept)
+        return InkParts(_median_height(stats, kept) or first, labels, stats, kept, found)
+    return InkParts(first, labels, stats, kept, labels)
 
 
 def _parts(binary: np.ndarray):
@@ -166,10 +170,13 @@ def size_groups(ink: np.ndarray | InkParts, a: float, shape: tuple[int, int]) ->
         return []
     H, W = shape
     members = np.split(kept[order], cuts)
-    # A short part beside or inside a tall one is a piece of it (a detached bar, a dot of ink), not a digit.
+    # A short part beside or inside a tall one is a piece of it (a detached bar, a dot of ink), not a digit; so is
+    # one a faint hairline joins to a tall one (a calligraphic 5's thick flag over its hairline stem).
     for g in range(len(members) - 1):
         taller = np.concatenate(members[g + 1 :])
-        members[g] = np.array([i for i in members[g] if not _touches(stats[i], stats[taller])], int)
+        tall_joined = _joined_labels(parts, taller)
+        members[g] = np.array([i for i in members[g] if not _touches(stats[i], stats[taller])
+                               and not np.isin(_joined_labels(parts, [i]), tall_joined).any()], int)
     members = [m for m in members if len(m)]
     if len(members) < 2:
         return []
@@ -186,6 +193,12 @@ def size_groups(ink: np.ndarray | InkParts, a: float, shape: tuple[int, int]) ->
         others = np.isin(full_labels, np.setdiff1d(kept, ids))
         groups.append(SizeGroup(height, (y0, y1, x0, x1), others))
     return groups
+
+
+def _joined_labels(parts: InkParts, ids) -> np.ndarray:
+    """The faint-ink parts (``parts.joined``) that the kept parts ``ids`` lie in (0, no ink, left out)."""
+    found = np.unique(parts.joined[np.isin(parts.labels, ids)])
+    return found[found > 0]
 
 
 def _touches(part: np.ndarray, others: np.ndarray) -> bool:

@@ -143,6 +143,21 @@ def test_digits_of_mixed_sizes_are_each_read_at_their_scale(segmenter):
     assert seg.classes.shape == canvas.shape and 15 < seg.digit_height < 25
 
 
+@pytest.mark.parametrize(("hairline", "groups"), [(40, 0), (0, 2)])
+def test_a_piece_a_hairline_joins_to_a_tall_digit_is_no_small_digit(hairline, groups):
+    """A calligraphic 5's thick flag hangs on its hairline stem (ink below a quarter, 24-64 of 255): it is a piece
+    of the tall digit, not a small digit of its own to be read in a pass at its scale. Unjoined, it is one."""
+    from segapp.scale import size_groups
+
+    ink = np.zeros((240, 640), np.uint8)
+    for x in (40, 160, 280):
+        ink[40:190, x : x + 12] = 255  # three tall strokes, 150 px
+    ink[40:70, 400:420] = 255  # a short thick part, 30 px, 108 px right of the last stroke (beyond a third of it)
+    ink[60, 292:400] = hairline  # the hairline from the stroke to it
+    assert len(size_groups(ink, 1.0, ink.shape)) == groups
+    assert ink_height(ink) == 150
+
+
 def test_m2nist_canvases_are_one_size(segmenter):
     images, _ = make_split("test", n=40, seed=8)
     assert not any(segmenter.preprocess(Prepared(im)).groups for im in images)
