@@ -29,6 +29,7 @@ MAX_UPSCALE = 3.0  # below ~7 px a digit is not legible; more upscaling only mag
 MIN_INK_HEIGHT = 8  # px at analysis scale: shorter ink parts are specks (or digits too small to read)
 FAINT_INK = 24  # the height is also measured on ink this faint (of 255), where a hairline joins a digit's pieces
 FAINT_GAIN = 1.25  # ... and that measure is taken when it is this much taller and in fewer pieces
+PIECE_BOX = 1.2  # of the taller parts' median height: a short part that fits one digit's box with a tall one is a piece
 
 
 @dataclass
@@ -171,11 +172,15 @@ def size_groups(ink: np.ndarray | InkParts, a: float, shape: tuple[int, int]) ->
     H, W = shape
     members = np.split(kept[order], cuts)
     # A short part beside or inside a tall one is a piece of it (a detached bar, a dot of ink), not a digit; so is
-    # one a faint hairline joins to a tall one (a calligraphic 5's thick flag over its hairline stem).
+    # one a faint hairline joins to a tall one (a calligraphic 5's thick flag over its hairline stem), and one that
+    # fits in one digit's box with a tall one (a calligraphic 2's thick base below its body): hidden from the tall
+    # digits' pass, the piece would take the digit's shape with it (the 2 read as a 9).
     for g in range(len(members) - 1):
         taller = np.concatenate(members[g + 1 :])
         tall_joined = _joined_labels(parts, taller)
+        box = PIECE_BOX * float(np.median(stats[taller, cv2.CC_STAT_HEIGHT]))
         members[g] = np.array([i for i in members[g] if not _touches(stats[i], stats[taller])
+                               and not _fits(stats[i], stats[taller], box)
                                and not np.isin(_joined_labels(parts, [i]), tall_joined).any()], int)
     members = [m for m in members if len(m)]
     if len(members) < 2:
@@ -199,6 +204,15 @@ def _joined_labels(parts: InkParts, ids) -> np.ndarray:
     """The faint-ink parts (``parts.joined``) that the kept parts ``ids`` lie in (0, no ink, left out)."""
     found = np.unique(parts.joined[np.isin(parts.labels, ids)])
     return found[found > 0]
+
+
+def _fits(part: np.ndarray, others: np.ndarray, size: float) -> bool:
+    """Whether a part and any one of the ``others`` fit together in a ``size`` x ``size`` box."""
+    x, y, w, h = part[:4]
+    ox, oy, ow, oh = others[:, 0], others[:, 1], others[:, 2], others[:, 3]
+    tall = np.maximum(y + h, oy + oh) - np.minimum(y, oy)
+    wide = np.maximum(x + w, ox + ow) - np.minimum(x, ox)
+    return bool(((tall <= size) & (wide <= size)).any())
 
 
 def _touches(part: np.ndarray, others: np.ndarray) -> bool:

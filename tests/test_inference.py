@@ -152,10 +152,24 @@ def test_a_piece_a_hairline_joins_to_a_tall_digit_is_no_small_digit(hairline, gr
     ink = np.zeros((240, 640), np.uint8)
     for x in (40, 160, 280):
         ink[40:190, x : x + 12] = 255  # three tall strokes, 150 px
-    ink[40:70, 400:420] = 255  # a short thick part, 30 px, 108 px right of the last stroke (beyond a third of it)
-    ink[60, 292:400] = hairline  # the hairline from the stroke to it
+    ink[40:70, 470:490] = 255  # a short thick part, 30 px, 178 px right of the last stroke (too far to be its piece)
+    ink[60, 292:470] = hairline  # the hairline from the stroke to it
     assert len(size_groups(ink, 1.0, ink.shape)) == groups
     assert ink_height(ink) == 150
+
+
+@pytest.mark.parametrize(("top", "groups"), [(95, 0), (150, 2)])
+def test_a_piece_that_fits_in_a_tall_digits_box_is_no_small_digit(top, groups):
+    """A calligraphic 2's thick base lies below its body, apart: within the digit's box it is a piece of it (hidden
+    from the tall digits' pass it took the 2's shape with it: read as a 9); a line of small print below is not."""
+    from segapp.scale import size_groups
+
+    ink = np.zeros((260, 400), np.uint8)
+    for x in (40, 280):
+        ink[20:120, x : x + 10] = 255  # two tall digits, 100 px
+    ink[20:70, 150:190] = 255  # the upper half of a third (50 px)
+    ink[top : top + 12, 140:200] = 255  # a short bar (12 px) 25 or 80 px below it (beyond a third of its height)
+    assert len(size_groups(ink, 1.0, ink.shape)) == groups
 
 
 def test_m2nist_canvases_are_one_size(segmenter):
