@@ -103,10 +103,11 @@ def measure_ink(ink: np.ndarray) -> InkParts:
     if strong.height is None:
         return strong
     faint = _measure((ink >= FAINT_INK).astype(np.uint8))
-    if faint.height is not None and faint.height >= FAINT_GAIN * strong.height and len(faint.kept) < len(strong.kept):
-        strong = faint
-    strong.joined = faint.joined
-    return strong
+    whole = (faint.height is not None and faint.height >= FAINT_GAIN * strong.height
+             and len(faint.kept) < len(strong.kept))  # the hairlines join a digit's pieces
+    best = faint if whole else strong
+    best.joined = faint.joined  # size_groups asks the faint ink which parts a hairline joins, whichever measure won
+    return best
 
 
 def _measure(binary: np.ndarray) -> InkParts:

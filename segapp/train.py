@@ -152,8 +152,7 @@ def _build_model(cfg: TrainConfig, ckpt: dict | None, given, device: torch.devic
             if tuple(other) != tuple(cfg.widths):
                 raise SegappError(f"--blend-with {cfg.blend_with} has widths {list(other)}, the run "
                                   f"{list(cfg.widths)}; weights can only be averaged layer by layer between nets of "
-                                  "the same widths; "
-                                  "blend with an ancestor of --init")
+                                  "the same widths; blend with an ancestor of --init")
             cfg = replace(cfg, blend_with_sha256=weights_fingerprint(cfg.blend_with))
     else:
         model = DilatedNet(NetConfig(widths=tuple(cfg.widths)))
