@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import datetime
+import gc
 import os
 
 import torch
@@ -87,8 +88,13 @@ def cleanup() -> None:
     Every rank first waits for the others (rank 0 still runs the test evaluation when the rest are done):
     tearing gloo down while a peer is still talking aborted the process ("terminate called without an
     active exception"). A peer that died is waited for one minute at most.
+
+    Garbage is collected first: DDP's reducer sits in reference cycles and holds the process group, and
+    ``destroy_process_group`` only drops the registry's references. Left to the interpreter's exit, the group and
+    its gloo threads were torn down during finalization, where a thread still joinable aborts the process.
     """
     if dist.is_available() and dist.is_initialized():
+        gc.collect()  # free unreachable DDP wrappers (and their reducers' hold on the group) while all is alive
         try:
             if dist.get_backend() == "gloo":
                 dist.monitored_barrier(timeout=datetime.timedelta(seconds=60))
