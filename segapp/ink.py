@@ -131,8 +131,9 @@ def ink_rule(ink: np.ndarray | None, raw: np.ndarray, inverted: bool, scale: flo
     """Which :func:`stroke_ink` rule a crop follows. Read at its own size with digits of M2NIST's height or more:
     ``exact`` or ``lossy`` when crisp (lossless or ringing: :func:`is_quiet`), ``blurred`` when not (a photo:
     :func:`is_sharp` tells a canvas on paper from a photo at the same scale). Resampled or small: ``spread``
-    (``ink`` is only looked at for images read at their own size)."""
-    if scale != 1.0 or (digit_height is not None and digit_height < NATIVE_HEIGHT):
+    (``ink`` is only looked at for images read at their own size). Read at its own size with no conservative ink
+    at all (a small crop whose digits fill the frame, see :mod:`segapp.scale`): ``spread``, the net's floor."""
+    if scale != 1.0 or (digit_height is not None and digit_height < NATIVE_HEIGHT) or not ink.any():
         return "spread"
     if is_clean(255 - raw if inverted else raw):
         return "exact"

@@ -26,6 +26,8 @@ KEEP_BAND = 1.4  # estimated heights within TARGET / KEEP_BAND .. TARGET * KEEP_
 MIXED_RATIO = 2.5  # digit heights this far apart in one image are read in separate passes, each at its scale
 AMBIGUOUS_PIXELS = 250_000  # images up to this size are read at both scales when the estimate is borderline
 MAX_UPSCALE = 3.0  # below ~7 px a digit is not legible; more upscaling only magnifies noise
+FRAME_FILL = 0.3  # digits at least this share of the image's height fill the frame (_digits_filling_the_frame)
+MIN_FILL_HEIGHT = 10  # px: and are this tall at least
 MIN_INK_HEIGHT = 8  # px at analysis scale: shorter ink parts are specks (or digits too small to read)
 FAINT_INK = 24  # the height is also measured on ink this faint (of 255), where a hairline joins a digit's pieces
 FAINT_GAIN = 1.25  # ... and that measure is taken when it is this much taller and in fewer pieces
@@ -245,9 +247,11 @@ def to_net_scale(p: Prepared, rescale: bool = True, digit_height: float | None =
         else:
             ink, inverted = normalise(cv2.resize(raw, _size(W, H, a), interpolation=cv2.INTER_AREA))
             p = p.with_polarity(inverted)
-        if not ink.any():  # no ink at all: nothing to read, no need to run the net on megapixels of paper
+        parts = measure_ink(ink) if ink.any() else None
+        if (parts is None or parts.height is None) and a == 1.0:
+            parts = _digits_filling_the_frame(p) or parts
+        if parts is None:  # no ink at all: nothing to read, no need to run the net on megapixels of paper
             return NetInput(p, np.zeros((1, 1), np.uint8), 1.0, None)
-        parts = measure_ink(ink)
         height = None if parts.height is None else parts.height / a
         groups = size_groups(parts, a, (H, W))
         if len(groups) > 1:  # the Segmenter reads each size group in its own pass
@@ -267,6 +271,23 @@ def to_net_scale(p: Prepared, rescale: bool = True, digit_height: float | None =
     # small image, reading it both ways costs little, and the Segmenter keeps the more confident reading.
     near = digit_height is None and 1 / (2 * KEEP_BAND) <= scale <= 2 * KEEP_BAND
     return NetInput(p, image, scale, height, ambiguous=near and H * W <= AMBIGUOUS_PIXELS)
+
+
+def _digits_filling_the_frame(p: Prepared) -> InkParts | None:
+    """The net's ink measured when the conservative floor left no digit, if its digits fill the frame.
+
+    On a small crop of a number (13-20 px digits, photographed, 30-40 px tall) the ink is a large share of the
+    pixels, so the conservative floor's noise, measured as the spread of the whole image, is the digits' own
+    contrast: everything is zeroed and the number vanishes. The net's floor measures noise from pixel to pixel and
+    keeps them. Specks of sensor noise pass that floor too, so its parts are taken only when they stand at least
+    :data:`FRAME_FILL` of the image's height and :data:`MIN_FILL_HEIGHT` px: digits filling a crop, not dust on
+    a page (dev blank frames measure 8-10 px parts on 70-460 px frames).
+    """
+    H = p.raw.shape[0]
+    parts = measure_ink(p.net_gray)
+    if parts.height is None or parts.height < max(MIN_FILL_HEIGHT, FRAME_FILL * H):
+        return None
+    return parts
 
 
 def _size(W: int, H: int, s: float) -> tuple[int, int]:
