@@ -172,38 +172,3 @@ def restyle(d: np.ndarray, label: int, rng: np.random.Generator) -> np.ndarray:
         cv2.line(d, (int(round(x0)), int(round(y0))), (int(round(x1)), int(round(y1))), 1.0, width, cv2.LINE_AA)
     ys, xs = np.nonzero(d > 0)
     return d[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-
-
-def split_four(d: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A 4 written in two strokes: the arm and bar first, then the stem, with a gap between bar and stem.
-
-    Many people lift the pen there, so their 4 reaches the net as two pieces, an angle and a bar, and beside it a
-    stem; a net that only saw MNIST's one-piece 4s reads them as "1 1". The bar is cut short of the stem's left
-    edge by 1.5-3 px at 20 px height. A 4 whose arm meets the stem elsewhere (closed, or with a bar crossing on a
-    slant) would stay in one piece: it is returned as it was. ``d`` is the cropped digit, float in [0, 1].
-    """
-    pad = 4
-    d = np.pad(d, pad)
-    ink = d > 0.5
-    rows = np.flatnonzero(ink.any(1))
-    if len(rows) < 8:
-        return d[pad:-pad, pad:-pad]
-    top, bottom = rows[0], rows[-1]
-    h = bottom - top + 1
-    low = ink[bottom - max(2, h // 4) : bottom + 1]  # the stem alone reaches the bottom rows
-    cols = np.flatnonzero(low.any(0))
-    if not len(cols) or cols.max() - cols.min() > h // 3:  # no single stem there
-        return d[pad:-pad, pad:-pad]
-    stem_left = int(cols.min())
-    band = ink[top + int(0.3 * h) : top + int(0.85 * h)]
-    bar = top + int(0.3 * h) + int(np.argmax(band.sum(1)))  # the bar: the middle row with the most ink
-    gap = max(1, int(round(rng.uniform(1.5, 3.0) * h / 20)))
-    reach = int(round(0.18 * h))  # rows above and below the bar row that the cut spans
-    cut = d.copy()
-    cut[max(bar - reach, 0) : bar + reach + 1, max(stem_left - gap, 0) : stem_left] = 0.0
-    n, lab, stats, _ = cv2.connectedComponentsWithStats((cut > 0.25).astype(np.uint8), connectivity=8)
-    areas = sorted(stats[1:, cv2.CC_STAT_AREA], reverse=True)
-    if n != 3 or areas[1] < 0.15 * sum(areas):  # two real pieces, or nothing
-        return d[pad:-pad, pad:-pad]
-    ys, xs = np.nonzero(cut > 0)
-    return cut[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]

@@ -25,7 +25,7 @@ import numpy as np
 from .classes import BACKGROUND, VOID
 from .normalise import normalise
 from .scale import TARGET_HEIGHT
-from .strokes import repen, restyle, split_four
+from .strokes import repen, restyle
 
 EDGE = 0.25  # share of full ink from which a resampled stroke pixel is labelled as its digit
 
@@ -50,7 +50,6 @@ class WildConfig:
     thin: float = 0.08  # probability of a fine pen (erosion)
     resample: float = 0.25  # probability of blur from a low-resolution original (small digits upscaled)
     styled: float = 0.45  # probability that a 1 gets a flag and/or foot, a 4 a closed top, a 7 a crossbar
-    two_stroke: float = 0.35  # probability that an unstyled 4 is written in two strokes, stem apart (split_four)
     proportion: float = 0.5  # probability that a digit's parts change size against each other (_proportions)
     proportion_shift: tuple[float, float] = (0.45, 0.3)  # largest warp, rows / columns (see _proportions)
     photo: float = 0.55  # probability of the photograph treatment
@@ -64,8 +63,6 @@ def _digit_patch(d28: np.ndarray, height: float, rng: np.random.Generator, cfg: 
     d = d28[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32) / 255.0
     if label in (1, 4, 7) and rng.random() < cfg.styled:
         d = restyle(d, label, rng)
-    elif label == 4 and rng.random() < cfg.two_stroke:
-        d = split_four(d, rng)
     if rng.random() < cfg.repen:
         d = repen(d, rng, cfg.lift)
     if rng.random() < cfg.proportion:

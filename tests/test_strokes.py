@@ -6,7 +6,7 @@ import pytest
 
 from segapp.classes import BACKGROUND
 from segapp.m2nist import digit_pool
-from segapp.strokes import _lift, repen, restyle, split_four, thin
+from segapp.strokes import _lift, repen, restyle, thin
 from segapp.synth import WildConfig, _proportions, wild_sample
 
 
@@ -118,26 +118,3 @@ def test_proportions_resize_a_digits_parts_within_its_box(a, moves):
     centre = 2 + (rows * np.arange(len(rows))).sum() / rows.sum()
     shift = centre - 13.5
     assert np.sign(np.round(shift)) == moves and abs(shift) <= 0.45 * 27 / np.pi + 1
-
-
-def _pieces(d: np.ndarray) -> int:
-    return cv2.connectedComponents((d > 0.25).astype(np.uint8), connectivity=8)[0] - 1
-
-
-@pytest.mark.parametrize("seed", range(3))
-def test_a_four_in_two_strokes_has_its_stem_apart(seed):
-    """The arm and bar one piece, the stem another, a gap between the bar's end and the stem; a 4 whose arm meets
-    the stem at the top stays whole (cutting the bar would not split it)."""
-    four = np.zeros((24, 20), np.float32)
-    four[0:14, 3:5] = 1  # left arm
-    four[12:14, 3:15] = 1  # bar, ending at the stem
-    four[0:24, 13:15] = 1  # stem
-    split = split_four(four, np.random.default_rng(seed))
-    assert _pieces(four) == 1 and _pieces(split) == 2
-    n, lab = cv2.connectedComponents((split > 0.25).astype(np.uint8), connectivity=8)
-    stem = lab[-1][split[-1] > 0.25][0]  # the piece reaching the bottom row
-    arm = 3 - stem
-    assert (lab == arm).any(1)[0] and not (lab == arm)[-4:].any()  # the arm and bar: from the top, not to the bottom
-    closed = four.copy()
-    closed[0:2, 3:15] = 1  # arm joined to the stem across the top
-    assert np.array_equal(split_four(closed, np.random.default_rng(seed)), closed)
