@@ -50,8 +50,6 @@ class WildConfig:
     thin: float = 0.08  # probability of a fine pen (erosion)
     resample: float = 0.25  # probability of blur from a low-resolution original (small digits upscaled)
     styled: float = 0.45  # probability that a 1 gets a flag and/or foot, a 4 a closed top, a 7 a crossbar
-    proportion: float = 0.5  # probability that a digit's parts change size against each other (_proportions)
-    proportion_shift: tuple[float, float] = (0.45, 0.3)  # largest warp, rows / columns (see _proportions)
     photo: float = 0.55  # probability of the photograph treatment
     blank: float = 0.06  # probability of an image with no digit at all (paper, lines, smudges, sensor noise)
 
@@ -65,8 +63,6 @@ def _digit_patch(d28: np.ndarray, height: float, rng: np.random.Generator, cfg: 
         d = restyle(d, label, rng)
     if rng.random() < cfg.repen:
         d = repen(d, rng, cfg.lift)
-    if rng.random() < cfg.proportion:
-        d = _proportions(d, rng, cfg.proportion_shift)
     h0, w0 = d.shape
     s = height / max(h0, 1)
     sx = s * float(np.exp(rng.uniform(-cfg.aspect, cfg.aspect)))  # width/height ratio of other hands
@@ -98,24 +94,6 @@ def _digit_patch(d28: np.ndarray, height: float, rng: np.random.Generator, cfg: 
         if (thinner > 0.5).sum() > 0.3 * (p > 0.5).sum():  # keep the digit legible
             p = thinner
     return np.clip(p, 0.0, 1.0)
-
-
-def _proportions(d: np.ndarray, rng: np.random.Generator, shift: tuple[float, float]) -> np.ndarray:
-    """The digit's parts resized against each other, its box kept: a 4 with a small closed top on a long stem, an 8
-    with a small upper loop, a 9 with a big loop, a 2 with a long base.
-
-    Global affine maps (slant, aspect) and a few-pixel wobble leave MNIST's proportions as they were, and other
-    writers differ most there. Rows are remapped by ``y_src = y - a h sin(pi y / h) / pi`` (monotone for |a| < 1:
-    the top grows by up to ``1 / (1 - a)`` while the bottom shrinks, or the reverse), columns likewise.
-    """
-    h, w = d.shape
-    a_y, a_x = rng.uniform(-shift[0], shift[0]), rng.uniform(-shift[1], shift[1])
-    ty = np.arange(h, dtype=np.float32) / max(h - 1, 1)
-    tx = np.arange(w, dtype=np.float32) / max(w - 1, 1)
-    src_y = (ty - a_y * np.sin(np.pi * ty) / np.pi) * (h - 1)
-    src_x = (tx - a_x * np.sin(np.pi * tx) / np.pi) * (w - 1)
-    gx, gy = np.meshgrid(src_x, src_y)
-    return cv2.remap(d, gx.astype(np.float32), gy.astype(np.float32), cv2.INTER_LINEAR, borderValue=0.0)
 
 
 def _layout(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, cfg: WildConfig):

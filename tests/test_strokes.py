@@ -7,7 +7,7 @@ import pytest
 from segapp.classes import BACKGROUND
 from segapp.m2nist import digit_pool
 from segapp.strokes import _lift, repen, restyle, thin
-from segapp.synth import WildConfig, _proportions, wild_sample
+from segapp.synth import WildConfig, wild_sample
 
 
 def test_thinning_leaves_a_one_pixel_connected_skeleton():
@@ -94,27 +94,3 @@ def test_blank_training_images_are_all_background(digits):
         image, label = wild_sample(np.random.default_rng(k), *digits, cfg)
         assert image.shape == label.shape == (cfg.height, cfg.width)
         assert (label == BACKGROUND).all()
-
-
-class _Fixed:
-    """An rng whose uniform() gives the first of ``values`` for rows and the second for columns."""
-
-    def __init__(self, *values: float):
-        self.values = list(values)
-
-    def uniform(self, lo: float, hi: float) -> float:
-        return self.values.pop(0)
-
-
-@pytest.mark.parametrize("a, moves", [(0.4, 1), (-0.4, -1), (0.0, 0)])
-def test_proportions_resize_a_digits_parts_within_its_box(a, moves):
-    """A bar across the middle of a 28-row digit moves down when the top part grows (a > 0), up when it shrinks;
-    the top and bottom rows stay where they were, so the digit keeps its box."""
-    d = np.zeros((28, 16), np.float32)
-    d[0, :], d[-1, :], d[13:15, :] = 1.0, 1.0, 1.0  # top, bottom, a 2-px bar in the middle
-    out = _proportions(d, _Fixed(a, 0.0), (0.45, 0.3))
-    assert out.shape == d.shape and out[0].min() > 0.99 and out[-1].min() > 0.99
-    rows = out[2:-2, 8]  # the bar's profile, away from top and bottom
-    centre = 2 + (rows * np.arange(len(rows))).sum() / rows.sum()
-    shift = centre - 13.5
-    assert np.sign(np.round(shift)) == moves and abs(shift) <= 0.45 * 27 / np.pi + 1
