@@ -176,7 +176,8 @@ def _is_stroke(mine: np.ndarray, span: int) -> bool:
     connected piece, even when a faint pencil line breaks (:data:`PIECE_SHARE`).
     """
     m = mine.astype(np.uint8)
-    dist = cv2.distanceTransform(np.pad(m, 1), cv2.DIST_L2, 3)
+    framed = cv2.copyMakeBorder(m, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)  # as np.pad, at a fifth of its cost
+    dist = cv2.distanceTransform(framed, cv2.DIST_L2, 3)
     if 2 * float(dist.max()) >= BLOB_WIDTH * span:
         return False
     n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
