@@ -250,7 +250,7 @@ def to_net_scale(p: Prepared, rescale: bool = True, digit_height: float | None =
         parts = measure_ink(ink) if ink.any() else None
         if (parts is None or parts.height is None) and a == 1.0:
             parts = _digits_filling_the_frame(p) or parts
-        if parts is None:  # no ink at all: nothing to read, no need to run the net on megapixels of paper
+        if parts is None:  # no ink, nor digits filling the frame: nothing to read, no net on megapixels of paper
             return NetInput(p, np.zeros((1, 1), np.uint8), 1.0, None)
         height = None if parts.height is None else parts.height / a
         groups = size_groups(parts, a, (H, W))
