@@ -46,7 +46,6 @@ class WildConfig:
     wobble: float = 2.4  # px at 20 px digit height: largest elastic amplitude
     repen: float = 0.5  # probability that a digit is re-drawn along its skeleton with another pen (segapp.strokes)
     lift: float = 0.25  # probability that a re-drawn digit has a gap where the pen left the paper
-    swell: float = 0.3  # probability that a re-drawn digit's pen is a pressure pen: full nib to hairline (_swell)
     thicken: float = 0.35  # probability of a marker (dilation by 2-5 px)
     thin: float = 0.08  # probability of a fine pen (erosion)
     resample: float = 0.25  # probability of blur from a low-resolution original (small digits upscaled)
@@ -63,7 +62,7 @@ def _digit_patch(d28: np.ndarray, height: float, rng: np.random.Generator, cfg: 
     if label in (1, 4, 7) and rng.random() < cfg.styled:
         d = restyle(d, label, rng)
     if rng.random() < cfg.repen:
-        d = repen(d, rng, cfg.lift, cfg.swell)
+        d = repen(d, rng, cfg.lift)
     h0, w0 = d.shape
     s = height / max(h0, 1)
     sx = s * float(np.exp(rng.uniform(-cfg.aspect, cfg.aspect)))  # width/height ratio of other hands
