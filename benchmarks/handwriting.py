@@ -41,8 +41,11 @@ INSTALL = ("apt-get install fonts-bwht fonts-dkg-handwriting fonts-breip fonts-h
 def fonts(which: str) -> tuple[Path, ...]:
     """Paths of the ``dev`` or ``held`` handwriting fonts found on this machine (at least one, or an error); a
     font's name from either list (``Kristi``) gives that font alone (``benchmarks.writers``: one hand at a time)."""
-    names = DEV_FONTS if which == "dev" else HELD_FONTS if which == "held" else (which,)
-    if which not in ("dev", "held") and which not in DEV_FONTS + HELD_FONTS:
+    if which in ("dev", "held"):
+        names = DEV_FONTS if which == "dev" else HELD_FONTS
+    elif which in DEV_FONTS + HELD_FONTS:
+        names = (which,)
+    else:
         raise SystemExit(f"no handwriting font {which!r}: use dev, held or one of {', '.join(DEV_FONTS + HELD_FONTS)}")
     found = {p.stem: p for d in FONT_DIRS if d.exists() for p in d.rglob("*") if p.suffix.lower() in (".ttf", ".otf")}
     paths = tuple(found[n] for n in names if n in found)
