@@ -11,6 +11,10 @@ smooth wobble, so no two are the same shape. Install the fonts with::
         fonts-klee fonts-kristi fonts-dancingscript fonts-comic-neue fonts-ecolier-court fonts-kaushanscript \\
         fonts-tlwg-purisa-ttf
 
+Real people's handwriting, not fonts: the UCI optical digits (13 people who are not MNIST's writers; each digit
+survives only as 8x8 counts of a 32x32 bitmap, so its strokes come back smooth and blurred when enlarged), split
+in the same two halves (``real_number``; ``benchmarks/data/SOURCE.md``).
+
 Labels follow the benchmark's rule: a pixel is its digit where that digit's clean ink is at least a
 quarter of full intensity, the faint band below is void (PASCAL VOC style).
 """
@@ -28,6 +32,7 @@ from segapp.classes import BACKGROUND
 
 EDGE = 64  # clean ink below this (a quarter of 255) is void where digits were resampled (robustness.py)
 FONT_DIRS = (Path("/usr/share/fonts"),)
+REAL_DIGITS = Path(__file__).parent / "data" / "optdigits-test.csv.gz"  # numpy reads .gz itself
 DEV_FONTS = ("BecauseWeBuild-Regular", "BecauseWeConnect-Regular", "BecauseWeCreate-Regular", "Humor-Sans", "Purisa",
              "ComicNeue-Regular")  # femkeklaver left out: an outline (hollow) hand, which nobody writes
 HELD_FONTS = ("BecauseWeLearn-Regular", "BecauseWeMentor-Regular", "BecauseWeOrganize-Regular", "dkg", "Breip",
@@ -61,7 +66,11 @@ def _glyph(font_path: Path, ch: str, height: float, rng: np.random.Generator) ->
     bold = int(rng.random() < 0.3) * max(1, size // 40)
     canvas = Image.new("L", (3 * size, 3 * size), 0)
     ImageDraw.Draw(canvas).text((size, size // 2), ch, fill=255, font=font, stroke_width=bold, stroke_fill=255)
-    g = np.asarray(canvas, np.float32)
+    return _pose(np.asarray(canvas, np.float32), height, rng)
+
+
+def _pose(g: np.ndarray, height: float, rng: np.random.Generator) -> np.ndarray:
+    """A digit's ink (float, 0-255, any size) cropped, ``height`` px tall, slanted, rotated and wobbled (uint8)."""
     ys, xs = np.nonzero(g > 0)
     g = g[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
     h0, w0 = g.shape
@@ -86,7 +95,43 @@ def hand_number(rng: np.random.Generator, height: float, which: str) -> tuple[np
     paths = fonts(which)
     font = paths[int(rng.integers(0, len(paths)))]
     text = "".join(str(int(rng.integers(0, 10))) for _ in range(int(rng.integers(2, 7))))
-    glyphs = [_glyph(font, c, height * rng.uniform(0.9, 1.1), rng) for c in text]
+    return _compose([_glyph(font, c, height * rng.uniform(0.9, 1.1), rng) for c in text], text, height, rng)
+
+
+def real_number(rng: np.random.Generator, height: float, which: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """A 2-6 digit number of real people's handwritten digits (UCI, :func:`real_digits`), white on black."""
+    images, labels = real_digits(which)
+    text = "".join(str(int(rng.integers(0, 10))) for _ in range(int(rng.integers(2, 7))))
+    glyphs = []
+    for c in text:
+        pool = np.flatnonzero(labels == int(c))
+        cells = images[int(pool[int(rng.integers(0, len(pool)))])]
+        # 8x8 cells -> a smooth stroke image; the forms' normalisation filled a square, digits are taller than wide
+        up = cv2.resize(np.pad(cells, 1), (30, 40), interpolation=cv2.INTER_CUBIC)
+        glyphs.append(_pose(np.clip(up, 0, 1) * 255, height * rng.uniform(0.9, 1.1), rng))
+    return _compose(glyphs, text, height, rng)
+
+
+@lru_cache(maxsize=2)
+def real_digits(which: str) -> tuple[np.ndarray, np.ndarray]:
+    """Real handwritten digits (not MNIST's writers): the UCI "Optical Recognition of Handwritten Digits" test set
+    (1797 digits by 13 people on NIST forms, each 32x32 bitmap counted in 4x4 blocks: 8x8 cells 0-16; Alpaydin and
+    Kaynak 1998, CC BY 4.0; ``benchmarks/data/SOURCE.md``). ``dev``: the first half; ``held``: the second half.
+
+    Returns:
+        (images (N, 8, 8) float32 in [0, 1], labels (N,) int).
+    """
+    if which not in ("dev", "held"):
+        raise SystemExit(f"no real-handwriting set {which!r}: use dev or held")
+    a = np.loadtxt(REAL_DIGITS, delimiter=",", dtype=np.float32)
+    half = len(a) // 2
+    a = a[:half] if which == "dev" else a[half:]
+    return a[:, :64].reshape(-1, 8, 8) / 16.0, a[:, 64].astype(int)
+
+
+def _compose(glyphs: list[np.ndarray], text: str, height: float,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str]:
+    """Glyphs (uint8, one per character of ``text``) in a row with one random gap: (ink, label map, spaced text)."""
     gap = height * rng.uniform(0.05, 0.45)
     H = int(max(g.shape[0] for g in glyphs) + height * 0.8)
     W = int(sum(g.shape[1] for g in glyphs) + gap * (len(text) + 1) + height * 0.4)

@@ -15,7 +15,9 @@ the photo treatment at 1x and 3x; two rows; touching digits (20 px apart); print
 Hershey fonts); a "script" hand (Hershey script fonts, elastic wobble, 24-160 px, clean and
 photographed: a handwriting style not from MNIST); other people's handwriting (handwriting fonts, dev or
 held: white on black, on paper, 60-160 px, photographed, and ``hand_small``: photographed at 13-20 px, the
-hardest); blank paper and blank frames with lines, smudges and noise (must read nothing). Seeds 100
+hardest); real people's handwriting (the UCI optical digits, 13 writers who are not MNIST's, enlarged from 8x8
+block counts: ``real`` white on black at 20-36 px, ``real_paper`` photographed on paper at 28-64 px; dev or held
+half with ``--fonts``); blank paper and blank frames with lines, smudges and noise (must read nothing). Seeds 100
 (development) and 200 (held out: never looked at while tuning) give disjoint image sets.
 """
 
@@ -211,14 +213,15 @@ def build(cat: str, n: int, rng: np.random.Generator, fonts: str = "dev") -> lis
                 items.append((jpeg(photograph(ink, rng), int(rng.integers(70, 95))), "jpg", lab, text))
             else:
                 items.append((png(255 - ink), "png", lab, text))  # dark ink on white, as drawn or typed
-    elif cat in ("hand", "hand_paper", "hand_big", "hand_photo", "hand_small"):
+    elif cat in ("hand", "hand_paper", "hand_big", "hand_photo", "hand_small", "real", "real_paper"):
         lo, hi = {"hand": (20, 36), "hand_paper": (28, 64), "hand_big": (60, 160), "hand_photo": (24, 160),
-                  "hand_small": (13, 20)}[cat]  # hand_small: other writers at 0.65-1x M2NIST's size, photographed
-        for _ in range(n):
+                  "hand_small": (13, 20), "real": (20, 36), "real_paper": (28, 64)}[cat]  # hand_small: other
+        number = handwriting.real_number if cat.startswith("real") else handwriting.hand_number  # writers at 0.65-1x
+        for _ in range(n):  # M2NIST's size, photographed; real*: real people's digits, as hand and hand_paper
             height = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-            ink, lab, text = handwriting.hand_number(rng, height, fonts)
+            ink, lab, text = number(rng, height, fonts)
             lab = void_edges(ink, lab)
-            if cat == "hand":
+            if cat in ("hand", "real"):
                 items.append((png(ink), "png", lab, text))
             elif cat == "hand_big":
                 items.append((png(255 - ink), "png", lab, text))
@@ -300,7 +303,7 @@ def time_big_photo(seed: int, weights: str | None) -> dict:
 
 CATEGORIES = ("m2nist", "up2x", "up4x", "down0.7x", "thick", "photo1x", "photo3x", "paper", "two_rows", "rows_close",
               "touching", "printed", "script", "script_photo", "hand", "hand_paper", "hand_big", "hand_photo", "blank",
-              "blank_noise", "paper_strict", "hand_small")
+              "blank_noise", "paper_strict", "hand_small", "real", "real_paper")
 
 
 def digit_calibration(seg, lab: np.ndarray) -> list[tuple[float, bool]]:
@@ -385,7 +388,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=200, help="100: development set; 200: held out")
     p.add_argument("--categories", default=",".join(CATEGORIES))
     p.add_argument("--fonts", choices=["dev", "held"], default="dev",
-                   help="handwriting fonts of the hand* categories: dev (tuning) or held (final report only)")
+                   help="handwriting fonts of the hand* categories and half of the real* digits: dev (tuning) or held "
+                        "(final report only)")
     p.add_argument("--no-rescale", action="store_true", help="turn scale normalisation off (the 'before' column)")
     p.add_argument("--out", type=Path, default=None, help="also write the labelled folders and results.json here")
     p.add_argument("--score-predict", type=Path, default=None, metavar="PRED",

