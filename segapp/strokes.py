@@ -61,13 +61,14 @@ def _nib(kind: str, width: float, rng: np.random.Generator) -> np.ndarray:
     return k
 
 
-def repen(d: np.ndarray, rng: np.random.Generator, lift: float = 0.0) -> np.ndarray:
+def repen(d: np.ndarray, rng: np.random.Generator, lift: float = 0.0, swell: float = 0.0) -> np.ndarray:
     """Re-draws a cropped digit along its skeleton with another pen: width, nib shape and pressure.
 
     Works at twice the resolution (a skeleton of a 20 px digit is coarse) and comes back by area
     averaging, so the new strokes have anti-aliased edges like the originals. Widths run from a
     fine liner (4% of the digit height) to a marker (22%); MNIST's own are about 10-15%. With
-    probability ``lift`` the pen also leaves the paper once (:func:`_lift`).
+    probability ``lift`` the pen also leaves the paper once (:func:`_lift`); with probability ``swell``
+    it is a pressure pen (:func:`_swell`).
     """
     big = cv2.resize(d, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
     skel = thin(big > 0.45)
@@ -82,6 +83,8 @@ def repen(d: np.ndarray, rng: np.random.Generator, lift: float = 0.0) -> np.ndar
     pad = int(width) + 2
     skel = np.pad(skel, pad).astype(np.uint8)
     ink = cv2.dilate(skel, _nib(kind, max(1.0, width), rng)).astype(np.float32)
+    if swell and kind != "pencil" and width >= 4 and rng.random() < swell:
+        ink = _swell(ink, skel, width, rng)
     ink = cv2.GaussianBlur(ink, (0, 0), 0.6)
     if kind == "pencil" or rng.random() < 0.3:  # uneven pressure along the stroke (graphite, a drying pen)
         h, w = ink.shape
@@ -94,6 +97,24 @@ def repen(d: np.ndarray, rng: np.random.Generator, lift: float = 0.0) -> np.ndar
     if len(ys) == 0:
         return d
     return np.clip(small[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1], 0.0, 1.0)
+
+
+def _swell(ink: np.ndarray, skel: np.ndarray, width: float, rng: np.random.Generator) -> np.ndarray:
+    """A pressure pen (a pointed nib, a brush, school cursive): each stroke swells to the full nib where pressed and
+    thins to a hairline (the skeleton, one pixel at twice the scale) elsewhere, the pressure a smooth field along
+    the skeleton, spread across the stroke by the nib. A stroke may thus be thick for half its length and a
+    hairline for the rest, as a school 4's stem above and below its bar: once resampled the hairline is faint grey
+    beside full ink, and a net that only saw even strokes read the thick part alone ("4" -> "1 1"). The field is
+    stretched to span 0-1 along the skeleton, so every digit so drawn has both a full nib and a hairline."""
+    h, w = ink.shape
+    cells = int(rng.integers(2, 4))
+    field = cv2.resize(rng.uniform(0.0, 1.0, (cells, cells)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    on = field[skel > 0]
+    field = (field - on.min()) / max(float(on.max() - on.min()), 1e-6)
+    press = np.clip((field - rng.uniform(0.3, 0.6)) / 0.15, 0.0, 1.0) * skel  # 0: hairline, 1: full nib
+    k = int(width) + 2  # each ink pixel takes the pressure of the skeleton it was drawn from (the nib's reach)
+    press = cv2.dilate(press, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    return np.maximum(skel.astype(np.float32), ink * press)
 
 
 def _lift(skel: np.ndarray, width: float, height: int, rng: np.random.Generator) -> np.ndarray:

@@ -41,11 +41,12 @@ class WildConfig:
     gap: tuple[float, float] = (-3.0, 9.0)  # px between neighbouring digits' boxes; < 0 overlaps
     slant: float = 0.5  # max |shear|
     rotate: float = 14.0  # max |degrees|
-    aspect: float = 0.3  # max |log| of the width/height change (narrow and wide hands)
+    aspect: tuple[float, float] = (-0.6, 0.3)  # log of the width/height change: narrow hands (0.55x) to wide (1.35x)
     elastic: float = 0.7  # probability of a smooth random wobble
     wobble: float = 2.4  # px at 20 px digit height: largest elastic amplitude
     repen: float = 0.5  # probability that a digit is re-drawn along its skeleton with another pen (segapp.strokes)
     lift: float = 0.25  # probability that a re-drawn digit has a gap where the pen left the paper
+    swell: float = 0.3  # probability that a re-drawn digit's pen is a pressure pen: full nib to hairline (_swell)
     thicken: float = 0.35  # probability of a marker (dilation by 2-5 px)
     thin: float = 0.08  # probability of a fine pen (erosion)
     resample: float = 0.25  # probability of blur from a low-resolution original (small digits upscaled)
@@ -62,10 +63,10 @@ def _digit_patch(d28: np.ndarray, height: float, rng: np.random.Generator, cfg: 
     if label in (1, 4, 7) and rng.random() < cfg.styled:
         d = restyle(d, label, rng)
     if rng.random() < cfg.repen:
-        d = repen(d, rng, cfg.lift)
+        d = repen(d, rng, cfg.lift, cfg.swell)
     h0, w0 = d.shape
     s = height / max(h0, 1)
-    sx = s * float(np.exp(rng.uniform(-cfg.aspect, cfg.aspect)))  # width/height ratio of other hands
+    sx = s * float(np.exp(rng.uniform(*cfg.aspect)))  # width/height ratio of other hands
     shear = rng.uniform(-cfg.slant, cfg.slant)
     ang = np.deg2rad(rng.uniform(-cfg.rotate, cfg.rotate))
     ca, sa = np.cos(ang), np.sin(ang)

@@ -6,7 +6,7 @@ import pytest
 
 from segapp.classes import BACKGROUND
 from segapp.m2nist import digit_pool
-from segapp.strokes import _lift, repen, restyle, thin
+from segapp.strokes import _lift, _swell, repen, restyle, thin
 from segapp.synth import WildConfig, wild_sample
 
 
@@ -45,6 +45,28 @@ def test_repen_keeps_the_shape_and_changes_the_pen(digits):
         widths.append((p > 0.25).sum() / max(thin(p > 0.25).sum(), 1))
     assert np.median(kept) > 0.8
     assert max(widths) > 2 * min(widths)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_pressure_pen_swells_to_the_full_nib_and_thins_to_a_hairline_along_one_stroke(seed):
+    skel = np.zeros((60, 30), np.uint8)
+    skel[5:55, 15] = 1  # one vertical stroke, drawn with a 7 px nib
+    ink = cv2.dilate(skel, np.ones((7, 7), np.uint8)).astype(np.float32)
+    out = _swell(ink, skel, 7.0, np.random.default_rng(seed))
+    width = (out[5:55] > 0.5).sum(1)  # px across the stroke, row by row
+    assert width.max() == 7 and width.min() == 1  # full nib somewhere, a hairline elsewhere on the same stroke
+    assert (out[skel.astype(bool)] >= 1).all() and (out <= ink).all()  # never broken, never wider than the nib
+
+
+def test_the_wild_recipe_draws_some_digits_with_a_pressure_pen(digits):
+    """repen(swell=1) gives strokes of uneven width where swell=0 keeps the nib even (same skeleton, same pen)."""
+    ratios = {0.0: [], 1.0: []}
+    for k in range(30):
+        d = _crop(digits[0][k])
+        for swell in ratios:
+            p = repen(d, np.random.default_rng(k), 0.0, swell)
+            ratios[swell].append((p > 0.25).sum() / max(thin(p > 0.25).sum(), 1))
+    assert np.median(ratios[1.0]) < np.median(ratios[0.0])  # hairlines: fewer pixels per pixel of skeleton
 
 
 def test_a_pen_lift_opens_a_loop_but_never_splits_a_digit():
@@ -94,3 +116,18 @@ def test_blank_training_images_are_all_background(digits):
         image, label = wild_sample(np.random.default_rng(k), *digits, cfg)
         assert image.shape == label.shape == (cfg.height, cfg.width)
         assert (label == BACKGROUND).all()
+
+
+@pytest.mark.parametrize("aspect, lo, hi", [((-0.6, -0.6), 0.45, 0.65), ((0.3, 0.3), 1.2, 1.5)])
+def test_narrow_and_wide_hands_change_a_digits_width_not_its_height(digits, aspect, lo, hi):
+    from segapp.synth import _digit_patch
+
+    plain = dict(slant=0.0, rotate=0.0, elastic=0.0, repen=0.0, styled=0.0, thicken=0.0, thin=0.0)
+    d28 = digits[0][3]
+
+    def box(cfg: WildConfig) -> tuple[int, int]:
+        ys, xs = np.nonzero(_digit_patch(d28, 20.0, np.random.default_rng(0), cfg) > 0.25)
+        return ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+
+    (h0, w0), (h1, w1) = box(WildConfig(aspect=(0.0, 0.0), **plain)), box(WildConfig(aspect=aspect, **plain))
+    assert abs(h1 - h0) <= 1 and lo <= w1 / w0 <= hi
