@@ -214,10 +214,12 @@ def build(cat: str, n: int, rng: np.random.Generator, fonts: str = "dev") -> lis
             else:
                 items.append((png(255 - ink), "png", lab, text))  # dark ink on white, as drawn or typed
     elif cat in ("hand", "hand_paper", "hand_big", "hand_photo", "hand_small", "real", "real_paper"):
+        # hand_small: other writers at 0.65-1x M2NIST's size, photographed; real*: real people's digits, treated as
+        # hand and hand_paper
         lo, hi = {"hand": (20, 36), "hand_paper": (28, 64), "hand_big": (60, 160), "hand_photo": (24, 160),
-                  "hand_small": (13, 20), "real": (20, 36), "real_paper": (28, 64)}[cat]  # hand_small: other
-        number = handwriting.real_number if cat.startswith("real") else handwriting.hand_number  # writers at 0.65-1x
-        for _ in range(n):  # M2NIST's size, photographed; real*: real people's digits, as hand and hand_paper
+                  "hand_small": (13, 20), "real": (20, 36), "real_paper": (28, 64)}[cat]
+        number = handwriting.real_number if cat.startswith("real") else handwriting.hand_number
+        for _ in range(n):
             height = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
             ink, lab, text = number(rng, height, fonts)
             lab = void_edges(ink, lab)
