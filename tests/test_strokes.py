@@ -6,7 +6,7 @@ import pytest
 
 from segapp.classes import BACKGROUND
 from segapp.m2nist import digit_pool
-from segapp.strokes import _lift, _swell, repen, restyle, thin
+from segapp.strokes import _lift, _swell, open_loop, repen, restyle, thin
 from segapp.synth import WildConfig, wild_sample
 
 
@@ -83,6 +83,26 @@ def test_a_pen_lift_opens_a_loop_but_never_splits_a_digit():
         one = _lift(stroke.astype(bool), 2.0, 40, np.random.default_rng(k))
         assert cv2.connectedComponents(one.astype(np.uint8))[0] == 2
     assert opened == 20
+
+
+def _pieces_and_holes(d: np.ndarray) -> tuple[int, int]:
+    ink = (d > 0.45).astype(np.uint8)
+    return cv2.connectedComponents(ink)[0] - 1, cv2.connectedComponents(np.pad(1 - ink, 1), connectivity=4)[0] - 2
+
+
+def test_an_open_nine_loses_its_loop_keeps_its_stem_and_stays_one_piece():
+    nine = np.zeros((28, 18), np.float32)
+    cv2.circle(nine, (8, 8), 6, 1.0, 2)  # the loop
+    nine[8:28, 13:15] = 1.0  # the stem down from its right side
+    assert _pieces_and_holes(nine) == (1, 1)
+    for k in range(10):
+        opened = open_loop(nine, np.random.default_rng(k))
+        assert _pieces_and_holes(opened) == (1, 0)  # open, and still one piece
+        assert np.array_equal(opened[:, 12:], nine[:, 12:])  # the stem and the loop's right side are untouched
+        assert not (opened != nine).any(1)[:6].any()  # the loop's top is kept: the cut is below it
+    one = np.zeros((28, 8), np.float32)
+    one[2:26, 3:5] = 1.0
+    assert np.array_equal(open_loop(one, np.random.default_rng(0)), one)  # no loop: nothing to open
 
 
 def test_restyle_closes_an_open_four():
