@@ -6,7 +6,7 @@ import pytest
 
 from segapp.classes import BACKGROUND
 from segapp.m2nist import digit_pool
-from segapp.strokes import _lift, _swell, open_loop, repen, restyle, thin
+from segapp.strokes import _lift, _swell, hook, open_loop, repen, restyle, thin
 from segapp.synth import WildConfig, wild_sample
 
 
@@ -87,7 +87,7 @@ def test_a_pen_lift_opens_a_loop_but_never_splits_a_digit():
 
 def _pieces_and_holes(d: np.ndarray) -> tuple[int, int]:
     ink = (d > 0.45).astype(np.uint8)
-    return cv2.connectedComponents(ink)[0] - 1, cv2.connectedComponents(np.pad(1 - ink, 1), connectivity=4)[0] - 2
+    return cv2.connectedComponents(ink)[0] - 1, cv2.connectedComponents(np.pad(1 - ink, 1, constant_values=1), connectivity=4)[0] - 2
 
 
 def test_an_open_nine_loses_its_loop_keeps_its_stem_and_stays_one_piece():
@@ -103,6 +103,17 @@ def test_an_open_nine_loses_its_loop_keeps_its_stem_and_stays_one_piece():
     one = np.zeros((28, 8), np.float32)
     one[2:26, 3:5] = 1.0
     assert np.array_equal(open_loop(one, np.random.default_rng(0)), one)  # no loop: nothing to open
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_hooked_stem_curls_left_at_its_foot_only(seed):
+    stem = np.zeros((30, 6), np.float32)
+    stem[:, 2:4] = 1.0
+    curled = hook(stem, np.random.default_rng(seed))
+    assert curled.shape[0] == 30 and _pieces_and_holes(curled) == (1, 0)  # as tall, still one stroke
+    x = [np.flatnonzero(row > 0.45).mean() for row in (curled[0], curled[14], curled[29])]
+    assert x[0] == x[1]  # the upper half is where it was
+    assert x[0] - x[2] >= 0.15 * 30 - 1  # the foot swings left by 15-40% of the height
 
 
 def test_restyle_closes_an_open_four():
