@@ -86,8 +86,10 @@ def test_a_pen_lift_opens_a_loop_but_never_splits_a_digit():
 
 
 def _pieces_and_holes(d: np.ndarray) -> tuple[int, int]:
+    """(pieces of ink, holes in it): the paper padded round so that the outside is one region."""
     ink = (d > 0.45).astype(np.uint8)
-    return cv2.connectedComponents(ink)[0] - 1, cv2.connectedComponents(np.pad(1 - ink, 1, constant_values=1), connectivity=4)[0] - 2
+    paper = np.pad(1 - ink, 1, constant_values=1)
+    return cv2.connectedComponents(ink)[0] - 1, cv2.connectedComponents(paper, connectivity=4)[0] - 2
 
 
 def test_an_open_nine_loses_its_loop_keeps_its_stem_and_stays_one_piece():
