@@ -70,27 +70,28 @@ def measure(weights: str | None, a: argparse.Namespace) -> dict:
 
 def checks(new: dict, old: dict, a: argparse.Namespace) -> list[dict]:
     """The rule: one row per check with the candidate's figure, the baseline's, the bar and whether it is met."""
-    pts = 100.0  # shares -> percentage points
-    real_new, real_old = np.mean(list(new["real"].values())), np.mean(list(old["real"].values()))
-    rows = [{"check": "real people's digits, dev half (points gained)", "new": real_new * pts,
-             "old": real_old * pts, "bar": f">= +{a.real_gain}", "ok": (real_new - real_old) * pts >= a.real_gain},
-            {"check": "held fonts at the analysis seed (points)", "new": new["fonts"] * pts, "old": old["fonts"] * pts,
-             "bar": f">= -{a.fonts_drop}", "ok": (new["fonts"] - old["fonts"]) * pts >= -a.fonts_drop}]
-    for cat in ROWS:
-        rows.append({"check": f"{cat} (points)", "new": new["rows"][cat] * pts, "old": old["rows"][cat] * pts,
-                     "bar": f">= -{a.rows_drop}", "ok": (new["rows"][cat] - old["rows"][cat]) * pts >= -a.rows_drop})
+    def pts(share: float) -> float:  # a share as percentage points, rounded so that 0.78 - 0.81 is exactly -3
+        return round(100.0 * float(share), 6)
+
+    real_new, real_old = pts(np.mean(list(new["real"].values()))), pts(np.mean(list(old["real"].values())))
+    rows = [{"check": "real people's digits, dev half (points gained)", "new": real_new, "old": real_old,
+             "bar": f">= +{a.real_gain}", "ok": round(real_new - real_old, 6) >= a.real_gain}]
+    pairs = [("held fonts at the analysis seed (points)", new["fonts"], old["fonts"], a.fonts_drop)]
+    pairs += [(f"{cat} (points)", new["rows"][cat], old["rows"][cat], a.rows_drop) for cat in ROWS]
     worst = min(CATEGORIES, key=lambda c: new["dev"][c] - old["dev"][c])
-    rows.append({"check": f"development categories, worst: {worst} (points)", "new": new["dev"][worst] * pts,
-                 "old": old["dev"][worst] * pts, "bar": f">= -{a.category_drop}",
-                 "ok": (new["dev"][worst] - old["dev"][worst]) * pts >= -a.category_drop})
+    pairs.append((f"development categories, worst: {worst} (points)", new["dev"][worst], old["dev"][worst],
+                  a.category_drop))
+    for check, n, o, drop in pairs:
+        rows.append({"check": check, "new": pts(n), "old": pts(o), "bar": f">= -{drop}",
+                     "ok": round(pts(n) - pts(o), 6) >= -drop})
     rows.append({"check": "blank pages and sensor noise read as nothing (points)",
-                 "new": min(new["dev"][c] for c in BLANK) * pts, "old": min(old["dev"][c] for c in BLANK) * pts,
+                 "new": min(pts(new["dev"][c]) for c in BLANK), "old": min(pts(old["dev"][c]) for c in BLANK),
                  "bar": "not below", "ok": all(new["dev"][c] >= old["dev"][c] for c in BLANK)})
     rows.append({"check": "M2NIST test, mean IoU digits", "new": new["m2nist"]["miou_digits"],
                  "old": old["m2nist"]["miou_digits"], "bar": f">= {a.m2nist_miou}",
                  "ok": new["m2nist"]["miou_digits"] >= a.m2nist_miou})
-    rows.append({"check": "M2NIST test, numbers read (%)", "new": new["m2nist"]["read"] * pts,
-                 "old": old["m2nist"]["read"] * pts, "bar": f">= {a.m2nist_read * pts:g}",
+    rows.append({"check": "M2NIST test, numbers read (%)", "new": pts(new["m2nist"]["read"]),
+                 "old": pts(old["m2nist"]["read"]), "bar": f">= {pts(a.m2nist_read):g}",
                  "ok": new["m2nist"]["read"] >= a.m2nist_read})
     return rows
 

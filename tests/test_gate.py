@@ -29,9 +29,11 @@ def test_the_rule_flags_each_drop_past_its_bar():
     old = {"real": {"real": 0.80, "real_paper": 0.80}, "fonts": 0.87, "rows": {c: 0.96 for c in gate.ROWS},
            "dev": dev, "m2nist": {"miou_digits": 0.987, "read": 0.985}}
     new = {**old, "real": {"real": 0.84, "real_paper": 0.82}, "rows": {**old["rows"], "touching": 0.945},
-           "dev": {**dev, "blank_noise": 0.89}, "m2nist": {"miou_digits": 0.9847, "read": 0.983}}
+           "dev": {**dev, "real": 0.87, "blank_noise": 0.89}, "m2nist": {"miou_digits": 0.9847, "read": 0.983}}
     failed = [c["check"] for c in gate.checks(new, old, a) if not c["ok"]]
-    # real +3 points passes (+2.5 asked); touching -1.5 fails; sensor noise -1 is within the 3 points any category
-    # may lose, but a blank set may not lose any; M2NIST 0.9847 is under 0.985
+    # real +3 points passes (+2.5 asked); touching -1.5 fails; the worst category, real at 90% -> 87%, loses exactly
+    # the 3 points allowed (in floating point 0.87 - 0.9 is a hair below -0.03); sensor noise -1 is within them, but a
+    # blank set may not lose any; M2NIST 0.9847 is under 0.985
     assert failed == ["touching (points)", "blank pages and sensor noise read as nothing (points)",
                       "M2NIST test, mean IoU digits"]
+    assert "worst: real" in gate.checks(new, old, a)[5]["check"]
