@@ -200,8 +200,8 @@ def open_loop(d: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
     Many hands start a 9 at the top right, swing round to the left and go straight down the stem without
     coming back to close the loop; MNIST's writers close it, so a net trained on them reads such an open 9
-    (an arc over a stem) as a 3 or a 1. The cut removes the ink left of the loop's hole over a few rows in
-    its lower half; a cut that would split the digit (or a 9 with no closed loop) leaves it as it is.
+    (an arc over a stem) as a 3 or a 1. The cut removes the loop's left wall over a few rows from its middle
+    down (never its bottom stroke); a cut that would split the digit (or a 9 with no closed loop) leaves it as it is.
     """
     ink = d > 0.45
     h = d.shape[0]
@@ -214,7 +214,7 @@ def open_loop(d: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     hy, hh = stats[k, cv2.CC_STAT_TOP], stats[k, cv2.CC_STAT_HEIGHT]
     y = hy + int(round(hh * rng.uniform(0.4, 0.85)))  # below the loop's middle, above its bottom stroke
-    half = max(1, int(round(h * rng.uniform(0.02, 0.05))))  # 3-5 rows on a 20 px digit
+    half = max(1, int(round(h * rng.uniform(0.02, 0.05))))  # 3 rows on a 20 px digit, up to 5 on a 40 px one
     cut = d.copy()
     for r in range(max(0, y - half), min(d.shape[0], y + half + 1)):
         hole = np.flatnonzero(holes[r] == k)
