@@ -205,8 +205,7 @@ def open_loop(d: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """
     ink = d > 0.45
     h = d.shape[0]
-    outside = np.zeros((d.shape[0] + 2, d.shape[1] + 2), np.uint8)
-    outside[1:-1, 1:-1] = ink
+    outside = np.pad(ink.astype(np.uint8), 1)
     cv2.floodFill(outside, None, (0, 0), 2)  # the background reachable from the border
     n, holes, stats, _ = cv2.connectedComponentsWithStats((outside[1:-1, 1:-1] == 0).astype(np.uint8), connectivity=4)
     if n < 2:
@@ -216,7 +215,7 @@ def open_loop(d: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     y = hy + int(round(hh * rng.uniform(0.4, 0.85)))  # below the loop's middle, above its bottom stroke
     half = max(1, int(round(h * rng.uniform(0.02, 0.05))))  # 3 rows on a 20 px digit, up to 5 on a 40 px one
     cut = d.copy()
-    for r in range(max(0, y - half), min(d.shape[0], y + half + 1)):
+    for r in range(max(0, y - half), min(h, y + half + 1)):
         hole = np.flatnonzero(holes[r] == k)
         if not len(hole):
             continue
