@@ -10,6 +10,7 @@ import json
 import os
 import pty
 import re
+import select
 import shlex
 import signal
 import struct
@@ -148,7 +149,15 @@ def test_a_bar_draws_on_a_terminal_that_reports_no_size(monkeypatch):
             for _ in progress_bar(range(3), desc="evaluate", mininterval=0):
                 pass
             monkeypatch.undo()
-        shown = os.read(master, 65536).decode("utf-8", "replace")
+        # One read returns what the line discipline holds at that moment, which can be the first redraw only:
+        # drain the master until it has nothing more to give.
+        chunks = []
+        while select.select([master], [], [], 0.5)[0]:
+            chunk = os.read(master, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        shown = b"".join(chunks).decode("utf-8", "replace")
     finally:
         os.close(slave)
         os.close(master)
