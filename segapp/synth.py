@@ -53,7 +53,6 @@ class WildConfig:
     styled: float = 0.45  # probability that a 1 gets a flag and/or foot, a 4 a closed top, a 7 a crossbar
     open_nine: float = 0.3  # probability that a 9's loop is left open at the lower left (strokes.open_loop)
     hook_nine: float = 0.35  # probability that a 9's stem curls back to the left at its foot instead (strokes.hook)
-    coarse: float = 0.2  # probability that a digit survives only as a coarse grid of ink counts (coarse_capture)
     photo: float = 0.55  # probability of the photograph treatment
     blank: float = 0.06  # probability of an image with no digit at all (paper, lines, smudges, sensor noise)
 
@@ -70,8 +69,6 @@ def _digit_patch(d28: np.ndarray, height: float, rng: np.random.Generator, cfg: 
         d = open_loop(d, rng) if r < cfg.open_nine else hook(d, rng) if r < cfg.open_nine + cfg.hook_nine else d
     if rng.random() < cfg.repen:
         d = repen(d, rng, cfg.lift, cfg.swell)
-    if rng.random() < cfg.coarse:
-        d = coarse_capture(d, rng)
     h0, w0 = d.shape
     s = height / max(h0, 1)
     sx = s * float(np.exp(rng.uniform(*cfg.aspect)))  # width/height ratio of other hands
@@ -103,30 +100,6 @@ def _digit_patch(d28: np.ndarray, height: float, rng: np.random.Generator, cfg: 
         if (thinner > 0.5).sum() > 0.3 * (p > 0.5).sum():  # keep the digit legible
             p = thinner
     return np.clip(p, 0.0, 1.0)
-
-
-def coarse_capture(d: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A digit as a form reader or a thumbnail keeps it: scanned to a bitmap, thresholded, then only the share of
-    ink in each cell of a coarse grid (6-10 cells over the digit's height), enlarged smoothly again.
-
-    Archives of handwriting keep digits like this (the UCI optical digits: 8x8 counts of a 32x32 bitmap), as do
-    tiny digits in a photo that a user enlarges: the stroke comes back as a soft, thick, rounded band whose small
-    loops fill in and whose corners round off. MNIST's digits are sharp, so without this the net meets that look
-    only at inference. Sizes: ``d`` (h, w) float in [0, 1]; the result is about as tall, plus a cell of margin.
-    """
-    h0, w0 = d.shape
-    rows = int(rng.integers(6, 11))
-    cols = max(2, int(round(rows * w0 / max(h0, 1))))
-    px = 4  # bitmap pixels per cell, as the UCI forms (32x32 bitmap, 4x4 blocks)
-    bitmap = cv2.resize(d, (cols * px, rows * px), interpolation=cv2.INTER_AREA)
-    if rng.random() < 0.5:  # a broad pen or a scanner's bleed: the bitmap's strokes one pixel wider
-        bitmap = cv2.dilate(bitmap, np.ones((2, 2), np.uint8))
-    bitmap = (bitmap > rng.uniform(0.3, 0.6)).astype(np.float32)
-    counts = bitmap.reshape(rows, px, cols, px).mean((1, 3))  # (rows, cols): share of ink per cell
-    cell = h0 / rows  # px per cell once enlarged back to the digit's height
-    size = (max(1, int(round((cols + 2) * cell))), max(1, int(round((rows + 2) * cell))))
-    up = cv2.resize(np.pad(counts, 1), size, interpolation=cv2.INTER_CUBIC)
-    return np.clip(up, 0.0, 1.0).astype(np.float32)
 
 
 def _layout(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, cfg: WildConfig):

@@ -1,7 +1,5 @@
 """Other writers from MNIST's digits (segapp.strokes) and the blank pages of the real-world generator."""
 
-from dataclasses import replace
-
 import cv2
 import numpy as np
 import pytest
@@ -9,7 +7,7 @@ import pytest
 from segapp.classes import BACKGROUND
 from segapp.m2nist import digit_pool
 from segapp.strokes import _lift, _swell, hook, open_loop, repen, restyle, thin
-from segapp.synth import WildConfig, coarse_capture, wild_sample
+from segapp.synth import WildConfig, wild_sample
 
 
 def test_thinning_leaves_a_one_pixel_connected_skeleton():
@@ -143,42 +141,6 @@ def test_a_closed_four_has_a_bar_crossing_its_stem(seed):
     stem = np.flatnonzero(closed[-4:].max(0) > 0.5)  # the stem alone reaches the bottom rows
     bar = np.flatnonzero(closed[11:15].max(0) > 0.5)
     assert bar.max() >= stem.max() + 3  # the bar crosses the stem by more than a stroke width
-
-
-def test_a_coarse_capture_keeps_the_digit_where_it_was_and_loses_detail_finer_than_a_cell(digits):
-    """The captured digit lies over the original (one cell of margin around it, each side), covers it, and nothing
-    in it is sharper than its grid: cubic enlargement of cell counts leaves no lone specks."""
-    for k in range(30):
-        d = _crop(digits[0][k])
-        c = coarse_capture(d, np.random.default_rng(k))
-        assert c.dtype == np.float32 and c.min() >= 0 and c.max() <= 1
-        cell = (c.shape[0] - d.shape[0]) / 2  # the margin: one cell above and below
-        assert d.shape[0] / 10 - 1 <= cell <= d.shape[0] / 6 + 1  # 6-10 cells over the height
-        pad = int(round(cell))
-        inner = c[pad : pad + d.shape[0], pad : pad + d.shape[1]]
-        ink = np.zeros(d.shape, bool)
-        ink[: inner.shape[0], : inner.shape[1]] = inner > 0.25
-        was = d > 0.25
-        near = np.ones((2 * pad + 1, 2 * pad + 1), np.uint8)  # within a cell: columns round to whole cells
-        assert (was & cv2.dilate(ink.astype(np.uint8), near).astype(bool)).sum() > 0.85 * was.sum()  # covered
-        assert (ink & cv2.dilate(was.astype(np.uint8), near).astype(bool)).sum() > 0.85 * ink.sum()  # in place
-        lone = (c > 0.25) & (cv2.blur((c > 0.25).astype(np.float32), (3, 3)) < 0.2)  # no inked neighbour
-        assert not lone.any()
-
-
-def test_the_wild_recipe_captures_digits_coarsely_when_asked(digits):
-    """With the coarse capture at 1 the strokes of an image are soft (little fine detail over the ink: the mean
-    |Laplacian|); at 0 (the recipe before it) they are as sharp as MNIST's."""
-    base = WildConfig(photo=0.0, blank=0.0, resample=0.0, elastic=0.0, thicken=0.0, thin=0.0, repen=0.0)
-
-    def detail(coarse: float) -> float:
-        out = []
-        for seed in range(12):
-            image, _ = wild_sample(np.random.default_rng(seed), *digits, replace(base, coarse=coarse))
-            out.append(np.abs(cv2.Laplacian(image, cv2.CV_32F))[image > 0.1].mean())
-        return float(np.mean(out))
-
-    assert detail(1.0) < 0.8 * detail(0.0)
 
 
 def test_blank_training_images_are_all_background(digits):
