@@ -10,7 +10,6 @@ import json
 import os
 import pty
 import re
-import select
 import shlex
 import signal
 import struct
@@ -46,6 +45,21 @@ def open_pty() -> tuple[int, int]:
     return master, slave
 
 
+def read_all(master: int) -> bytes:
+    """Everything the terminal got, read from ``master`` until its slave side is closed (Linux then says EIO). One
+    read alone returns what the line discipline holds at that moment, which can be a bar's first redraw only."""
+    got = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal side was closed
+            break
+        if not chunk:
+            break
+        got.append(chunk)
+    return b"".join(got)
+
+
 def env1() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
@@ -79,14 +93,7 @@ def on_a_pty(argv: list[str]) -> tuple[int, str]:
     got, done = [], threading.Event()
 
     def read():
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # the terminal side was closed
-                break
-            if not chunk:
-                break
-            got.append(chunk)
+        got.append(read_all(master))
         done.set()
 
     threading.Thread(target=read, daemon=True).start()
@@ -120,15 +127,7 @@ def test_evaluate_bar_in_a_real_terminal_and_not_in_a_pipe(tiny_weights):
     master, slave = open_pty()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=slave, env=env1(), cwd=ROOT)
     os.close(slave)
-    got = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        got += chunk
+    got = read_all(master)
     assert proc.wait(timeout=120) == 0
     os.close(master)
     assert BAR.search(got.decode("utf-8", "replace"))
@@ -143,23 +142,14 @@ def test_a_bar_draws_on_a_terminal_that_reports_no_size(monkeypatch):
 
     master, slave = pty.openpty()  # a new one reports 0 x 0
     try:
-        with open(slave, "w", encoding="utf-8", closefd=False) as terminal:
+        with open(slave, "w", encoding="utf-8") as terminal:  # closing it closes the slave: read_all ends there
             assert tuple(os.get_terminal_size(slave)) == (0, 0)
             monkeypatch.setattr(sys, "stderr", terminal)
             for _ in progress_bar(range(3), desc="evaluate", mininterval=0):
                 pass
             monkeypatch.undo()
-        # One read returns what the line discipline holds at that moment, which can be the first redraw only:
-        # drain the master until it has nothing more to give.
-        chunks = []
-        while select.select([master], [], [], 0.5)[0]:
-            chunk = os.read(master, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        shown = b"".join(chunks).decode("utf-8", "replace")
+        shown = read_all(master).decode("utf-8", "replace")
     finally:
-        os.close(slave)
         os.close(master)
     assert BAR.search(shown) and "3/3" in shown
 
