@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from .distill import grow
 from .evaluate import evaluate
 from .model import DilatedNet, load_pretrained, save_pretrained
 from .safeio import write_atomic
@@ -83,7 +84,11 @@ def blend_run(out: Path, parent_path: str, blend: str | float, tolerance: float,
     if not tuned_path.exists():  # first time here: keep the fine-tuned best epoch as it was trained
         data = (out / "model.safetensors").read_bytes()
         write_atomic(tuned_path, lambda p: Path(p).write_bytes(data), fsync=True)
-    parent = load_pretrained(parent_path).to(device).to(memory_format=torch.channels_last)
+    parent = load_pretrained(parent_path)
+    widths = tuple(json.loads((out / "config.json").read_text())["widths"])
+    if tuple(parent.config.widths) != widths:  # a run that grew its parent starts from (and blends with) it grown
+        parent = grow(parent, widths)
+    parent = parent.to(device).to(memory_format=torch.channels_last)
     tuned = DilatedNet(parent.config).to(device).to(memory_format=torch.channels_last)
     tuned.load_state_dict(load_file(tuned_path, device=str(device)))
     log = (lambda s: print(s, file=sys.stderr))  # noqa: E731  (progress lines, as the epochs print theirs)

@@ -90,7 +90,8 @@ def _add_train_model(p: argparse.ArgumentParser) -> None:
     g.add_argument("--init", type=Path, default=None, metavar="WEIGHTS",
                    help="fine-tune: start from these trained weights (a run folder or weights/) instead of random "
                         "initialisation; their widths are used unless --widths is given (narrower, layer by layer: "
-                        "their strongest channels are kept, a start for --teacher); fingerprint in the model card")
+                        "their strongest channels are kept, a start for --teacher; wider: new channels start silent, "
+                        "segapp/distill.py grow); fingerprint in the model card")
     g.add_argument("--blend", type=_blend, default="auto", metavar="auto|B",
                    help="fine-tuning: the final weights are (1-B) x the --init weights + B x the fine-tuned ones, "
                         "so the net keeps what it knew (WiSE-FT; segapp/blend.py); auto (with --data): the largest B "

@@ -88,3 +88,50 @@ def shrink(parent: DilatedNet, widths: tuple[int, ...]) -> DilatedNet:
         child.head.weight.copy_(parent.head.weight[:, kept_in])
         child.head.bias.copy_(parent.head.bias)
     return child
+
+
+def resize(parent: DilatedNet, widths: tuple[int, ...]) -> DilatedNet:
+    """``parent`` trimmed (:func:`shrink`) or grown (:func:`grow`) to ``widths``; ValueError when some layers
+    would get narrower and others wider (do it in two runs, or start from scratch)."""
+    pc = parent.config
+    if len(widths) == len(pc.widths) and all(w >= p for w, p in zip(widths, pc.widths)):
+        return grow(parent, widths)
+    if len(widths) == len(pc.widths) and all(w <= p for w, p in zip(widths, pc.widths)):
+        return shrink(parent, widths)
+    raise ValueError(f"--widths {','.join(map(str, widths))} against the --init net's {','.join(map(str, pc.widths))}: "
+                     "give 7 widths, each at most (to trim) or each at least (to grow) the parent's, layer by layer")
+
+
+def grow(parent: DilatedNet, widths: tuple[int, ...], seed: int = 0) -> DilatedNet:
+    """A net of ``widths`` (each at least the parent's, layer by layer) that computes exactly what ``parent``
+    computes: the parent's channels keep their weights; each new channel reads every channel of the layer below
+    through fresh (Kaiming) weights, and nothing reads it yet (its weights into the next layer and the head are 0).
+
+    Why: a wider net is trained from what the parent learnt, not from noise (several hours of CPU training saved);
+    the new channels start silent and are drawn in by the gradient of the weights that read them (Net2Net's goal,
+    Chen et al. 2016, with zero outgoing weights in place of split copies, so no symmetry has to be broken)."""
+    pc = parent.config
+    if len(widths) != len(pc.widths) or any(w < p for w, p in zip(widths, pc.widths)):
+        raise ValueError(f"--widths {','.join(map(str, widths))} must be, layer by layer, at least the --init net's "
+                         f"{','.join(map(str, pc.widths))} to grow it")
+    with torch.random.fork_rng(devices=[]):  # the same new weights every time (a blend grows the parent again)
+        torch.manual_seed(seed)
+        child = DilatedNet(replace(pc, widths=tuple(widths))).eval()
+    convs = [m for m in parent.features if isinstance(m, nn.Conv2d)]
+    norms = [m for m in parent.features if isinstance(m, nn.BatchNorm2d)]
+    child_convs = [m for m in child.features if isinstance(m, nn.Conv2d)]
+    child_norms = [m for m in child.features if isinstance(m, nn.BatchNorm2d)]
+    c_in = pc.in_channels
+    with torch.no_grad():
+        for conv, bn, c2, bn2 in zip(convs, norms, child_convs, child_norms):
+            w = conv.out_channels
+            c2.weight[:, c_in:] = 0  # nothing reads the layer below's new channels yet
+            c2.weight[:w, :c_in] = conv.weight
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                getattr(bn2, name)[:w] = getattr(bn, name)
+            bn2.num_batches_tracked.copy_(bn.num_batches_tracked)
+            c_in = w
+        child.head.weight.zero_()
+        child.head.weight[:, :c_in] = parent.head.weight
+        child.head.bias.copy_(parent.head.bias)
+    return child

@@ -30,7 +30,7 @@ import torch
 from . import distributed
 from .blend import blend_run
 from .classes import SegappError
-from .distill import Teacher, shrink
+from .distill import Teacher, resize
 from .evaluate import evaluate  # the engine's validation step, after each epoch
 from .m2nist import make_split
 from .model import DilatedNet, NetConfig, load_pretrained, save_pretrained, weights_fingerprint
@@ -133,17 +133,21 @@ def _build_model(cfg: TrainConfig, ckpt: dict | None, given, device: torch.devic
                  ) -> tuple[TrainConfig, DilatedNet, bool, torch.memory_format]:
     """The net to train, on ``device`` in its training memory format.
 
-    Fine-tuning (``cfg.init``, no checkpoint yet) starts from the parent's weights and architecture, trimmed to
-    ``--widths`` only when those were asked for; otherwise a fresh net (a resumed run's weights are put back by
-    :func:`_restore`). Returns (config with the widths and parent fingerprint used, net, bf16 autocast on,
+    Fine-tuning (``cfg.init``, no checkpoint yet) starts from the parent's weights and architecture, trimmed or
+    grown to ``--widths`` only when those were asked for; otherwise a fresh net (a resumed run's weights are put
+    back by :func:`_restore`). Returns (config with the widths and parent fingerprint used, net, bf16 autocast on,
     memory format).
     """
     if cfg.init and ckpt is None:  # fine-tuning: start from trained weights (their architecture)
         parent = Path(cfg.init)
         model = load_pretrained(parent)
         if tuple(cfg.widths) != tuple(model.config.widths) and ("widths" in given or cfg.resume):
-            try:  # a leaner net started from its parent's strongest channels (segapp.distill.shrink)
-                model = shrink(model, tuple(cfg.widths))
+            if blends(cfg) and not cfg.blend_with and any(w < p for w, p in zip(cfg.widths, model.config.widths)):
+                raise SegappError(f"--blend {cfg.blend} with a net trimmed to --widths "
+                                  f"{','.join(map(str, cfg.widths))}: weights can only be averaged between nets of "
+                                  "the same widths; use --blend 1 (a trimmed net is distilled, not blended)")
+            try:  # leaner: the parent's strongest channels; wider: the parent plus silent new channels
+                model = resize(model, tuple(cfg.widths))
             except ValueError as e:
                 raise SegappError(str(e)) from None
         cfg = replace(cfg, widths=tuple(model.config.widths), init_sha256=weights_fingerprint(parent))

@@ -106,7 +106,9 @@ def write_card(cfg: TrainConfig, out: Path, m: dict, argv: list[str] | None = No
     except (OSError, ValueError, KeyError, TypeError):
         parent_widths = None
     if parent_widths is not None and list(parent_widths) != list(cfg.widths):
-        parent += f" after trimming its widths {list(parent_widths)} to its strongest channels (segapp.distill.shrink)"
+        how = ("trimming" if all(w <= p for w, p in zip(cfg.widths, parent_widths)) else "growing")
+        parent += (f" after {how} its widths {list(parent_widths)} to {list(cfg.widths)} (segapp.distill."
+                   f"{'shrink: its strongest channels' if how == 'trimming' else 'grow: new channels start silent'})")
     if cfg.teacher:
         parent += (f"; distilled from `{cfg.teacher}` (weights fingerprint {cfg.teacher_sha256}; weight "
                    f"{cfg.distill_weight:g}, temperature {cfg.distill_temperature:g}; see segapp/distill.py)")

@@ -9,8 +9,8 @@ import torch
 
 from segapp import train
 from segapp.cli import main
-from segapp.distill import Teacher, shrink
-from segapp.model import DilatedNet, NetConfig
+from segapp.distill import Teacher, grow, shrink
+from segapp.model import DilatedNet, NetConfig, load_pretrained
 from segapp.runtime import bf16_is_fast, training_memory_format
 
 CPU = torch.device("cpu")
@@ -122,18 +122,53 @@ def test_shrink_refuses_to_grow_a_layer():
         shrink(net(6, 0), (6, 6, 6, 8, 6, 6, 6))
 
 
-@pytest.mark.parametrize("extra,expected", [([], 8), (["--widths", "4"], 4)])
-def test_init_keeps_the_parents_widths_unless_others_are_given(tmp_path, tiny_weights, extra, expected):
+@pytest.mark.parametrize("extra,expected,how", [([], 8, None), (["--widths", "4"], 4, "trimming"),
+                                                (["--widths", "12", "--blend", "0.5"], 12, "growing")])
+def test_init_keeps_the_parents_widths_unless_others_are_given(tmp_path, tiny_weights, extra, expected, how):
     out = tmp_path / "run"
     assert main(["train", *TINY, "--init", str(tiny_weights), *extra, "--out", str(out)]) == 0
     assert json.loads((out / "config.json").read_text())["widths"] == [expected] * 7
     assert json.loads((out / "args.json").read_text())["widths"] == [expected] * 7
-    assert ("after trimming its widths [8, 8, 8, 8, 8, 8, 8]" in (out / "MODEL_CARD.md").read_text()) == (expected == 4)
+    card = (out / "MODEL_CARD.md").read_text()
+    assert ("its widths [8, 8, 8, 8, 8, 8, 8]" in card) == (how is not None)
+    assert how is None or f"after {how} its widths" in card
 
 
-def test_init_with_wider_widths_is_a_one_line_error(tmp_path, tiny_weights, capsys):
+def test_a_grown_run_blends_with_its_parent_grown_the_same_way(tmp_path, tiny_weights):
+    """--blend 0 keeps the parent's weights: after growing, that is the parent grown (new channels silent), so the
+    run's net computes what the parent computes."""
     out = tmp_path / "run"
-    assert main(["train", *TINY, "--init", str(tiny_weights), "--widths", "16", "--out", str(out)]) == 2
+    assert main(["train", *TINY, "--init", str(tiny_weights), "--widths", "12", "--blend", "0", "--out", str(out)]) == 0
+    x = torch.rand(1, 1, 21, 18)
+    torch.testing.assert_close(load_pretrained(out).eval()(x), load_pretrained(tiny_weights).eval()(x),
+                               rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("widths,extra,expected", [
+    ("16,16,16,4,4,4,4", [], "each at most (to trim) or each at least (to grow)"),
+    ("4", ["--blend", "0.5"], "use --blend 1 (a trimmed net is distilled, not blended)"),
+])
+def test_widths_that_cannot_be_made_from_the_parent_are_a_one_line_error_before_training(
+        tmp_path, tiny_weights, capsys, widths, extra, expected):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--init", str(tiny_weights), "--widths", widths, *extra, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "--widths 16" in err and "trimmed" in err
-    assert not (out / "model.safetensors").exists()
+    assert "--widths" in err and widths in err and expected in err
+    assert not (out / "model.safetensors").exists() and not (out / "last.pt").exists()
+
+
+@pytest.mark.parametrize("widths", [(6,) * 7, (9, 6, 7, 12, 6, 8, 10)])
+def test_grow_computes_exactly_what_the_parent_computes_and_keeps_its_weights(widths):
+    parent = net(6, 0)
+    for bn in [m for m in parent.features if isinstance(m, torch.nn.BatchNorm2d)]:  # trained-looking statistics
+        bn.running_mean.uniform_(-0.5, 0.5), bn.running_var.uniform_(0.5, 2.0), bn.bias.data.uniform_(-0.2, 0.2)
+    child = grow(parent, widths)
+    assert child.config.widths == widths
+    x = torch.rand(2, 1, 19, 23)  # odd sizes: the net is fully convolutional
+    torch.testing.assert_close(child(x), parent(x), rtol=1e-5, atol=1e-5)
+    assert torch.equal(child.features[0].weight[:6], parent.features[0].weight)
+    grown = [w > 6 for w in widths]
+    assert any(grown) == any(not torch.equal(a, b) for a, b in zip(grow(parent, widths).state_dict().values(),
+                                                                  grow(parent, widths, seed=1).state_dict().values()))
+    with pytest.raises(ValueError, match="at least the --init net's"):
+        grow(parent, (6, 6, 6, 4, 6, 6, 6))
