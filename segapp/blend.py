@@ -85,7 +85,8 @@ def blend_run(out: Path, parent_path: str, blend: str | float, tolerance: float,
         data = (out / "model.safetensors").read_bytes()
         write_atomic(tuned_path, lambda p: Path(p).write_bytes(data), fsync=True)
     parent = load_pretrained(parent_path)
-    widths = tuple(json.loads((out / "config.json").read_text())["widths"])
+    run_config = json.loads((out / "config.json").read_text())
+    widths = tuple(run_config["widths"])
     if tuple(parent.config.widths) != widths:  # a run that grew its parent starts from (and blends with) it grown
         parent = grow(parent, widths)
     parent = parent.to(device).to(memory_format=torch.channels_last)
@@ -97,7 +98,7 @@ def blend_run(out: Path, parent_path: str, blend: str | float, tolerance: float,
     else:
         b, rows = float(blend), []
     tuned.load_state_dict(blend_state(parent.state_dict(), tuned.state_dict(), b))
-    meta = {k: v for k, v in json.loads((out / "config.json").read_text()).items() if k not in parent.config.to_dict()}
+    meta = {k: v for k, v in run_config.items() if k not in parent.config.to_dict()}
     save_pretrained(tuned, out, {**meta, "blend": b})  # keeps the best epoch's record (epoch, val mIoU)
     how = f"within {tolerance} of the parent's M2NIST val mIoU" if blend == "auto" else "as asked"
     log(f"final weights: {1 - b:g} x parent + {b:g} x fine-tuned ({how}); fine-tuned alone: {tuned_path}")

@@ -58,6 +58,17 @@ class Teacher:
         return self.weight * t * t * kl.mean()
 
 
+def grows(parent_widths, widths) -> bool:
+    """Whether ``widths`` are, layer by layer, at least ``parent_widths`` (equal counts as grown: nothing to do)."""
+    return all(w >= p for w, p in zip(widths, parent_widths))
+
+
+def _layers(net: DilatedNet) -> tuple[list[nn.Conv2d], list[nn.BatchNorm2d]]:
+    """The net's convolutions and their BatchNorms, in order."""
+    return ([m for m in net.features if isinstance(m, nn.Conv2d)],
+            [m for m in net.features if isinstance(m, nn.BatchNorm2d)])
+
+
 def shrink(parent: DilatedNet, widths: tuple[int, ...]) -> DilatedNet:
     """A net of ``widths`` (each at most the parent's, layer by layer) initialised from ``parent``: in every layer
     the channels with the largest BatchNorm scale |gamma| are kept, with their weights from and to the kept
@@ -72,10 +83,7 @@ def shrink(parent: DilatedNet, widths: tuple[int, ...]) -> DilatedNet:
         raise ValueError(f"--widths {','.join(map(str, widths))} must be, layer by layer, at most the --init net's "
                          f"{','.join(map(str, pc.widths))}: a net can be trimmed from its parent, not grown")
     child = DilatedNet(replace(pc, widths=tuple(widths))).eval()
-    convs = [m for m in parent.features if isinstance(m, nn.Conv2d)]
-    norms = [m for m in parent.features if isinstance(m, nn.BatchNorm2d)]
-    child_convs = [m for m in child.features if isinstance(m, nn.Conv2d)]
-    child_norms = [m for m in child.features if isinstance(m, nn.BatchNorm2d)]
+    (convs, norms), (child_convs, child_norms) = _layers(parent), _layers(child)
     kept_in = torch.arange(pc.in_channels)
     with torch.no_grad():
         for conv, bn, c2, bn2, w in zip(convs, norms, child_convs, child_norms, widths):
@@ -94,9 +102,9 @@ def resize(parent: DilatedNet, widths: tuple[int, ...]) -> DilatedNet:
     """``parent`` trimmed (:func:`shrink`) or grown (:func:`grow`) to ``widths``; ValueError when some layers
     would get narrower and others wider (do it in two runs, or start from scratch)."""
     pc = parent.config
-    if len(widths) == len(pc.widths) and all(w >= p for w, p in zip(widths, pc.widths)):
+    if len(widths) == len(pc.widths) and grows(pc.widths, widths):
         return grow(parent, widths)
-    if len(widths) == len(pc.widths) and all(w <= p for w, p in zip(widths, pc.widths)):
+    if len(widths) == len(pc.widths) and grows(widths, pc.widths):
         return shrink(parent, widths)
     raise ValueError(f"--widths {','.join(map(str, widths))} against the --init net's {','.join(map(str, pc.widths))}: "
                      "give 7 widths, each at most (to trim) or each at least (to grow) the parent's, layer by layer")
@@ -111,16 +119,13 @@ def grow(parent: DilatedNet, widths: tuple[int, ...], seed: int = 0) -> DilatedN
     the new channels start silent and are drawn in by the gradient of the weights that read them (Net2Net's goal,
     Chen et al. 2016, with zero outgoing weights in place of split copies, so no symmetry has to be broken)."""
     pc = parent.config
-    if len(widths) != len(pc.widths) or any(w < p for w, p in zip(widths, pc.widths)):
+    if len(widths) != len(pc.widths) or not grows(pc.widths, widths):
         raise ValueError(f"--widths {','.join(map(str, widths))} must be, layer by layer, at least the --init net's "
                          f"{','.join(map(str, pc.widths))} to grow it")
     with torch.random.fork_rng(devices=[]):  # the same new weights every time (a blend grows the parent again)
         torch.manual_seed(seed)
         child = DilatedNet(replace(pc, widths=tuple(widths))).eval()
-    convs = [m for m in parent.features if isinstance(m, nn.Conv2d)]
-    norms = [m for m in parent.features if isinstance(m, nn.BatchNorm2d)]
-    child_convs = [m for m in child.features if isinstance(m, nn.Conv2d)]
-    child_norms = [m for m in child.features if isinstance(m, nn.BatchNorm2d)]
+    (convs, norms), (child_convs, child_norms) = _layers(parent), _layers(child)
     c_in = pc.in_channels
     with torch.no_grad():
         for conv, bn, c2, bn2 in zip(convs, norms, child_convs, child_norms):

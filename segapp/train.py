@@ -30,7 +30,7 @@ import torch
 from . import distributed
 from .blend import blend_run
 from .classes import SegappError
-from .distill import Teacher, resize
+from .distill import Teacher, grows, resize
 from .evaluate import evaluate  # the engine's validation step, after each epoch
 from .m2nist import make_split
 from .model import DilatedNet, NetConfig, load_pretrained, save_pretrained, weights_fingerprint
@@ -142,7 +142,7 @@ def _build_model(cfg: TrainConfig, ckpt: dict | None, given, device: torch.devic
         parent = Path(cfg.init)
         model = load_pretrained(parent)
         if tuple(cfg.widths) != tuple(model.config.widths) and ("widths" in given or cfg.resume):
-            if blends(cfg) and not cfg.blend_with and any(w < p for w, p in zip(cfg.widths, model.config.widths)):
+            if blends(cfg) and not cfg.blend_with and not grows(model.config.widths, cfg.widths):
                 raise SegappError(f"--blend {cfg.blend} with a net trimmed to --widths "
                                   f"{','.join(map(str, cfg.widths))}: weights can only be averaged between nets of "
                                   "the same widths; use --blend 1 (a trimmed net is distilled, not blended)")

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from .blend import TUNED
+from .distill import grows
 from .evaluate import evaluate  # scores the best weights on the test split
 from .m2nist import fingerprint, make_split
 from .model import NetConfig, load_pretrained
@@ -106,7 +107,7 @@ def write_card(cfg: TrainConfig, out: Path, m: dict, argv: list[str] | None = No
     except (OSError, ValueError, KeyError, TypeError):
         parent_widths = None
     if parent_widths is not None and list(parent_widths) != list(cfg.widths):
-        how = ("trimming" if all(w <= p for w, p in zip(cfg.widths, parent_widths)) else "growing")
+        how = "growing" if grows(parent_widths, cfg.widths) else "trimming"
         parent += (f" after {how} its widths {list(parent_widths)} to {list(cfg.widths)} (segapp.distill."
                    f"{'shrink: its strongest channels' if how == 'trimming' else 'grow: new channels start silent'})")
     if cfg.teacher:
