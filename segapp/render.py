@@ -184,8 +184,9 @@ def read_digits(classes: np.ndarray, confidence: np.ndarray, min_area: int = MIN
     large blob of one class down to :data:`UNSURE_CONFIDENCE` is read beside a sure digit of its height) or
     its box is no digit's (shorter than :data:`MIN_DIGIT_HEIGHT`, taller than :data:`MAX_DIGIT_HEIGHT`,
     or wider than :data:`MAX_DIGIT_ASPECT` times its height: a ruled line), or it lies in the same rows and
-    columns as a larger digit of its blob (:func:`_part_of_another`). ``classes`` is at the net's scale, where
-    digits are about 20 px tall.
+    columns as a larger digit of its blob (:func:`_part_of_another`). A digit reaching across two close rows is
+    two digits of one class touching (:func:`_split_stacked`). ``classes`` is at the net's scale, where digits are
+    about 20 px tall.
 
     Returns:
         Dicts with ``digit``, ``area`` (pixels), ``confidence`` (mean softmax probability over the
@@ -223,7 +224,7 @@ def read_digits(classes: np.ndarray, confidence: np.ndarray, min_area: int = MIN
         if not MIN_DIGIT_HEIGHT <= h <= MAX_DIGIT_HEIGHT or w > MAX_DIGIT_ASPECT * h:
             continue
         d = {"digit": k % NUM_DIGITS, "area": area, "confidence": round(conf_mean, 4), "bbox": box,
-             "_x": float(xs[s0 : s0 + area].mean()), "_blob": k // NUM_DIGITS}
+             "_x": float(xs[s0 : s0 + area].mean()), "_blob": k // NUM_DIGITS, "_at": s0}
         if conf_mean >= min_confidence:
             found.append(d)
         elif conf_mean >= UNSURE_CONFIDENCE and area >= UNSURE_AREA and area == counts[k // NUM_DIGITS].max():
@@ -235,10 +236,49 @@ def read_digits(classes: np.ndarray, confidence: np.ndarray, min_area: int = MIN
     # only blobs read as two or more digits are compared (a page of specks or digits stays linear)
     found = [f for f in found if len(by_blob[f["_blob"]]) == 1
              or not _part_of_another(f, by_blob[f["_blob"]], blob[f["_blob"], cv2.CC_STAT_HEIGHT])]
+    found = _split_stacked(found, ys, xs, conf)
     for f in found:
-        f.pop("_blob")
+        f.pop("_blob"), f.pop("_at")
     found.sort(key=lambda f: f.pop("_x"))
     return found
+
+
+# Close rows: a digit that reaches from the middle of a digit in one row to the middle of a digit wholly below it
+# (and is this many times their height) is two digits of one class touching one above the other (a 4 above a 4).
+STACKED = 1.5
+
+
+def _split_stacked(found: list[dict], ys: np.ndarray, xs: np.ndarray, conf: np.ndarray) -> list[dict]:
+    """Splits each digit that spans two rows (see :data:`STACKED`) at its narrowest row between the two rows'
+    middles into an upper and a lower digit of the same class. ``ys``, ``xs``, ``conf``: the digit pixels sorted
+    as in :func:`read_digits` (each digit's run starts at its ``_at``)."""
+    if len(found) < 3:
+        return found
+    boxes = [f["bbox"] for f in found]
+    tall = PIECE * float(np.median([b[3] - b[1] for b in boxes]))
+    mid = lambda b: (b[1] + b[3]) / 2  # noqa: E731
+    out = []
+    for i, f in enumerate(found):
+        x0, y0, x1, y1 = f["bbox"]
+        rows = [(mid(a), mid(b)) for j, a in enumerate(boxes) for k, b in enumerate(boxes)
+                if i not in (j, k) and min(a[3] - a[1], b[3] - b[1]) >= tall and a[3] <= b[1]
+                and y0 <= mid(a) and mid(b) <= y1 and y1 - y0 >= STACKED * max(a[3] - a[1], b[3] - b[1])]
+        if not rows:
+            out.append(f)
+            continue
+        run = slice(f["_at"], f["_at"] + f["area"])
+        fy, fx, fc = ys[run], xs[run], conf[run]
+        lo, hi = int(max(r[0] for r in rows)) - y0, int(min(r[1] for r in rows)) - y0 + 1
+        per_row = np.bincount(fy - y0, minlength=y1 - y0)
+        cut = y0 + lo + int(np.argmin(per_row[lo:max(hi, lo + 1)]))
+        for part in (fy < cut, fy >= cut):
+            if not part.any():
+                continue
+            px, py = fx[part], fy[part]
+            out.append({**f, "area": int(part.sum()), "confidence": round(float(fc[part].mean()), 4),
+                        "bbox": [int(px.min()), int(py.min()), int(px.max()) + 1, int(py.max()) + 1],
+                        "_x": float(px.mean())})
+    return out
 
 
 def _part_of_another(f: dict, same_blob: list[dict], blob_height: int) -> bool:

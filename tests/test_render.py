@@ -273,3 +273,29 @@ def test_two_classes_in_one_blob_are_two_digits_only_side_by_side(layout, read):
         c[5:25, 10:24], c[25:45, 12:26] = 8, 6
     got = read_digits(c, np.ones(c.shape, np.float32))
     assert sorted(d["digit"] for d in got) == sorted(read)
+
+
+def _blocks(shape, blocks):
+    c = canvas(*shape)
+    for y0, y1, x0, x1, d in blocks:
+        c[y0:y1, x0:x1] = d
+    return c
+
+
+@pytest.mark.parametrize(("blocks", "want"), [
+    # a 4 above a 4, touching at a 2 px neck, beside a 2 above a 3: the merged 4 spans both rows, so two 4s
+    ([(4, 22, 4, 16, 2), (30, 48, 4, 16, 3), (4, 25, 30, 42, 4), (25, 27, 35, 37, 4), (27, 48, 30, 42, 4)],
+     ["2 4", "3 4"]),
+    # a tall 7 in one row of short 0s: no two digits lie one above the other, so it is one digit
+    ([(4, 44, 4, 14, 7), (22, 40, 20, 32, 0), (22, 40, 40, 52, 0)], ["7 0 0"]),
+    # two rows, but the 4 reaches only a little below the upper row: not tall enough to be two digits
+    ([(4, 22, 4, 16, 2), (30, 48, 4, 16, 3), (4, 30, 30, 42, 4)], None),
+])
+def test_one_class_touching_across_close_rows_is_two_digits(blocks, want):
+    from segapp.render import Segmentation
+
+    c = _blocks((52, 60), blocks)
+    digits = read_digits(c, np.ones(c.shape, np.float32))
+    assert sum(d["area"] for d in digits) == int((c != BACKGROUND).sum())
+    lines = Segmentation.from_digits(c, None, digits).lines
+    assert lines == want if want else [d["digit"] for d in digits] == [2, 3, 4]
