@@ -251,29 +251,29 @@ STACKED = 1.5
 def _split_stacked(found: list[dict], ys: np.ndarray, xs: np.ndarray, conf: np.ndarray) -> list[dict]:
     """Splits each digit that spans two rows (see :data:`STACKED`) at its narrowest row between the two rows'
     middles into an upper and a lower digit of the same class. ``ys``, ``xs``, ``conf``: the digit pixels sorted
-    as in :func:`read_digits` (each digit's run starts at its ``_at``)."""
+    as in :func:`read_digits` (each digit's run starts at its ``_at``). Linear in the digits per candidate, and
+    only digits taller than the shortest full-size digit are candidates (a page of hundreds stays fast)."""
     if len(found) < 3:
         return found
-    boxes = [f["bbox"] for f in found]
-    tall = PIECE * float(np.median([b[3] - b[1] for b in boxes]))
-    mid = lambda b: (b[1] + b[3]) / 2  # noqa: E731
+    box = np.array([f["bbox"] for f in found], float)  # (n, 4): x0, y0, x1, y1
+    top, bottom = box[:, 1], box[:, 3]
+    h, mid = bottom - top, (top + bottom) / 2
+    full = h >= PIECE * np.median(h)  # pieces of a split stroke stand for no row
     out = []
     for i, f in enumerate(found):
-        x0, y0, x1, y1 = f["bbox"]
-        rows = [(mid(a), mid(b)) for j, a in enumerate(boxes) for k, b in enumerate(boxes)
-                if i not in (j, k) and min(a[3] - a[1], b[3] - b[1]) >= tall and a[3] <= b[1]
-                and y0 <= mid(a) and mid(b) <= y1 and y1 - y0 >= STACKED * max(a[3] - a[1], b[3] - b[1])]
-        if not rows:
+        inside = full & (STACKED * h <= h[i]) & (mid >= top[i]) & (mid <= bottom[i])
+        inside[i] = False
+        upper = np.flatnonzero(inside)[np.argmin(bottom[inside])] if inside.sum() >= 2 else None
+        lower = np.flatnonzero(inside)[np.argmax(top[inside])] if upper is not None else None
+        if upper is None or bottom[upper] > top[lower]:  # no digit wholly above another in its rows
             out.append(f)
             continue
         run = slice(f["_at"], f["_at"] + f["area"])
         fy, fx, fc = ys[run], xs[run], conf[run]
-        lo, hi = int(max(r[0] for r in rows)) - y0, int(min(r[1] for r in rows)) - y0 + 1
-        per_row = np.bincount(fy - y0, minlength=y1 - y0)
-        cut = y0 + lo + int(np.argmin(per_row[lo:max(hi, lo + 1)]))
+        y0 = int(top[i])
+        lo, hi = max(int(mid[upper]) - y0, 1), int(mid[lower]) - y0 + 1  # both parts keep a row of pixels
+        cut = y0 + lo + int(np.argmin(np.bincount(fy - y0, minlength=int(h[i]))[lo:hi]))
         for part in (fy < cut, fy >= cut):
-            if not part.any():
-                continue
             px, py = fx[part], fy[part]
             out.append({**f, "area": int(part.sum()), "confidence": round(float(fc[part].mean()), 4),
                         "bbox": [int(px.min()), int(py.min()), int(px.max()) + 1, int(py.max()) + 1],
