@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from .classes import SegappError
 from .distill import grow
 from .evaluate import evaluate
 from .model import DilatedNet, load_pretrained, save_pretrained
@@ -81,11 +82,15 @@ def blend_run(out: Path, parent_path: str, blend: str | float, tolerance: float,
     with :func:`choose`). The fine-tuned weights stay in ``out/tuned.safetensors`` and every blend starts from
     them, so a run killed here and resumed blends once, not twice. Returns what goes into metrics.json."""
     tuned_path = out / TUNED
-    if not tuned_path.exists():  # first time here: keep the fine-tuned best epoch as it was trained
+    run_config = json.loads((out / "config.json").read_text())
+    if "blend" not in run_config:  # the best epoch as trained: keep it (a tuned file of an earlier run is stale)
         data = (out / "model.safetensors").read_bytes()
         write_atomic(tuned_path, lambda p: Path(p).write_bytes(data), fsync=True)
+    elif not tuned_path.exists():
+        raise SegappError(f"{out / 'model.safetensors'} is blended already and {tuned_path} (the fine-tuned weights "
+                          "every blend starts from) is missing: blending again would blend twice; put it back, or "
+                          "train again")
     parent = load_pretrained(parent_path)
-    run_config = json.loads((out / "config.json").read_text())
     widths = tuple(run_config["widths"])
     if tuple(parent.config.widths) != widths:  # a run that grew its parent starts from (and blends with) it grown
         parent = grow(parent, widths)

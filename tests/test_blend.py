@@ -111,3 +111,27 @@ def test_blend_arguments_are_checked_before_anything_is_written(tmp_path, capsys
     out = tmp_path / "run"
     assert main(["train", *argv, "--out", str(out)]) == 2
     assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_a_stale_tuned_file_is_replaced_and_a_blended_run_without_one_is_refused(tmp_path):
+    """The fine-tuned weights are the run's unblended best epoch, never a tuned.safetensors some earlier run left in
+    the folder; a folder whose weights are blended already and whose tuned file is gone is refused (blending again
+    would blend twice)."""
+    from safetensors.torch import save_file
+
+    from segapp.blend import TUNED, blend_run
+    from segapp.classes import SegappError
+    from segapp.model import save_pretrained
+
+    parent, out = tmp_path / "parent", tmp_path / "run"
+    save_pretrained(net(0), parent)
+    save_pretrained(net(1), out, {"epoch": 3, "val_miou_digits": 0.5})  # the run's best epoch, not blended yet
+    save_file(net(2).state_dict(), out / TUNED)  # stale: left by another run
+    blend_run(out, str(parent), 0.5, 0.002, None, None, torch.device("cpu"), False)
+    final = load_file(out / "model.safetensors")
+    for k, v in blend_state(net(0).state_dict(), net(1).state_dict(), 0.5).items():
+        torch.testing.assert_close(final[k], v)
+    assert all(torch.equal(load_file(out / TUNED)[k], v) for k, v in net(1).state_dict().items())
+    (out / TUNED).unlink()
+    with pytest.raises(SegappError, match="blended already .* is missing"):
+        blend_run(out, str(parent), 0.5, 0.002, None, None, torch.device("cpu"), False)
