@@ -79,7 +79,7 @@ def shrink(parent: DilatedNet, widths: tuple[int, ...]) -> DilatedNet:
     this is a start for distillation (``segapp train --init PARENT --widths W --teacher PARENT``), not a result;
     layers that keep the parent's width and inputs keep its weights exactly."""
     pc = parent.config
-    if len(widths) != len(pc.widths) or any(w > p for w, p in zip(widths, pc.widths)):
+    if len(widths) != len(pc.widths) or not grows(widths, pc.widths):  # the parent's widths grow from these
         raise ValueError(f"--widths {','.join(map(str, widths))} must be, layer by layer, at most the --init net's "
                          f"{','.join(map(str, pc.widths))}: a net can be trimmed from its parent, not grown")
     child = DilatedNet(replace(pc, widths=tuple(widths))).eval()

@@ -263,9 +263,9 @@ def _split_stacked(found: list[dict], ys: np.ndarray, xs: np.ndarray, conf: np.n
     for i, f in enumerate(found):
         inside = full & (STACKED * h <= h[i]) & (mid >= top[i]) & (mid <= bottom[i])
         inside[i] = False
-        upper = np.flatnonzero(inside)[np.argmin(bottom[inside])] if inside.sum() >= 2 else None
-        lower = np.flatnonzero(inside)[np.argmax(top[inside])] if upper is not None else None
-        if upper is None or bottom[upper] > top[lower]:  # no digit wholly above another in its rows
+        rows = np.flatnonzero(inside)  # the digits whose middles it spans
+        upper, lower = (rows[np.argmin(bottom[rows])], rows[np.argmax(top[rows])]) if len(rows) >= 2 else (0, 0)
+        if len(rows) < 2 or bottom[upper] > top[lower]:  # no digit wholly above another in its rows
             out.append(f)
             continue
         run = slice(f["_at"], f["_at"] + f["area"])
