@@ -100,6 +100,14 @@ def seed_epoch(train_set, seed: int, epoch: int, rank: int = 0) -> torch.Generat
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
 
+def _one_cv2_thread(_worker: int) -> None:
+    """DataLoader worker start: OpenCV to one thread, as torch does for its own. OpenCV's pool is otherwise one thread
+    per core in every worker (16 workers x 16 threads on a 16-core host), and the workers then wait on each other."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
 def epoch_loader(train_set, cfg: TrainConfig, epoch: int) -> DataLoader:
     """The seeded, shuffled batches of epoch ``epoch`` (full batches only). Under torchrun each process gets its
     ``batch_size / world`` share of every global batch of the same shuffle (see
@@ -108,9 +116,11 @@ def epoch_loader(train_set, cfg: TrainConfig, epoch: int) -> DataLoader:
     if distributed.world() > 1:
         sampler = distributed.ShardSampler(len(train_set), generator, cfg.batch_size)
         return DataLoader(train_set, distributed.per_rank_batch(cfg.batch_size), sampler=sampler, drop_last=True,
-                          generator=generator, num_workers=cfg.workers, persistent_workers=False)
+                          generator=generator, num_workers=cfg.workers, persistent_workers=False,
+                          worker_init_fn=_one_cv2_thread if cfg.workers else None)
     return DataLoader(train_set, cfg.batch_size, shuffle=True, drop_last=True, generator=generator,
-                      num_workers=cfg.workers, persistent_workers=False)
+                      num_workers=cfg.workers, persistent_workers=False,
+                      worker_init_fn=_one_cv2_thread if cfg.workers else None)
 
 
 def train_one_epoch(model: torch.nn.Module, loader, loss_fn, opt, sched, device: torch.device, amp: bool,

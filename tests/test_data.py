@@ -115,3 +115,26 @@ def test_fresh_training_set_changes_per_epoch_and_is_reproducible():
     b.set_epoch(1)
     assert not np.array_equal(first, a.images)
     assert np.array_equal(a.images, b.images)
+
+
+class _Cv2Threads(torch.utils.data.Dataset):
+    """Each item is the number of threads OpenCV would use in the process that makes it."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        import cv2
+
+        return torch.tensor(cv2.getNumThreads())
+
+
+def test_loader_workers_use_one_opencv_thread_each():
+    """OpenCV's default pool is a thread per core in every worker; on a many-core host the workers then starve each
+    other (a 16-core GPU host made half the images per second with it)."""
+    from segapp.train_config import TrainConfig
+    from segapp.train_loop import epoch_loader
+
+    cfg = TrainConfig(batch_size=2, workers=1)
+    threads = torch.cat([t for t in epoch_loader(_Cv2Threads(), cfg, epoch=1)])
+    assert threads.tolist() == [1, 1, 1, 1]
