@@ -35,6 +35,10 @@ INT8_PERCENTILE = 99.9999  # each activation range ends at this percentile of th
 # `segapp export --int8` tries these in turn until one is within tolerance of fp32: which one suits a net depends on
 # a few extreme activations (session 10: a fine-tune lost 0.020 test mIoU at the 99.9999th, 0.0011 at the 99.999th)
 INT8_PERCENTILES = (INT8_PERCENTILE, 99.999, 99.99)
+# ... and then again with the second conv in float32 too: a range shared by all 48 channels of the first conv's
+# output can leave the others too few levels (session 20: two GPU fine-tunes lost 0.013-0.020 at every percentile
+# with one float conv, 0.0002 with two; the second conv is about a sixth of the net's multiply-adds)
+INT8_TRIES = tuple((p, 1) for p in INT8_PERCENTILES) + tuple((p, 2) for p in INT8_PERCENTILES)
 INT8_TOLERANCE = 0.003  # test mIoU over digits int8 may lose against fp32 to be worth shipping (segapp export)
 INT8_CHECK_IMAGES = 200  # M2NIST test canvases a graph quantized on first use is checked on (calibrate_int8)
 INT8_AGREEMENT = 0.995  # share of class-map pixels int8 must share with torch on the probe images to be used
@@ -77,8 +81,8 @@ def shipped_int8(model: nn.Module, folder: Path | None) -> bytes | None:
 def int8_engine_for(model: nn.Module, device: torch.device | None = None, threads: int | None = None,
                     use_cache: bool = True, data: bytes | None = None) -> OnnxEngine:
     """An int8 :class:`OnnxEngine` for a loaded torch net (``--backend int8``): exported, quantized as
-    ``segapp export --int8`` does (:func:`calibrate_int8`: the first range percentile within tolerance of fp32 on
-    :data:`INT8_CHECK_IMAGES` test canvases, calibrated on :func:`calibration_images`) and cached
+    ``segapp export --int8`` does (:func:`calibrate_int8`: the first range percentile and float layers within
+    tolerance of fp32 on :data:`INT8_CHECK_IMAGES` test canvases, calibrated on :func:`calibration_images`) and cached
     beside the fp32 graphs, so only the first use pays the ~30 s it takes. int8 cannot match float logits to
     1e-3, so the check before use compares class maps on recipe validation images: at least
     :data:`INT8_AGREEMENT` of their pixels must match torch's, else :class:`EngineError`. ``data``: a graph to
@@ -86,9 +90,9 @@ def int8_engine_for(model: nn.Module, device: torch.device | None = None, thread
     from .m2nist import make_split
 
     probe = make_split("val", n=16)[0]
-    # the version in the key names the calibration recipe (INT8_CALIBRATION images, streamed, INT8_PERCENTILES): a
+    # the version in the key names the calibration recipe (INT8_CALIBRATION images, streamed, INT8_TRIES): a
     # graph cached under another version was calibrated differently and is not reused
-    path = cache_dir() / f"{state_digest(model)[:32]}.int8v5.onnx"
+    path = cache_dir() / f"{state_digest(model)[:32]}.int8v6.onnx"
     given = data is not None
     if not given:
         data = path.read_bytes() if use_cache and path.is_file() else None
@@ -113,15 +117,15 @@ def int8_engine_for(model: nn.Module, device: torch.device | None = None, thread
 
 
 def quantize_int8(fp32: bytes, calibration: np.ndarray, batch: int = 50, method: str = "percentile",
-                  float_first: bool = True, percentile: float = INT8_PERCENTILE) -> bytes:
+                  float_convs: int = 1, percentile: float = INT8_PERCENTILE) -> bytes:
     """ONNX Runtime static quantization of an exported net, QDQ format: weights int8 per output channel,
     activations uint8 with ranges calibrated on ``calibration`` ((N, H, W) uint8 images, e.g.
     :func:`calibration_images`). ``method``: ``percentile`` (each range ends at the :data:`INT8_PERCENTILE`
-    percentile of its activations), ``minmax`` or ``entropy``; ``float_first`` keeps the first convolution in
-    float32. Why percentile: on the distilled 48x4+32x3 net, MinMax ranges (stretched by a few extreme pixels)
-    left too few levels for the rest, and int8 read digits on 14% of blank pages (float: 2%) and lost 0.016
-    mIoU on 2x upscaled images; percentile ranges brought both back to float's (docs/speed.md). Why 1024 images
-    and the 99.9999th percentile: chosen on development data (robustness seed 100, 100 images per category) over
+    percentile of its activations), ``minmax`` or ``entropy``; ``float_convs``: how many convolutions, from the
+    input on, stay in float32. Why percentile: on the distilled 48x4+32x3 net, MinMax ranges (stretched by a few
+    extreme pixels) left too few levels for the rest, and int8 read digits on 14% of blank pages (float: 2%) and
+    lost 0.016 mIoU on 2x upscaled images; percentile ranges brought both back to float's (docs/speed.md). Why 1024
+    images and the 99.9999th percentile: chosen on development data (robustness seed 100, 100 images per category) over
     128 or 2048 images and the 99.99th to 99.99999th percentiles, the only setting within 0.001 of float on every
     category (docs/speed.md)."""
     require_onnx_package("onnxruntime")
@@ -163,10 +167,10 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray, batch: int = 50, method:
 
     onnx = require_onnx_package("onnx")
     graph = onnx.load_from_string(fp32).graph
-    inputs = {i.name for i in graph.input}
     # The first conv (1 input channel, 432 of the net's 126K multiply-adds per pixel) stays float: quantized, it
     # alone cost 0.064 test mIoU over digits (0.9176 vs 0.9819 on 200 test images); without it, int8 loses 0.0007.
-    keep_float = [n.name for n in graph.node if n.op_type == "Conv" and inputs & set(n.input)] if float_first else []
+    # Graph order is the net's order (a plain chain), so the first ``float_convs`` Conv nodes are the first layers.
+    keep_float = [n.name for n in graph.node if n.op_type == "Conv"][:float_convs]
     with tempfile.TemporaryDirectory(prefix="segapp-int8-") as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(fp32)
@@ -184,22 +188,23 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray, batch: int = 50, method:
 
 
 def calibrate_int8(fp32: bytes, calib_images: np.ndarray, images: np.ndarray, masks: np.ndarray,
-                   tolerance: float = INT8_TOLERANCE) -> tuple[bytes, float, list[dict]]:
-    """The int8 graph of ``fp32`` at the first of :data:`INT8_PERCENTILES` whose test mIoU over digits
-    (on ``images``) is within ``tolerance`` of fp32's, else at the one that loses least.
+                   tolerance: float = INT8_TOLERANCE) -> tuple[bytes, dict, list[dict]]:
+    """The int8 graph of ``fp32`` at the first of :data:`INT8_TRIES` (range percentile, convolutions kept in float)
+    whose test mIoU over digits (on ``images``) is within ``tolerance`` of fp32's, else at the one that loses least.
 
     Why several: the range that suits a net depends on a few extreme activations, and a fine-tuned net can lose
-    0.02 at the percentile that suited its parent. Returns (graph, its percentile, each try's percentile and drop).
+    0.02 at the percentile that suited its parent, or at every percentile until its second conv stays float too.
+    Returns (graph, its try, every try with its drop).
     """
     reference = OnnxEngine(fp32)
     tried, best = [], None
-    for percentile in INT8_PERCENTILES:
-        q = quantize_int8(fp32, calib_images, percentile=percentile)
+    for percentile, float_convs in INT8_TRIES:
+        q = quantize_int8(fp32, calib_images, percentile=percentile, float_convs=float_convs)
         r = parity({"fp32": reference, "int8": OnnxEngine(q)}, images, masks, reference="fp32")
         drop = r["fp32"]["miou_digits"] - r["int8"]["miou_digits"]
-        tried.append({"percentile": percentile, "miou_digits_drop": round(drop, 5)})
+        tried.append({"percentile": percentile, "float_convs": float_convs, "miou_digits_drop": round(drop, 5)})
         if best is None or drop < best[0]:
-            best = (drop, percentile, q)
+            best = (drop, tried[-1], q)
         if drop <= tolerance:
             break
     return best[2], best[1], tried
