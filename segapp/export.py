@@ -178,10 +178,12 @@ def run_onnx(cfg: ExportConfig) -> int:
     data, calib = fp32, None
     if cfg.int8:
         calib_images = calibration_images(cfg.calib_images)
-        q, kept, tried = calibrate_int8(fp32, calib_images, images, masks, INT8_TOLERANCE)
+        q, kept, tried = calibrate_int8(model, calib_images, images, masks, INT8_TOLERANCE,
+                                        metadata={"segapp.weights_digest": digest})
         calib = {"data": INT8_CALIBRATION_DATA, "n_images": len(calib_images),
                  "method": f"percentile {kept['percentile']:g}", "tried": tried, "format": "QDQ",
                  "weights": "int8, per output channel", "activations": "uint8",
+                 "equalized": "the first layer's output channels to one range (segapp.int8.equalize_first)",
                  "float_layers": "the first conv (1 input channel)" if kept["float_convs"] == 1
                  else f"the first {kept['float_convs']} convs"}
         data = set_metadata(q, {"segapp.precision": "int8"})

@@ -218,7 +218,7 @@ def test_int8_backend_reads_what_float_reads_and_is_cached(tmp_path, monkeypatch
     int8 = lambda folder: Segmenter(folder, InferenceConfig(device="cpu", amp="off", backend="int8"), model=model)  # noqa: E731
     seg_float = Segmenter(cfg=InferenceConfig(device="cpu", amp="off", backend="torch"), model=model)
     seg_int8 = int8(bare)
-    assert seg_int8.backend == "int8" and len(list(cache.glob("*.int8v6.onnx"))) == 1
+    assert seg_int8.backend == "int8" and len(list(cache.glob("*.int8v7.onnx"))) == 1
     shipped = int8(DEFAULT_WEIGHTS)
     for other in (seg_int8, shipped):
         agree = [(seg_float(img).classes == other(img).classes).mean() for img in images]
@@ -320,3 +320,28 @@ def test_int8_export_tries_other_percentiles_until_one_is_within_tolerance(expor
     monkeypatch.setattr(export, "INT8_TOLERANCE", 1.0)  # anything will do: the first is kept
     assert main(args) == 0 and len(calibration()["tried"]) == 1 and calibration()["float_layers"].startswith(
         "the first conv")
+
+
+def test_equalize_first_keeps_the_function_and_evens_the_first_ranges():
+    """The first activation int8 quantizes shares one range over its channels: equalize_first gives every channel the
+    same range without changing what the net computes."""
+    from segapp.int8 import EQUALIZE_PERCENTILE, calibration_images, equalize_first
+
+    torch.manual_seed(0)
+    net = DilatedNet(NetConfig(widths=(6,) * 7)).eval()
+    with torch.no_grad():  # a fine-tune's uneven channels: some 20x wider than others
+        net.features[1].weight.mul_(torch.logspace(-1, 0.3, 6))
+    images = calibration_images(40)
+    fixed = equalize_first(net, images)
+    x = to_input(images)
+
+    def first_ranges(m) -> torch.Tensor:
+        with torch.inference_mode():
+            acts = m.features[:3](x).transpose(0, 1).flatten(1)
+        return torch.quantile(acts, EQUALIZE_PERCENTILE / 100, dim=1)
+
+    with torch.inference_mode():
+        assert torch.allclose(fixed(x), net(x), atol=1e-4, rtol=1e-4)
+    before, after = first_ranges(net), first_ranges(fixed)
+    assert before.max() / before.min() > 10 and after.max() / after.min() < 1.5
+    assert net.features[1].weight is not fixed.features[1].weight  # a copy: the net given is not touched
