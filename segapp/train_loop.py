@@ -100,9 +100,11 @@ def seed_epoch(train_set, seed: int, epoch: int, rank: int = 0) -> torch.Generat
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
 
-def _one_cv2_thread(_worker: int) -> None:
-    """DataLoader worker start: OpenCV to one thread, as torch does for its own. OpenCV's pool is otherwise one thread
-    per core in every worker (16 workers x 16 threads on a 16-core host), and the workers then wait on each other."""
+def _one_opencv_thread() -> None:
+    """OpenCV to one thread in this process, before the DataLoader forks its workers: they inherit it, as torch's
+    workers run on one thread of their own. Otherwise each worker has a pool of one thread per core (16 workers x 16
+    threads on a 16-core host: half the images per second there). Set in the parent, not in each worker: a worker
+    forked after the parent ran OpenCV's pool hangs in ``cv2.setNumThreads`` (the pool's threads did not fork)."""
     import cv2
 
     cv2.setNumThreads(1)
@@ -113,14 +115,14 @@ def epoch_loader(train_set, cfg: TrainConfig, epoch: int) -> DataLoader:
     ``batch_size / world`` share of every global batch of the same shuffle (see
     :func:`segapp.distributed.shard_indices`)."""
     generator = seed_epoch(train_set, cfg.seed, epoch, distributed.rank())
+    if cfg.workers:
+        _one_opencv_thread()
     if distributed.world() > 1:
         sampler = distributed.ShardSampler(len(train_set), generator, cfg.batch_size)
         return DataLoader(train_set, distributed.per_rank_batch(cfg.batch_size), sampler=sampler, drop_last=True,
-                          generator=generator, num_workers=cfg.workers, persistent_workers=False,
-                          worker_init_fn=_one_cv2_thread if cfg.workers else None)
+                          generator=generator, num_workers=cfg.workers, persistent_workers=False)
     return DataLoader(train_set, cfg.batch_size, shuffle=True, drop_last=True, generator=generator,
-                      num_workers=cfg.workers, persistent_workers=False,
-                      worker_init_fn=_one_cv2_thread if cfg.workers else None)
+                      num_workers=cfg.workers, persistent_workers=False)
 
 
 def train_one_epoch(model: torch.nn.Module, loader, loss_fn, opt, sched, device: torch.device, amp: bool,

@@ -95,3 +95,12 @@ def test_unknown_architecture_fails_before_any_training(tmp_path, capsys):
     assert bench.main(["--archs", "dilated,vit", "--out", str(tmp_path)]) == 2
     assert "unknown architecture(s) vit" in capsys.readouterr().err
     assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_loader_benchmark_times_the_training_batches(tmp_path):
+    """benchmarks.loader measures the training's own data path: one row per distinct worker count, written as JSON."""
+    from benchmarks.loader import main
+
+    rows = main(["--workers", "0,1,0", "--batches", "2", "--batch-size", "4", "--json", str(tmp_path / "l.json")])
+    assert [r["workers"] for r in rows] == [0, 1] and all(r["images_per_s"] > 0 for r in rows)
+    assert json.loads((tmp_path / "l.json").read_text()) == rows

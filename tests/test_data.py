@@ -118,7 +118,7 @@ def test_fresh_training_set_changes_per_epoch_and_is_reproducible():
 
 
 class _Cv2Threads(torch.utils.data.Dataset):
-    """Each item is the number of threads OpenCV would use in the process that makes it."""
+    """Each item is the number of threads OpenCV would use in the process that makes it, after some OpenCV work."""
 
     def __len__(self) -> int:
         return 4
@@ -126,15 +126,30 @@ class _Cv2Threads(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         import cv2
 
+        cv2.GaussianBlur(np.zeros((300, 300), np.float32), (15, 15), 3)
         return torch.tensor(cv2.getNumThreads())
+
+
+def _workers_opencv_threads() -> list[int]:
+    """Runs OpenCV's pool in this process first (as making images in the main process does), then one epoch of
+    two workers: each item says its worker's OpenCV threads."""
+    import cv2
+
+    from segapp.train_config import TrainConfig
+    from segapp.train_loop import epoch_loader
+
+    for _ in range(5):
+        cv2.resize(cv2.GaussianBlur(np.zeros((2000, 2000), np.float32), (31, 31), 5), (3000, 3000))
+    return torch.cat(list(epoch_loader(_Cv2Threads(), TrainConfig(batch_size=2, workers=2), epoch=1))).tolist()
 
 
 def test_loader_workers_use_one_opencv_thread_each():
     """OpenCV's default pool is a thread per core in every worker; on a many-core host the workers then starve each
-    other (a 16-core GPU host made half the images per second with it)."""
-    from segapp.train_config import TrainConfig
-    from segapp.train_loop import epoch_loader
+    other (a 16-core GPU host made half the images per second with it). Run in a child process with a time limit:
+    a worker forked after its parent used OpenCV's pool can hang (it did when each worker set its own threads)."""
+    import subprocess
+    import sys
 
-    cfg = TrainConfig(batch_size=2, workers=1)
-    threads = torch.cat([t for t in epoch_loader(_Cv2Threads(), cfg, epoch=1)])
-    assert threads.tolist() == [1, 1, 1, 1]
+    code = "import json, tests.test_data as t; print(json.dumps(t._workers_opencv_threads()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[1, 1, 1, 1]"
