@@ -1,0 +1,33 @@
+"""The robustness benchmark's true texts: one entry per digit placed, whatever its number of pieces."""
+
+import numpy as np
+import pytest
+
+from benchmarks.robustness import canvases
+from segapp.m2nist import compose
+
+
+def _pool(digit: np.ndarray, label: int) -> tuple[np.ndarray, np.ndarray]:
+    return digit[None].astype(np.uint8), np.array([label])
+
+
+def test_canvases_are_the_m2nist_recipe_byte_for_byte():
+    rng = np.random.default_rng(0)
+    digits, labels = rng.integers(0, 256, (30, 28, 28)).astype(np.uint8), rng.integers(0, 10, 30)
+    digits[digits < 180] = 0
+    images, masks, texts = canvases(12, np.random.default_rng(5), pool=(digits, labels))
+    want_images, want_masks = compose(digits, labels, 12, np.random.default_rng(5))
+    assert np.array_equal(images, want_images) and np.array_equal(masks, want_masks)
+    assert all(len(t.split()) in (2, 3) for t in texts)  # 84 px: two slots always fit, a third when x lands at 56
+
+
+@pytest.mark.parametrize("spacing, expected", [(40, 3), (20, 5)])
+def test_a_digit_in_two_pieces_is_one_digit_and_touching_digits_are_two(spacing, expected):
+    five = np.zeros((28, 28), np.uint8)
+    five[4:8, 8:20] = 255  # a bar lifted off the body: its own connected piece
+    five[11:24, 6:22] = 255  # the body: 16 px wide, so at spacing 20 neighbours' bodies do not touch...
+    if spacing == 20:
+        five[11:24, 2:26] = 255  # ...unless 24 px wide: then neighbours touch and form one connected piece
+    _, masks, texts = canvases(4, np.random.default_rng(1), width=124, spacing=spacing, pool=_pool(five, 5))
+    assert texts == [" ".join(["5"] * expected)] * 4
+    assert (masks == 5).any()
