@@ -22,6 +22,7 @@ from .classes import (
     NUM_DIGITS,
 )
 from .images import Prepared
+from .split import PIECE, split_beside, split_stacked  # PIECE: shorter digits stack on nothing
 
 # Inside one connected blob of digit pixels, a second class counts as its own digit only when it
 # covers at least this share of the blob's main class (touching digits); smaller minorities are
@@ -106,7 +107,6 @@ def group_lines(digits: list[dict]) -> list[list[dict]]:
 
 
 LINE_GAP = 2.0  # digit heights between consecutive centres that always start a new line
-PIECE = 0.6  # of the median digit height: shorter digits are pieces (a split stroke) and stack on nothing
 
 
 def _stack(d: dict, band: list[dict], min_height: float = 0.0) -> int:
@@ -185,8 +185,8 @@ def read_digits(classes: np.ndarray, confidence: np.ndarray, min_area: int = MIN
     its box is no digit's (shorter than :data:`MIN_DIGIT_HEIGHT`, taller than :data:`MAX_DIGIT_HEIGHT`,
     or wider than :data:`MAX_DIGIT_ASPECT` times its height: a ruled line), or it lies in the same rows and
     columns as a larger digit of its blob (:func:`_part_of_another`). A digit reaching across two close rows is
-    two digits of one class touching (:func:`_split_stacked`). ``classes`` is at the net's scale, where digits are
-    about 20 px tall.
+    two digits of one class touching, and so is one far wider than its line's digits are tall
+    (:mod:`segapp.split`). ``classes`` is at the net's scale, where digits are about 20 px tall.
 
     Returns:
         Dicts with ``digit``, ``area`` (pixels), ``confidence`` (mean softmax probability over the
@@ -236,49 +236,11 @@ def read_digits(classes: np.ndarray, confidence: np.ndarray, min_area: int = MIN
     # only blobs read as two or more digits are compared (a page of specks or digits stays linear)
     found = [f for f in found if len(by_blob[f["_blob"]]) == 1
              or not _part_of_another(f, by_blob[f["_blob"]], blob[f["_blob"], cv2.CC_STAT_HEIGHT])]
-    found = _split_stacked(found, ys, xs, conf)
+    found = split_stacked(split_beside(found, ys, xs, conf), ys, xs, conf)
     for f in found:
-        f.pop("_blob"), f.pop("_at")
+        f.pop("_blob"), f.pop("_at"), f.pop("_pix", None)
     found.sort(key=lambda f: f.pop("_x"))
     return found
-
-
-# Close rows: a digit that reaches from the middle of a digit in one row to the middle of a digit wholly below it
-# (and is this many times their height) is two digits of one class touching one above the other (a 4 above a 4).
-STACKED = 1.5
-
-
-def _split_stacked(found: list[dict], ys: np.ndarray, xs: np.ndarray, conf: np.ndarray) -> list[dict]:
-    """Splits each digit that spans two rows (see :data:`STACKED`) at its narrowest row between the two rows'
-    middles into an upper and a lower digit of the same class. ``ys``, ``xs``, ``conf``: the digit pixels sorted
-    as in :func:`read_digits` (each digit's run starts at its ``_at``). Each digit costs one vectorised pass over
-    the others' boxes: a page of 400 digits is read in about 55 ms."""
-    if len(found) < 3:
-        return found
-    box = np.array([f["bbox"] for f in found], float)  # (n, 4): x0, y0, x1, y1
-    top, bottom = box[:, 1], box[:, 3]
-    h, mid = bottom - top, (top + bottom) / 2
-    full = h >= PIECE * np.median(h)  # pieces of a split stroke stand for no row
-    out = []
-    for i, f in enumerate(found):
-        inside = full & (STACKED * h <= h[i]) & (mid >= top[i]) & (mid <= bottom[i])
-        inside[i] = False
-        rows = np.flatnonzero(inside)  # the digits whose middles it spans
-        upper, lower = (rows[np.argmin(bottom[rows])], rows[np.argmax(top[rows])]) if len(rows) >= 2 else (0, 0)
-        if len(rows) < 2 or bottom[upper] > top[lower]:  # no digit wholly above another in its rows
-            out.append(f)
-            continue
-        run = slice(f["_at"], f["_at"] + f["area"])
-        fy, fx, fc = ys[run], xs[run], conf[run]
-        y0 = int(top[i])
-        lo, hi = max(int(mid[upper]) - y0, 1), int(mid[lower]) - y0 + 1  # both parts keep a row of pixels
-        cut = y0 + lo + int(np.argmin(np.bincount(fy - y0, minlength=int(h[i]))[lo:hi]))
-        for part in (fy < cut, fy >= cut):
-            px, py = fx[part], fy[part]
-            out.append({**f, "area": int(part.sum()), "confidence": round(float(fc[part].mean()), 4),
-                        "bbox": [int(px.min()), int(py.min()), int(px.max()) + 1, int(py.max()) + 1],
-                        "_x": float(px.mean())})
-    return out
 
 
 def _part_of_another(f: dict, same_blob: list[dict], blob_height: int) -> bool:

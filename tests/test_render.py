@@ -299,3 +299,23 @@ def test_one_class_touching_across_close_rows_is_two_digits(blocks, want):
     assert sum(d["area"] for d in digits) == int((c != BACKGROUND).sum())
     lines = Segmentation.from_digits(c, None, digits).lines
     assert lines == want if want else [d["digit"] for d in digits] == [2, 3, 4]
+
+
+@pytest.mark.parametrize(("blocks", "want"), [
+    # "0 0" touching at a 4 px neck beside a 5: the 0s' run is 1.9 times as wide as the line is tall, so two 0s
+    ([(4, 24, 4, 20, 0), (12, 16, 20, 24, 0), (4, 24, 24, 40, 0), (4, 24, 46, 58, 5)], "0 0 5"),
+    # one wide 0 (1.3 times its height) beside a 5: one digit
+    ([(4, 24, 4, 30, 0), (4, 24, 36, 48, 5)], "0 5"),
+    # the same wide run with no other digit in its rows: nothing tells one digit's width, left as read
+    ([(4, 24, 4, 20, 0), (12, 16, 20, 24, 0), (4, 24, 24, 40, 0)], "0"),
+])
+def test_one_class_touching_side_by_side_is_two_digits(blocks, want):
+    from segapp.render import Segmentation
+
+    c = _blocks((28, 64), blocks)
+    digits = read_digits(c, np.ones(c.shape, np.float32))
+    assert sum(d["area"] for d in digits) == int((c != BACKGROUND).sum())
+    assert Segmentation.from_digits(c, None, digits).text == want
+    if want == "0 0 5":  # cut inside the neck, each 0 keeping its own block
+        left, right = digits[0]["bbox"], digits[1]["bbox"]
+        assert left[0] == 4 and 20 <= left[2] <= 24 and right[0] == left[2] and right[2] == 40
