@@ -19,6 +19,7 @@ STACKED = 1.5
 # digits of one class touching ("00", "22", "77"). One digit reaches ~1.2 (a wide 0, a 7 slanted at 0.5).
 WIDE = 1.45
 MIDDLE = (0.3, 0.7)  # of a wide digit's width: where it is cut (at its column with the fewest pixels)
+TALL_PARTS = 0.7  # each side of the cut is about as tall as the other (the far end of a crossed 7's bars is not)
 
 
 def pixels(f: dict, ys: np.ndarray, xs: np.ndarray, conf: np.ndarray):
@@ -69,8 +70,9 @@ def split_stacked(found: list[dict], ys: np.ndarray, xs: np.ndarray, conf: np.nd
 
 def split_beside(found: list[dict], ys: np.ndarray, xs: np.ndarray, conf: np.ndarray) -> list[dict]:
     """Splits each digit :data:`WIDE` times as wide as the other digits in its rows are tall (and as it is tall) at
-    its column with the fewest pixels in the :data:`MIDDLE` of its width into a left and a right digit of its class.
-    A digit with no full-height neighbour in its rows is left alone (nothing tells how wide one digit is there)."""
+    its column with the fewest pixels in the :data:`MIDDLE` of its width into a left and a right digit of its class,
+    when both sides are about as tall (:data:`TALL_PARTS`). A digit with no full-height neighbour in its rows is
+    left alone (nothing tells how wide one digit is there)."""
     if len(found) < 2:
         return found
     box, h, full = _boxes(found)
@@ -87,5 +89,10 @@ def split_beside(found: list[dict], ys: np.ndarray, xs: np.ndarray, conf: np.nda
         x0 = int(box[i, 0])
         lo, hi = int(MIDDLE[0] * w[i]), int(MIDDLE[1] * w[i]) + 1
         cut = x0 + lo + int(np.argmin(np.bincount(fx - x0, minlength=int(w[i]))[lo:hi]))
-        out += [_part(f, fy[p], fx[p], fc[p]) for p in (fx < cut, fx >= cut)]
+        sides = (fx < cut, fx >= cut)
+        tall = [np.ptp(fy[p]) + 1 for p in sides]
+        if min(tall) < TALL_PARTS * max(tall):  # one side is a bar or a tail, not a digit
+            out.append(f)
+            continue
+        out += [_part(f, fy[p], fx[p], fc[p]) for p in sides]
     return out
