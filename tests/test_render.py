@@ -306,6 +306,8 @@ def test_one_class_touching_across_close_rows_is_two_digits(blocks, want):
     ([(4, 24, 4, 20, 0), (12, 16, 20, 24, 0), (4, 24, 24, 40, 0), (4, 24, 46, 58, 5)], "0 0 5"),
     # one wide 0 (1.3 times its height) beside a 5: one digit
     ([(4, 24, 4, 30, 0), (4, 24, 36, 48, 5)], "0 5"),
+    # a crossed 7 whose bars reach far right (1.8 times its height): the far side is bars, not a digit
+    ([(4, 8, 4, 40, 7), (4, 24, 8, 12, 7), (13, 16, 4, 40, 7), (4, 24, 46, 58, 5)], "7 5"),
     # the same wide run with no other digit in its rows: nothing tells one digit's width, left as read
     ([(4, 24, 4, 20, 0), (12, 16, 20, 24, 0), (4, 24, 24, 40, 0)], "0"),
 ])
