@@ -61,15 +61,17 @@ def test_a_photo_at_m2nist_scale_colours_little_past_its_strokes(segmenter):
     assert kept >= 0.98 * total, (kept, total)
 
 
-def test_a_light_handed_digit_in_a_small_photo_keeps_its_mask(segmenter):
-    """A small photo is read resampled; its masks follow the ink under the net's low, pixel-to-pixel noise floor.
-    Under the conservative floor (3 x the spread of the whole background, lighting included) a light-handed digit
-    beside dark ones lost most of its mask, and with it its reading (54% of its strokes kept here, 96% now)."""
+@pytest.mark.parametrize("f,share", [(0.7, 0.9), (0.85, 0.93)])
+def test_a_light_handed_digit_in_a_small_photo_keeps_its_mask(segmenter, f, share):
+    """A small photo's masks follow the ink under the net's low, pixel-to-pixel noise floor. Under the conservative
+    floor (3 x the spread of the whole background, lighting included) a light-handed digit beside dark ones lost
+    most of its mask, and with it its reading (0.7x, read resampled: 54% of its strokes kept, 96% now; 0.85x,
+    17 px digits read at their own size: 90% kept while the conservative floor applied up to 17 px, 96% now)."""
     images, _ = make_split("test", n=8, seed=11)
     rng = np.random.default_rng(0)
     kept = light_ink = stray = ink = 0
     for img in images:
-        small = cv2.resize(img, None, fx=0.7, fy=0.7, interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+        small = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA).astype(np.float32) / 255
         h, w = small.shape
         contrast = np.where(np.arange(w) < w // 2, 160.0, 40.0)[None, :]  # grey levels: the right half written light
         a = cv2.GaussianBlur(small, (0, 0), 0.7)
@@ -82,7 +84,7 @@ def test_a_light_handed_digit_in_a_small_photo_keeps_its_mask(segmenter):
         light_ink += int(right.sum())
         stray += int((digit & (small == 0)).sum())
         ink += int(strokes.sum())
-    assert kept >= 0.9 * light_ink, (kept, light_ink)
+    assert kept >= share * light_ink, (kept, light_ink)
     assert stray <= 0.02 * ink, (stray, ink)
 
 
