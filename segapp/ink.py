@@ -131,7 +131,8 @@ def strongest_near(ink: np.ndarray, radius: int) -> np.ndarray:
 
 def ink_rule(ink: np.ndarray | None, raw: np.ndarray, inverted: bool, scale: float,
              digit_height: float | None) -> str:
-    """Which :func:`stroke_ink` rule a crop follows. Read at its own size with digits of M2NIST's height or more:
+    """Which :func:`stroke_ink` rule a crop follows. Read at its own size with digits of M2NIST's height or more
+    (:data:`NATIVE_HEIGHT` when clean, :data:`PHOTO_HEIGHT` otherwise):
     ``exact`` or ``lossy`` when crisp (lossless or ringing: :func:`is_quiet`), ``blurred`` when not (a photo:
     :func:`is_sharp` tells a canvas on paper from a photo at the same scale). Resampled or small: ``spread``
     (``ink`` is only looked at for images read at their own size). Read at its own size with no conservative ink

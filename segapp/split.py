@@ -73,8 +73,8 @@ def split_beside(found: list[dict], ys: np.ndarray, xs: np.ndarray, conf: np.nda
     its column with the fewest pixels in the :data:`MIDDLE` of its width into a left and a right digit of its class,
     when both sides are about as tall (:data:`TALL_PARTS`). A digit with no full-height neighbour in its rows is
     left alone (nothing tells how wide one digit is there)."""
-    if len(found) < 2:
-        return found
+    if len(found) < 2 or all(x1 - x0 < WIDE * (y1 - y0) for x0, y0, x1, y1 in (f["bbox"] for f in found)):
+        return found  # none is that much wider than tall: the usual case, at a few microseconds
     box, h, full = _boxes(found)
     top, bottom, w = box[:, 1], box[:, 3], box[:, 2] - box[:, 0]
     out = []
