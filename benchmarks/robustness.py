@@ -38,7 +38,7 @@ from benchmarks import handwriting
 from segapp.classes import BACKGROUND, VOID
 from segapp.export import on_paper
 from segapp.inference import InferenceConfig, Segmenter
-from segapp.m2nist import digit_pool
+from segapp.m2nist import digit_pool, place, slot_draws
 from segapp.metrics import BoundaryScore, ConfusionMatrix
 
 EDGE = handwriting.EDGE  # clean ink below a quarter of 255 is void where digits were resampled
@@ -107,7 +107,8 @@ def canvases(n: int, rng: np.random.Generator, width: int = 84, spacing: int = 2
              pool: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """M2NIST-recipe canvases of MNIST-test digits (``pool``: another (digits, labels) pool), their class maps and
     true texts; ``spacing`` < 28 makes touching digits. At spacing 28 the images and class maps are
-    :func:`segapp.m2nist.compose`'s, byte for byte (same random draws in the same order).
+    :func:`segapp.m2nist.compose`'s, byte for byte (its draws, :func:`segapp.m2nist.slot_draws`, and its
+    :func:`~segapp.m2nist.place`).
 
     The text names every digit *placed* that kept :data:`MIN_VISIBLE` visible pixels, left to right. Until session
     21 it was read from the class map's connected pieces, so a digit drawn in two strokes (a 5 whose bar the
@@ -119,26 +120,17 @@ def canvases(n: int, rng: np.random.Generator, width: int = 84, spacing: int = 2
     masks = np.full((n, 64, width), BACKGROUND, np.uint8)
     texts = []
     for k in range(n):
-        spots = []  # (x, y, digit index) in the order they are drawn
-        if spacing == 28:  # compose's draws: x, y, then the digit, for every slot
-            for i in range(width // 28):
-                x, y = i * 28 + int(rng.integers(0, 10)), int(rng.integers(0, 64 - 28 + 1))
-                j = int(rng.integers(0, len(digits)))
-                if x + 28 <= width:
-                    spots.append((x, y, j))
+        if spacing == 28:
+            spots = slot_draws(rng, len(digits), 64, width)  # (x, y, digit index) in the order they are drawn
         else:
-            x = int(rng.integers(0, 6))
+            spots, x = [], int(rng.integers(0, 6))
             while x + 28 <= width:
                 j = int(rng.integers(0, len(digits)))
                 spots.append((x, int(rng.integers(8, 28)), j))
                 x += spacing
         owner = np.full((64, width), -1, np.int16)  # which placed digit each pixel shows
         for i, (x, y, j) in enumerate(spots):
-            d, win_c = digits[j], images[k, y : y + 28, x : x + 28]
-            wins = (d > 0) & (d > win_c)  # strictly brighter: ties keep the earlier digit (as compose)
-            masks[k, y : y + 28, x : x + 28][wins] = labels[j]
-            owner[y : y + 28, x : x + 28][wins] = i
-            np.maximum(win_c, d, out=win_c)
+            owner[y : y + 28, x : x + 28][place(images[k], masks[k], digits[j], int(labels[j]), x, y)] = i
         seen = sorted((float(np.nonzero(owner == i)[1].mean()), int(labels[j])) for i, (_, _, j) in enumerate(spots)
                       if (owner == i).sum() >= MIN_VISIBLE)
         texts.append(" ".join(str(d) for _, d in seen))

@@ -91,22 +91,35 @@ def compose(
     Returns:
         Images (n, H, W) uint8 and class maps (n, H, W) uint8 (0-9 digits, 10 background).
     """
-    slots = width // 28
     images = np.zeros((n, height, width), np.uint8)
     masks = np.full((n, height, width), BACKGROUND, np.uint8)
     for k in range(n):
-        canvas, owner = images[k], masks[k]
-        for i in range(slots):
-            x, y = i * 28 + int(rng.integers(0, 10)), int(rng.integers(0, height - 28 + 1))
-            j = int(rng.integers(0, len(digits)))  # drawn even when dropped, so streams stay aligned
-            if x + 28 > width:
-                continue
-            d = digits[j]
-            win_c, win_o = canvas[y : y + 28, x : x + 28], owner[y : y + 28, x : x + 28]
-            wins = (d > 0) & (d > win_c)  # strictly brighter: ties keep the earlier digit
-            win_o[wins] = labels[j]
-            np.maximum(win_c, d, out=win_c)
+        for x, y, j in slot_draws(rng, len(digits), height, width):
+            place(images[k], masks[k], digits[j], int(labels[j]), x, y)
     return images, masks
+
+
+def slot_draws(rng: np.random.Generator, pool_size: int, height: int = 64,
+               width: int = 84) -> list[tuple[int, int, int]]:
+    """The recipe's random draws for one canvas: (x, y, pool index) of each digit placed, in drawing order. A slot
+    whose digit would cross the right edge is drawn and dropped, so the random stream stays aligned."""
+    spots = []
+    for i in range(width // 28):
+        x, y = i * 28 + int(rng.integers(0, 10)), int(rng.integers(0, height - 28 + 1))
+        j = int(rng.integers(0, pool_size))
+        if x + 28 <= width:
+            spots.append((x, y, j))
+    return spots
+
+
+def place(canvas: np.ndarray, classes: np.ndarray, digit: np.ndarray, label: int, x: int, y: int) -> np.ndarray:
+    """Draws a 28x28 ``digit`` onto ``canvas`` at (x, y), in place, and labels the pixels it wins in ``classes``: those
+    where it is strictly brighter than what is there (ties keep the earlier digit). Returns those (28, 28) bool."""
+    win_c = canvas[y : y + 28, x : x + 28]
+    wins = (digit > 0) & (digit > win_c)
+    classes[y : y + 28, x : x + 28][wins] = label
+    np.maximum(win_c, digit, out=win_c)
+    return wins
 
 
 def make_split(

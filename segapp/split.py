@@ -22,7 +22,7 @@ MIDDLE = (0.3, 0.7)  # of a wide digit's width: where it is cut (at its column w
 TALL_PARTS = 0.7  # each side of the cut is about as tall as the other (the far end of a crossed 7's bars is not)
 
 
-def pixels(f: dict, ys: np.ndarray, xs: np.ndarray, conf: np.ndarray):
+def _pixels(f: dict, ys: np.ndarray, xs: np.ndarray, conf: np.ndarray):
     """A digit's own (ys, xs, conf): its run in the sorted pixel arrays, or the arrays a split gave it."""
     if "_pix" in f:
         return f["_pix"]
@@ -44,7 +44,7 @@ def _boxes(found: list[dict]):
 def split_stacked(found: list[dict], ys: np.ndarray, xs: np.ndarray, conf: np.ndarray) -> list[dict]:
     """Splits each digit that spans two rows (see :data:`STACKED`) at its narrowest row between the two rows'
     middles into an upper and a lower digit of the same class. ``ys``, ``xs``, ``conf``: the digit pixels sorted
-    as in :func:`segapp.render.read_digits` (see :func:`pixels`). Each digit costs one vectorised pass over the
+    as in :func:`segapp.render.read_digits` (see :func:`_pixels`). Each digit costs one vectorised pass over the
     others' boxes: a page of 400 digits is read in about 55 ms."""
     if len(found) < 3:
         return found
@@ -60,7 +60,7 @@ def split_stacked(found: list[dict], ys: np.ndarray, xs: np.ndarray, conf: np.nd
         if len(rows) < 2 or bottom[upper] > top[lower]:  # no digit wholly above another in its rows
             out.append(f)
             continue
-        fy, fx, fc = pixels(f, ys, xs, conf)
+        fy, fx, fc = _pixels(f, ys, xs, conf)
         y0 = int(top[i])
         lo, hi = max(int(mid[upper]) - y0, 1), int(mid[lower]) - y0 + 1  # both parts keep a row of pixels
         cut = y0 + lo + int(np.argmin(np.bincount(fy - y0, minlength=int(h[i]))[lo:hi]))
@@ -85,7 +85,7 @@ def split_beside(found: list[dict], ys: np.ndarray, xs: np.ndarray, conf: np.nda
         if not line.any() or w[i] < WIDE * max(float(np.median(h[line])), h[i]):
             out.append(f)
             continue
-        fy, fx, fc = pixels(f, ys, xs, conf)
+        fy, fx, fc = _pixels(f, ys, xs, conf)
         x0 = int(box[i, 0])
         lo, hi = int(MIDDLE[0] * w[i]), int(MIDDLE[1] * w[i]) + 1
         cut = x0 + lo + int(np.argmin(np.bincount(fx - x0, minlength=int(w[i]))[lo:hi]))
