@@ -3,7 +3,9 @@
 :func:`segapp.render.read_digits` finds digits as (blob, class) runs of pixels; where two digits of the same class
 touch (a 4 written just above a 4, "00" or "77" written close), their pixels are one run and would read as one
 digit. These functions split such a run by its shape: one digit spanning two rows' middles (:func:`split_stacked`),
-or one digit twice as wide as the digits of its line are tall (:func:`split_beside`).
+or one digit twice as wide as the digits of its line are tall (:func:`split_beside`). The opposite also happens: a
+digit written in two strokes that do not meet (a 4 whose stem stands apart from its arm and bar) is two runs of one
+class side by side, together one digit's shape, and :func:`join_beside` reads them as one.
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ STACKED = 1.5
 WIDE = 1.45
 MIDDLE = (0.3, 0.7)  # of a wide digit's width: where it is cut (at its column with the fewest pixels)
 TALL_PARTS = 0.7  # each side of the cut is about as tall as the other (the far end of a crossed 7's bars is not)
+# Pieces of one digit: two runs of one class in the same rows, at most JOIN_GAP of the taller's height apart, whose
+# joint box is at most JOIN_ASPECT as wide as tall (two digits side by side are ~1.2 or more), at least one of them
+# not a bare stroke (PIECE_WIDTH of its height wide). 1s are never joined: two 1s written close are two bare strokes.
+JOIN_GAP = 0.3
+JOIN_ASPECT = 0.85
+PIECE_WIDTH = 0.4
 
 
 def _pixels(f: dict, ys: np.ndarray, xs: np.ndarray, conf: np.ndarray):
@@ -96,3 +104,29 @@ def split_beside(found: list[dict], ys: np.ndarray, xs: np.ndarray, conf: np.nda
             continue
         out += [_part(f, fy[p], fx[p], fc[p]) for p in sides]
     return out
+
+
+def join_beside(found: list[dict], ys: np.ndarray, xs: np.ndarray, conf: np.ndarray) -> list[dict]:
+    """Joins neighbours of one class that are pieces of one digit (:data:`JOIN_GAP`, :data:`JOIN_ASPECT`,
+    :data:`PIECE_WIDTH`), left to right: a two-stroke 4 read as "4 4" is one 4. ``found`` in any order."""
+    out: list[dict] = []
+    for f in sorted(found, key=lambda f: f["bbox"][0]):
+        g = next((g for g in reversed(out) if g["digit"] == f["digit"] != 1 and _pieces(g, f)), None)
+        if g is None:
+            out.append(f)
+            continue
+        parts = [_pixels(g, ys, xs, conf), _pixels(f, ys, xs, conf)]
+        out[out.index(g)] = _part(g, *(np.concatenate([p[k] for p in parts]) for k in range(3)))
+    return out
+
+
+def _pieces(a: dict, b: dict) -> bool:
+    """Whether two digits' boxes are two pieces of one digit (see :func:`join_beside`)."""
+    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = a["bbox"], b["bbox"]
+    ha, hb = ay1 - ay0, by1 - by0
+    if min(ay1, by1) - max(ay0, by0) < 0.5 * min(ha, hb):  # not in the same rows
+        return False
+    gap = max(ax0, bx0) - min(ax1, bx1)
+    width, height = max(ax1, bx1) - min(ax0, bx0), max(ay1, by1) - min(ay0, by0)
+    return (gap <= JOIN_GAP * max(ha, hb) and width <= JOIN_ASPECT * height
+            and max((ax1 - ax0) / ha, (bx1 - bx0) / hb) >= PIECE_WIDTH)

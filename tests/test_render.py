@@ -321,3 +321,24 @@ def test_one_class_touching_side_by_side_is_two_digits(blocks, want):
     if want == "0 0 5":  # cut inside the neck, each 0 keeping its own block
         left, right = digits[0]["bbox"], digits[1]["bbox"]
         assert left[0] == 4 and 20 <= left[2] <= 24 and right[0] == left[2] and right[2] == 40
+
+
+@pytest.mark.parametrize(("blocks", "want"), [
+    # a 4 in two strokes: the arm and bar (an L, 12 px wide) 2 px left of the stem: one 4, beside a 5
+    ([(4, 16, 4, 6, 4), (14, 16, 4, 16, 4), (4, 24, 18, 20, 4), (4, 24, 28, 40, 5)], "4 5"),
+    # two 1s written close: two bare strokes, never joined
+    ([(4, 24, 4, 6, 1), (4, 24, 10, 12, 1), (4, 24, 28, 40, 5)], "1 1 5"),
+    # two 0s side by side 2 px apart: together wider than one digit, two digits
+    ([(4, 24, 4, 16, 0), (4, 24, 18, 30, 0), (4, 24, 36, 48, 5)], "0 0 5"),
+    # the same two pieces of a 4 but 8 px apart (0.4 of the height): two digits
+    ([(4, 16, 4, 6, 4), (14, 16, 4, 16, 4), (4, 24, 24, 26, 4), (4, 24, 34, 46, 5)], "4 4 5"),
+])
+def test_two_pieces_of_one_class_with_one_digits_shape_are_one_digit(blocks, want):
+    from segapp.render import Segmentation
+
+    c = _blocks((28, 52), blocks)
+    digits = read_digits(c, np.ones(c.shape, np.float32))
+    assert sum(d["area"] for d in digits) == int((c != BACKGROUND).sum())
+    assert Segmentation.from_digits(c, None, digits).text == want
+    if want == "4 5":
+        assert digits[0]["bbox"] == [4, 4, 20, 24]
