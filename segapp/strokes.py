@@ -247,34 +247,3 @@ def hook(d: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     p = cv2.remap(p, gx + shift[:, None], gy, cv2.INTER_LINEAR, borderValue=0.0)
     cols = np.flatnonzero(p.max(0) > 0.02)
     return p[:, cols.min() : cols.max() + 1] if len(cols) else d
-
-
-def lift_stem(d: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A 4 written in two strokes that do not meet: a gap cut between the bar and the stem.
-
-    Many hands draw a 4's arm and bar in one stroke and its stem in another, and the pen often stops
-    short of the stem; MNIST's writers join them, so a net trained on them reads the two pieces as a 1
-    and a 1 (or a 1 and nothing). The columns just left of the stem (the right half's tallest column)
-    are cleared, 6-15% of the height wide; a 4 whose stem is not clear of the rest (or whose cut
-    leaves a piece too small to see) stays as it is.
-    """
-    ink = d > 0.45
-    h, w = ink.shape
-    counts = ink.sum(0)
-    right = np.arange(w) >= 0.4 * w
-    if not right.any() or counts[right].max() < 0.6 * h:
-        return d
-    c = int(np.flatnonzero(right)[np.argmax(counts[right])])
-    left = c
-    while left > 0 and counts[left - 1] >= 0.5 * counts[c]:  # the stem's own width
-        left -= 1
-    gap = max(1, int(round(rng.uniform(0.06, 0.15) * h)))
-    if left - gap < 2:
-        return d
-    cut = d.copy()
-    cut[:, left - gap : left] = 0.0
-    n, lab, stats, _ = cv2.connectedComponentsWithStats((cut > 0.45).astype(np.uint8), connectivity=8)
-    big = np.sort(stats[1:, cv2.CC_STAT_AREA])[::-1]
-    if n != 3 or big[1] < 0.15 * ink.sum():  # two pieces, each worth seeing
-        return d
-    return cut

@@ -6,7 +6,7 @@ import pytest
 
 from segapp.classes import BACKGROUND
 from segapp.m2nist import digit_pool
-from segapp.strokes import _lift, _swell, hook, lift_stem, open_loop, repen, restyle, thin
+from segapp.strokes import _lift, _swell, hook, open_loop, repen, restyle, thin
 from segapp.synth import WildConfig, wild_sample
 
 
@@ -141,42 +141,6 @@ def test_a_closed_four_has_a_bar_crossing_its_stem(seed):
     stem = np.flatnonzero(closed[-4:].max(0) > 0.5)  # the stem alone reaches the bottom rows
     bar = np.flatnonzero(closed[11:15].max(0) > 0.5)
     assert bar.max() >= stem.max() + 3  # the bar crosses the stem by more than a stroke width
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_a_lifted_four_is_two_pieces_with_its_stem_untouched(seed):
-    four = np.zeros((24, 20), np.float32)
-    four[0:14, 3:5] = 1  # left arm
-    four[12:14, 3:18] = 1  # bar, crossing the stem
-    four[0:24, 13:15] = 1  # stem
-    lifted = lift_stem(four, np.random.default_rng(seed))
-    assert _pieces_and_holes(lifted) == (2, 0)
-    assert np.array_equal(lifted[:, 13:], four[:, 13:])  # the stem (and the bar's end beyond it) as drawn
-    assert np.array_equal(lifted[:, :10], four[:, :10])  # the arm and most of the bar as drawn
-    cleared = np.flatnonzero((lifted != four).any(0))
-    assert cleared.max() == 12 and 1 <= len(cleared) <= 3  # the gap: 6-15% of 24 rows, just left of the stem
-
-
-def test_a_four_whose_cut_would_leave_a_speck_or_with_no_stem_stays_whole():
-    stub = np.zeros((24, 20), np.float32)
-    stub[12:14, 9:18] = 1  # a short bar ...
-    stub[0:24, 13:15] = 1  # ... on a stem: cutting left of the stem leaves a 2 x 2 speck
-    assert lift_stem(stub, np.random.default_rng(0)) is stub
-    low = np.zeros((24, 20), np.float32)
-    low[10:24, 3:17] = 1  # no column reaches 60% of the height
-    low[10:24, 5:15] = 0
-    assert lift_stem(low, np.random.default_rng(0)) is low
-
-
-def test_the_wild_recipe_draws_some_fours_in_two_strokes(digits):
-    from segapp.synth import _digit_patch
-
-    plain = WildConfig(slant=0.0, rotate=0.0, elastic=0.0, repen=0.0, thicken=0.0, thin=0.0, styled=0.0)
-    fours = digits[0][digits[1] == 4]
-    rng = np.random.default_rng(0)
-    pieces = [[_pieces_and_holes(_digit_patch(d, 20.0, rng, WildConfig(**{**plain.__dict__, "lift_four": p}), 4))[0]
-               for d in fours] for p in (0.0, 1.0)]
-    assert pieces[1].count(2) >= pieces[0].count(2) + 0.25 * len(fours)  # a few MNIST 4s are two pieces already
 
 
 def test_blank_training_images_are_all_background(digits):
