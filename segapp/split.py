@@ -23,11 +23,14 @@ WIDE = 1.45
 MIDDLE = (0.3, 0.7)  # of a wide digit's width: where it is cut (at its column with the fewest pixels)
 TALL_PARTS = 0.7  # each side of the cut is about as tall as the other (the far end of a crossed 7's bars is not)
 # Pieces of one digit: two runs of one class in the same rows, at most JOIN_GAP of the taller's height apart, whose
-# joint box is at most JOIN_ASPECT as wide as tall (two digits side by side are ~1.2 or more), at least one of them
-# not a bare stroke (PIECE_WIDTH of its height wide). 1s are never joined: two 1s written close are two bare strokes.
+# joint box is at most JOIN_ASPECT as wide as tall (two MNIST-wide digits side by side are ~1.4 or more), at least one
+# of them not a bare stroke (PIECE_WIDTH of its height wide), the shorter at most PIECE_HEIGHT of the taller (a 4's
+# arm ends above its stem's foot; two narrow digits written close are as tall as each other). 1s are never joined:
+# two 1s written close are two bare strokes.
 JOIN_GAP = 0.3
-JOIN_ASPECT = 0.85
+JOIN_ASPECT = 1.05
 PIECE_WIDTH = 0.4
+PIECE_HEIGHT = 0.85
 
 
 def _pixels(f: dict, ys: np.ndarray, xs: np.ndarray, conf: np.ndarray):
@@ -129,4 +132,4 @@ def _pieces(a: dict, b: dict) -> bool:
     gap = max(ax0, bx0) - min(ax1, bx1)
     width, height = max(ax1, bx1) - min(ax0, bx0), max(ay1, by1) - min(ay0, by0)
     return (gap <= JOIN_GAP * max(ha, hb) and width <= JOIN_ASPECT * height
-            and max((ax1 - ax0) / ha, (bx1 - bx0) / hb) >= PIECE_WIDTH)
+            and max((ax1 - ax0) / ha, (bx1 - bx0) / hb) >= PIECE_WIDTH and min(ha, hb) <= PIECE_HEIGHT * max(ha, hb))

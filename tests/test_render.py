@@ -330,6 +330,8 @@ def test_one_class_touching_side_by_side_is_two_digits(blocks, want):
     ([(4, 24, 4, 6, 1), (4, 24, 10, 12, 1), (4, 24, 28, 40, 5)], "1 1 5"),
     # two 0s side by side 2 px apart: together wider than one digit, two digits
     ([(4, 24, 4, 16, 0), (4, 24, 18, 30, 0), (4, 24, 36, 48, 5)], "0 0 5"),
+    # two narrow 0s as close, together as narrow as one digit: as tall as each other, two digits
+    ([(4, 24, 4, 12, 0), (4, 24, 14, 22, 0), (4, 24, 36, 48, 5)], "0 0 5"),
     # the same two pieces of a 4 but 8 px apart (0.4 of the height): two digits
     ([(4, 16, 4, 6, 4), (14, 16, 4, 16, 4), (4, 24, 24, 26, 4), (4, 24, 34, 46, 5)], "4 4 5"),
 ])
