@@ -110,17 +110,26 @@ def split_beside(found: list[dict], ys: np.ndarray, xs: np.ndarray, conf: np.nda
 
 
 def join_beside(found: list[dict], ys: np.ndarray, xs: np.ndarray, conf: np.ndarray) -> list[dict]:
-    """Joins neighbours of one class that are pieces of one digit (:data:`JOIN_GAP`, :data:`JOIN_ASPECT`,
-    :data:`PIECE_WIDTH`), left to right: a two-stroke 4 read as "4 4" is one 4. ``found`` in any order."""
+    """Joins neighbours that are pieces of one digit (:func:`_one_digit`, :func:`_pieces`), left to right: a
+    two-stroke 4 read as "4 4" or "4 1" is one 4. ``found`` in any order."""
     out: list[dict] = []
     for f in sorted(found, key=lambda f: f["bbox"][0]):
-        g = next((g for g in reversed(out) if g["digit"] == f["digit"] != 1 and _pieces(g, f)), None)
+        g = next((g for g in reversed(out) if _one_digit(g, f) and _pieces(g, f)), None)
         if g is None:
             out.append(f)
             continue
         parts = [_pixels(g, ys, xs, conf), _pixels(f, ys, xs, conf)]
         out[out.index(g)] = _part(g, *(np.concatenate([p[k] for p in parts]) for k in range(3)))
     return out
+
+
+def _one_digit(left: dict, right: dict) -> bool:
+    """Whether two neighbours' classes can be one digit's: the same (not 1s), or a 4's arm and, right of it and
+    taller, its stem, which alone is a 1 (the net often colours it so)."""
+    if left["digit"] == right["digit"] != 1:
+        return True
+    return left["digit"] == 4 and right["digit"] == 1 and (
+        left["bbox"][3] - left["bbox"][1] < right["bbox"][3] - right["bbox"][1])
 
 
 def _pieces(a: dict, b: dict) -> bool:
