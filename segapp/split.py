@@ -119,16 +119,18 @@ def join_beside(found: list[dict], ys: np.ndarray, xs: np.ndarray, conf: np.ndar
             out.append(f)
             continue
         parts = [_pixels(g, ys, xs, conf), _pixels(f, ys, xs, conf)]
-        out[out.index(g)] = _part(g, *(np.concatenate([p[k] for p in parts]) for k in range(3)))
+        joined = _part(g, *(np.concatenate([p[k] for p in parts]) for k in range(3)))
+        out[out.index(g)] = {**joined, "digit": g["digit"] if g["digit"] == f["digit"] else 4}
     return out
 
 
 def _one_digit(left: dict, right: dict) -> bool:
     """Whether two neighbours' classes can be one digit's: the same (not 1s), or a 4's arm and, right of it and
-    taller, its stem, which alone is a 1 (the net often colours it so)."""
+    taller, its stem, one of them coloured as a 1 (alone, either piece is a stroke; the net often colours it so)."""
     if left["digit"] == right["digit"] != 1:
         return True
-    return left["digit"] == 4 and right["digit"] == 1 and (
+    pair = (left["digit"], right["digit"])
+    return pair in ((4, 1), (1, 4)) and (
         left["bbox"][3] - left["bbox"][1] < right["bbox"][3] - right["bbox"][1])
 
 

@@ -334,6 +334,8 @@ def test_one_class_touching_side_by_side_is_two_digits(blocks, want):
     ([(4, 24, 4, 12, 0), (4, 24, 14, 22, 0), (4, 24, 36, 48, 5)], "0 0 5"),
     # the same 4 whose stem the net coloured as a 1: the stem of a 4
     ([(4, 16, 4, 6, 4), (14, 16, 4, 16, 4), (4, 24, 18, 20, 1), (4, 24, 28, 40, 5)], "4 5"),
+    # ... or whose arm it coloured as a 1
+    ([(4, 16, 4, 6, 1), (14, 16, 4, 16, 1), (4, 24, 18, 20, 4), (4, 24, 28, 40, 5)], "4 5"),
     # "41" written close: a whole 4 as tall as the 1 beside it keeps its 1
     ([(4, 16, 4, 6, 4), (14, 16, 4, 16, 4), (4, 24, 12, 14, 4), (4, 24, 18, 20, 1), (4, 24, 28, 40, 5)], "4 1 5"),
     # the same two pieces of a 4 but 8 px apart (0.4 of the height): two digits
