@@ -165,7 +165,11 @@ class Segmenter:
         sy, sx = small.shape[0] / H, small.shape[1] / W
         for d in digits:  # boxes to input pixels
             x0, y0, x1, y1 = d["bbox"]
-            d["bbox"] = [int(x0 / sx), int(y0 / sy), min(W, math.ceil(x1 / sx)), min(H, math.ceil(y1 / sy))]
+            x0, y0, x1, y1 = int(x0 / sx), int(y0 / sy), min(W, math.ceil(x1 / sx)), min(H, math.ceil(y1 / sy))
+            d["bbox"] = [x0, y0, x1, y1]
+            if "_joined" in d:  # pieces of one digit the net coloured otherwise (a 4's stem as a 1) take its class
+                box = full[y0:y1, x0:x1]
+                box[np.isin(box, d.pop("_joined"))] = d["digit"]
         digits = settle(full, digits, MIN_DIGIT_AREA / (sx * sy))
         return Segmentation.from_digits(full, n.prepared, digits, scale=n.scale, digit_height=n.digit_height)
 

@@ -111,27 +111,34 @@ def split_beside(found: list[dict], ys: np.ndarray, xs: np.ndarray, conf: np.nda
 
 def join_beside(found: list[dict], ys: np.ndarray, xs: np.ndarray, conf: np.ndarray) -> list[dict]:
     """Joins neighbours that are pieces of one digit (:func:`_one_digit`, :func:`_pieces`), left to right: a
-    two-stroke 4 read as "4 4" or "4 1" is one 4. ``found`` in any order."""
+    two-stroke 4 read as "4 4", "4 1", "1 4" or "1 1" is one 4. ``found`` in any order. A digit joined from
+    pieces of other classes names them in ``_joined``: the mask gives those pieces its class."""
     out: list[dict] = []
     for f in sorted(found, key=lambda f: f["bbox"][0]):
-        g = next((g for g in reversed(out) if _one_digit(g, f) and _pieces(g, f)), None)
+        g = next((g for g in reversed(out) if _one_digit(g, f) is not None and _pieces(g, f)), None)
         if g is None:
             out.append(f)
             continue
         parts = [_pixels(g, ys, xs, conf), _pixels(f, ys, xs, conf)]
         joined = _part(g, *(np.concatenate([p[k] for p in parts]) for k in range(3)))
-        out[out.index(g)] = {**joined, "digit": g["digit"] if g["digit"] == f["digit"] else 4}
+        digit = _one_digit(g, f)
+        other = {c for c in (g["digit"], f["digit"], *g.get("_joined", ())) if c != digit}
+        out[out.index(g)] = {**joined, "digit": digit, **({"_joined": tuple(sorted(other))} if other else {})}
     return out
 
 
-def _one_digit(left: dict, right: dict) -> bool:
-    """Whether two neighbours' classes can be one digit's: the same (not 1s), or a 4's arm and, right of it and
-    taller, its stem, one of them coloured as a 1 (alone, either piece is a stroke; the net often colours it so)."""
-    if left["digit"] == right["digit"] != 1:
-        return True
+def _one_digit(left: dict, right: dict) -> int | None:
+    """The digit two neighbours' classes can be pieces of, or None: their class when the same (not 1s: two 1s
+    written close are two bare strokes), or a 4 whose arm (with its bar) and, right of it and taller, stem are
+    coloured as 4s or 1s (alone, the stem is a 1's stroke and the arm often read as one)."""
     pair = (left["digit"], right["digit"])
-    return pair in ((4, 1), (1, 4)) and (
-        left["bbox"][3] - left["bbox"][1] < right["bbox"][3] - right["bbox"][1])
+    if pair[0] == pair[1] != 1:
+        return pair[0]
+    (lx0, ly0, lx1, ly1), (_, ry0, _, ry1) = left["bbox"], right["bbox"]
+    wide_arm = lx1 - lx0 >= PIECE_WIDTH * (ly1 - ly0)
+    if (pair in ((4, 1), (1, 4)) or (pair == (1, 1) and wide_arm)) and ly1 - ly0 < ry1 - ry0:
+        return 4
+    return None
 
 
 def _pieces(a: dict, b: dict) -> bool:

@@ -339,3 +339,23 @@ def test_digits_a_quarter_off_the_target_height_are_brought_to_it(f, resized):
     scales = [to_net_scale(Prepared(cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC if f > 1
                                                else cv2.INTER_AREA))).scale for img in images]
     assert all((s != 1.0) == resized for s in scales), scales
+
+
+@pytest.mark.parametrize(("index", "cut", "upscale"), [(4, (14, 16), 1), (27, (13, 16), 1), (42, (12, 14), 3)])
+def test_a_four_written_in_two_strokes_is_one_four_and_all_its_ink_is_its_mask(segmenter, index, cut, upscale):
+    """MNIST test 4s with the columns between bar and stem cleared (a stem written apart): the net colours the stem
+    as a 1; read as one 4, and its mask gives the stem the 4's class, at net scale and mapped back from it."""
+    from segapp.m2nist import load_mnist
+
+    images, labels = load_mnist("test")
+    assert labels[index] == 4
+    img = images[index].copy()
+    img[:, cut[0] : cut[1]] = 0
+    img = np.pad(img, 6)
+    if upscale > 1:
+        img = cv2.resize(img, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_CUBIC)
+    seg = segmenter(img)
+    assert seg.text == "4"
+    ink = img > 128
+    assert set(np.unique(seg.classes[ink]).tolist()) == {4}
+    assert (seg.classes[~cv2.dilate(ink.view(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)] == BACKGROUND).all()

@@ -336,6 +336,8 @@ def test_one_class_touching_side_by_side_is_two_digits(blocks, want):
     ([(4, 16, 4, 6, 4), (14, 16, 4, 16, 4), (4, 24, 18, 20, 1), (4, 24, 28, 40, 5)], "4 5"),
     # ... or whose arm it coloured as a 1
     ([(4, 16, 4, 6, 1), (14, 16, 4, 16, 1), (4, 24, 18, 20, 4), (4, 24, 28, 40, 5)], "4 5"),
+    # ... or both, the arm (with its bar) wider than a bare stroke
+    ([(4, 16, 4, 6, 1), (14, 16, 4, 16, 1), (4, 24, 18, 20, 1), (4, 24, 28, 40, 5)], "4 5"),
     # "41" written close: a whole 4 as tall as the 1 beside it keeps its 1
     ([(4, 16, 4, 6, 4), (14, 16, 4, 16, 4), (4, 24, 12, 14, 4), (4, 24, 18, 20, 1), (4, 24, 28, 40, 5)], "4 1 5"),
     # the same two pieces of a 4 but 8 px apart (0.4 of the height): two digits
@@ -350,3 +352,5 @@ def test_two_pieces_of_one_class_with_one_digits_shape_are_one_digit(blocks, wan
     assert Segmentation.from_digits(c, None, digits).text == want
     if want == "4 5":
         assert digits[0]["bbox"] == [4, 4, 20, 24]
+        others = {d for *_, d in blocks[:3]} - {4}
+        assert digits[0].get("_joined", ()) == tuple(sorted(others))  # the mask recolours these pieces
