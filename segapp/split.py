@@ -25,8 +25,8 @@ TALL_PARTS = 0.7  # each side of the cut is about as tall as the other (the far 
 # Pieces of one digit: two runs of one class in the same rows, at most JOIN_GAP of the taller's height apart, whose
 # joint box is at most JOIN_ASPECT as wide as tall (two MNIST-wide digits side by side are ~1.4 or more), at least one
 # of them not a bare stroke (PIECE_WIDTH of its height wide), the shorter at most PIECE_HEIGHT of the taller (a 4's
-# arm ends above its stem's foot; two narrow digits written close are as tall as each other). 1s are never joined:
-# two 1s written close are two bare strokes.
+# arm ends above its stem's foot; two narrow digits written close are as tall as each other). Two 1s are joined only
+# as a 4's arm and stem (:func:`_one_digit`): two 1s written close are two bare strokes.
 JOIN_GAP = 0.3
 JOIN_ASPECT = 1.05
 PIECE_WIDTH = 0.4
