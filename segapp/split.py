@@ -113,6 +113,15 @@ def join_beside(found: list[dict], ys: np.ndarray, xs: np.ndarray, conf: np.ndar
     """Joins neighbours that are pieces of one digit (:func:`_one_digit`, :func:`_pieces`), left to right: a
     two-stroke 4 read as "4 4", "4 1", "1 4" or "1 1" is one 4. ``found`` in any order. A digit joined from
     pieces of other classes names them in ``_joined``: the mask gives those pieces its class."""
+    if len(found) < 2:
+        return found
+    box = np.array([f["bbox"] for f in found], float)  # (n, 4): x0, y0, x1, y1
+    lo, hi = np.minimum(box[:, None], box[None]), np.maximum(box[:, None], box[None])  # (n, n, 4)
+    h = box[:, 3] - box[:, 1]
+    rows = lo[..., 3] - hi[..., 1] >= 0.5 * np.minimum(h[:, None], h[None])  # as in _pieces
+    one_box = hi[..., 2] - lo[..., 0] <= JOIN_ASPECT * (hi[..., 3] - lo[..., 1])  # joint box no wider than a digit
+    if not (rows & one_box & ~np.eye(len(found), dtype=bool)).any():
+        return found  # no two digits in one line make one digit's box: the usual case, in one vectorised pass
     out: list[dict] = []
     for f in sorted(found, key=lambda f: f["bbox"][0]):
         g = next((g for g in reversed(out) if _one_digit(g, f) is not None and _pieces(g, f)), None)
