@@ -24,11 +24,6 @@ LINE_SHARE = 0.5  # a "digit" with this share of its pixels on ruled lines is th
 BLOB_WIDTH = 0.85  # of a digit's height: ink this wide is a filled blob (a smudge), no pen stroke
 PIECE_SHARE = 0.3  # of a digit's mask: its largest connected piece holds at least this much, unless it is specks
 INK_SPAN = 0.6  # a digit whose ink spans this share of its height is a stroke, however thin (see _has_ink)
-# A digit with less ink than one stroke as tall as its box (input pixels per row of the box) is read only when the net
-# is sure of it: sensor noise upscaled to the net's scale makes specks of 2-12 pixels the net calls digits at 0.7-0.86,
-# while a faint hairline digit photographed small keeps as little ink at 0.94-0.97 (docs/robustness.md, session 22).
-INK_PER_ROW = 1.0
-THIN_CONFIDENCE = 0.9
 STRIP_BYTES = 64 * 2**20  # memory of one strip of upsampled logits
 
 
@@ -163,8 +158,6 @@ def _has_ink(full: np.ndarray, d: dict, min_area: float) -> bool:
     x0, y0, x1, y1 = d["bbox"]
     mine = full[y0:y1, x0:x1] == d["digit"]
     d["area"] = int(mine.sum())
-    if d["area"] < INK_PER_ROW * (y1 - y0) and d["confidence"] < THIN_CONFIDENCE:
-        return False
     rows = np.flatnonzero(mine.any(1))
     if len(rows) == 0:
         return False

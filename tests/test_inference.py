@@ -359,17 +359,3 @@ def test_a_four_written_in_two_strokes_is_one_four_and_all_its_ink_is_its_mask(s
     ink = img > 128
     assert set(np.unique(seg.classes[ink]).tolist()) == {4}
     assert (seg.classes[~cv2.dilate(ink.view(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)] == BACKGROUND).all()
-
-
-@pytest.mark.parametrize(("ink_rows", "confidence", "kept"), [
-    (5, 0.75, False),  # a speck of noise the net half-believes: less ink than one stroke of the box's height
-    (5, 0.95, True),  # as little ink, the net sure of it: a faint hairline digit photographed small
-    (10, 0.75, True),  # one stroke as tall as its box: a digit's ink
-])
-def test_a_digit_with_less_ink_than_one_stroke_of_its_height_needs_a_sure_net(ink_rows, confidence, kept):
-    from segapp.postprocess import settle
-
-    full = np.full((20, 20), BACKGROUND, np.uint8)
-    full[4 : 4 + ink_rows, 8] = 1  # a 1-px stroke in a 10-row box
-    digits = [{"digit": 1, "bbox": [6, 4, 11, 14], "confidence": confidence}]
-    assert len(settle(full, digits, min_area=2)) == kept
