@@ -116,23 +116,20 @@ def join_beside(found: list[dict], ys: np.ndarray, xs: np.ndarray, conf: np.ndar
     if len(found) < 2:
         return found
     box = np.array([f["bbox"] for f in found], float)  # (n, 4): x0, y0, x1, y1
-    lo, hi = np.minimum(box[:, None], box[None]), np.maximum(box[:, None], box[None])  # (n, n, 4)
-    h = box[:, 3] - box[:, 1]
-    rows = lo[..., 3] - hi[..., 1] >= 0.5 * np.minimum(h[:, None], h[None])  # as in _pieces
-    one_box = hi[..., 2] - lo[..., 0] <= JOIN_ASPECT * (hi[..., 3] - lo[..., 1])  # joint box no wider than a digit
-    if not (rows & one_box & ~np.eye(len(found), dtype=bool)).any():
+    if not (_one_box(box[:, None], box[None]) & ~np.eye(len(found), dtype=bool)).any():
         return found  # no two digits in one line make one digit's box: the usual case, in one vectorised pass
     out: list[dict] = []
     for f in sorted(found, key=lambda f: f["bbox"][0]):
-        g = next((g for g in reversed(out) if _one_digit(g, f) is not None and _pieces(g, f)), None)
-        if g is None:
+        k, digit = next(((k, d) for k in reversed(range(len(out)))
+                         if (d := _one_digit(out[k], f)) is not None and _pieces(out[k], f)), (None, None))
+        if k is None:
             out.append(f)
             continue
+        g = out[k]
         parts = [_pixels(g, ys, xs, conf), _pixels(f, ys, xs, conf)]
-        joined = _part(g, *(np.concatenate([p[k] for p in parts]) for k in range(3)))
-        digit = _one_digit(g, f)
+        joined = _part(g, *(np.concatenate([p[i] for p in parts]) for i in range(3)))
         other = {c for c in (g["digit"], f["digit"], *g.get("_joined", ())) if c != digit}
-        out[out.index(g)] = {**joined, "digit": digit, **({"_joined": tuple(sorted(other))} if other else {})}
+        out[k] = {**joined, "digit": digit, **({"_joined": tuple(sorted(other))} if other else {})}
     return out
 
 
@@ -150,13 +147,20 @@ def _one_digit(left: dict, right: dict) -> int | None:
     return None
 
 
+def _one_box(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Whether boxes ``a`` and ``b`` (x0, y0, x1, y1 in the last axis; broadcast) share half the rows of the shorter
+    and their joint box is at most :data:`JOIN_ASPECT` as wide as tall: the first test of two pieces of one digit."""
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    rows = lo[..., 3] - hi[..., 1] >= 0.5 * np.minimum(a[..., 3] - a[..., 1], b[..., 3] - b[..., 1])
+    return rows & (hi[..., 2] - lo[..., 0] <= JOIN_ASPECT * (hi[..., 3] - lo[..., 1]))
+
+
 def _pieces(a: dict, b: dict) -> bool:
     """Whether two digits' boxes are two pieces of one digit (see :func:`join_beside`)."""
+    if not _one_box(np.array(a["bbox"], float), np.array(b["bbox"], float)):
+        return False
     (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = a["bbox"], b["bbox"]
     ha, hb = ay1 - ay0, by1 - by0
-    if min(ay1, by1) - max(ay0, by0) < 0.5 * min(ha, hb):  # not in the same rows
-        return False
     gap = max(ax0, bx0) - min(ax1, bx1)
-    width, height = max(ax1, bx1) - min(ax0, bx0), max(ay1, by1) - min(ay0, by0)
-    return (gap <= JOIN_GAP * max(ha, hb) and width <= JOIN_ASPECT * height
-            and max((ax1 - ax0) / ha, (bx1 - bx0) / hb) >= PIECE_WIDTH and min(ha, hb) <= PIECE_HEIGHT * max(ha, hb))
+    return (gap <= JOIN_GAP * max(ha, hb) and max((ax1 - ax0) / ha, (bx1 - bx0) / hb) >= PIECE_WIDTH
+            and min(ha, hb) <= PIECE_HEIGHT * max(ha, hb))
