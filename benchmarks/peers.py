@@ -316,8 +316,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=300, help="as benchmarks.robustness: 100 development, 200/300 held out")
     p.add_argument("--categories", default=None, help="comma-separated (default: robustness's categories but "
                    + ", ".join(SKIP_BY_DEFAULT) + "; 'all' for every one)")
-    p.add_argument("--fonts", choices=["dev", "held"], default="dev", help="handwriting fonts of robustness's "
-                   "hand* categories: dev (may be looked at) or held (reports only)")
+    p.add_argument("--fonts", choices=["dev", "held", "fresh"], default="dev", help="handwriting fonts of robustness's "
+                   "hand* categories: dev (may be looked at), held (reports only) or fresh (never analysed)")
     p.add_argument("--engines", default=",".join(ENGINES), help="comma-separated, from " + ", ".join(ENGINES))
     p.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1), help="per engine where settable")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls per engine before timing")

@@ -383,9 +383,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--n", type=int, default=150, help="images per category")
     p.add_argument("--seed", type=int, default=200, help="100: development set; 200: held out")
     p.add_argument("--categories", default=",".join(CATEGORIES))
-    p.add_argument("--fonts", choices=["dev", "held"], default="dev",
-                   help="handwriting fonts of the hand* categories and half of the real* digits: dev (tuning) or held "
-                        "(final report only)")
+    p.add_argument("--fonts", choices=["dev", "held", "fresh"], default="dev",
+                   help="handwriting fonts of the hand* categories and half of the real* digits: dev (tuning), held "
+                        "(final report only) or fresh (ten more hands nothing was tuned or analysed on; real* as "
+                        "held)")
     p.add_argument("--no-rescale", action="store_true", help="turn scale normalisation off (the 'before' column)")
     p.add_argument("--out", type=Path, default=None, help="also write the labelled folders and results.json here")
     p.add_argument("--score-predict", type=Path, default=None, metavar="PRED",

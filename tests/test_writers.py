@@ -77,5 +77,24 @@ def test_a_real_number_labels_each_digit_where_its_ink_is(height):
 
 
 def test_an_unknown_real_handwriting_set_is_refused():
-    with pytest.raises(SystemExit, match="dev or held"):
+    with pytest.raises(SystemExit, match="dev, held or fresh"):
         handwriting.real_digits("train")
+
+
+def test_the_three_font_sets_share_no_hand_and_fresh_numbers_take_the_held_real_digits():
+    sets = [set(handwriting.SETS[k]) for k in ("dev", "held", "fresh")]
+    assert [len(s) for s in sets] == [6, 10, 10]
+    assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+    fresh, held = handwriting.real_digits("fresh"), handwriting.real_digits("held")
+    assert np.array_equal(fresh[0], held[0]) and np.array_equal(fresh[1], held[1])
+
+
+@pytest.mark.parametrize("which, package", [("fresh", "fonts-sjfonts"), ("dev", "fonts-bwht")])
+def test_a_font_set_missing_from_the_machine_names_its_own_install_line(monkeypatch, tmp_path, which, package):
+    monkeypatch.setattr(handwriting, "FONT_DIRS", (tmp_path,))
+    handwriting.fonts.cache_clear()
+    try:
+        with pytest.raises(SystemExit, match=package):
+            handwriting.fonts(which)
+    finally:
+        handwriting.fonts.cache_clear()
