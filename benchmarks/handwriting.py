@@ -192,6 +192,30 @@ def blank_frame(rng: np.random.Generator) -> np.ndarray:
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
+def squared_paper(ink: np.ndarray, lab: np.ndarray, height: float,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A number (white-on-black ``ink``, label map ``lab``, digits ``height`` px tall) written on a notebook page,
+    photographed: squared paper (seven pages in ten) or ruled, in light blue, violet or grey rules from faint to
+    as dark as a ballpoint's line, squares half to one and a bit digit heights, the page a little askew.
+    Returns (RGB uint8, ink, labels), the last two padded like the page; the rules are background."""
+    pad = int(rng.integers(10, 40))
+    ink, lab = np.pad(ink, pad), np.pad(lab, pad, constant_values=BACKGROUND)
+    h, w = ink.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    step, tilt = max(4.0, height * rng.uniform(0.5, 1.1)), rng.uniform(-0.02, 0.02)
+    rules = np.zeros((h, w), np.float32)
+    for along, across in ((yy, xx), (xx, yy))[: 1 + int(rng.random() < 0.7)]:
+        d = np.abs((along - tilt * across + rng.uniform(0, step)) % step - step / 2)
+        rules = np.maximum(rules, rng.uniform(0.3, 0.95) * np.clip(rng.uniform(0.4, 1.0) + 0.5 - d, 0, 1))
+    paper = rng.uniform(200, 245) * np.array([1.0, rng.uniform(0.95, 1.0), rng.uniform(0.9, 1.0)])
+    rule = [np.array([130.0, 160, 225]), np.array([170.0, 140, 200]), np.array([150.0, 150, 150])][int(rng.integers(3))]
+    pen = np.array([rng.uniform(10, 50), rng.uniform(10, 50), rng.uniform(40, 110)])
+    a = ink.astype(np.float32)[..., None] / 255.0
+    rgb = (paper * (1 - rules[..., None]) + rule * rules[..., None]) * (1 - a) + pen * a
+    rgb = cv2.GaussianBlur(rgb, (0, 0), rng.uniform(0.5, 0.9)) + rng.normal(0, rng.uniform(2, 6), rgb.shape)
+    return np.clip(rgb, 0, 255).astype(np.uint8), ink, lab
+
+
 def close_rows(imgs: np.ndarray, masks: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Two M2NIST canvases as two rows only a few pixels apart (their ink boxes), the second slanted a little."""
     def ink_rows(m: np.ndarray) -> tuple[int, int]:

@@ -17,8 +17,9 @@ photographed: a handwriting style not from MNIST); other people's handwriting (h
 held: white on black, on paper, 60-160 px, photographed, and ``hand_small``: photographed at 13-20 px, the
 hardest); real people's handwriting (the UCI optical digits, 13 writers who are not MNIST's, enlarged from 8x8
 block counts: ``real`` white on black at 20-36 px, ``real_paper`` photographed on paper at 28-64 px; dev or held
-half with ``--fonts``); blank paper and blank frames with lines, smudges and noise (must read nothing). Seeds 100
-(development) and 200 (held out: never looked at while tuning) give disjoint image sets.
+half with ``--fonts``); ``grid``: numbers of both kinds photographed on squared or ruled notebook paper; blank
+paper and blank frames with lines, smudges and noise (must read nothing). Seeds 100 (development) and 200 (held
+out: never looked at while tuning) give disjoint image sets.
 """
 
 from __future__ import annotations
@@ -224,6 +225,13 @@ def build(cat: str, n: int, rng: np.random.Generator, fonts: str = "dev") -> lis
                 items.append((png(255 - ink), "png", lab, text))
             else:
                 items.append((jpeg(photograph(ink, rng), int(rng.integers(60, 95))), "jpg", lab, text))
+    elif cat == "grid":  # numbers on squared or ruled paper, photographed: other writers' fonts and real people's
+        for k in range(n):  # digits in turn (dev or held as --fonts), 20-60 px
+            height = float(np.exp(rng.uniform(np.log(20), np.log(60))))
+            number = handwriting.real_number if k % 2 else handwriting.hand_number
+            ink, lab, text = number(rng, height, "held" if fonts == "fresh" and k % 2 else fonts)
+            rgb, ink, lab = handwriting.squared_paper(ink, lab, height, rng)
+            items.append((jpeg(rgb, int(rng.integers(70, 95))), "jpg", void_edges(ink, lab), text))
     elif cat == "paper_strict":  # M2NIST canvases as dark ink on off-white paper, JPEG (`segapp export --style
         imgs, masks, texts = canvases(n, rng)  # paper`), scored on M2NIST's own truth (ink > 0, faint band included)
         for img, m, text in zip(imgs, masks, texts):
@@ -299,7 +307,7 @@ def time_big_photo(seed: int, weights: str | None) -> dict:
 
 CATEGORIES = ("m2nist", "up2x", "up4x", "down0.7x", "thick", "photo1x", "photo3x", "paper", "two_rows", "rows_close",
               "touching", "printed", "script", "script_photo", "hand", "hand_paper", "hand_big", "hand_photo", "blank",
-              "blank_noise", "paper_strict", "hand_small", "real", "real_paper")
+              "blank_noise", "paper_strict", "hand_small", "real", "real_paper", "grid")
 
 
 def digit_calibration(seg, lab: np.ndarray) -> list[tuple[float, bool]]:

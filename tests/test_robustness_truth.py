@@ -31,3 +31,18 @@ def test_a_digit_in_two_pieces_is_one_digit_and_touching_digits_are_two(spacing,
     _, masks, texts = canvases(4, np.random.default_rng(1), width=124, spacing=spacing, pool=_pool(five, 5))
     assert texts == [" ".join(["5"] * expected)] * 4
     assert (masks == 5).any()
+
+
+def test_a_number_on_squared_paper_keeps_its_labels_on_its_ink_and_the_rules_are_background():
+    from benchmarks import handwriting
+    from segapp.classes import BACKGROUND
+
+    rng = np.random.default_rng(4)
+    ink, lab, text = handwriting.real_number(rng, 30.0, "dev")
+    rgb, pad_ink, pad_lab = handwriting.squared_paper(ink, lab, 30.0, rng)
+    assert rgb.shape[:2] == pad_ink.shape == pad_lab.shape and rgb.shape[0] > ink.shape[0]
+    assert (pad_lab != BACKGROUND).sum() == (lab != BACKGROUND).sum()  # padding adds only paper
+    gray = rgb.mean(2)
+    margin = gray[:, :10].mean(1)  # the left margin holds no ink; horizontal rules cross it
+    assert margin.max() - margin.min() > 8  # bare paper's grain averages out to ~1 grey level over 10 px
+    assert gray[pad_ink >= handwriting.EDGE].mean() < gray[pad_lab == BACKGROUND].mean() - 60  # ink is darkest

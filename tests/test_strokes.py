@@ -164,3 +164,23 @@ def test_narrow_and_wide_hands_change_a_digits_width_not_its_height(digits, aspe
 
     (h0, w0), (h1, w1) = box(WildConfig(aspect=(0.0, 0.0), **plain)), box(WildConfig(aspect=aspect, **plain))
     assert abs(h1 - h0) <= 1 and lo <= w1 / w0 <= hi
+
+
+def test_ruled_paper_under_a_number_changes_the_picture_never_the_labels(digits):
+    ruled, bare = WildConfig(photo=1.0, blank=0.0, ruled=1.0), WildConfig(photo=1.0, blank=0.0, ruled=0.0)
+    for k in range(4):
+        image, label = wild_sample(np.random.default_rng(k), *digits, ruled)
+        plain_image, plain_label = wild_sample(np.random.default_rng(k), *digits, bare)
+        assert np.array_equal(label, plain_label)  # the layout is drawn before the paper
+        assert not np.array_equal(image, plain_image)
+
+
+def test_a_notebook_page_has_straight_rules_a_net_pixel_or_two_wide():
+    from segapp.synth import _rules
+
+    for k in range(6):
+        page = _rules(64, 84, np.random.default_rng(k))
+        assert 0.0 <= page.min() and page.max() <= 0.6
+        lit = page > 0.05
+        rows = lit.mean(1)  # a horizontal rule lights most of its row (a little askew: a few px of it drift away)
+        assert rows.max() > 0.5 and 0.02 < lit.mean() < 0.6
