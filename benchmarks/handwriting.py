@@ -197,7 +197,9 @@ def squared_paper(ink: np.ndarray, lab: np.ndarray, height: float,
     """A number (white-on-black ``ink``, label map ``lab``, digits ``height`` px tall) written on a notebook page,
     photographed: squared paper (seven pages in ten) or ruled, in light blue, violet or grey rules from faint to
     as dark as a ballpoint's line, squares half to one and a bit digit heights, the page a little askew.
-    Returns (RGB uint8, ink, labels), the last two padded like the page; the rules are background."""
+    Returns (RGB uint8, ink, labels), the last two padded like the page; the rules are background. Drawn apart
+    from the training recipe's rules (``segapp.synth._rules``), so the benchmark does not grade the recipe by itself.
+    """
     pad = int(rng.integers(10, 40))
     ink, lab = np.pad(ink, pad), np.pad(lab, pad, constant_values=BACKGROUND)
     h, w = ink.shape

@@ -229,7 +229,7 @@ def build(cat: str, n: int, rng: np.random.Generator, fonts: str = "dev") -> lis
         for k in range(n):  # digits in turn (dev or held as --fonts), 20-60 px
             height = float(np.exp(rng.uniform(np.log(20), np.log(60))))
             number = handwriting.real_number if k % 2 else handwriting.hand_number
-            ink, lab, text = number(rng, height, "held" if fonts == "fresh" and k % 2 else fonts)
+            ink, lab, text = number(rng, height, fonts)
             rgb, ink, lab = handwriting.squared_paper(ink, lab, height, rng)
             items.append((jpeg(rgb, int(rng.integers(70, 95))), "jpg", void_edges(ink, lab), text))
     elif cat == "paper_strict":  # M2NIST canvases as dark ink on off-white paper, JPEG (`segapp export --style
