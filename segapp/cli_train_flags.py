@@ -74,6 +74,9 @@ def _add_train_data(p: argparse.ArgumentParser) -> None:
     g.add_argument("--wild", type=float, default=0.65, metavar="SHARE",
                    help="share of real-world-like images per epoch (any size, pens, slant, two rows, photographs; "
                         "see segapp/synth.py); 0 trains on the M2NIST recipe alone")
+    g.add_argument("--ruled", type=float, default=0.3, metavar="SHARE",
+                   help="share of the real-world-like photographs taken of ruled or squared notebook paper, its "
+                        "lines under and through the digits (segapp/synth.py: _rules)")
 
 
 def _add_train_model(p: argparse.ArgumentParser) -> None:

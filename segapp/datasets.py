@@ -133,8 +133,12 @@ class WildM2NIST(FreshM2NIST):
     :data:`segapp.classes.VOID` (the faint stroke edge), which the loss skips.
     """
 
-    def __init__(self, n: int, seed: int, wild: float, augment: object | None = None, root: Path = MNIST_DIR):
+    def __init__(self, n: int, seed: int, wild: float, augment: object | None = None, root: Path = MNIST_DIR,
+                 ruled: float = 0.3):
+        from .synth import WildConfig
+
         self.wild = wild
+        self.recipe = WildConfig(ruled=ruled)  # ruled: share of photographed pages that are notebook paper
         super().__init__(n, seed, augment, root)
 
     def set_epoch(self, epoch: int) -> None:
@@ -147,5 +151,5 @@ class WildM2NIST(FreshM2NIST):
         rng = np.random.default_rng([self.seed, self.epoch, i, 7])
         if rng.random() >= self.wild:
             return super().__getitem__(i)
-        image, mask = wild_sample(rng, self.digits, self.labels)
+        image, mask = wild_sample(rng, self.digits, self.labels, self.recipe)
         return to_tensor(image)[0], torch.from_numpy(mask).long()

@@ -107,11 +107,24 @@ def measure_ink(ink: np.ndarray) -> InkParts:
     if strong.height is None:
         return strong
     faint = _measure((ink >= FAINT_INK).astype(np.uint8))
-    whole = (faint.height is not None and faint.height >= FAINT_GAIN * strong.height
-             and len(faint.kept) < len(strong.kept))  # the hairlines join a digit's pieces
+    whole = (faint.height is not None and 0 < len(faint.kept) < len(strong.kept)
+             and faint.height >= FAINT_GAIN * strong.height  # the hairlines join a digit's pieces ...
+             and not _runs_off(faint))  # ... unless the faint ink is a notebook's rules, joined to the digits
     best = faint if whole else strong
     best.joined = faint.joined  # size_groups asks the faint ink which parts a hairline joins, whichever measure won
     return best
+
+
+def _runs_off(parts: InkParts) -> bool:
+    """Whether a kept part runs from edge to edge of the image (top to bottom or left to right): a ruled or
+    squared page's faint lines, which join every digit on it into one part as tall as the page, not a hairline.
+
+    Without this, numbers photographed on squared paper were measured as tall as the photo (the faint measure's
+    one part) and read at a sixth of their size: nothing read (development grid pages, seeds 100-101: 14 of 200).
+    """
+    H, W = parts.labels.shape
+    x, y, w, h = (parts.stats[parts.kept, i] for i in range(4))
+    return bool((((y == 0) & (y + h == H)) | ((x == 0) & (x + w == W))).any())
 
 
 def _measure(binary: np.ndarray) -> InkParts:

@@ -1,13 +1,14 @@
 """MNIST reading, the M2NIST recipe, splits, the Kaggle layout and augmentation."""
 
 import gzip
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from segapp.classes import BACKGROUND, NUM_CLASSES
-from segapp.datasets import FreshM2NIST, SegmentationSet, train_augment
+from segapp.datasets import FreshM2NIST, SegmentationSet, WildM2NIST, train_augment
 from segapp.kaggle import load_kaggle, save_kaggle
 from segapp.m2nist import DataError, compose, digit_pool, load_mnist, make_split, read_idx
 
@@ -115,6 +116,21 @@ def test_fresh_training_set_changes_per_epoch_and_is_reproducible():
     b.set_epoch(1)
     assert not np.array_equal(first, a.images)
     assert np.array_equal(a.images, b.images)
+
+
+def test_train_ruled_share_reaches_the_wild_images():
+    # `segapp train --ruled` sets how many photographed pages are notebook paper: the default draws exactly the
+    # recipe's images (the shipped weights' command stays reproducible), another share other pictures, same labels.
+    from segapp.train_config import TrainConfig, build_data
+
+    cfg = TrainConfig(train_size=24, val_size=1, wild=1.0, augment=False, seed=5)
+    default, _ = build_data(cfg)
+    plain = WildM2NIST(24, seed=5, wild=1.0)
+    ruled, _ = build_data(replace(cfg, ruled=1.0))
+    pairs = [(default[i], plain[i], ruled[i]) for i in range(24)]
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b, _ in pairs)
+    assert any(not torch.equal(a[0], r[0]) for a, _, r in pairs)
+    assert all(torch.equal(a[1], r[1]) for a, _, r in pairs)
 
 
 class _Cv2Threads(torch.utils.data.Dataset):

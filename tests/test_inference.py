@@ -58,6 +58,30 @@ def test_a_hairline_joins_a_calligraphic_digit_for_the_height_estimate():
     assert ink_height(faint_only) is None
 
 
+def squared_page(hairline: int, step: int) -> np.ndarray:
+    """:func:`calligraphic_zeros` (``hairline`` 0: plain 0s, 7 px strokes) on a 160 x 300 page of squared paper:
+    columns ruled every ``step`` px at 40 of 255, rows at 15 (a photo's blue grid, its rows the fainter)."""
+    img = np.zeros((160, 300), np.uint8)
+    img[20:140, 20:280] = calligraphic_zeros(hairline=max(hairline, 1))
+    if not hairline:
+        img[img < 255] = 0
+        for cx in (70, 150, 230):
+            cv2.ellipse(img, (cx, 80), (22, 40), 0, 0, 360, 255, 7, cv2.LINE_AA)
+    img[:, ::step] = np.maximum(img[:, ::step], 40)
+    img[::step, :] = np.maximum(img[::step, :], 15)
+    return img
+
+
+@pytest.mark.parametrize("hairline", [0, 50])
+@pytest.mark.parametrize("step", [12, 80])
+def test_faint_squared_paper_is_not_one_tall_digit(hairline, step):
+    # At the faint level the rules join the digits into parts as tall as the page (step 12: closing the gaps makes
+    # them one frame, no part left; step 80: a few columns, each through a digit); the height stays the digits'
+    # (it was the page's, 160 px: squared-paper numbers read at a fraction of their size, or not at all). The
+    # calligraphic 0s fall back to their thick arcs' height, as on bare paper before the faint measure existed.
+    assert ink_height(squared_page(hairline, step)) < (100 if not hairline else 50)
+
+
 def small_photographed_number(seed: int, size: tuple[int, int] = (28, 44)) -> bytes:
     """MNIST's first two test digits (7, 2), 18 px tall, filling a 28 x 44 crop of grey paper: faint, blurred ink
     (35 grey levels) under sensor noise (sigma 4), as a phone's crop of a small written number; PNG bytes."""
