@@ -32,7 +32,7 @@ from .classes import BACKGROUND, MIN_DIGIT_AREA
 from .images import Prepared, prepare
 from .ink import ink_refine
 from .model import DEFAULT_WEIGHTS, load_pretrained
-from .postprocess import LINE_SHARE, certainty, class_maps, line_share, ruled_lines, settle, upsample_classes
+from .postprocess import LINE_SHARE, certainty, class_maps, inked, line_share, ruled_lines, settle, upsample_classes
 from .render import Segmentation, read_digits
 from .runtime import amp_enabled, pick_device
 from .scale import TARGET_HEIGHT, NetInput, ink_height, to_net_scale  # noqa: F401 (re-exported)
@@ -146,7 +146,7 @@ class Segmenter:
         if small is None or conf is None:
             small, conf = class_maps(logits[None])
             small, conf = small[0], conf[0]
-        digits = read_digits(small, conf)
+        digits = [d for d in read_digits(small, conf) if inked(d, small, n.image)]  # a faint rule is no 1
         lines = ruled_lines(n.image)
         ruled = bool(lines.any())
         if ruled:  # a ruled line, a margin or a table's border is no digit, nor is where two of them cross

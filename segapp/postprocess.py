@@ -21,6 +21,7 @@ LINE_LENGTH = 2.5  # digit heights: straight ink at least this long is a ruled l
 RULE_INK = 32  # of 255: normalised ink from which a pixel may belong to a ruled line (a faint notebook margin)
 RULE_GAP = 4  # px at net scale: breaks along a ruled line that it still bridges (noise, JPEG blocks)
 LINE_SHARE = 0.5  # a "digit" with this share of its pixels on ruled lines is the lines (where a margin crosses a rule)
+DIGIT_INK = 64  # of 255: a digit's ink reaches this (a quarter of full ink) somewhere at the net's scale
 BLOB_WIDTH = 0.85  # of a digit's height: ink this wide is a filled blob (a smudge), no pen stroke
 PIECE_SHARE = 0.3  # of a digit's mask: its largest connected piece holds at least this much, unless it is specks
 INK_SPAN = 0.6  # a digit whose ink spans this share of its height is a stroke, however thin (see _has_ink)
@@ -94,6 +95,19 @@ def ruled_lines(image: np.ndarray) -> np.ndarray:
     found |= cv2.morphologyEx(cv2.morphologyEx(ink, cv2.MORPH_CLOSE, across), cv2.MORPH_OPEN,
                               np.ones((n, 1), np.uint8))
     return cv2.dilate(found, np.ones((3, 3), np.uint8)).astype(bool)
+
+
+def inked(d: dict, small: np.ndarray, image: np.ndarray) -> bool:
+    """Whether a digit's net-scale pixels reach :data:`DIGIT_INK` somewhere in the net's image.
+
+    The net sees ink down to a few levels of 255, so it colours a notebook's faint rules beside a number as 1s
+    (their ink 15-30 at the net's scale; too faint for :func:`ruled_lines`, which also takes a digit's stroke at
+    that level). A pen's digit reaches at least 115 (development sets, seed 100, every category: the normaliser
+    brings each image's strokes to full ink), and the height estimate already measures no digit below a quarter.
+    """
+    x0, y0, x1, y1 = d["bbox"]
+    mine = small[y0:y1, x0:x1] == d["digit"]
+    return bool(mine.any()) and int(image[y0:y1, x0:x1][mine].max()) >= DIGIT_INK
 
 
 def line_share(d: dict, small: np.ndarray, lines: np.ndarray) -> float:

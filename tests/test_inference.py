@@ -82,6 +82,34 @@ def test_faint_squared_paper_is_not_one_tall_digit(hairline, step):
     assert ink_height(squared_page(hairline, step)) < (100 if not hairline else 50)
 
 
+def test_a_digit_is_inked_where_the_net_coloured_it():
+    from segapp.postprocess import DIGIT_INK, inked
+
+    small = np.full((20, 30), BACKGROUND, np.uint8)
+    small[2:18, 5:7] = 1
+    image = np.zeros((20, 30), np.uint8)
+    image[2:18, 5:7] = DIGIT_INK - 40  # a faint rule the net took for a 1
+    image[5, 20] = 255  # full ink elsewhere is not the digit's
+    d = {"digit": 1, "bbox": [4, 2, 8, 18]}
+    assert not inked(d, small, image)
+    image[10, 6] = DIGIT_INK
+    assert inked(d, small, image)
+
+
+@pytest.mark.parametrize("seed", [2, 6])
+def test_squared_paper_rules_beside_a_number_are_not_read_as_ones(segmenter, seed):
+    # Real people's digits 40-60 px tall photographed on squared paper (the robustness benchmark's grid pages):
+    # brought to the net's scale, the faint rules beside the digits were read as 1s ("3 0 1 6 1", "8 1 8 0").
+    from benchmarks import handwriting
+    from benchmarks.robustness import jpeg
+
+    rng = np.random.default_rng([24, seed])
+    height = float(rng.uniform(40, 60))
+    ink, lab, text = handwriting.real_number(rng, height, "dev")
+    rgb, _, _ = handwriting.squared_paper(ink, lab, height, rng)
+    assert segmenter(jpeg(rgb, 90)).text == text
+
+
 def small_photographed_number(seed: int, size: tuple[int, int] = (28, 44)) -> bytes:
     """MNIST's first two test digits (7, 2), 18 px tall, filling a 28 x 44 crop of grey paper: faint, blurred ink
     (35 grey levels) under sensor noise (sigma 4), as a phone's crop of a small written number; PNG bytes."""
