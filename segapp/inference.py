@@ -32,7 +32,7 @@ from .classes import BACKGROUND, MIN_DIGIT_AREA
 from .images import Prepared, prepare
 from .ink import ink_refine
 from .model import DEFAULT_WEIGHTS, load_pretrained
-from .postprocess import LINE_SHARE, certainty, class_maps, inked, line_share, ruled_lines, settle, upsample_classes
+from .postprocess import certainty, class_maps, inked, on_the_lines, ruled_lines, settle, upsample_classes
 from .render import Segmentation, read_digits
 from .runtime import amp_enabled, pick_device
 from .scale import TARGET_HEIGHT, NetInput, ink_height, to_net_scale  # noqa: F401 (re-exported)
@@ -150,7 +150,7 @@ class Segmenter:
         lines = ruled_lines(n.image)
         ruled = bool(lines.any())
         if ruled:  # a ruled line, a margin or a table's border is no digit, nor is where two of them cross
-            digits = [d for d in digits if line_share(d, small, lines) < LINE_SHARE]
+            digits = [d for d in digits if not on_the_lines(d, small, lines)]
         H, W = n.prepared.raw.shape
         full = small.copy() if small.shape == (H, W) else upsample_classes(logits, small, H, W)
         ink_refine(full, n.prepared, n.scale, n.digit_height)

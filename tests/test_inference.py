@@ -82,6 +82,21 @@ def test_faint_squared_paper_is_not_one_tall_digit(hairline, step):
     assert ink_height(squared_page(hairline, step)) < (100 if not hairline else 50)
 
 
+@pytest.mark.parametrize("covered, confidence, lines", [(6, 0.95, False), (6, 0.7, True), (9, 0.95, True),
+                                                          (3, 0.7, False)])
+def test_a_sure_digit_a_rule_crosses_is_no_line(covered, confidence, lines):
+    # A 10-row digit, ``covered`` of its rows on a ruled line: a blurred photographed digit crossed by a rule has
+    # about half its pixels under the widened line; the net's sure reading keeps it, an unsure one does not.
+    from segapp.postprocess import on_the_lines
+
+    small = np.full((12, 8), BACKGROUND, np.uint8)
+    small[1:11, 3:5] = 7
+    on = np.zeros((12, 8), bool)
+    on[1 : 1 + covered, :] = True
+    d = {"digit": 7, "bbox": [0, 0, 8, 12], "confidence": confidence}
+    assert on_the_lines(d, small, on) == lines
+
+
 def test_a_digit_is_inked_where_the_net_coloured_it():
     from segapp.postprocess import DIGIT_INK, inked
 
