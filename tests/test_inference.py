@@ -97,18 +97,26 @@ def test_a_sure_digit_a_rule_crosses_is_no_line(covered, confidence, lines):
     assert on_the_lines(d, small, on) == lines
 
 
-def test_a_digit_is_inked_where_the_net_coloured_it():
-    from segapp.postprocess import DIGIT_INK, inked
+@pytest.mark.parametrize("digit, ink, rule, pen", [
+    (1, 24, "below", False),  # a faint rule's stretch the net took for a 1, the rule running on below it
+    (1, 24, "whole", False),  # ... or the whole rule, top to bottom
+    (1, 24, "none", True),  # a light-handed 1 standing alone
+    (1, 64, "below", True),  # a pen's 1 written on a rule
+    (3, 24, "below", True),  # a light-handed digit beside dark ones stays under a quarter of full ink too
+])
+def test_a_faint_one_along_a_rule_is_the_rule(digit, ink, rule, pen):
+    from segapp.postprocess import inked
 
-    small = np.full((20, 30), BACKGROUND, np.uint8)
-    small[2:18, 5:7] = 1
-    image = np.zeros((20, 30), np.uint8)
-    image[2:18, 5:7] = DIGIT_INK - 40  # a faint rule the net took for a 1
-    image[5, 20] = 255  # full ink elsewhere is not the digit's
-    d = {"digit": 1, "bbox": [4, 2, 8, 18]}
-    assert not inked(d, small, image)
-    image[10, 6] = DIGIT_INK
-    assert inked(d, small, image)
+    small = np.full((60, 30), BACKGROUND, np.uint8)
+    image = np.zeros((60, 30), np.uint8)
+    y0, y1 = (0, 60) if rule == "whole" else (5, 25)
+    small[y0:y1, 5:7] = digit
+    image[y0:y1, 5:7] = ink
+    if rule == "below":
+        image[25:60, 6] = 20  # the rule, fainter still, on down the page
+    image[40, 20] = 255  # full ink elsewhere is not the digit's
+    d = {"digit": digit, "bbox": [4, y0, 8, y1]}
+    assert inked(d, small, image) == pen
 
 
 @pytest.mark.parametrize("seed", [2, 6])
