@@ -32,7 +32,7 @@ from .classes import BACKGROUND, MIN_DIGIT_AREA
 from .images import Prepared, prepare
 from .ink import ink_refine
 from .model import DEFAULT_WEIGHTS, load_pretrained
-from .postprocess import certainty, class_maps, inked, on_the_lines, ruled_lines, settle, upsample_classes
+from .postprocess import certainty, class_maps, erase_rules, inked, on_the_lines, ruled_lines, settle, upsample_classes
 from .render import Segmentation, read_digits
 from .runtime import amp_enabled, pick_device
 from .scale import TARGET_HEIGHT, NetInput, ink_height, to_net_scale  # noqa: F401 (re-exported)
@@ -110,9 +110,13 @@ class Segmenter:
 
     # -- preprocess ------------------------------------------------------------------------------
     def preprocess(self, p: Prepared) -> NetInput:
-        """Normalises polarity and background, estimates the digit height and resizes to the net's scale."""
+        """Normalises polarity and background, estimates the digit height, resizes to the net's scale and erases a
+        notebook's rules where no stroke crosses them (:func:`~segapp.postprocess.erase_rules`)."""
         c = self.cfg
-        return to_net_scale(p, c.rescale, c.digit_height, c.analysis_pixels, c.max_net_pixels)
+        n = to_net_scale(p, c.rescale, c.digit_height, c.analysis_pixels, c.max_net_pixels)
+        if n.image.size > 1:
+            n.image = erase_rules(n.image)
+        return n
 
     # -- net -------------------------------------------------------------------------------------
     @torch.inference_mode()

@@ -133,6 +133,37 @@ def test_squared_paper_rules_beside_a_number_are_not_read_as_ones(segmenter, see
     assert segmenter(jpeg(rgb, 90)).text == text
 
 
+def test_faint_rules_are_erased_where_no_stroke_crosses_them():
+    from segapp.postprocess import DIGIT_INK, erase_rules
+
+    page = np.zeros((80, 120), np.uint8)
+    page[::16, :] = 20  # a squared page's faint rules, as scaled down to the net
+    page[:, 8::16] = 20
+    page[30:50, 40:43] = 255  # a pen's stroke across a rule
+    page[40, 70] = DIGIT_INK - 1  # faint ink off the rules stays
+    out = erase_rules(page)
+    off = np.ones(page.shape, bool)
+    off[30:50, 40:43] = False
+    assert not out[::16][off[::16]].any() and not out[:, 8::16][off[:, 8::16]].any()  # the rules are gone ...
+    assert (out[30:50, 40:43] == 255).all()  # ... the stroke they crossed is whole
+    assert out[40, 70] == DIGIT_INK - 1
+    blank = np.zeros((80, 120), np.uint8)
+    assert erase_rules(blank) is blank  # nothing ruled: the same array, no copy
+
+
+@pytest.mark.parametrize("seed", [28, 60])
+def test_a_digit_a_rule_runs_through_is_read_once_the_rule_is_erased(segmenter, seed):
+    # Real people's digits 20-60 px on squared paper: "8 4 4 3 6 4" had been read "8 6 3 4", "9 9 7 8" "9 9 3 8".
+    from benchmarks import handwriting
+    from benchmarks.robustness import jpeg
+
+    rng = np.random.default_rng([24, seed])
+    height = float(rng.uniform(20, 60))
+    ink, lab, text = handwriting.real_number(rng, height, "dev")
+    rgb, _, _ = handwriting.squared_paper(ink, lab, height, rng)
+    assert segmenter(jpeg(rgb, 90)).text == text
+
+
 def small_photographed_number(seed: int, size: tuple[int, int] = (28, 44)) -> bytes:
     """MNIST's first two test digits (7, 2), 18 px tall, filling a 28 x 44 crop of grey paper: faint, blurred ink
     (35 grey levels) under sensor noise (sigma 4), as a phone's crop of a small written number; PNG bytes."""
