@@ -120,7 +120,7 @@ def _runs_off(parts: InkParts) -> bool:
     squared page's faint lines, which join every digit on it into one part as tall as the page, not a hairline.
 
     Without this, numbers photographed on squared paper were measured as tall as the photo (the faint measure's
-    one part) and read at a sixth of their size: nothing read (development grid pages, seeds 100-101: 14 of 200).
+    one part) and read at a sixth of their size: nothing read (development grid pages, seeds 100-101: 10 of 200).
     """
     H, W = parts.labels.shape
     x, y, w, h = (parts.stats[parts.kept, i] for i in range(4))
