@@ -119,20 +119,6 @@ def test_a_faint_one_along_a_rule_is_the_rule(digit, ink, rule, pen):
     assert inked(d, small, image) == pen
 
 
-@pytest.mark.parametrize("seed", [2, 6])
-def test_squared_paper_rules_beside_a_number_are_not_read_as_ones(segmenter, seed):
-    # Real people's digits 40-60 px tall photographed on squared paper (the robustness benchmark's grid pages):
-    # brought to the net's scale, the faint rules beside the digits were read as 1s ("3 0 1 6 1", "8 1 8 0").
-    from benchmarks import handwriting
-    from benchmarks.robustness import jpeg
-
-    rng = np.random.default_rng([24, seed])
-    height = float(rng.uniform(40, 60))
-    ink, lab, text = handwriting.real_number(rng, height, "dev")
-    rgb, _, _ = handwriting.squared_paper(ink, lab, height, rng)
-    assert segmenter(jpeg(rgb, 90)).text == text
-
-
 def test_faint_rules_are_erased_where_no_stroke_crosses_them():
     from segapp.postprocess import DIGIT_INK, erase_rules
 
@@ -151,14 +137,19 @@ def test_faint_rules_are_erased_where_no_stroke_crosses_them():
     assert erase_rules(blank) is blank  # nothing ruled: the same array, no copy
 
 
-@pytest.mark.parametrize("seed", [28, 60])
-def test_a_digit_a_rule_runs_through_is_read_once_the_rule_is_erased(segmenter, seed):
-    # Real people's digits 20-60 px on squared paper: "8 4 4 3 6 4" had been read "8 6 3 4", "9 9 7 8" "9 9 3 8".
+@pytest.mark.parametrize("seed, lo, hi", [
+    (2, 40, 60),  # faint rules beside the digits had been read as 1s: "3 0 1 6 1" ...
+    (6, 40, 60),  # ... "8 1 8 0"
+    (28, 20, 60),  # digits a rule runs through, read once the rules are erased: "8 4 4 3 6 4" had been "8 6 3 4" ...
+    (60, 20, 60),  # ... "9 9 7 8" had been "9 9 3 8"
+])
+def test_numbers_on_squared_paper_are_read(segmenter, seed, lo, hi):
+    # Real people's digits lo-hi px tall photographed on squared paper (the robustness benchmark's grid pages).
     from benchmarks import handwriting
     from benchmarks.robustness import jpeg
 
     rng = np.random.default_rng([24, seed])
-    height = float(rng.uniform(20, 60))
+    height = float(rng.uniform(lo, hi))
     ink, lab, text = handwriting.real_number(rng, height, "dev")
     rgb, _, _ = handwriting.squared_paper(ink, lab, height, rng)
     assert segmenter(jpeg(rgb, 90)).text == text
