@@ -32,7 +32,16 @@ from .classes import BACKGROUND, MIN_DIGIT_AREA
 from .images import Prepared, prepare
 from .ink import ink_refine
 from .model import DEFAULT_WEIGHTS, load_pretrained
-from .postprocess import certainty, class_maps, erase_rules, inked, on_the_lines, ruled_lines, settle, upsample_classes
+from .postprocess import (
+    believe_plain,
+    class_maps,
+    erase_rules,
+    inked,
+    on_the_lines,
+    ruled_lines,
+    settle,
+    upsample_classes,
+)
 from .render import Segmentation, read_digits
 from .runtime import amp_enabled, pick_device
 from .scale import TARGET_HEIGHT, NetInput, ink_height, to_net_scale  # noqa: F401 (re-exported)
@@ -271,6 +280,6 @@ class Segmenter:
         for i, n in enumerate(inputs):
             if n.ambiguous and not n.groups:  # borderline size estimate on a small image: also try it unscaled
                 plain = self.infer([NetInput(n.prepared, n.prepared.net_gray, 1.0, n.digit_height)])[0]
-                if certainty(plain) > certainty(results[i]):
+                if believe_plain(plain, results[i]):
                     results[i] = plain
         return results

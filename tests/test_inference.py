@@ -457,3 +457,31 @@ def test_a_four_written_in_two_strokes_is_one_four_and_all_its_ink_is_its_mask(s
     ink = img > 128
     assert set(np.unique(seg.classes[ink]).tolist()) == {4}
     assert (seg.classes[~cv2.dilate(ink.view(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)] == BACKGROUND).all()
+
+
+def _reading(*confidences: float):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(digits=[{"confidence": c, "area": 40} for c in confidences])
+
+
+@pytest.mark.parametrize("plain,scaled,believed", [
+    ((), (0.8,), True),  # nothing at the image's own size, an unsure upscaled digit: noise
+    ((), (0.95,), False),  # ... a sure one: a small digit
+    ((0.7,), (0.8,), False),  # both read: the more certain wins
+    ((0.9,), (0.8,), True),
+])
+def test_an_unsure_upscaled_reading_loses_to_reading_nothing(plain, scaled, believed):
+    from segapp.postprocess import believe_plain
+
+    assert believe_plain(_reading(*plain), _reading(*scaled)) is believed
+
+
+@pytest.mark.parametrize("seed,k", [(100, 87), (101, 140), (104, 36)])
+def test_dark_noisy_frames_upscaled_for_their_specks_read_nothing(seed, k):
+    """Blank frames (the robustness benchmark's development sets) whose specks measured as 8-10 px digits were
+    upscaled and read as 1s and 2s the net was unsure of."""
+    from benchmarks.robustness import CATEGORIES, build
+
+    data, ext, _, text = build("blank_noise", k + 1, np.random.default_rng([seed, CATEGORIES.index("blank_noise")]))[k]
+    assert text == "" and Segmenter()(data, f"frame.{ext}").text == ""
