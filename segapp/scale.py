@@ -51,6 +51,7 @@ class NetInput:
     digit_height: float | None  # estimated (or given) digit height in input pixels; None: no ink found
     groups: list[SizeGroup] = field(default_factory=list)  # digits of clearly different sizes: one pass each
     ambiguous: bool = False  # a small image whose estimate is near the keep band: the net also tries scale 1
+    unerased: np.ndarray | None = None  # ``image`` before a notebook's rules were erased from it (None: the same)
 
     @property
     def inverted(self) -> bool:
