@@ -33,7 +33,7 @@ from .images import Prepared, prepare
 from .ink import ink_refine
 from .model import DEFAULT_WEIGHTS, load_pretrained
 from .postprocess import (
-    believe_plain,
+    certainty,
     class_maps,
     erase_rules,
     inked,
@@ -283,6 +283,6 @@ class Segmenter:
         for i, n in enumerate(inputs):
             if n.ambiguous and not n.groups:  # borderline size estimate on a small image: also try it unscaled
                 plain = self.infer([NetInput(n.prepared, n.prepared.net_gray, 1.0, n.digit_height)])[0]
-                if believe_plain(plain, results[i]):
+                if certainty(plain) > certainty(results[i]):
                     results[i] = plain
         return results

@@ -53,18 +53,6 @@ def certainty(seg: Segmentation) -> float:
     return sum(d["confidence"] * d["area"] for d in seg.digits) / area if area else 0.0
 
 
-def believe_plain(plain: Segmentation, scaled: Segmentation) -> bool:
-    """Whether to believe the unscaled reading of an input whose digit height was borderline (see
-    :attr:`~segapp.scale.NetInput.ambiguous`) over the rescaled one: the more certain of the two, or nothing at all
-    when the net, seeing the image at its own size, reads nothing and the upscaled reading is unsure
-    (:data:`SURE_DIGIT`). A blank noisy frame's specks measure as 8-10 px "digits" and are upscaled 2-2.5x, where
-    the net colours noise as digits it is unsure of (0.47-0.86); on development seeds 100-104, 5 of 8 blank frames
-    read so were read as nothing, and no image with digits changed (seeds 100-102, 6,700 images).
-    """
-    c = certainty(scaled)
-    return certainty(plain) > c or (not plain.digits and c < SURE_DIGIT)
-
-
 def upsample_classes(logits: torch.Tensor, small: np.ndarray, H: int, W: int) -> np.ndarray:
     """Class map at H x W from (C, h, w) logits: bilinear upsampling (align_corners=False), then argmax.
 

@@ -459,34 +459,29 @@ def test_a_four_written_in_two_strokes_is_one_four_and_all_its_ink_is_its_mask(s
     assert (seg.classes[~cv2.dilate(ink.view(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)] == BACKGROUND).all()
 
 
-def _reading(*confidences: float):
-    from types import SimpleNamespace
-
-    return SimpleNamespace(digits=[{"confidence": c, "area": 40} for c in confidences])
-
-
-@pytest.mark.parametrize("plain,scaled,believed", [
-    ((), (0.8,), True),  # nothing at the image's own size, an unsure upscaled digit: noise
-    ((), (0.95,), False),  # ... a sure one: a small digit
-    ((0.7,), (0.8,), False),  # both read: the more certain wins
-    ((0.9,), (0.8,), True),
-])
-def test_an_unsure_upscaled_reading_loses_to_reading_nothing(plain, scaled, believed):
-    from segapp.postprocess import believe_plain
-
-    assert believe_plain(_reading(*plain), _reading(*scaled)) is believed
-
-
 @pytest.mark.parametrize("cat,seed,k,text", [
-    ("blank_noise", 100, 87, ""), ("blank_noise", 101, 140, ""), ("blank_noise", 104, 36, ""),
     ("grid", 100, 34, "3 3 4"), ("grid", 101, 92, "6 7 2 4"),
 ])
 def test_development_pages_once_misread(cat, seed, k, text):
-    """Pages of the robustness benchmark's development sets that were misread: blank frames whose specks measured
-    as 8-10 px digits were upscaled and read as 1s and 2s the net was unsure of; on notebook pages a stretch of a
-    faint rule was read as an extra 1 because the rule it ran on had been erased from the net's input before it
-    was followed."""
+    """Notebook pages of the robustness benchmark's development sets once misread: a stretch of a faint rule was
+    read as an extra 1 because the rule it ran on had been erased from the net's input before it was followed."""
     from benchmarks.robustness import CATEGORIES, build
 
     data, ext, _, truth = build(cat, k + 1, np.random.default_rng([seed, CATEGORIES.index(cat)]))[k]
     assert truth == text and Segmenter()(data, f"page.{ext}").text == text
+
+
+@pytest.mark.parametrize("index", [39, 41, 95, 187])
+def test_a_lone_small_digit_the_net_is_unsure_of_is_still_read(index):
+    """A real person's digit (UCI, development half) alone and 10 px tall, read upscaled at confidence 0.75-0.85.
+
+    A rule that read nothing where the net, at the image's own size, found nothing and was unsure of the upscaled
+    digits (meant for specks on blank frames) dropped a sixth of such digits; the benchmark's numbers, 2-6 digits
+    each, never showed it."""
+    from benchmarks.handwriting import real_digits
+
+    cells, labels = real_digits("dev")
+    up = cv2.resize(np.pad(cells[index], 1), (30, 40), interpolation=cv2.INTER_CUBIC)
+    small = cv2.resize(np.clip(up, 0, 1) * 255, (8, 10), interpolation=cv2.INTER_AREA).astype(np.uint8)
+    seg = Segmenter()(np.pad(small, 12))
+    assert seg.scale > 1 and seg.text == str(labels[index])
