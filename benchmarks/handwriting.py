@@ -103,18 +103,22 @@ def _pose(g: np.ndarray, height: float, rng: np.random.Generator) -> np.ndarray:
     return np.clip(cv2.remap(g, gx + dx, gy + dy, cv2.INTER_LINEAR), 0, 255).astype(np.uint8)
 
 
-def hand_number(rng: np.random.Generator, height: float, which: str) -> tuple[np.ndarray, np.ndarray, str]:
-    """A 2-6 digit number in one writer's hand (one font), white on black: (ink, label map, text)."""
+def hand_number(rng: np.random.Generator, height: float, which: str,
+                digits: tuple[int, int] = (2, 6)) -> tuple[np.ndarray, np.ndarray, str]:
+    """A number of ``digits`` (fewest, most) digits in one writer's hand (one font), white on black: (ink, label
+    map, text)."""
     paths = fonts(which)
     font = paths[int(rng.integers(0, len(paths)))]
-    text = "".join(str(int(rng.integers(0, 10))) for _ in range(int(rng.integers(2, 7))))
+    text = "".join(str(int(rng.integers(0, 10))) for _ in range(int(rng.integers(digits[0], digits[1] + 1))))
     return _compose([_glyph(font, c, height * rng.uniform(0.9, 1.1), rng) for c in text], text, height, rng)
 
 
-def real_number(rng: np.random.Generator, height: float, which: str) -> tuple[np.ndarray, np.ndarray, str]:
-    """A 2-6 digit number of real people's handwritten digits (UCI, :func:`real_digits`), white on black."""
+def real_number(rng: np.random.Generator, height: float, which: str,
+                digits: tuple[int, int] = (2, 6)) -> tuple[np.ndarray, np.ndarray, str]:
+    """A number of ``digits`` (fewest, most) digits of real people's handwritten digits (UCI, :func:`real_digits`),
+    white on black."""
     images, labels = real_digits(which)
-    text = "".join(str(int(rng.integers(0, 10))) for _ in range(int(rng.integers(2, 7))))
+    text = "".join(str(int(rng.integers(0, 10))) for _ in range(int(rng.integers(digits[0], digits[1] + 1))))
     glyphs = []
     for c in text:
         pool = np.flatnonzero(labels == int(c))

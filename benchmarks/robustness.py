@@ -17,7 +17,9 @@ photographed: a handwriting style not from MNIST); other people's handwriting (h
 held: white on black, on paper, 60-160 px, photographed, and ``hand_small``: photographed at 13-20 px, the
 hardest); real people's handwriting (the UCI optical digits, 13 writers who are not MNIST's, enlarged from 8x8
 block counts: ``real`` white on black at 20-36 px, ``real_paper`` photographed on paper at 28-64 px; dev or held
-half with ``--fonts``); ``grid``: numbers of both kinds photographed on squared or ruled notebook paper; blank
+half with ``--fonts``); ``grid``: numbers of both kinds photographed on squared or ruled notebook paper;
+``single``: one digit alone, of both kinds, 10-60 px, white on black or photographed (every other set holds 2-6 digit
+numbers, and a rule that dropped unsure readings lost lone small digits unseen); blank
 paper and blank frames with lines, smudges and noise (must read nothing). Seeds 100 (development) and 200 (held
 out: never looked at while tuning) give disjoint image sets.
 """
@@ -232,6 +234,16 @@ def build(cat: str, n: int, rng: np.random.Generator, fonts: str = "dev") -> lis
             ink, lab, text = number(rng, height, fonts)
             rgb, ink, lab = handwriting.squared_paper(ink, lab, height, rng)
             items.append((jpeg(rgb, int(rng.integers(70, 95))), "jpg", void_edges(ink, lab), text))
+    elif cat == "single":  # one digit alone (a drawing, a form's box, a crop), 10-60 px: real people's digits and
+        for k in range(n):  # other writers' hands in turn, half white on black, half photographed on paper
+            height = float(np.exp(rng.uniform(np.log(10), np.log(60))))
+            number = handwriting.real_number if k % 2 else handwriting.hand_number
+            ink, lab, text = number(rng, height, fonts, digits=(1, 1))
+            lab = void_edges(ink, lab)
+            if k % 4 < 2:
+                items.append((png(ink), "png", lab, text))
+            else:
+                items.append((jpeg(photograph(ink, rng), int(rng.integers(60, 95))), "jpg", lab, text))
     elif cat == "paper_strict":  # M2NIST canvases as dark ink on off-white paper, JPEG (`segapp export --style
         imgs, masks, texts = canvases(n, rng)  # paper`), scored on M2NIST's own truth (ink > 0, faint band included)
         for img, m, text in zip(imgs, masks, texts):
@@ -307,7 +319,7 @@ def time_big_photo(seed: int, weights: str | None) -> dict:
 
 CATEGORIES = ("m2nist", "up2x", "up4x", "down0.7x", "thick", "photo1x", "photo3x", "paper", "two_rows", "rows_close",
               "touching", "printed", "script", "script_photo", "hand", "hand_paper", "hand_big", "hand_photo", "blank",
-              "blank_noise", "paper_strict", "hand_small", "real", "real_paper", "grid")
+              "blank_noise", "paper_strict", "hand_small", "real", "real_paper", "grid", "single")
 
 
 def digit_calibration(seg, lab: np.ndarray) -> list[tuple[float, bool]]:

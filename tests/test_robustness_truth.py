@@ -46,3 +46,12 @@ def test_a_number_on_squared_paper_keeps_its_labels_on_its_ink_and_the_rules_are
     margin = gray[:, :10].mean(1)  # the left margin holds no ink; horizontal rules cross it
     assert margin.max() - margin.min() > 8  # bare paper's grain averages out to ~1 grey level over 10 px
     assert gray[pad_ink >= handwriting.EDGE].mean() < gray[pad_lab == BACKGROUND].mean() - 60  # ink is darkest
+
+
+def test_the_single_digit_set_holds_one_digit_per_image_of_both_kinds_and_both_looks():
+    from benchmarks.robustness import CATEGORIES, build
+
+    items = build("single", 8, np.random.default_rng([100, CATEGORIES.index("single")]))
+    assert all(len(text) == 1 and text.isdigit() for _, _, _, text in items)
+    assert [ext for _, ext, _, _ in items] == ["png", "png", "jpg", "jpg"] * 2  # white on black, photographed
+    assert all(set(np.unique(lab)) - {10, 255} == {int(text)} for _, _, lab, text in items)
