@@ -160,7 +160,7 @@ class Segmenter:
             small, conf = class_maps(logits[None])
             small, conf = small[0], conf[0]
         # a faint rule is no 1: followed where it ran before it was erased from the net's input (development grid
-        # pages, seeds 100-101 and 77-78: 4 numbers of 400 lost an extra 1, none changed otherwise)
+        # pages, seeds 100-101 and 77-78: 3 numbers of 400 lost an extra 1, none changed otherwise)
         faint = n.image if n.unerased is None else n.unerased
         digits = [d for d in read_digits(small, conf) if inked(d, small, faint)]
         lines = ruled_lines(n.image)
