@@ -32,16 +32,7 @@ from .classes import BACKGROUND, MIN_DIGIT_AREA
 from .images import Prepared, prepare
 from .ink import ink_refine
 from .model import DEFAULT_WEIGHTS, load_pretrained
-from .postprocess import (
-    certainty,
-    class_maps,
-    erase_rules,
-    inked,
-    on_the_lines,
-    ruled_lines,
-    settle,
-    upsample_classes,
-)
+from .postprocess import certainty, class_maps, erase_rules, inked, on_the_lines, ruled_lines, settle, upsample_classes
 from .render import Segmentation, read_digits
 from .runtime import amp_enabled, pick_device
 from .scale import TARGET_HEIGHT, NetInput, ink_height, to_net_scale  # noqa: F401 (re-exported)
