@@ -103,13 +103,18 @@ def _pose(g: np.ndarray, height: float, rng: np.random.Generator) -> np.ndarray:
     return np.clip(cv2.remap(g, gx + dx, gy + dy, cv2.INTER_LINEAR), 0, 255).astype(np.uint8)
 
 
+def _number_text(rng: np.random.Generator, digits: tuple[int, int]) -> str:
+    """Random digits, between ``digits[0]`` and ``digits[1]`` of them (the count drawn first, as before)."""
+    return "".join(str(int(rng.integers(0, 10))) for _ in range(int(rng.integers(digits[0], digits[1] + 1))))
+
+
 def hand_number(rng: np.random.Generator, height: float, which: str,
                 digits: tuple[int, int] = (2, 6)) -> tuple[np.ndarray, np.ndarray, str]:
     """A number of ``digits`` (fewest, most) digits in one writer's hand (one font), white on black: (ink, label
     map, text)."""
     paths = fonts(which)
     font = paths[int(rng.integers(0, len(paths)))]
-    text = "".join(str(int(rng.integers(0, 10))) for _ in range(int(rng.integers(digits[0], digits[1] + 1))))
+    text = _number_text(rng, digits)
     return _compose([_glyph(font, c, height * rng.uniform(0.9, 1.1), rng) for c in text], text, height, rng)
 
 
@@ -118,7 +123,7 @@ def real_number(rng: np.random.Generator, height: float, which: str,
     """A number of ``digits`` (fewest, most) digits of real people's handwritten digits (UCI, :func:`real_digits`),
     white on black."""
     images, labels = real_digits(which)
-    text = "".join(str(int(rng.integers(0, 10))) for _ in range(int(rng.integers(digits[0], digits[1] + 1))))
+    text = _number_text(rng, digits)
     glyphs = []
     for c in text:
         pool = np.flatnonzero(labels == int(c))

@@ -459,15 +459,13 @@ def test_a_four_written_in_two_strokes_is_one_four_and_all_its_ink_is_its_mask(s
     assert (seg.classes[~cv2.dilate(ink.view(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)] == BACKGROUND).all()
 
 
-@pytest.mark.parametrize("cat,seed,k,text", [
-    ("grid", 100, 34, "3 3 4"), ("grid", 101, 92, "6 7 2 4"),
-])
-def test_development_pages_once_misread(cat, seed, k, text):
+@pytest.mark.parametrize("seed,k,text", [(100, 34, "3 3 4"), (101, 92, "6 7 2 4")])
+def test_development_pages_once_misread(seed, k, text):
     """Notebook pages of the robustness benchmark's development sets once misread: a stretch of a faint rule was
     read as an extra 1 because the rule it ran on had been erased from the net's input before it was followed."""
     from benchmarks.robustness import CATEGORIES, build
 
-    data, ext, _, truth = build(cat, k + 1, np.random.default_rng([seed, CATEGORIES.index(cat)]))[k]
+    data, ext, _, truth = build("grid", k + 1, np.random.default_rng([seed, CATEGORIES.index("grid")]))[k]
     assert truth == text and Segmenter()(data, f"page.{ext}").text == text
 
 

@@ -50,8 +50,9 @@ def test_a_number_on_squared_paper_keeps_its_labels_on_its_ink_and_the_rules_are
 
 def test_the_single_digit_set_holds_one_digit_per_image_of_both_kinds_and_both_looks():
     from benchmarks.robustness import CATEGORIES, build
+    from segapp.classes import BACKGROUND, VOID
 
     items = build("single", 8, np.random.default_rng([100, CATEGORIES.index("single")]))
     assert all(len(text) == 1 and text.isdigit() for _, _, _, text in items)
     assert [ext for _, ext, _, _ in items] == ["png", "png", "jpg", "jpg"] * 2  # white on black, photographed
-    assert all(set(np.unique(lab)) - {10, 255} == {int(text)} for _, _, lab, text in items)
+    assert all(set(np.unique(lab)) - {BACKGROUND, VOID} == {int(text)} for _, _, lab, text in items)
