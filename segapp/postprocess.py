@@ -131,7 +131,7 @@ def inked(d: dict, small: np.ndarray, image: np.ndarray) -> bool:
     a quarter (42-64 in a small photo), so every other faint digit is kept, and so is a faint 1 standing alone.
     """
     x0, y0, x1, y1 = d["bbox"]
-    mine = small[y0:y1, x0:x1] == d["digit"]
+    mine = _mine(d, small)
     if not mine.any():
         return False
     if d["digit"] != 1 or int(image[y0:y1, x0:x1][mine].max()) >= DIGIT_INK:
@@ -153,8 +153,15 @@ def _runs_on(column: np.ndarray, y0: int, y1: int) -> bool:
 def line_share(d: dict, small: np.ndarray, lines: np.ndarray) -> float:
     """Share of a digit's net-scale pixels on ruled lines (a digit on a rule: a few; a rule's corner: all)."""
     x0, y0, x1, y1 = d["bbox"]
-    mine = small[y0:y1, x0:x1] == d["digit"]
+    mine = _mine(d, small)
     return float((mine & lines[y0:y1, x0:x1]).sum()) / max(int(mine.sum()), 1)
+
+
+def _mine(d: dict, small: np.ndarray) -> np.ndarray:
+    """(box h, box w) bool: a digit's pixels in its box of the net-scale class map, with the pieces of other classes
+    it was joined from (a 4 whose arm and stem the net coloured as 1s: once dropped here as a digit with no pixels)."""
+    x0, y0, x1, y1 = d["bbox"]
+    return np.isin(small[y0:y1, x0:x1], (d["digit"], *d.get("_joined", ())))
 
 
 def on_the_lines(d: dict, small: np.ndarray, lines: np.ndarray) -> bool:

@@ -31,6 +31,13 @@ JOIN_GAP = 0.3
 JOIN_ASPECT = 1.05
 PIECE_WIDTH = 0.4
 PIECE_HEIGHT = 0.85
+# A 4's stem beside its arm (:func:`_is_stem`), in the arm's heights: its foot at least STEM_FOOT below the arm's
+# bottom, and either the whole stem (its foot STEM_LONG below) or the stem's lower part, whose top went with the arm
+# and bar (the piece begins STEM_TOP below the arm's top). Two 1s written side by side begin within 0.4 of each other's
+# tops (a baseline a little off, one 1 a little shorter).
+STEM_FOOT = 0.1
+STEM_LONG = 0.5
+STEM_TOP = 0.45
 
 
 def _pixels(f: dict, ys: np.ndarray, xs: np.ndarray, conf: np.ndarray):
@@ -135,16 +142,27 @@ def join_beside(found: list[dict], ys: np.ndarray, xs: np.ndarray, conf: np.ndar
 
 def _one_digit(left: dict, right: dict) -> int | None:
     """The digit two neighbours' classes can be pieces of, or None: their class when the same (not 1s: two 1s
-    written close are two bare strokes), or a 4 whose arm (with its bar) and, right of it and taller, stem are
-    coloured as 4s or 1s (alone, the stem is a 1's stroke and the arm often read as one)."""
+    written close are two bare strokes), or a 4 whose arm (with its bar) and, right of it, stem are coloured as 4s
+    or 1s (alone, the stem is a 1's stroke and the arm often read as one). A 4 and a 1 are its pieces when the 1
+    is taller or is its stem (:func:`_is_stem`); two 1s only when the left one is wider than a bare stroke and the
+    right one is its stem: a taller 1 beside a slanted one was read as a 4 ("1 1 1" hand-written, 15 of 2700)."""
     pair = (left["digit"], right["digit"])
     if pair[0] == pair[1] != 1:
         return pair[0]
     (lx0, ly0, lx1, ly1), (_, ry0, _, ry1) = left["bbox"], right["bbox"]
-    wide_arm = lx1 - lx0 >= PIECE_WIDTH * (ly1 - ly0)
-    if (pair in ((4, 1), (1, 4)) or (pair == (1, 1) and wide_arm)) and ly1 - ly0 < ry1 - ry0:
+    if pair in ((4, 1), (1, 4)) and (ly1 - ly0 < ry1 - ry0 or _is_stem(left, right)):
+        return 4
+    if pair == (1, 1) and lx1 - lx0 >= PIECE_WIDTH * (ly1 - ly0) and _is_stem(left, right):
         return 4
     return None
+
+
+def _is_stem(arm: dict, stem: dict) -> bool:
+    """Whether ``stem`` is where a 4's stem stands beside ``arm`` (see :data:`STEM_FOOT`): below it, the whole stem
+    or its lower part (a hairline hand's 4, whose stem the net coloured in two pieces, the upper one with the bar)."""
+    (_, ay0, _, ay1), (_, sy0, _, sy1) = arm["bbox"], stem["bbox"]
+    h, below = ay1 - ay0, sy1 - ay1
+    return below >= STEM_FOOT * h and (sy0 - ay0 >= STEM_TOP * h or below >= STEM_LONG * h)
 
 
 def _one_box(a: np.ndarray, b: np.ndarray) -> np.ndarray:

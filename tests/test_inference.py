@@ -119,6 +119,25 @@ def test_a_faint_one_along_a_rule_is_the_rule(digit, ink, rule, pen):
     assert inked(d, small, image) == pen
 
 
+@pytest.mark.parametrize("ruled", [False, True])
+def test_a_four_joined_from_pieces_read_as_ones_keeps_its_pixels(ruled):
+    """A 4 joined from an arm and a stem the net coloured as 1s has no pixel of class 4 in the net's map: the
+    checks after the reading once found it empty and dropped it ("1 1" handwritten read as nothing)."""
+    from segapp.postprocess import inked, line_share
+
+    small = np.full((40, 30), BACKGROUND, np.uint8)
+    small[5:30, 5:7] = 1
+    small[10:35, 12:14] = 1
+    image = np.where(small == 1, 200, 0).astype(np.uint8)
+    lines = np.zeros(small.shape, bool)
+    if ruled:
+        lines[20:22, :] = True  # a rule through both pieces: 4 of their 100 pixels
+    d = {"digit": 4, "bbox": [5, 5, 14, 35], "_joined": (1,)}
+    assert inked(d, small, image)
+    assert line_share(d, small, lines) == (0.08 if ruled else 0.0)
+    assert not inked({"digit": 4, "bbox": [5, 5, 14, 35]}, small, image)  # without its pieces: nothing of it
+
+
 def test_faint_rules_are_erased_where_no_stroke_crosses_them():
     from segapp.postprocess import DIGIT_INK, erase_rules
 
@@ -457,6 +476,28 @@ def test_a_four_written_in_two_strokes_is_one_four_and_all_its_ink_is_its_mask(s
     ink = img > 128
     assert set(np.unique(seg.classes[ink]).tolist()) == {4}
     assert (seg.classes[~cv2.dilate(ink.view(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)] == BACKGROUND).all()
+
+
+@pytest.mark.parametrize("slanted", [46, 89, 107])
+def test_a_slanted_one_beside_a_taller_one_is_two_ones(segmenter, slanted):
+    """MNIST test 1s: a slanted one (as wide as a 4's arm) and an upright one 1.2 times as tall beside it, feet
+    level. Joined as a 4's arm and stem, they were then dropped as a digit with no pixels: read as nothing."""
+    from segapp.m2nist import load_mnist
+
+    images, labels = load_mnist("test")
+    assert labels[slanted] == labels[37] == 1
+
+    def crop(a):
+        ys, xs = np.nonzero(a > 30)
+        return a[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+
+    left, right = crop(images[slanted]), crop(images[37])
+    right = cv2.resize(right, (right.shape[1], int(right.shape[0] * 1.2)), interpolation=cv2.INTER_LINEAR)
+    (lh, lw), (rh, rw) = left.shape, right.shape
+    img = np.zeros((rh + 16, lw + rw + 24), np.uint8)
+    img[8 + rh - lh : 8 + rh, 8 : 8 + lw] = left
+    img[8 : 8 + rh, 12 + lw : 12 + lw + rw] = right
+    assert segmenter(img).text == "1 1"
 
 
 @pytest.mark.parametrize("seed,k,text", [(100, 34, "3 3 4"), (101, 92, "6 7 2 4")])
