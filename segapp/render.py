@@ -22,7 +22,7 @@ from .classes import (
     NUM_DIGITS,
 )
 from .images import Prepared
-from .split import PIECE, join_beside, split_beside, split_stacked  # PIECE: shorter digits stack on nothing
+from .split import PIECE, join_beside, join_stacked, split_beside, split_stacked  # PIECE: short digits stack on none
 
 # Inside one connected blob of digit pixels, a second class counts as its own digit only when it
 # covers at least this share of the blob's main class (touching digits); smaller minorities are
@@ -186,8 +186,8 @@ def read_digits(classes: np.ndarray, confidence: np.ndarray, min_area: int = MIN
     or wider than :data:`MAX_DIGIT_ASPECT` times its height: a ruled line), or it lies in the same rows and
     columns as a larger digit of its blob (:func:`_part_of_another`). A digit reaching across two close rows is
     two digits of one class touching, and so is one far wider than its line's digits are tall; two digits of one
-    class side by side that together have one digit's shape are its pieces (:mod:`segapp.split`). ``classes``
-    is at the net's scale, where digits are about 20 px tall.
+    class side by side or one above the other that together have one digit's shape are its pieces
+    (:mod:`segapp.split`). ``classes`` is at the net's scale, where digits are about 20 px tall.
 
     Returns:
         Dicts with ``digit``, ``area`` (pixels), ``confidence`` (mean softmax probability over the
@@ -237,7 +237,8 @@ def read_digits(classes: np.ndarray, confidence: np.ndarray, min_area: int = MIN
     # only blobs read as two or more digits are compared (a page of specks or digits stays linear)
     found = [f for f in found if len(by_blob[f["_blob"]]) == 1
              or not _part_of_another(f, by_blob[f["_blob"]], blob[f["_blob"], cv2.CC_STAT_HEIGHT])]
-    found = join_beside(split_stacked(split_beside(found, ys, xs, conf), ys, xs, conf), ys, xs, conf)
+    found = split_stacked(split_beside(found, ys, xs, conf), ys, xs, conf)
+    found = join_stacked(join_beside(found, ys, xs, conf), ys, xs, conf)
     for f in found:
         f.pop("_blob"), f.pop("_at"), f.pop("_pix", None)
     found.sort(key=lambda f: f.pop("_x"))

@@ -361,3 +361,23 @@ def test_two_pieces_of_one_class_with_one_digits_shape_are_one_digit(blocks, wan
         assert digits[0]["bbox"] == [4, 4, 20, 24]
         others = {d for *_, d in blocks[:3]} - {4}
         assert digits[0].get("_joined", ()) == tuple(sorted(others))  # the mask recolours these pieces
+
+
+@pytest.mark.parametrize(("blocks", "want"), [
+    # "0 5 1" whose 5 was written with its top bar apart: two runs of 5 one above the other, one 5
+    ([(4, 24, 4, 16, 0), (4, 12, 24, 36, 5), (13, 24, 24, 36, 5), (4, 24, 42, 44, 1)], "0 5 1"),
+    # the same with the bar a third of a digit above the body: two runs
+    ([(4, 24, 4, 16, 0), (0, 8, 24, 36, 5), (14, 24, 24, 36, 5), (4, 24, 42, 44, 1)], None),
+    # two close rows, a 5 above a 5: each as tall as the digits beside it, two digits
+    ([(2, 20, 4, 16, 0), (2, 20, 24, 36, 5), (22, 40, 24, 36, 5), (22, 40, 42, 54, 3)], "0 5\n5 3"),
+])
+def test_two_pieces_of_one_class_one_above_the_other_are_one_digit(blocks, want):
+    from segapp.render import Segmentation
+
+    c = _blocks((44, 60), blocks)
+    digits = read_digits(c, np.ones(c.shape, np.float32))
+    assert sum(d["area"] for d in digits) == int((c != BACKGROUND).sum())
+    if want is None:
+        assert [d["digit"] for d in digits].count(5) == 2
+    else:
+        assert Segmentation.from_digits(c, None, digits).text == want
