@@ -30,7 +30,7 @@ TALL_PARTS = 0.7  # each side of the cut is about as tall as the other (the far 
 # as a 4's arm and stem (:func:`_one_digit`): two 1s written close are two bare strokes.
 JOIN_GAP = 0.3
 JOIN_ASPECT = 1.05
-PIECE_WIDTH = 0.4
+PIECE_WIDTH = 0.3  # a hairline hand's arm without its bar is 0.33-0.35 (0.4 left such 4s read "1 1")
 PIECE_HEIGHT = 0.85
 # A 4's stem beside its arm (:func:`_is_stem`), in the arm's heights: its foot at least STEM_FOOT below the arm's
 # bottom, and either the whole stem (its foot STEM_LONG below) or the stem's lower part, whose top went with the arm

@@ -345,6 +345,8 @@ def test_one_class_touching_side_by_side_is_two_digits(blocks, want):
     # a hairline hand's 4 coloured as two 1s: the arm, bar and the stem's top as one, the stem's foot, standing
     # apart, as the other (it begins half the arm's height down and reaches below the bar)
     ([(2, 18, 4, 6, 1), (16, 18, 4, 16, 1), (6, 16, 14, 16, 1), (11, 24, 18, 20, 1), (4, 24, 28, 40, 5)], "4 5"),
+    # ... whose arm is a hairline with a short bar, a third of its height wide
+    ([(2, 20, 4, 6, 1), (17, 20, 4, 10, 1), (11, 26, 12, 14, 1), (4, 24, 28, 40, 5)], "4 5"),
     # a footed 1 and a plain 1 written a little lower (a third of its height down): two 1s, not an arm and stem
     ([(4, 24, 6, 8, 1), (22, 24, 2, 12, 1), (10, 27, 15, 17, 1), (4, 24, 28, 40, 5)], "1 1 5"),
     # a slanted 1 (as wide as an arm) and a taller 1 beside it, their tops level: two 1s
