@@ -106,8 +106,7 @@ def split_beside(found: list[dict], ys: np.ndarray, xs: np.ndarray, conf: np.nda
     top, bottom, w = box[:, 1], box[:, 3], box[:, 2] - box[:, 0]
     out = []
     for i, f in enumerate(found):
-        shared = np.minimum(bottom, bottom[i]) - np.maximum(top, top[i])
-        line = full & (shared >= 0.5 * np.minimum(h, h[i]))  # in its rows (as render._overlap_y)
+        line = full & _in_rows(box, top[i], bottom[i])
         line[i] = False
         if not line.any() or w[i] < WIDE * max(float(np.median(h[line])), h[i]):
             out.append(f)
@@ -169,14 +168,20 @@ def _stacked_pair(found: list[dict]) -> tuple[int, int] | None:
     cols = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])
     near = (cls[:, None] == cls[None]) & (a[..., 1] < b[..., 1]) & (b[..., 1] - a[..., 3] <= STACK_GAP * (bottom - top))
     for i, j in zip(*np.nonzero(near & (cols >= STACK_COLUMNS * np.minimum(w[:, None], w[None])))):
-        beside = np.minimum(box[:, 3], bottom[i, j]) - np.maximum(box[:, 1], top[i, j]) >= 0.5 * np.minimum(
-            h, bottom[i, j] - top[i, j])  # in their rows (as render._overlap_y)
+        beside = _in_rows(box, top[i, j], bottom[i, j])
         beside[[i, j]] = False
         if beside.any():
             ref = float(np.median(h[beside]))
             if bottom[i, j] - top[i, j] <= STACK_TALL * ref and max(h[i], h[j]) <= STACK_PIECE * ref:
                 return int(i), int(j)
     return None
+
+
+def _in_rows(box: np.ndarray, y0: float, y1: float) -> np.ndarray:
+    """(n,) bool: which of the boxes (n, 4) share half the rows of the shorter with rows ``y0``..``y1``: the same
+    line (as :func:`segapp.render._overlap_y`)."""
+    h = box[:, 3] - box[:, 1]
+    return np.minimum(box[:, 3], y1) - np.maximum(box[:, 1], y0) >= 0.5 * np.minimum(h, y1 - y0)
 
 
 def _join(g: dict, f: dict, digit: int, ys: np.ndarray, xs: np.ndarray, conf: np.ndarray) -> dict:
