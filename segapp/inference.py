@@ -32,7 +32,17 @@ from .classes import BACKGROUND, MIN_DIGIT_AREA
 from .images import Prepared, prepare
 from .ink import ink_refine
 from .model import DEFAULT_WEIGHTS, load_pretrained
-from .postprocess import certainty, class_maps, erase_rules, inked, on_the_lines, ruled_lines, settle, upsample_classes
+from .postprocess import (
+    certainty,
+    class_maps,
+    erase_rules,
+    inked,
+    on_the_lines,
+    ruled_lines,
+    settle,
+    upsample_classes,
+    vote_blobs,
+)
 from .render import Segmentation, read_digits
 from .runtime import amp_enabled, pick_device
 from .scale import TARGET_HEIGHT, NetInput, ink_height, to_net_scale  # noqa: F401 (re-exported)
@@ -149,7 +159,7 @@ class Segmenter:
         """
         if small is None or conf is None:
             small, conf = class_maps(logits[None])
-            small, conf = small[0], conf[0]
+            small, conf = vote_blobs(logits, small[0]), conf[0]
         # a faint rule is no 1: followed where it ran before it was erased from the net's input (development grid
         # pages, seeds 100-101 and 77-78: 3 numbers of 400 lost an extra 1, none changed otherwise)
         faint = n.image if n.unerased is None else n.unerased
@@ -192,7 +202,7 @@ class Segmenter:
         else:
             logits = self.logits(images)
             small, conf = class_maps(logits)
-        return list(zip(logits, small, conf))
+        return [(x, vote_blobs(x, s), c) for x, s, c in zip(logits, small, conf)]
 
     def run(self, inputs: list[NetInput]) -> list[Segmentation | Pending]:
         """The net on preprocessed inputs of one size (the caller batches; see :meth:`segment_inputs`), each

@@ -9,7 +9,7 @@ from segapp.classes import BACKGROUND
 from segapp.images import Prepared
 from segapp.inference import TARGET_HEIGHT, InferenceConfig, Segmenter, ink_height
 from segapp.m2nist import make_split
-from segapp.postprocess import upsample_classes
+from segapp.postprocess import upsample_classes, vote_blobs
 from segapp.render import group_lines
 
 
@@ -524,3 +524,25 @@ def test_a_lone_small_digit_the_net_is_unsure_of_is_still_read(index):
     small = cv2.resize(np.clip(up, 0, 1) * 255, (8, 10), interpolation=cv2.INTER_AREA).astype(np.uint8)
     seg = Segmenter()(np.pad(small, 12))
     assert seg.scale > 1 and seg.text == str(labels[index])
+
+
+@pytest.mark.parametrize("width, voted", [(6, 2), (30, 9)])
+def test_a_narrow_blob_takes_the_class_its_pixels_are_surest_of(width, voted):
+    """A 2 whose loop the net hesitates over (9 by a hair on 40 pixels) and whose base it is sure of (2 on 20):
+    counting argmax pixels says 9, the blob's summed log-probabilities say 2. A blob wide enough to hold two
+    digits side by side keeps its pixels' classes (two touching digits are not one)."""
+    logits = torch.full((11, 30, 40), -8.0)
+    logits[BACKGROUND] = 8.0
+    top, base = (slice(4, 20), slice(5, 5 + width)), (slice(20, 26), slice(5, 5 + width))
+    for region, ones, other in [(top, 9, 2), (base, 2, 9)]:
+        logits[(BACKGROUND, *region)] = -8.0
+        logits[(ones, *region)] = 2.0 if ones == 9 else 6.0
+        logits[(other, *region)] = 1.8 if ones == 9 else -4.0
+    small = logits.argmax(0).numpy().astype(np.uint8)
+    assert (small[top] == 9).sum() > (small[base] == 2).sum()
+    out = vote_blobs(logits, small.copy())
+    assert set(np.unique(out[top])) == {voted}
+    assert set(np.unique(out[base])) == {2 if width > 6 else voted}
+    assert (out == BACKGROUND).sum() == (small == BACKGROUND).sum()
+    one_class = np.where(small == BACKGROUND, BACKGROUND, 4).astype(np.uint8)
+    assert np.array_equal(vote_blobs(logits, one_class.copy()), one_class)
