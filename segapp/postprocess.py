@@ -26,6 +26,7 @@ SURE_DIGIT = 0.9  # mean confidence from which a digit is the net's sure reading
 DIGIT_INK = 64  # of 255: a pen's 1 reaches this (a quarter of full ink) somewhere at the net's scale (see inked)
 FAINT_RULE_INK = 12  # of 255: the faintest ink a ruled line is followed along to erase it from the net's input
 RULE_TRACE = 8  # of 255: the faintest ink along which a ruled line is followed past a faint "1" (see inked)
+RULE_CONTRAST = 2.0  # a "1" on a rule's line with ink under this many times the rule's is the rule (see inked)
 BLOB_WIDTH = 0.85  # of a digit's height: ink this wide is a filled blob (a smudge), no pen stroke
 PIECE_SHARE = 0.3  # of a digit's mask: its largest connected piece holds at least this much, unless it is specks
 INK_SPAN = 0.6  # a digit whose ink spans this share of its height is a stroke, however thin (see _has_ink)
@@ -161,14 +162,19 @@ def inked(d: dict, small: np.ndarray, image: np.ndarray) -> bool:
     line runs on past it, above or below, or from the image's top to its bottom, is the rule (development grid
     pages, seeds 100-101: 20 of 200 numbers had such 1s). A light-handed digit beside dark ones also stays under
     a quarter (42-64 in a small photo), so every other faint digit is kept, and so is a faint 1 standing alone.
+    A rule a little darker than a quarter (65-90) survives :func:`erase_rules` in dotted stretches the net colours
+    as 1s; such a 1 is the rule too when its ink is under :data:`RULE_CONTRAST` times the rule's beyond its box.
     """
     x0, y0, x1, y1 = d["bbox"]
     mine = _mine(d, small)
     if not mine.any():
         return False
-    if d["digit"] != 1 or int(image[y0:y1, x0:x1][mine].max()) >= DIGIT_INK:
+    if d["digit"] != 1:
         return True
-    return not _runs_on(image[:, x0:x1], y0, y1)
+    peak = int(image[y0:y1, x0:x1][mine].max())
+    if peak >= RULE_CONTRAST * DIGIT_INK or not _runs_on(image[:, x0:x1], y0, y1):
+        return True
+    return peak >= DIGIT_INK and peak >= RULE_CONTRAST * _rule_ink(image[:, x0:x1], y0, y1)
 
 
 def _runs_on(column: np.ndarray, y0: int, y1: int) -> bool:
@@ -180,6 +186,15 @@ def _runs_on(column: np.ndarray, y0: int, y1: int) -> bool:
     lit = column.max(axis=1) >= RULE_TRACE
     above, below = lit[max(0, y0 - h) : y0], lit[y1 : y1 + h]
     return any(len(s) >= h / 2 and s.mean() >= 0.8 for s in (above, below))
+
+
+def _rule_ink(column: np.ndarray, y0: int, y1: int) -> float:
+    """Median ink of the faint line running on above and below a digit's box (``column``: the image's stretch
+    under the box; per row its darkest pixel, rows under :data:`RULE_TRACE` left out; 0 where there are none)."""
+    h = y1 - y0
+    rows = np.concatenate([column[max(0, y0 - h) : y0], column[y1 : y1 + h]]).max(axis=1, initial=0)
+    rows = rows[rows >= RULE_TRACE]
+    return float(np.median(rows)) if len(rows) else 0.0
 
 
 def line_share(d: dict, small: np.ndarray, lines: np.ndarray) -> float:

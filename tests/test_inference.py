@@ -97,14 +97,17 @@ def test_a_sure_digit_a_rule_crosses_is_no_line(covered, confidence, lines):
     assert on_the_lines(d, small, on) == lines
 
 
-@pytest.mark.parametrize("digit, ink, rule, pen", [
-    (1, 24, "below", False),  # a faint rule's stretch the net took for a 1, the rule running on below it
-    (1, 24, "whole", False),  # ... or the whole rule, top to bottom
-    (1, 24, "none", True),  # a light-handed 1 standing alone
-    (1, 64, "below", True),  # a pen's 1 written on a rule
-    (3, 24, "below", True),  # a light-handed digit beside dark ones stays under a quarter of full ink too
+@pytest.mark.parametrize("digit, ink, rule, rule_ink, pen", [
+    (1, 24, "below", 20, False),  # a faint rule's stretch the net took for a 1, the rule running on below it
+    (1, 24, "whole", 20, False),  # ... or the whole rule, top to bottom
+    (1, 24, "none", 20, True),  # a light-handed 1 standing alone
+    (1, 64, "below", 20, True),  # a pen's 1 written on a rule
+    (3, 24, "below", 20, True),  # a light-handed digit beside dark ones stays under a quarter of full ink too
+    (1, 90, "below", 75, False),  # a dotted stretch of a rule a little darker than a quarter, left by erase_rules
+    (1, 110, "below", 40, True),  # a light pen's 1 on a fainter rule
+    (1, 200, "below", 120, True),  # a pen's 1 on a rule as dark as a ballpoint's
 ])
-def test_a_faint_one_along_a_rule_is_the_rule(digit, ink, rule, pen):
+def test_a_faint_one_along_a_rule_is_the_rule(digit, ink, rule, rule_ink, pen):
     from segapp.postprocess import inked
 
     small = np.full((60, 30), BACKGROUND, np.uint8)
@@ -113,7 +116,7 @@ def test_a_faint_one_along_a_rule_is_the_rule(digit, ink, rule, pen):
     small[y0:y1, 5:7] = digit
     image[y0:y1, 5:7] = ink
     if rule == "below":
-        image[25:60, 6] = 20  # the rule, fainter still, on down the page
+        image[25:60, 6] = rule_ink  # the rule on down the page
     image[40, 20] = 255  # full ink elsewhere is not the digit's
     d = {"digit": digit, "bbox": [4, y0, 8, y1]}
     assert inked(d, small, image) == pen
