@@ -200,7 +200,7 @@ def _runs_on(column: np.ndarray, y0: int, y1: int) -> bool:
 
 def _rule_ink(column: np.ndarray, y0: int, y1: int) -> float:
     """Median ink of the faint line running on above and below a digit's box (``column``: the image's stretch
-    under the box; per row its darkest pixel, rows under :data:`RULE_TRACE` left out; 0 where there are none)."""
+    under the box; per row its strongest ink, rows under :data:`RULE_TRACE` left out; 0 where there are none)."""
     h = y1 - y0
     rows = np.concatenate([column[max(0, y0 - h) : y0], column[y1 : y1 + h]]).max(axis=1, initial=0)
     rows = rows[rows >= RULE_TRACE]
