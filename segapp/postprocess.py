@@ -182,27 +182,31 @@ def inked(d: dict, small: np.ndarray, image: np.ndarray) -> bool:
     if d["digit"] != 1:
         return True
     peak = int(image[y0:y1, x0:x1][mine].max())
-    if peak >= RULE_CONTRAST * DIGIT_INK or not _runs_on(image[:, x0:x1], y0, y1):
+    ink = image[:, x0:x1].max(axis=1)  # per row of the image, its strongest ink in the box's columns
+    if peak >= RULE_CONTRAST * DIGIT_INK or not _runs_on(ink, y0, y1):
         return True
-    return peak >= DIGIT_INK and peak >= RULE_CONTRAST * _rule_ink(image[:, x0:x1], y0, y1)
+    return peak >= DIGIT_INK and peak >= RULE_CONTRAST * _rule_ink(ink, y0, y1)
 
 
-def _runs_on(column: np.ndarray, y0: int, y1: int) -> bool:
-    """Whether faint ink (:data:`RULE_TRACE`) runs on in nearly every row of ``column`` (the image's stretch under
-    a digit's box) for the box's height above or below the box, or the box spans the image's height."""
-    H, h = column.shape[0], y1 - y0
-    if y0 == 0 and y1 == H:
-        return True
-    lit = column.max(axis=1) >= RULE_TRACE
-    above, below = lit[max(0, y0 - h) : y0], lit[y1 : y1 + h]
-    return any(len(s) >= h / 2 and s.mean() >= 0.8 for s in (above, below))
-
-
-def _rule_ink(column: np.ndarray, y0: int, y1: int) -> float:
-    """Median ink of the faint line running on above and below a digit's box (``column``: the image's stretch
-    under the box; per row its strongest ink, rows under :data:`RULE_TRACE` left out; 0 where there are none)."""
+def _beyond(ink: np.ndarray, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of ``ink`` (per row, the strongest ink in a digit's columns) for the box's height above and below
+    its rows ``y0:y1``."""
     h = y1 - y0
-    rows = np.concatenate([column[max(0, y0 - h) : y0], column[y1 : y1 + h]]).max(axis=1, initial=0)
+    return ink[max(0, y0 - h) : y0], ink[y1 : y1 + h]
+
+
+def _runs_on(ink: np.ndarray, y0: int, y1: int) -> bool:
+    """Whether faint ink (:data:`RULE_TRACE`) runs on in nearly every row for the box's height above or below the
+    box (``ink``: see :func:`_beyond`), or the box spans the image's height."""
+    if y0 == 0 and y1 == len(ink):
+        return True
+    return any(len(s) >= (y1 - y0) / 2 and (s >= RULE_TRACE).mean() >= 0.8 for s in _beyond(ink, y0, y1))
+
+
+def _rule_ink(ink: np.ndarray, y0: int, y1: int) -> float:
+    """Median ink of the faint line running on above and below a digit's box (``ink``: see :func:`_beyond`; rows
+    under :data:`RULE_TRACE` left out; 0 where there are none)."""
+    rows = np.concatenate(_beyond(ink, y0, y1))
     rows = rows[rows >= RULE_TRACE]
     return float(np.median(rows)) if len(rows) else 0.0
 
