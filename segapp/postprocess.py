@@ -30,7 +30,7 @@ RULE_CONTRAST = 2.0  # a "1" on a rule's line with ink under this many times the
 BLOB_WIDTH = 0.85  # of a digit's height: ink this wide is a filled blob (a smudge), no pen stroke
 PIECE_SHARE = 0.3  # of a digit's mask: its largest connected piece holds at least this much, unless it is specks
 INK_SPAN = 0.6  # a digit whose ink spans this share of its height is a stroke, however thin (see _has_ink)
-MIN_DIGIT_HEIGHT = 8  # px in the input: a "digit" shorter is a speck (see _has_ink). The smallest digits the
+LEGIBLE_HEIGHT = 8  # px in the input: a "digit" shorter is a speck (see _has_ink). The smallest digits the
 # benchmarks draw (10 px lone digits, wide MNIST digits at 0.7x) have boxes of 10 px and more; an M2NIST canvas's
 # digit mostly hidden under another keeps 8 px in view (test canvas 993: 9 px would drop it)
 STRIP_BYTES = 64 * 2**20  # memory of one strip of upsampled logits
@@ -292,7 +292,7 @@ def _has_ink(full: np.ndarray, d: dict, min_area: float) -> bool:
     ``min_area`` ink pixels, or a quarter of that when the ink still spans :data:`INK_SPAN` of the digit's
     height: a fine pen's digit is a long, thin stroke of little area (hairline fonts, a fine felt-tip at 0.6x
     net scale: 55 px where 56 were asked), while a smudge or shadow the net coloured keeps only specks.
-    And a box at least :data:`MIN_DIGIT_HEIGHT` input pixels tall: on a blank page the scale normaliser enlarges
+    And a box at least :data:`LEGIBLE_HEIGHT` input pixels tall: on a blank page the scale normaliser enlarges
     specks, a hot pixel's JPEG ringing or a few dots of a faint margin up to 3x (:data:`~segapp.scale.MAX_UPSCALE`),
     and the net read 4-7 px of them as digits (5 of the 16 false reads in 2000 development sensor-noise and
     blank-paper frames, seeds 100-109); a digit that small is legible to no one.
@@ -300,7 +300,7 @@ def _has_ink(full: np.ndarray, d: dict, min_area: float) -> bool:
     x0, y0, x1, y1 = d["bbox"]
     mine = full[y0:y1, x0:x1] == d["digit"]
     d["area"] = int(mine.sum())
-    if y1 - y0 < MIN_DIGIT_HEIGHT:
+    if y1 - y0 < LEGIBLE_HEIGHT:
         return False
     rows = np.flatnonzero(mine.any(1))
     if len(rows) == 0:

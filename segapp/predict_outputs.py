@@ -19,8 +19,8 @@ from .predict_inputs import shown
 from .predict_plan import SUMMARY_CSV, SUMMARY_JSONL, Item
 from .safeio import DISK_FULL, OutputError, describe, write_atomic
 
-FIELDS = ("file", "width", "height", "text", "lines", "digits", "areas", "confidences", "inverted", "digit_height",
-          "scale", "mask", "overlay", "status", "input_sha256", "weights_sha256")
+FIELDS = ("file", "width", "height", "text", "confidence", "lines", "digits", "areas", "confidences", "inverted",
+          "digit_height", "scale", "mask", "overlay", "status", "input_sha256", "weights_sha256")
 
 
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the last 12 bytes of every complete PNG
@@ -158,7 +158,9 @@ def row_for(item: Item, out: Path, seg=None, status: str = "ok") -> dict:
                weights_sha256=item.weights_sha256)
     if seg is not None:
         h, w = seg.classes.shape
+        c = seg.confidence
         row.update(width=w, height=h, digits=seg.text, text=seg.text, lines=seg.lines, inverted=seg.prepared.inverted,
+                   confidence=None if c is None else round(c, 4),
                    digit_height=None if seg.digit_height is None else round(seg.digit_height, 1),
                    scale=round(seg.scale, 4),
                    areas=[d["area"] for d in seg.digits], confidences=[d["confidence"] for d in seg.digits],

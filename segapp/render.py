@@ -67,10 +67,20 @@ class Segmentation:
         """The digits read, lines top to bottom separated by a newline, e.g. ``"5 0 4\n1 9"``."""
         return "\n".join(self.lines)
 
+    @property
+    def confidence(self) -> float | None:
+        """How far to trust the whole reading: the product of its digits' confidences (each, the mean softmax of its
+        class over its pixels), so one unsure digit makes the number unsure, as one misread digit makes it wrong;
+        None when nothing was read. Readings under :data:`~segapp.classes.REVIEW_BELOW` are the ones to check."""
+        if not self.digits:
+            return None
+        return float(np.prod([d["confidence"] for d in self.digits]))
+
     def summary(self) -> dict:
         h, w = self.classes.shape
+        c = self.confidence
         return {"width": w, "height": h, "text": self.text, "lines": self.lines, "digits": self.digits,
-                "polarity": self.prepared.polarity,
+                "confidence": None if c is None else round(c, 4), "polarity": self.prepared.polarity,
                 "digit_height": None if self.digit_height is None else round(self.digit_height, 1),
                 "scale": round(self.scale, 4)}
 

@@ -25,7 +25,15 @@ from PIL import Image
 
 from segapp.classes import BACKGROUND, MAX_PIXELS, PALETTE, hex_colour
 from segapp.demo import LAUNCH_KWARGS, build_app, load_segmenter, main
-from segapp.demo_answer import MAX_MASKS, analyse, analyse_upload, digit_masks, reading_html, table_html
+from segapp.demo_answer import (
+    MAX_MASKS,
+    Result,
+    analyse,
+    analyse_upload,
+    digit_masks,
+    reading_html,
+    table_html,
+)
 from segapp.demo_gradio import UploadImage
 from segapp.images import Prepared
 from segapp.m2nist import make_split
@@ -140,6 +148,17 @@ def test_reading_shows_number_table_and_polarity(model):
     assert table_html(r).count("<tr>") == len(r.seg.digits) + 1
     blank = analyse(model, np.zeros((30, 30), np.uint8))
     assert blank.seg.digits == [] and "no digits found" in reading_html(blank) and table_html(blank) == ""
+    assert f"confidence {r.seg.confidence:.2f}" in page and "confidence" not in reading_html(blank)
+    assert r.summary["confidence"] == pytest.approx(r.seg.confidence, abs=1e-4)
+
+
+@pytest.mark.parametrize(("sure", "flagged"), [(0.95, False), (0.7, True)])
+def test_an_unsure_reading_says_so(sure, flagged):
+    """The reading's line gives its confidence and, under REVIEW_BELOW, asks the user to check it."""
+    seg = fake_segmentation(40, 90, [(3, 5, 5, 20, 30), (7, 30, 8, 45, 35)])
+    seg.digits[1]["confidence"] = sure
+    page = reading_html(Result(seg, np.zeros((40, 90, 3), np.uint8), 0.01))
+    assert f"confidence {sure:.2f}" in page and ("unsure: check it" in page) == flagged
 
 
 @pytest.mark.parametrize("name", sorted(BAD_UPLOADS))

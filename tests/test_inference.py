@@ -374,15 +374,15 @@ def test_a_fine_pens_digit_is_kept_and_smudges_and_specks_are_not():
 
 @pytest.mark.parametrize("height", [4, 7, 8, 14])
 def test_a_digit_shorter_than_the_smallest_legible_is_a_speck(height):
-    """A bold "1" of enough ink is read from MIN_DIGIT_HEIGHT input pixels up; shorter, it is a speck (an enlarged
+    """A bold "1" of enough ink is read from LEGIBLE_HEIGHT input pixels up; shorter, it is a speck (an enlarged
     hot pixel or dust on a blank page), however sure the net was."""
-    from segapp.postprocess import MIN_DIGIT_HEIGHT, settle
+    from segapp.postprocess import LEGIBLE_HEIGHT, settle
 
     full = np.full((30, 30), BACKGROUND, np.uint8)
     full[5 : 5 + height, 10:12] = 1  # 2 px wide: a stroke (no blob), of enough ink where it spans its box
     kept = settle(full, [{"digit": 1, "bbox": [10, 5, 12, 5 + height], "confidence": 0.99}], min_area=10)
-    assert [d["digit"] for d in kept] == ([1] if height >= MIN_DIGIT_HEIGHT else [])
-    assert (full != BACKGROUND).any() == (height >= MIN_DIGIT_HEIGHT)  # nothing coloured where nothing is read
+    assert [d["digit"] for d in kept] == ([1] if height >= LEGIBLE_HEIGHT else [])
+    assert (full != BACKGROUND).any() == (height >= LEGIBLE_HEIGHT)  # nothing coloured where nothing is read
 
 
 def test_a_broken_faint_rule_is_still_a_line():

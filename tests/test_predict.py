@@ -120,6 +120,8 @@ def test_messy_folder(messy, tiny_weights, tmp_path):
         with Image.open(out / row["overlay"]) as o:
             assert o.mode == "RGB" and o.size == (w, h)
         assert len(jrow["areas"]) == len(jrow["confidences"]) == len(jrow["digits"].split())
+        want = round(float(np.prod(jrow["confidences"])), 4) if jrow["confidences"] else None
+        assert jrow["confidence"] == pytest.approx(want, abs=2e-4) if want is not None else jrow["confidence"] is None
         assert row["areas"] == " ".join(map(str, jrow["areas"]))
     by_file = {r["file"]: r for r in rows}
     assert by_file["a/b/paper.jpg"]["inverted"] == "True" and by_file["top.png"]["inverted"] == "False"
@@ -397,3 +399,26 @@ def test_predict_reads_every_image_as_the_demo_does(tmp_path, test_split):
         want = seg(inp / f"{name}.png").classes
         assert (want < 10).sum() > 100  # digits found: the comparison means something
         np.testing.assert_array_equal(read_mask(tmp_path / "out" / "masks" / f"{name}.png"), want)
+
+
+
+@pytest.mark.skipif(not (DEFAULT_WEIGHTS / "model.safetensors").is_file(), reason="no shipped weights")
+@pytest.mark.parametrize("review_below", [0.0, 1.01])
+def test_unsure_readings_are_counted_at_the_end(test_split, tmp_path, capsys, monkeypatch, review_below):
+    """The closing lines say how many readings have a confidence under REVIEW_BELOW (here moved to flag none, then
+    every reading), so a user knows which to check first; a run with none unsure says nothing of it."""
+    import segapp.predict
+
+    monkeypatch.setattr(segapp.predict, "REVIEW_BELOW", review_below)
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for i in range(4):
+        Image.fromarray(test_split[0][i]).save(inp / f"{i}.png")
+    assert predict(inp, tmp_path / "out", DEFAULT_WEIGHTS) == 0
+    _, jrows = summary(tmp_path / "out")
+    assert all(0 < r["confidence"] <= 1 for r in jrows)  # M2NIST canvases: every one has digits read
+    err = capsys.readouterr().err
+    if review_below > 1:
+        assert f"4 of 4 readings have a confidence under {review_below}" in err
+    else:
+        assert "confidence under" not in err

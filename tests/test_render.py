@@ -23,6 +23,7 @@ from segapp.render import (
     UNSURE_AREA,
     UNSURE_CONFIDENCE,
     UNSURE_HEIGHT,
+    Segmentation,
     read_digits,
 )
 
@@ -42,6 +43,19 @@ def test_digits_are_read_left_to_right_with_area_bbox_and_confidence():
     assert digits[0] == {"digit": 4, "area": 50, "confidence": pytest.approx(0.9), "bbox": [3, 5, 8, 15]}
     assert digits[1]["confidence"] == pytest.approx(0.7)
     assert digits[1]["area"] == 50 and digits[1]["bbox"] == [25, 2, 30, 12]
+
+
+def test_a_readings_confidence_is_its_least_sure_digits_times_the_rest():
+    """One unsure digit makes the number unsure (the product of the digits' confidences); nothing read: None."""
+    c = canvas()
+    c[2:12, 25:30] = 7
+    c[5:15, 3:8] = 4
+    conf = np.where(c == 4, 0.9, 0.6).astype(np.float32)
+    seg = Segmentation.from_digits(c, prepare(c), read_digits(c, conf))
+    assert seg.text == "4 7" and seg.confidence == pytest.approx(0.9 * 0.6)
+    assert seg.summary()["confidence"] == pytest.approx(0.54, abs=1e-4)
+    empty = Segmentation.from_digits(canvas(), prepare(canvas()), [])
+    assert empty.confidence is None and empty.summary()["confidence"] is None
 
 
 def test_specks_and_misclassified_minorities_are_not_digits():
