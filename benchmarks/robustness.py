@@ -41,11 +41,11 @@ import numpy as np
 from PIL import Image
 
 from benchmarks import handwriting
-from segapp.classes import BACKGROUND, REVIEW_BELOW, VOID
+from segapp.classes import BACKGROUND, VOID
 from segapp.export import on_paper
 from segapp.inference import InferenceConfig, Segmenter
 from segapp.m2nist import digit_pool, place, slot_draws
-from segapp.metrics import BoundaryScore, ConfusionMatrix
+from segapp.metrics import BoundaryScore, ConfusionMatrix, review
 
 EDGE = handwriting.EDGE  # clean ink below a quarter of 255 is void where digits were resampled
 MIN_VISIBLE = 20  # px: a placed digit with fewer visible pixels (hidden under another) is not in the true text
@@ -346,18 +346,6 @@ def ece(pairs: list[tuple[float, bool]], bins: int = 10) -> float:
     idx = np.minimum((conf * bins).astype(int), bins - 1)
     return float(sum(abs(right[idx == b].mean() - conf[idx == b].mean()) * (idx == b).mean()
                      for b in range(bins) if (idx == b).any()))
-
-
-def review(readings: list[tuple[float | None, bool]]) -> dict:
-    """How well a reading's confidence points at its misreads: the share of readings under
-    :data:`~segapp.classes.REVIEW_BELOW` (``check``), the share of misreads among them (``caught``; NaN when none
-    was misread) and the read rate of the rest (``sure_read``). A reading of nothing has no confidence: never
-    flagged."""
-    low = np.array([c is not None and c < REVIEW_BELOW for c, _ in readings], bool)
-    ok = np.array([r for _, r in readings], bool)
-    return {"check": float(low.mean()) if len(low) else float("nan"),
-            "caught": float(low[~ok].mean()) if (~ok).any() else float("nan"),
-            "sure_read": float(ok[~low].mean()) if (~low).any() else float("nan")}
 
 
 def score(seg: Segmenter, items: list, folder: Path | None = None) -> dict:

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .classes import BACKGROUND, VOID, RecordedConfig, SegappError
+from .classes import BACKGROUND, REVIEW_BELOW, VOID, RecordedConfig, SegappError
 from .datasets import to_tensor
 from .kaggle import load_kaggle
 from .m2nist import fingerprint, make_split
-from .metrics import BoundaryScore, ConfusionMatrix, plot_confusion
+from .metrics import BoundaryScore, ConfusionMatrix, plot_confusion, review
 from .runtime import autocast, progress_bar
 from .safeio import write_atomic
 
@@ -78,17 +78,22 @@ def score_segmenter(segmenter, samples, progress: bool = False, total: int | Non
     Returns:
         Metrics, the confusion matrix, and extra figures: numbers read exactly, digit heights, scales.
     """
-    cm, bf, right, n, scales = ConfusionMatrix(), BoundaryScore(), 0, 0, []
+    cm, bf, right, n, scales, readings = ConfusionMatrix(), BoundaryScore(), 0, 0, [], []
     for prepared, mask in progress_bar(samples, total=total, unit="image", disable=not progress, desc="evaluate",
                                mininterval=1, dynamic_ncols=True):
         seg = segmenter.segment([prepared])[0]
         keep = mask != VOID
         cm.update(torch.from_numpy(seg.classes[keep]), torch.from_numpy(mask[keep]))
         bf.update(seg.classes, mask, VOID)
-        right += seg.text == true_text(mask)
+        read = seg.text == true_text(mask)
+        right += read
+        readings.append((seg.confidence, read))
         n += 1
         scales.append(seg.scale)
-    extra = {"numbers_read": right / max(n, 1), "rescaled_share": float(np.mean([s != 1.0 for s in scales]))}
+    checked = review(readings)  # how well the readings' confidences point at the misreads (classes.REVIEW_BELOW)
+    extra = {"numbers_read": right / max(n, 1), "rescaled_share": float(np.mean([s != 1.0 for s in scales])),
+             "unsure_share": checked["check"],
+             "misreads_unsure": None if np.isnan(checked["caught"]) else checked["caught"]}  # None: no misread
     return {**cm.compute(), **bf.compute()}, cm, extra
 
 
@@ -209,6 +214,8 @@ def format_report(m: dict) -> str:
         f"mean IoU (11 classes): {m['miou']:.4f}   mean IoU (digits): {m['miou_digits']:.4f}",
         f"mean Dice (11 classes): {m['mdice']:.4f}   pixel accuracy: {m['pixel_accuracy']:.4f}",
         f"numbers read exactly: {m['numbers_read']:.1%}   rescaled images: {m['rescaled_share']:.1%}",
+        f"readings under confidence {REVIEW_BELOW}: {m['unsure_share']:.1%}"
+        + ("" if m["misreads_unsure"] is None else f", holding {m['misreads_unsure']:.1%} of the misreads"),
         f"boundary F ({m['boundary_tolerance_px']} px): {m['boundary_f']:.4f}   "
         f"precision {m['boundary_precision']:.4f}   recall {m['boundary_recall']:.4f}",
         "class        IoU     Dice",

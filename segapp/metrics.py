@@ -12,7 +12,7 @@ import numpy as np
 import segmentation_models_pytorch as smp
 import torch
 
-from .classes import BACKGROUND, CLASS_NAMES, NUM_CLASSES
+from .classes import BACKGROUND, CLASS_NAMES, NUM_CLASSES, REVIEW_BELOW
 
 
 class ConfusionMatrix:
@@ -147,3 +147,15 @@ def plot_confusion(matrix: torch.Tensor, path, title: str = "Confusion matrix (r
     fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
+
+
+def review(readings: list[tuple[float | None, bool]]) -> dict:
+    """How well readings' own confidences point at their misreads, from (confidence, read right) pairs: the share of
+    readings under :data:`~segapp.classes.REVIEW_BELOW` (``check``), the share of the misreads among them
+    (``caught``; NaN when nothing was misread) and the read rate of the rest (``sure_read``). A reading of nothing
+    has no confidence and is never flagged."""
+    low = np.array([c is not None and c < REVIEW_BELOW for c, _ in readings], bool)
+    ok = np.array([r for _, r in readings], bool)
+    return {"check": float(low.mean()) if len(low) else float("nan"),
+            "caught": float(low[~ok].mean()) if (~ok).any() else float("nan"),
+            "sure_read": float(ok[~low].mean()) if (~low).any() else float("nan")}

@@ -49,6 +49,8 @@ def test_predict_output_trains_and_evaluates(predicted_dataset, tmp_path, tiny_w
     assert main(["evaluate", "--data", str(predicted_dataset), "--weights", str(out), "--json"]) == 0
     m = json.loads(capsys.readouterr().out)
     assert m["n_images"] == 12 and 0 <= m["miou_digits"] <= 1 and "numbers_read" in m
+    assert 0 <= m["unsure_share"] <= 1  # readings to check first; the misreads among them, or None when none
+    assert m["misreads_unsure"] is None if m["numbers_read"] == 1 else 0 <= m["misreads_unsure"] <= 1
 
 
 def test_void_pixels_are_not_scored(tmp_path, test_split, capsys):

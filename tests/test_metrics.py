@@ -78,3 +78,15 @@ def test_boundary_f_is_one_for_a_perfect_mask_and_drops_for_a_halo():
     lenient = BoundaryScore(tolerance=1)
     lenient.update(halo, void)
     assert lenient.pred == 0 and lenient.true == fat.true
+
+
+def test_review_counts_flagged_readings_and_the_misreads_among_them():
+    """check: readings under REVIEW_BELOW; caught: misreads among them; a reading of nothing is never flagged."""
+    from segapp.classes import REVIEW_BELOW
+    from segapp.metrics import review
+
+    low, high = REVIEW_BELOW / 2, (1 + REVIEW_BELOW) / 2
+    r = review([(low, False), (low, True), (high, True), (high, False), (None, False), (high, True)])
+    assert r["check"] == pytest.approx(2 / 6) and r["caught"] == pytest.approx(1 / 3)
+    assert r["sure_read"] == pytest.approx(2 / 4)
+    assert np.isnan(review([(high, True)])["caught"])

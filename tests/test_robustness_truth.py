@@ -57,14 +57,3 @@ def test_the_single_digit_set_holds_one_digit_per_image_of_both_kinds_and_both_l
     assert [ext for _, ext, _, _ in items] == ["png", "png", "jpg", "jpg"] * 2  # white on black, photographed
     assert all(set(np.unique(lab)) - {BACKGROUND, VOID} == {int(text)} for _, _, lab, text in items)
 
-
-def test_review_counts_flagged_readings_and_the_misreads_among_them():
-    """check: readings under REVIEW_BELOW; caught: misreads among them; a reading of nothing is never flagged."""
-    from benchmarks.robustness import review
-    from segapp.classes import REVIEW_BELOW
-
-    low, high = REVIEW_BELOW / 2, (1 + REVIEW_BELOW) / 2
-    r = review([(low, False), (low, True), (high, True), (high, False), (None, False), (high, True)])
-    assert r["check"] == pytest.approx(2 / 6) and r["caught"] == pytest.approx(1 / 3)
-    assert r["sure_read"] == pytest.approx(2 / 4)
-    assert np.isnan(review([(high, True)])["caught"])
