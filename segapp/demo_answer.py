@@ -148,16 +148,24 @@ def reading_html(result: Result) -> str:
     )
 
 
+def _alternative(d: dict) -> str:
+    """A digit's likeliest other reading and its probability ("9 (0.31)"), or a dash when the net sees none."""
+    alt = d.get("alternative")
+    return "–" if alt is None else f"{alt} ({d['alternative_confidence']:.2f})"
+
+
 def table_html(result: Result) -> str:
-    """One row per digit read, in reading order: colour, digit, line, area, mean confidence, bounding box."""
+    """One row per digit read, in reading order: colour, digit, line, area, mean confidence, the likeliest other
+    digit, bounding box."""
     rows = "".join(
         f'<tr><td>{i}</td><td><span class="swatch" style="background:{hex_colour(d["digit"])}"></span>{d["digit"]}</td>'
         f'<td>{d["line"] + 1}</td><td class="wide">{d["area"]}</td><td>{d["confidence"]:.3f}</td>'
+        f"<td>{_alternative(d)}</td>"
         f'<td class="wide">{", ".join(map(str, d["bbox"]))}</td></tr>'
         for i, d in enumerate(result.seg.digits, 1)
     )
     head = ('<tr><th>#</th><th>digit</th><th>line</th><th class="wide">area (px)</th><th>confidence</th>'
-            '<th class="wide">box x0, y0, x1, y1</th></tr>')
+            '<th>or else</th><th class="wide">box x0, y0, x1, y1</th></tr>')
     return f'<div class="reading"><table>{head}{rows}</table></div>' if rows else ""
 
 

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 import torch
 
+from .alternatives import alternatives, runner_up
 from .backends import BACKENDS, make_engine
 from .classes import BACKGROUND, MIN_DIGIT_AREA
 from .images import Prepared, prepare
@@ -78,6 +79,7 @@ class Pending:
     net_input: NetInput
     small: np.ndarray  # (h, w) uint8 class map at net scale (= the input's size)
     conf: np.ndarray  # (h, w) float32 softmax confidence of that class
+    runner: tuple[np.ndarray, np.ndarray]  # each digit pixel's runner-up class and its probability (runner_up)
 
 
 class Segmenter:
@@ -151,15 +153,17 @@ class Segmenter:
 
     # -- postprocess -----------------------------------------------------------------------------
     def postprocess(self, n: NetInput, logits: torch.Tensor, small: np.ndarray | None = None,
-                    conf: np.ndarray | None = None) -> Segmentation:
+                    conf: np.ndarray | None = None, runner: tuple[np.ndarray, np.ndarray] | None = None
+                    ) -> Segmentation:
         """(C, h, w) logits -> class map at the input's size, digits read in lines, in input pixels.
 
-        ``small`` / ``conf``: the net-scale class map and its softmax confidence when already computed for the
-        whole batch (see :meth:`net`); taken from ``logits`` otherwise.
+        ``small`` / ``conf`` / ``runner``: the net-scale class map, its softmax confidence and the runner-up
+        classes when already computed for the whole batch (see :meth:`net`); taken from ``logits`` otherwise.
         """
         if small is None or conf is None:
             small, conf = class_maps(logits[None])
             small, conf = vote_blobs(logits, small[0]), conf[0]
+        runner = runner_up(logits, small) if runner is None else runner
         # a faint rule is no 1: followed where it ran before it was erased from the net's input (development grid
         # pages, seeds 100-101 and 77-78: 3 numbers of 400 lost an extra 1, none changed otherwise)
         faint = n.image if n.unerased is None else n.unerased
@@ -168,6 +172,7 @@ class Segmenter:
         ruled = bool(lines.any())
         if ruled:  # a ruled line, a margin or a table's border is no digit, nor is where two of them cross
             digits = [d for d in digits if not on_the_lines(d, small, lines)]
+        alternatives(digits, small, runner)  # each digit's likeliest other reading, while boxes are at net scale
         H, W = n.prepared.raw.shape
         full = small.copy() if small.shape == (H, W) else upsample_classes(logits, small, H, W)
         ink_refine(full, n.prepared, n.scale, n.digit_height)
@@ -190,11 +195,11 @@ class Segmenter:
         digits = settle(full, digits, MIN_DIGIT_AREA / (sx * sy))
         return Segmentation.from_digits(full, n.prepared, digits, scale=n.scale, digit_height=n.digit_height)
 
-    def net(self, inputs: list[NetInput]) -> list[tuple[torch.Tensor, np.ndarray, np.ndarray]]:
-        """The net on preprocessed inputs of one size: per input, its (C, h, w) logits, (h, w) uint8 class map
-        and float32 confidence at net scale, i.e. what :meth:`postprocess` takes. Softmax and argmax run once for
-        the batch: per image they were two small multithreaded torch calls each, costing more than the rest of
-        the postprocessing on a 64x84 canvas (same values: softmax over classes is per pixel)."""
+    def net(self, inputs: list[NetInput]) -> list[tuple[torch.Tensor, np.ndarray, np.ndarray, tuple]]:
+        """The net on preprocessed inputs of one size: per input, its (C, h, w) logits, (h, w) uint8 class map,
+        float32 confidence and runner-up classes at net scale, i.e. what :meth:`postprocess` takes. Softmax and
+        argmax run once for the batch: per image they were two small multithreaded torch calls each, costing more
+        than the rest of the postprocessing on a 64x84 canvas (same values: softmax over classes is per pixel)."""
         images = [n.image for n in inputs]
         h, w = images[0].shape
         if getattr(self.engine, "class_outputs", False) and h * w <= self.cfg.tile**2:
@@ -202,7 +207,8 @@ class Segmenter:
         else:
             logits = self.logits(images)
             small, conf = class_maps(logits)
-        return [(x, vote_blobs(x, s), c) for x, s, c in zip(logits, small, conf)]
+        voted = [(x, vote_blobs(x, s), c) for x, s, c in zip(logits, small, conf)]
+        return [(x, s, c, runner_up(x, s)) for x, s, c in voted]
 
     def run(self, inputs: list[NetInput]) -> list[Segmentation | Pending]:
         """The net on preprocessed inputs of one size (the caller batches; see :meth:`segment_inputs`), each
@@ -210,13 +216,13 @@ class Segmenter:
         class map and confidence to be postprocessed, which are smaller than the segmentation it becomes, so a
         caller may :meth:`finish` it elsewhere (`segapp predict` does, in a file thread beside the encoding of its
         PNGs). A rescaled input is postprocessed here, as its logits are upsampled and are not kept waiting."""
-        return [Pending(n, small, conf) if small.shape == n.prepared.raw.shape
-                else self.postprocess(n, logits, small, conf)
-                for n, (logits, small, conf) in zip(inputs, self.net(inputs))]
+        return [Pending(n, small, conf, runner) if small.shape == n.prepared.raw.shape
+                else self.postprocess(n, logits, small, conf, runner)
+                for n, (logits, small, conf, runner) in zip(inputs, self.net(inputs))]
 
     def finish(self, result: Segmentation | Pending) -> Segmentation:
         """A :meth:`run` result as a segmentation: a pending one is postprocessed now."""
-        return self.postprocess(result.net_input, None, result.small, result.conf) if isinstance(
+        return self.postprocess(result.net_input, None, result.small, result.conf, result.runner) if isinstance(
             result, Pending) else result
 
     def infer(self, inputs: list[NetInput]) -> list[Segmentation]:

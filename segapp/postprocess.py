@@ -179,7 +179,7 @@ def inked(d: dict, small: np.ndarray, image: np.ndarray) -> bool:
     as 1s; such a 1 is the rule too when its ink is under :data:`RULE_CONTRAST` times the rule's beyond its box.
     """
     x0, y0, x1, y1 = d["bbox"]
-    mine = _mine(d, small)
+    mine = digit_pixels(d, small)
     if not mine.any():
         return False
     if d["digit"] != 1:
@@ -217,11 +217,11 @@ def _rule_ink(ink: np.ndarray, y0: int, y1: int) -> float:
 def line_share(d: dict, small: np.ndarray, lines: np.ndarray) -> float:
     """Share of a digit's net-scale pixels on ruled lines (a digit on a rule: a few; a rule's corner: all)."""
     x0, y0, x1, y1 = d["bbox"]
-    mine = _mine(d, small)
+    mine = digit_pixels(d, small)
     return float((mine & lines[y0:y1, x0:x1]).sum()) / max(int(mine.sum()), 1)
 
 
-def _mine(d: dict, small: np.ndarray) -> np.ndarray:
+def digit_pixels(d: dict, small: np.ndarray) -> np.ndarray:
     """(box h, box w) bool: a digit's pixels in its box of the net-scale class map, with the pieces of other classes
     it was joined from (a 4 whose arm and stem the net coloured as 1s: once dropped here as a digit with no pixels)."""
     x0, y0, x1, y1 = d["bbox"]

@@ -19,8 +19,9 @@ from .predict_inputs import shown
 from .predict_plan import SUMMARY_CSV, SUMMARY_JSONL, Item
 from .safeio import DISK_FULL, OutputError, describe, write_atomic
 
-FIELDS = ("file", "width", "height", "text", "confidence", "lines", "digits", "areas", "confidences", "inverted",
-          "digit_height", "scale", "mask", "overlay", "status", "input_sha256", "weights_sha256")
+FIELDS = ("file", "width", "height", "text", "confidence", "lines", "digits", "areas", "confidences", "alternatives",
+          "alternative_confidences", "inverted", "digit_height", "scale", "mask", "overlay", "status", "input_sha256",
+          "weights_sha256")
 
 
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the last 12 bytes of every complete PNG
@@ -164,6 +165,8 @@ def row_for(item: Item, out: Path, seg=None, status: str = "ok") -> dict:
                    digit_height=None if seg.digit_height is None else round(seg.digit_height, 1),
                    scale=round(seg.scale, 4),
                    areas=[d["area"] for d in seg.digits], confidences=[d["confidence"] for d in seg.digits],
+                   alternatives=[d.get("alternative") for d in seg.digits],
+                   alternative_confidences=[d.get("alternative_confidence") for d in seg.digits],
                    **{k: shown(p.relative_to(out).as_posix()) for k, p in item.outs.items()})
         row["bboxes"] = [d["bbox"] for d in seg.digits]
     return row

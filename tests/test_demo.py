@@ -86,7 +86,7 @@ def test_overlay_tints_digits_in_their_colour_and_leaves_background_untouched(mo
     assert np.array_equal(analyse(model, image, alpha=0.0).overlay, display)
     summary = solid.summary
     assert summary["text"] == solid.seg.text and summary["width"] == 84 and summary["height"] == 64
-    keys = {"digit", "area", "confidence", "bbox", "line"}
+    keys = {"digit", "area", "confidence", "alternative", "alternative_confidence", "bbox", "line"}
     assert [set(d) for d in summary["digits"]] == [keys] * len(summary["digits"])
     assert summary["lines"] == [solid.seg.text] and summary["scale"] == 1.0 and summary["digit_height"] > 10
 
@@ -146,6 +146,8 @@ def test_reading_shows_number_table_and_polarity(model):
     page = reading_html(r)
     assert f'<div class="number"><div>{r.seg.text}</div></div>' in page and "dark ink on light background" in page
     assert table_html(r).count("<tr>") == len(r.seg.digits) + 1
+    d = r.seg.digits[0]  # each row offers the digit's likeliest other reading
+    assert f"<td>{d['alternative']} ({d['alternative_confidence']:.2f})</td>" in table_html(r)
     blank = analyse(model, np.zeros((30, 30), np.uint8))
     assert blank.seg.digits == [] and "no digits found" in reading_html(blank) and table_html(blank) == ""
     assert f"confidence {r.seg.confidence:.2f}" in page and "confidence" not in reading_html(blank)

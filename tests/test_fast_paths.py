@@ -49,8 +49,8 @@ def test_batched_net_outputs_equal_per_image_postprocess(segmenter, test_split):
     inputs = [segmenter.preprocess(Prepared(im)) for im in test_split[0][:8]]
     inputs = [n for n in inputs if n.image.shape == inputs[0].image.shape]
     outs = segmenter.net(inputs)
-    for n, (logits, small, conf) in zip(inputs, outs):
-        batched = segmenter.postprocess(n, None, small, conf)  # what predict's file threads do
+    for n, (logits, small, conf, runner) in zip(inputs, outs):
+        batched = segmenter.postprocess(n, None, small, conf, runner)  # what predict's file threads do
         alone = segmenter.postprocess(n, logits)  # softmax of this image's logits alone
         assert np.array_equal(batched.classes, alone.classes) and batched.digits == alone.digits
 

@@ -121,6 +121,8 @@ def test_messy_folder(messy, tiny_weights, tmp_path):
             assert o.mode == "RGB" and o.size == (w, h)
         assert len(jrow["areas"]) == len(jrow["confidences"]) == len(jrow["digits"].split())
         want = round(float(np.prod(jrow["confidences"])), 4) if jrow["confidences"] else None
+        assert len(jrow["alternatives"]) == len(jrow["alternative_confidences"]) == len(jrow["confidences"])
+        assert all(a != int(d) for a, d in zip(jrow["alternatives"], jrow["digits"].split()))
         assert jrow["confidence"] == pytest.approx(want, abs=2e-4) if want is not None else jrow["confidence"] is None
         assert row["areas"] == " ".join(map(str, jrow["areas"]))
     by_file = {r["file"]: r for r in rows}
