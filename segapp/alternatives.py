@@ -8,7 +8,7 @@ net's scale from the logits, like the reading itself (:class:`segapp.inference.S
 from __future__ import annotations
 
 import numpy as np
-import torch
+import torch  # noqa: F401 (logits are torch tensors)
 
 from .classes import BACKGROUND, NUM_DIGITS
 from .postprocess import digit_pixels
@@ -20,11 +20,13 @@ def runner_up(logits: torch.Tensor, small: np.ndarray) -> tuple[np.ndarray, np.n
     :func:`alternatives` sums per digit. Only digit pixels are computed (~6% of an M2NIST canvas)."""
     alt, prob = np.full(small.shape, BACKGROUND, np.uint8), np.zeros(small.shape, np.float32)
     ys, xs = np.nonzero(small != BACKGROUND)
-    if len(ys):
-        p = torch.softmax(logits[:, ys, xs].float(), 0)[:NUM_DIGITS]  # (10, pixels)
-        p[torch.from_numpy(small[ys, xs].astype(np.int64)), torch.arange(len(ys))] = 0.0  # the pixel's own class
-        best = p.max(0)
-        alt[ys, xs], prob[ys, xs] = best.indices.to(torch.uint8).numpy(), best.values.numpy()
+    if len(ys):  # in NumPy: torch's per-call overhead made this 1.6 ms a canvas, a third of predict's time
+        z = logits.float().numpy()[:, ys, xs]  # (C, pixels)
+        e = np.exp(z - z.max(0))
+        p = e[:NUM_DIGITS] / e.sum(0)  # (10, pixels): softmax over all classes, digits kept
+        p[small[ys, xs], np.arange(len(ys))] = 0.0  # the pixel's own class
+        k = p.argmax(0)
+        alt[ys, xs], prob[ys, xs] = k, p[k, np.arange(len(ys))]
     return alt, prob
 
 
