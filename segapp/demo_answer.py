@@ -160,12 +160,12 @@ def table_html(result: Result) -> str:
     rows = "".join(
         f'<tr><td>{i}</td><td><span class="swatch" style="background:{hex_colour(d["digit"])}"></span>{d["digit"]}</td>'
         f'<td>{d["line"] + 1}</td><td class="wide">{d["area"]}</td><td>{d["confidence"]:.3f}</td>'
-        f"<td>{_alternative(d)}</td>"
+        f'<td class="wide">{_alternative(d)}</td>'
         f'<td class="wide">{", ".join(map(str, d["bbox"]))}</td></tr>'
         for i, d in enumerate(result.seg.digits, 1)
     )
     head = ('<tr><th>#</th><th>digit</th><th>line</th><th class="wide">area (px)</th><th>confidence</th>'
-            '<th>or else</th><th class="wide">box x0, y0, x1, y1</th></tr>')
+            '<th class="wide">or else</th><th class="wide">box x0, y0, x1, y1</th></tr>')
     return f'<div class="reading"><table>{head}{rows}</table></div>' if rows else ""
 
 

@@ -147,7 +147,7 @@ def test_reading_shows_number_table_and_polarity(model):
     assert f'<div class="number"><div>{r.seg.text}</div></div>' in page and "dark ink on light background" in page
     assert table_html(r).count("<tr>") == len(r.seg.digits) + 1
     d = r.seg.digits[0]  # each row offers the digit's likeliest other reading
-    assert f"<td>{d['alternative']} ({d['alternative_confidence']:.2f})</td>" in table_html(r)
+    assert f'<td class="wide">{d["alternative"]} ({d["alternative_confidence"]:.2f})</td>' in table_html(r)
     blank = analyse(model, np.zeros((30, 30), np.uint8))
     assert blank.seg.digits == [] and "no digits found" in reading_html(blank) and table_html(blank) == ""
     assert f"confidence {r.seg.confidence:.2f}" in page and "confidence" not in reading_html(blank)
