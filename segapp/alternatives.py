@@ -8,7 +8,7 @@ net's scale from the logits, like the reading itself (:class:`segapp.inference.S
 from __future__ import annotations
 
 import numpy as np
-import torch  # noqa: F401 (logits are torch tensors)
+import torch  # noqa: F401 (the annotations name it)
 
 from .classes import BACKGROUND, NUM_DIGITS
 from .postprocess import digit_pixels

@@ -54,8 +54,8 @@ class Result:
 
     @property
     def summary(self) -> dict:
-        """The API's JSON: ``text``, its ``confidence``, ``digits`` [{digit, area, confidence, bbox}] left to right,
-        size, polarity."""
+        """The API's JSON: ``text``, its ``confidence``, ``digits`` [{digit, area, confidence, alternative,
+        alternative_confidence, bbox, line}] in reading order, size, polarity."""
         return self.seg.summary()
 
 
