@@ -7,8 +7,9 @@ A newcomer reads the package bottom-up:
   result type and the digits read (``render``), overlays, mask files;
 - data: the M2NIST recipe, Kaggle pairs, torch datasets, synthetic and folder datasets, `segapp data`;
 - model: the net, its ONNX graph and engines, metrics, int8;
-- inference: the postprocessing at net scale, the segmenter, evaluation (``evaluate`` sits here because training
-  scores its epochs with it: torchvision's ``evaluate`` beside ``train_one_epoch``);
+- inference: the postprocessing at net scale, each digit's likeliest other reading, the segmenter, evaluation
+  (``evaluate`` sits here because training scores its epochs with it: torchvision's ``evaluate`` beside
+  ``train_one_epoch``);
 - training: the run's config, the engine, resume, the run's report, the job; blending, distillation;
 - app: the CLI, batch prediction (also on Ray), export, the demo.
 """
@@ -26,7 +27,7 @@ LAYERS = {
     "imaging": {"normalise", "images", "scale", "strokes", "ink", "split", "render", "overlays", "mask_files"},
     "data": {"m2nist", "kaggle", "datasets", "synth", "data", "folders"},
     "model": {"model", "metrics", "onnx_export", "engines", "int8", "backends"},
-    "inference": {"postprocess", "inference", "evaluate"},
+    "inference": {"postprocess", "alternatives", "inference", "evaluate"},
     "training": {"blend", "distill", "train_config", "train_loop", "train_resume", "train_report", "train"},
     "app": {"predict_inputs", "predict_plan", "predict_outputs", "predict_files", "predict", "predict_ray", "export",
             "demo_answer", "demo_gradio", "demo", "cli_train_flags", "cli_parser", "cli", "__main__"},
