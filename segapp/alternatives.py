@@ -7,11 +7,15 @@ net's scale from the logits, like the reading itself (:class:`segapp.inference.S
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch  # noqa: F401 (the annotations name it)
 
 from .classes import BACKGROUND, NUM_DIGITS
 from .postprocess import digit_pixels
+
+if TYPE_CHECKING:
+    import torch
 
 
 def runner_up(logits: torch.Tensor, small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -87,6 +87,11 @@ MAX_DIGIT_ASPECT = 3.0
 # numbers, 88.7% read) 20% fall under it and hold 71% of the misreads, and the rest read 95.9% right.
 REVIEW_BELOW = 0.8
 
+
+def needs_review(confidence: float | None) -> bool:
+    """Whether a reading of this confidence is one to check (a reading of nothing has none: never flagged)."""
+    return confidence is not None and confidence < REVIEW_BELOW
+
 # Safety limit for decoded images (demo and batch prediction): about 4096 x 4096 pixels.
 MAX_PIXELS = 4096 * 4096
 

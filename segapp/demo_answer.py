@@ -28,7 +28,7 @@ import gradio as gr
 import numpy as np
 import torch
 
-from .classes import REVIEW_BELOW, hex_colour
+from .classes import hex_colour, needs_review
 from .images import ImageError, prepare
 from .inference import Segmenter
 from .overlays import legend_html, overlay
@@ -140,7 +140,7 @@ def reading_html(result: Result) -> str:
     size = ("digit height: no ink found" if seg.digit_height is None
             else f"digits ~{seg.digit_height:.0f} px tall, seen at {seg.scale:.2f}x")
     c = seg.confidence
-    sure = "" if c is None else f" · confidence {c:.2f}{' (unsure: check it)' if c < REVIEW_BELOW else ''}"
+    sure = "" if c is None else f" · confidence {c:.2f}{' (unsure: check it)' if needs_review(c) else ''}"
     return (
         f'<div class="reading"><div class="number">{lines}</div>'
         f'<div class="meta">{count}{sure} · {w}×{h} px · {size} · assumed {html.escape(seg.prepared.polarity)}'

@@ -12,7 +12,7 @@ import numpy as np
 import segmentation_models_pytorch as smp
 import torch
 
-from .classes import BACKGROUND, CLASS_NAMES, NUM_CLASSES, REVIEW_BELOW
+from .classes import BACKGROUND, CLASS_NAMES, NUM_CLASSES, needs_review
 
 
 class ConfusionMatrix:
@@ -154,7 +154,7 @@ def review(readings: list[tuple[float | None, bool]]) -> dict:
     readings under :data:`~segapp.classes.REVIEW_BELOW` (``check``), the share of the misreads among them
     (``caught``; NaN when nothing was misread) and the read rate of the rest (``sure_read``). A reading of nothing
     has no confidence and is never flagged."""
-    low = np.array([c is not None and c < REVIEW_BELOW for c, _ in readings], bool)
+    low = np.array([needs_review(c) for c, _ in readings], bool)
     ok = np.array([r for _, r in readings], bool)
     return {"check": float(low.mean()) if len(low) else float("nan"),
             "caught": float(low[~ok].mean()) if (~ok).any() else float("nan"),

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from .classes import REVIEW_BELOW
+from .classes import REVIEW_BELOW, needs_review
 from .images import ImageError, prepare
 from .predict_files import PredictConfig, Run, begin
 from .predict_inputs import UsageError
@@ -112,7 +112,7 @@ class Tally:
               f"{len(done)} already done, {self.failed} failed"
               f"{f', {skipped} non-image or hidden files skipped' if skipped else ''}) "
               f"in {seconds:.1f} s ({n_new / max(seconds, 1e-9):.0f} files/s) -> {out}", file=sys.stderr)
-        unsure = [r for r in rows.values() if r.get("status") == "ok" and (r.get("confidence") or 1.0) < REVIEW_BELOW]
+        unsure = [r for r in rows.values() if r.get("status") == "ok" and needs_review(r.get("confidence"))]
         if unsure:  # the readings most worth a person's look (classes.REVIEW_BELOW: most misreads are among them)
             print(f"segapp predict: {len(unsure)} of {len(rows)} readings have a confidence under {REVIEW_BELOW}: "
                   f"check those first (summary.csv, column confidence)", file=sys.stderr)

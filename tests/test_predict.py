@@ -409,9 +409,11 @@ def test_predict_reads_every_image_as_the_demo_does(tmp_path, test_split):
 def test_unsure_readings_are_counted_at_the_end(test_split, tmp_path, capsys, monkeypatch, review_below):
     """The closing lines say how many readings have a confidence under REVIEW_BELOW (here moved to flag none, then
     every reading), so a user knows which to check first; a run with none unsure says nothing of it."""
+    import segapp.classes
     import segapp.predict
 
-    monkeypatch.setattr(segapp.predict, "REVIEW_BELOW", review_below)
+    monkeypatch.setattr(segapp.classes, "REVIEW_BELOW", review_below)  # the rule (classes.needs_review) ...
+    monkeypatch.setattr(segapp.predict, "REVIEW_BELOW", review_below)  # ... and the figure the message names
     inp = tmp_path / "in"
     inp.mkdir()
     for i in range(4):
