@@ -39,6 +39,9 @@ NATIVE_HEIGHT = 17.0  # px: clean images read unscaled with digits at least this
 PHOTO_HEIGHT = 18.0  # px: and other images (photos, scans) the conservative rules; shorter ones the net's floor, as
 # resampled ones do: at 17 px a light-handed photographed digit lost its stroke edges to the conservative floor
 # (development photographs at 13-20 px: mIoU 0.936 -> 0.941)
+FLOOR_SHARE = 0.5  # of the net's digit pixels: conservative ink covering less is a failed floor, not the net's halo:
+# a lone faint digit photographed on grey paper kept 11-29% of its strokes (development lone digits, seeds 101-102:
+# mIoU 0.962 -> 0.967); a photo's halo leaves 60-90% of the net's pixels lit (0.75 cost photos 0.956 -> 0.929)
 INK_PIXELS = 2_000_000  # largest crop whose ink is measured at full resolution (memory: ~20 bytes a pixel)
 
 
@@ -157,7 +160,8 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float, digit_height:
     boundary more finely than one net pixel: 40 px in a phone photo) and the faint band a resampled
     or blurred stroke spreads around itself; the second gives stroke edges the net dropped back to
     their digit. Ink is measured on a crop around the digits (see :func:`ink_map`) with the polarity
-    found for the whole image.
+    found for the whole image. Where the conservative ink covers under :data:`FLOOR_SHARE` of the net's
+    digit pixels, the net's own floor is followed instead (the ``spread`` rule).
     """
     ys, xs = np.nonzero(full != BACKGROUND)
     if len(ys) == 0:
@@ -172,10 +176,13 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float, digit_height:
         ink = None  # measured below: a resampled crop follows the spread rule, whatever its ink
     raw = prepared.raw[y0:y1, x0:x1]
     rule = ink_rule(ink, raw, prepared.inverted, scale, digit_height)
-    if rule == "spread":  # the faint floor, see the module's docstring
-        ink = ink_map(raw, prepared.inverted, faint=True, tophat=0)
-    lit = stroke_ink(ink, rule, math.ceil(STROKE_RADIUS / scale))
+    radius = math.ceil(STROKE_RADIUS / scale)
     view = full[y0:y1, x0:x1]
+    lit = None if rule == "spread" else stroke_ink(ink, rule, radius)
+    if lit is not None and lit[view != BACKGROUND].mean() < FLOOR_SHARE:
+        lit = None  # the conservative floor took the digits themselves for noise (see FLOOR_SHARE)
+    if lit is None:  # the faint floor, see the module's docstring
+        lit = stroke_ink(ink_map(raw, prepared.inverted, faint=True, tophat=0), "spread", radius)
     view[~lit & (view != BACKGROUND)] = BACKGROUND
     grow = max(2, math.ceil(1 / scale))  # px: one net pixel, and at least the 2 px of an anti-aliased edge
     kernel = np.ones((3, 3), np.uint8)

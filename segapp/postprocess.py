@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .classes import BACKGROUND, NUM_DIGITS
+from .lines import runs
 from .render import ONE_DIGIT_ASPECT, Segmentation
 from .scale import TARGET_HEIGHT
 
@@ -141,10 +142,7 @@ def ruled_lines(image: np.ndarray, level: int = RULE_INK) -> np.ndarray:
         return np.zeros(image.shape, bool)
     # A faint rule in a noisy photo or a JPEG dips below the level here and there: gaps of up to RULE_GAP px
     # along the line are closed first (a digit's own strokes are far shorter than a line, gaps or not).
-    along, across = np.ones((1, RULE_GAP + 1), np.uint8), np.ones((RULE_GAP + 1, 1), np.uint8)
-    found = cv2.morphologyEx(cv2.morphologyEx(ink, cv2.MORPH_CLOSE, along), cv2.MORPH_OPEN, np.ones((1, n), np.uint8))
-    found |= cv2.morphologyEx(cv2.morphologyEx(ink, cv2.MORPH_CLOSE, across), cv2.MORPH_OPEN,
-                              np.ones((n, 1), np.uint8))
+    found = runs(ink, n, RULE_GAP, vertical=False) | runs(ink, n, RULE_GAP, vertical=True)
     return cv2.dilate(found, np.ones((3, 3), np.uint8)).astype(bool)
 
 

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from .images import Prepared
+from .lines import edge_to_edge, without_page_lines
 from .normalise import normalise
 
 TARGET_HEIGHT = 20.0  # px: MNIST digits are 20 px tall (ink > 64) in their 28x28 box; the net was trained there
@@ -103,17 +104,36 @@ def measure_ink(ink: np.ndarray) -> InkParts:
     times taller, that measure is taken (held hands, 60-160 px, analysis seed 77: 87% -> 88% read, mIoU
     0.960 -> 0.969; the dev sets and 997 of 1000 M2NIST test canvases measure the same). Where nothing
     reaches a quarter, there is no digit: faint ink alone is never measured (blank frames stay blank).
+
+    A squared page whose lines reach a quarter too joins its digits to them: the median part was as tall as the
+    page, or the whole grid, digits included, was dropped as a frame, and the digits were read at a fifth of
+    their size or not at all (development grid pages). When a strong part runs from edge to edge
+    (:func:`_runs_off`, :func:`~segapp.lines.edge_to_edge`), the ink is measured again without the page's lines
+    (:func:`~segapp.lines.without_page_lines`).
     """
+    best, strong = _measure_strong_or_faint(ink)
+    binary = (ink >= 64).astype(np.uint8)
+    if (strong.height is not None and _runs_off(strong)) or edge_to_edge(binary):  # a page's lines, as strong
+        clean = without_page_lines(ink, binary)  # as strokes, joined to the digits (or the grid dropped as a frame)
+        if clean is not None:  # measured without them: kept if digits remain (a crop of 1s is all "lines")
+            alt, _ = _measure_strong_or_faint(clean)
+            if alt.height is not None:
+                return alt
+    return best
+
+
+def _measure_strong_or_faint(ink: np.ndarray) -> tuple[InkParts, InkParts]:
+    """(the measure :func:`measure_ink` takes, the strong ink's measure); see :func:`measure_ink`."""
     strong = _measure((ink >= 64).astype(np.uint8))
     if strong.height is None:
-        return strong
+        return strong, strong
     faint = _measure((ink >= FAINT_INK).astype(np.uint8))
     whole = (faint.height is not None and 0 < len(faint.kept) < len(strong.kept)
              and faint.height >= FAINT_GAIN * strong.height  # the hairlines join a digit's pieces ...
              and not _runs_off(faint))  # ... unless the faint ink is a notebook's rules, joined to the digits
     best = faint if whole else strong
     best.joined = faint.joined  # size_groups asks the faint ink which parts a hairline joins, whichever measure won
-    return best
+    return best, strong
 
 
 def _runs_off(parts: InkParts) -> bool:

@@ -3,8 +3,8 @@
 A newcomer reads the package bottom-up:
 
 - core: labels, paths, safe I/O, runtime;
-- imaging: decode, normalise, scale, strokes, masks that follow the ink; touching digits of one class split; the
-  result type and the digits read (``render``), overlays, mask files;
+- imaging: decode, normalise, a page's straight lines, scale, strokes, masks that follow the ink; touching digits
+  of one class split; the result type and the digits read (``render``), overlays, mask files;
 - data: the M2NIST recipe, Kaggle pairs, torch datasets, synthetic and folder datasets, `segapp data`;
 - model: the net, its ONNX graph and engines, metrics, int8;
 - inference: the postprocessing at net scale, each digit's likeliest other reading, the segmenter, evaluation
@@ -24,7 +24,7 @@ from test_architecture import imports
 PACKAGE = Path(__file__).resolve().parent.parent / "segapp"
 LAYERS = {
     "core": {"__init__", "classes", "paths", "safeio", "runtime", "distributed"},
-    "imaging": {"normalise", "images", "scale", "strokes", "ink", "split", "render", "overlays", "mask_files"},
+    "imaging": {"normalise", "images", "lines", "scale", "strokes", "ink", "split", "render", "overlays", "mask_files"},
     "data": {"m2nist", "kaggle", "datasets", "synth", "data", "folders"},
     "model": {"model", "metrics", "onnx_export", "engines", "int8", "backends"},
     "inference": {"postprocess", "alternatives", "inference", "evaluate"},
