@@ -41,6 +41,7 @@ from .postprocess import (
     on_the_lines,
     ruled_lines,
     settle,
+    stands_out,
     upsample_classes,
     vote_blobs,
 )
@@ -175,7 +176,7 @@ class Segmenter:
         alternatives(digits, small, runner)  # each digit's likeliest other reading, while boxes are at net scale
         H, W = n.prepared.raw.shape
         full = small.copy() if small.shape == (H, W) else upsample_classes(logits, small, H, W)
-        ink_refine(full, n.prepared, n.scale, n.digit_height)
+        ink_refine(full, n.prepared, n.scale, n.digit_height, min((d["confidence"] for d in digits), default=0.0))
         if ruled:  # the line's stretches outside the digits it crosses leave the mask
             keep = np.zeros(small.shape, bool)
             for d in digits:
@@ -192,6 +193,7 @@ class Segmenter:
             if "_joined" in d:  # pieces of one digit the net coloured otherwise (a 4's stem as a 1) take its class
                 box = full[y0:y1, x0:x1]
                 box[np.isin(box, d.pop("_joined"))] = d["digit"]
+        digits = [d for d in digits if stands_out(full, d, n.prepared.raw, n.prepared.inverted)]
         digits = settle(full, digits, MIN_DIGIT_AREA / (sx * sy))
         return Segmentation.from_digits(full, n.prepared, digits, scale=n.scale, digit_height=n.digit_height)
 

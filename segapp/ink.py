@@ -42,6 +42,8 @@ PHOTO_HEIGHT = 18.0  # px: and other images (photos, scans) the conservative rul
 FLOOR_SHARE = 0.5  # of the net's digit pixels: conservative ink covering less is a failed floor, not the net's halo:
 # a lone faint digit photographed on grey paper kept 11-29% of its strokes (development lone digits, seeds 101-102:
 # mIoU 0.962 -> 0.967); a photo's halo leaves 60-90% of the net's pixels lit (0.75 cost photos 0.956 -> 0.929)
+FLOOR_SURE = 0.95  # ... and only where the net is this sure of every digit: on blank frames the net's floor kept
+# specks of grain the net coloured as unsure digits (0.66-0.91), 6 false reads in 2000 development frames
 INK_PIXELS = 2_000_000  # largest crop whose ink is measured at full resolution (memory: ~20 bytes a pixel)
 
 
@@ -152,7 +154,8 @@ def ink_rule(ink: np.ndarray | None, raw: np.ndarray, inverted: bool, scale: flo
     return "exact" if is_quiet(ink) else "lossy"
 
 
-def ink_refine(full: np.ndarray, prepared: Prepared, scale: float, digit_height: float | None = None) -> None:
+def ink_refine(full: np.ndarray, prepared: Prepared, scale: float, digit_height: float | None = None,
+               sure: float = 0.0) -> None:
     """Makes digit masks follow the ink at the input's own resolution (in place).
 
     Two rules: a pixel without stroke ink (:func:`stroke_ink`) is background, and stroke ink touching a
@@ -161,7 +164,8 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float, digit_height:
     or blurred stroke spreads around itself; the second gives stroke edges the net dropped back to
     their digit. Ink is measured on a crop around the digits (see :func:`ink_map`) with the polarity
     found for the whole image. Where the conservative ink covers under :data:`FLOOR_SHARE` of the net's
-    digit pixels, the net's own floor is followed instead (the ``spread`` rule).
+    digit pixels and the net is sure of its digits (``sure``, the least confidence of a digit read, at least
+    :data:`FLOOR_SURE`), the net's own floor is followed instead (the ``spread`` rule).
     """
     ys, xs = np.nonzero(full != BACKGROUND)
     if len(ys) == 0:
@@ -179,7 +183,7 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float, digit_height:
     radius = math.ceil(STROKE_RADIUS / scale)
     view = full[y0:y1, x0:x1]
     lit = None if rule == "spread" else stroke_ink(ink, rule, radius)
-    if lit is not None and lit[view != BACKGROUND].mean() < FLOOR_SHARE:
+    if lit is not None and sure >= FLOOR_SURE and lit[view != BACKGROUND].mean() < FLOOR_SHARE:
         lit = None  # the conservative floor took the digits themselves for noise (see FLOOR_SHARE)
     if lit is None:  # the faint floor, see the module's docstring
         lit = stroke_ink(ink_map(raw, prepared.inverted, faint=True, tophat=0), "spread", radius)

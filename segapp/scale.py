@@ -115,9 +115,9 @@ def measure_ink(ink: np.ndarray) -> InkParts:
     binary = (ink >= 64).astype(np.uint8)
     if (strong.height is not None and _runs_off(strong)) or edge_to_edge(binary):  # a page's lines, as strong
         clean = without_page_lines(ink, binary)  # as strokes, joined to the digits (or the grid dropped as a frame)
-        if clean is not None:  # measured without them: kept if digits remain (a crop of 1s is all "lines")
-            alt, _ = _measure_strong_or_faint(clean)
-            if alt.height is not None:
+        if clean is not None:  # measured without them: kept if digits remain (a crop of 1s is all "lines"), two
+            alt, _ = _measure_strong_or_faint(clean)  # parts at least (one is as often the page's dust or a blot)
+            if alt.height is not None and len(alt.kept) >= 2:
                 return alt
     return best
 

@@ -578,3 +578,38 @@ def test_the_votes_shortcut_finds_every_blob_of_two_classes():
         n, labels = cv2.connectedComponents(fg.astype(np.uint8), connectivity=8)
         two_classes = any(len(np.unique(small[labels == b])) > 1 for b in range(1, n))
         assert _classes_touch(small, fg) == two_classes
+
+
+def _digit_on_paper(contrast: float, confidence: float, inverted: bool = True):
+    """A 14 px "digit" (a 2 px stroke) on paper with sensor noise: its class map, its dict, the gray input."""
+    rng = np.random.default_rng(0)
+    ink = rng.normal(0, 4, (40, 40))
+    ink[13:27, 19:21] += contrast
+    raw = np.clip(200 - ink if inverted else 40 + ink, 0, 255).astype(np.uint8)
+    full = np.full((40, 40), BACKGROUND, np.uint8)
+    full[13:27, 19:21] = 1
+    return full, {"digit": 1, "bbox": [19, 13, 21, 27], "confidence": confidence}, raw
+
+
+@pytest.mark.parametrize("inverted", [True, False])
+@pytest.mark.parametrize("contrast, confidence, kept", [
+    (0.0, 0.75, False),  # grain the net was unsure of: no ink there
+    (4.0, 0.75, False),  # one noise sigma: still none
+    (20.0, 0.75, True),  # a faint stroke: five sigmas
+    (0.0, 0.95, True),  # the net is sure: not second-guessed
+])
+def test_an_unsure_digit_must_stand_out_from_the_paper_around_it(inverted, contrast, confidence, kept):
+    from segapp.postprocess import stands_out
+
+    full, d, raw = _digit_on_paper(contrast, confidence, inverted)
+    assert stands_out(full, d, raw, inverted) is kept
+
+
+@pytest.mark.parametrize("name", ["blank_margin_100_87.jpg", "blank_speck_300_49.jpg"])
+def test_a_blank_ruled_page_is_read_as_nothing(segmenter, name):
+    """A margin's soft edge and a faint speck, enlarged by the scale normaliser, were read as unsure digits on pixels
+    no darker than the paper beside them (``segapp.postprocess.stands_out``)."""
+    from pathlib import Path
+
+    s = segmenter((Path(__file__).parent / "data" / name).read_bytes(), name)
+    assert s.text == "" and not (s.classes != BACKGROUND).any()
