@@ -56,7 +56,7 @@ CSS = """
 """
 LAUNCH_KWARGS = {"max_file_size": MAX_FILE_SIZE, "allowed_paths": [str(EXAMPLES_DIR)], "css": CSS}
 INTRO = f"""# segapp: handwritten digit segmentation
-Upload, paste, photograph or **draw** digits (PNG, JPEG, BMP, WebP; any size up to {MAX_PIXELS:,} pixels; white ink
+Upload, paste, photograph or **draw** digits (PNG, JPEG, HEIC, WebP; any size up to {MAX_PIXELS:,} pixels; white ink
 on black like MNIST, or dark ink on paper). A network of dilated convolutions with **no downsampling** labels every
 pixel; each digit is overlaid in its class colour and the number is read line by line, left to right.
 The image is first resized so its digits are about {TARGET_HEIGHT:.0f} px tall, the size the network was trained

@@ -22,13 +22,27 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from .classes import MAX_PIXELS, SegappError
 from .normalise import normalise
 
 MIN_SIDE = 4  # smaller images hold no legible digit; refused with a clear message
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".pgm", ".ppm", ".pbm")
+try:  # HEIC/HEIF, the iPhone camera's format (a dependency; decoded by libheif inside the pillow-heif wheel)
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    HEIF = ("HEIF",)
+except ImportError:  # an environment installed without it still reads everything else
+    HEIF = ()
+AVIF = ("AVIF",) if features.check("avif") else ()  # Pillow 11.2+ decodes AVIF itself (libavif in its wheel)
+FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "GIF", "TIFF", "PPM") + HEIF + AVIF  # Pillow's names; PPM: pgm/ppm/pbm
+FORMAT_NAMES = ", ".join(["PNG, JPEG, BMP, WebP, GIF, TIFF, PGM/PPM/PBM"] + ["HEIC/HEIF"] * bool(HEIF)
+                         + ["AVIF"] * bool(AVIF))  # for messages: what segapp reads here
+PHONE_BRANDS = {b"ftyp" + b for b in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif",
+                                         b"avis")}  # an ISO media file's first box, as HEIC and AVIF files start
+IMAGE_EXTENSIONS = ((".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".pgm", ".ppm", ".pbm")
+                    + (".heic", ".heif") * bool(HEIF) + (".avif",) * bool(AVIF))
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own bomb guard, as a second line of defence
 # Between 1x and 2x its limit Pillow only warns; check_size() then refuses the image from its header, so the
@@ -116,8 +130,8 @@ def decode(source: str | Path | bytes, name: str | None = None) -> Image.Image:
     Only the raster formats segapp supports are tried, whatever the file's name: Pillow would otherwise
     hand a PostScript/EPS file to Ghostscript, or parse any of its dozens of rarer formats.
     """
-    formats = ("PNG", "JPEG", "BMP", "WEBP", "GIF", "TIFF", "PPM")  # Pillow's names; PPM reads pgm/ppm/pbm
     name = name or (str(source) if not isinstance(source, bytes) else "upload")
+    head = b""
     try:
         if isinstance(source, bytes):
             if not source:
@@ -134,7 +148,9 @@ def decode(source: str | Path | bytes, name: str | None = None) -> Image.Image:
                 raise ImageError(f"{name}: empty file (0 bytes)")
             fh = open(path, "rb")  # noqa: SIM115 - closed below once decoded
         try:
-            img = Image.open(fh, formats=formats)  # never PostScript/EPS (Ghostscript) or other plugins
+            head = fh.read(12)
+            fh.seek(0)
+            img = Image.open(fh, formats=FORMATS)  # never PostScript/EPS (Ghostscript) or other plugins
             check_size(*img.size, name)  # from the header, before any pixel is decoded
             img.seek(0)  # first frame of an animation
             img.load()
@@ -145,15 +161,16 @@ def decode(source: str | Path | bytes, name: str | None = None) -> Image.Image:
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image in a format segapp reads "
-                         "(PNG, JPEG, BMP, WebP, GIF, TIFF, PGM/PPM/PBM)") from None
+        if head[4:12] in PHONE_BRANDS:  # a HEIC or AVIF container whose image its decoder could not find
+            raise ImageError(f"{name}: corrupt or truncated image ({head[8:12].decode()} container)") from None
+        raise ImageError(f"{name}: not an image in a format segapp reads ({FORMAT_NAMES})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # the warning: under python -W error
         raise ImageError(
             f"{name}: above the limit of {MAX_PIXELS:,} pixels (possible decompression bomb); downscale it first"
         ) from None
     except PermissionError:
         raise ImageError(f"{name}: permission denied; make the file readable") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
+    except (OSError, SyntaxError, ValueError, EOFError, RuntimeError) as e:  # RuntimeError: libavif, libheif
         raise ImageError(f"{name}: corrupt or truncated image ({str(e).strip() or type(e).__name__})") from None
 
 

@@ -34,9 +34,10 @@ INK_SPAN = 0.6  # a digit whose ink spans this share of its height is a stroke, 
 LEGIBLE_HEIGHT = 8  # px in the input: a "digit" shorter is a speck (see _has_ink). The smallest digits the
 # benchmarks draw (10 px lone digits, wide MNIST digits at 0.7x) have boxes of 10 px and more; an M2NIST canvas's
 # digit mostly hidden under another keeps 8 px in view (test canvas 993: 9 px would drop it)
-STANDS_OUT = 2.5  # pixel-noise sigmas: an unsure digit's ink is at least this far from the paper around it (see
-# stands_out). Development sets (seeds 101-102, 4800 digits read right): unsure ones (confidence under 0.8) stand
-# 3.5 sigma and more; false reads on blank frames 0.6-2.0 (a margin's edge, a vignette, paper grain), one 4.0
+STANDS_OUT = 2.0  # pixel-noise sigmas: an unsure digit's strongest ink stands this far above the paper around it
+# (see stands_out). Its 90th percentile of ink: on development frames false reads reach 0.9-2.4 sigma (a margin's
+# edge, a vignette, paper grain; a hot pixel 10.5), unsure digits read right 3.4 and up (development seeds 101-104),
+# held hands photographed at 13-20 px 2.6 and up (analysis seeds 77-78); their medians overlapped (1.6 vs 2.0)
 STRIP_BYTES = 64 * 2**20  # memory of one strip of upsampled logits
 VOTE_FLOOR = math.log(1e-4)  # a pixel's log-probability in a blob's vote (vote_blobs) is floored here: one pixel
 # sure that a blob is not some class costs that class at most ~9 nats, a few hesitant pixels' worth, not a veto
@@ -248,9 +249,10 @@ def stands_out(full: np.ndarray, d: dict, raw: np.ndarray, inverted: bool) -> bo
 
     On a blank page the net, shown paper grain, a margin's soft edge or a vignette enlarged, colours a few pixels
     as an unsure digit (confidence 0.69-0.78 on development frames) whose pixels are no darker than the paper
-    beside them. A digit under :data:`~segapp.classes.REVIEW_BELOW` confidence is kept when the median ink of its
-    pixels stands :data:`STANDS_OUT` noise sigmas (1.4826 MADs of the paper around it) above the paper's median
-    (``raw``: the input's gray image, ``inverted`` where its ink is dark on light).
+    beside them. A digit under :data:`~segapp.classes.REVIEW_BELOW` confidence is kept when the 90th percentile of
+    its pixels' ink stands :data:`STANDS_OUT` noise sigmas (1.4826 MADs of the paper around it) above the paper's
+    median (``raw``: the input's gray image, ``inverted`` where its ink is dark on light): a stroke has a core of
+    full ink however blurred its edges, grain does not.
     """
     if d["confidence"] >= REVIEW_BELOW:
         return True
@@ -269,7 +271,7 @@ def stands_out(full: np.ndarray, d: dict, raw: np.ndarray, inverted: bool) -> bo
         return True  # no paper around it to compare with (a crop the digit fills)
     level = float(np.median(paper))
     noise = max(1.0, 1.4826 * float(np.median(np.abs(paper - level))))
-    return float(np.median(ink[mine])) - level >= STANDS_OUT * noise
+    return float(np.percentile(ink[mine], 90)) - level >= STANDS_OUT * noise
 
 
 def settle(full: np.ndarray, digits: list[dict], min_area: float) -> list[dict]:

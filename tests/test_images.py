@@ -11,7 +11,7 @@ from imagefiles import png_claiming
 from PIL import Image
 
 from segapp.classes import BACKGROUND
-from segapp.images import ImageError, Prepared, prepare
+from segapp.images import AVIF, HEIF, ImageError, Prepared, prepare
 from segapp.normalise import pixel_noise
 
 
@@ -154,7 +154,20 @@ def _encoded(fmt: str) -> bytes:
     return buf.getvalue()
 
 
-VALID = {fmt: _encoded(fmt) for fmt in ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")}
+VALID = {fmt: _encoded(fmt) for fmt in ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF") + HEIF + AVIF}
+
+
+@pytest.mark.parametrize("fmt", HEIF + AVIF)
+def test_phone_formats_read_like_png(fmt):
+    """HEIC (an iPhone's camera) and AVIF decode to the picture a PNG of it gives, up to their compression."""
+    from segapp.m2nist import make_split
+
+    img = np.dstack([255 - make_split("test", n=1, seed=4)[0][0]] * 3)  # dark ink on white, RGB
+    encoded, lossless = io.BytesIO(), io.BytesIO()
+    Image.fromarray(img).save(encoded, format=fmt, quality=90)
+    Image.fromarray(img).save(lossless, format="PNG")
+    a, b = prepare(encoded.getvalue(), f"x.{fmt.lower()}"), prepare(lossless.getvalue(), "x.png")
+    assert a.raw.shape == b.raw.shape and np.abs(a.raw.astype(int) - b.raw).mean() < 4
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

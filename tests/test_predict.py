@@ -23,7 +23,7 @@ from segapp.classes import flat_palette
 from segapp.cli import main
 from segapp.datasets import to_tensor
 from segapp.export import on_paper
-from segapp.images import prepare
+from segapp.images import IMAGE_EXTENSIONS, prepare
 from segapp.inference import InferenceConfig, Segmenter
 from segapp.mask_files import read_mask
 from segapp.model import DEFAULT_WEIGHTS, load_pretrained
@@ -55,6 +55,9 @@ def make_messy(root: Path, imgs: np.ndarray) -> dict[str, str]:
     exif = Image.Exif()
     exif[0x0112] = 6  # stored sideways: shown rotated by 90 degrees
     save(root / "a" / "b" / "rotated.jpg", Image.fromarray(imgs[13][:60, :44]), exif=exif, quality=95)
+    phone = [f"a/b/phone{ext}" for ext in IMAGE_EXTENSIONS if ext in (".heic", ".avif")]  # where this Pillow reads them
+    for k, rel in enumerate(phone):
+        save(root / rel, Image.fromarray(on_paper(imgs[16 + k])), quality=90)
     bad = root / "bad"
     bad.mkdir()
     (bad / "empty.png").write_bytes(b"")
@@ -71,7 +74,7 @@ def make_messy(root: Path, imgs: np.ndarray) -> dict[str, str]:
     (root / "notes.txt").write_text("not an image\n")
     expected = {f: OK for f in ["top.png", "Upper.PNG", "scan.png", "scan.jpg", "wide.png", "a/rgba.png",
                                 "a/photo.webp", "a/x.bmp", "a/y.tiff", "a/b/deep16.png", "a/b/pal.gif",
-                                "a/b/paper.jpg", "a/b/rotated.jpg"]}
+                                "a/b/paper.jpg", "a/b/rotated.jpg", *phone]}
     expected.update({"bad/empty.png": "empty file", "bad/notimage.jpg": "not an image",
                      "bad/truncated.png": "corrupt or truncated", "bad/huge.png": "above the limit",
                      "bad/tiny.png": "too small", "broken.png": "broken link"})

@@ -23,6 +23,7 @@ import segapp.images
 from benchmarks import loadtest
 from segapp.cli import main
 from segapp.demo_answer import analyse_upload
+from segapp.images import AVIF, HEIF
 from segapp.inference import Segmenter
 
 OK = "ok"  # the summary status of a file that worked
@@ -73,6 +74,11 @@ CASES: dict[str, tuple[bytes, str | tuple[int, int]]] = {
     "postscript.png": (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 84 64\nnewpath 0 0 moveto 84 64 lineto stroke\n"
                        b"showpage\n", "not an image"),
 }
+for fmt, ext in (("HEIF", "heic"), ("AVIF", "avif")):  # phone formats, where this Pillow reads them
+    if fmt in HEIF + AVIF:
+        phone = png_bytes(Image.fromarray(np.dstack([digits()] * 3)), fmt, quality=90)
+        CASES[f"phone.{ext}"] = (phone, (84, 64))
+        CASES[f"truncated.{ext}"] = (phone[: len(phone) // 2], "corrupt or truncated")
 LINKS = {"loop.png": ("loop.png", "link loop"), "dangling.png": ("missing.png", "broken link")}  # name: target, reason
 
 
