@@ -281,6 +281,23 @@ def test_segment_endpoint_reads_m2nist_test_images(client, model, tmp_path):
     assert right >= 9  # the shipped net reads 98.5% of M2NIST test numbers (int8); one miss in ten is allowed
 
 
+@pytest.mark.parametrize("fmt, ext", [("HEIF", "heic"), ("AVIF", "avif")])
+def test_segment_endpoint_reads_phone_formats(client, model, tmp_path, fmt, ext):
+    """An iPhone's HEIC (or an AVIF) upload reaches segapp undecoded and is read as the same picture's PNG."""
+    from segapp.export import on_paper
+    from segapp.images import AVIF, HEIF
+
+    if fmt not in HEIF + AVIF:
+        pytest.skip(f"this Pillow reads no {fmt}")
+    img = make_split("test", n=1, seed=2)[0][0]
+    path = tmp_path / f"IMG_0001.{ext}"
+    Image.fromarray(on_paper(img)).save(path, format=fmt, quality=90)
+    _, summary, mask_path = client.predict(handle_file(str(path)), api_name="/segment")
+    assert summary["text"] == analyse(model, img).seg.text != ""
+    with Image.open(mask_path) as mk:
+        assert mk.size == (84, 64)
+
+
 def test_bad_uploads_get_messages_and_the_server_keeps_serving(client, tmp_path):
     for name, (content, reason) in BAD_UPLOADS.items():
         path = tmp_path / name
