@@ -580,27 +580,29 @@ def test_the_votes_shortcut_finds_every_blob_of_two_classes():
         assert _classes_touch(small, fg) == two_classes
 
 
-def _digit_on_paper(contrast: float, confidence: float, inverted: bool = True):
-    """A 14 px "digit" (a 2 px stroke) on paper with sensor noise: its class map, its dict, the gray input."""
+def _digit_on_paper(contrast: float, confidence: float, inverted: bool = True, height: int = 14):
+    """A "digit" ``height`` px tall (a 2 px stroke) on paper with sensor noise: its class map, its dict, the input."""
     rng = np.random.default_rng(0)
     ink = rng.normal(0, 4, (40, 40))
-    ink[13:27, 19:21] += contrast
+    ink[13 : 13 + height, 19:21] += contrast
     raw = np.clip(200 - ink if inverted else 40 + ink, 0, 255).astype(np.uint8)
     full = np.full((40, 40), BACKGROUND, np.uint8)
-    full[13:27, 19:21] = 1
-    return full, {"digit": 1, "bbox": [19, 13, 21, 27], "confidence": confidence}, raw
+    full[13 : 13 + height, 19:21] = 1
+    return full, {"digit": 1, "bbox": [19, 13, 21, 13 + height], "confidence": confidence}, raw
 
 
 @pytest.mark.parametrize("inverted", [True, False])
-@pytest.mark.parametrize("contrast, confidence, kept", [
-    (0.0, 0.75, False),  # grain the net was unsure of: no ink there
-    (20.0, 0.75, True),  # a faint stroke: five sigmas
-    (0.0, 0.95, True),  # the net is sure: not second-guessed
+@pytest.mark.parametrize("contrast, confidence, height, kept", [
+    (0.0, 0.75, 14, False),  # grain the net was unsure of: no ink there
+    (20.0, 0.75, 14, True),  # a faint stroke: five sigmas
+    (20.0, 0.75, 9, False),  # ... but a speck's height (UNSURE_HEIGHT)
+    (0.0, 0.95, 14, True),  # the net is sure: not second-guessed
+    (20.0, 0.95, 9, True),
 ])
-def test_an_unsure_digit_must_stand_out_from_the_paper_around_it(inverted, contrast, confidence, kept):
+def test_an_unsure_digit_must_stand_out_from_the_paper_around_it(inverted, contrast, confidence, height, kept):
     from segapp.postprocess import stands_out
 
-    full, d, raw = _digit_on_paper(contrast, confidence, inverted)
+    full, d, raw = _digit_on_paper(contrast, confidence, inverted, height)
     assert stands_out(full, d, raw, inverted) is kept
 
 
