@@ -38,7 +38,7 @@ STANDS_OUT = 2.0  # pixel-noise sigmas: an unsure digit's strongest ink stands t
 # (see stands_out). Its 90th percentile of ink: on development frames false reads reach 0.9-2.4 sigma (a margin's
 # edge, a vignette, paper grain; a hot pixel 10.5), unsure digits read right 3.4 and up (development seeds 101-104),
 # held hands photographed at 13-20 px 2.6 and up (analysis seeds 77-78); their medians overlapped (1.6 vs 2.0)
-UNSURE_HEIGHT = 10  # px in the input: an unsure digit shorter than this is a speck (see stands_out). Development
+UNSURE_LEGIBLE = 10  # px in the input: an unsure digit shorter than this is a speck (see stands_out). Development
 # sets (24 categories, seeds 101-102): no digit read right under 10 px, the unsure ones 11 px and up; the last false
 # reads on development blank frames were 8-9 px (a hot pixel's cluster, a stretch under a rule)
 STRIP_BYTES = 64 * 2**20  # memory of one strip of upsampled logits
@@ -255,12 +255,12 @@ def stands_out(full: np.ndarray, d: dict, raw: np.ndarray, inverted: bool) -> bo
     beside them. A digit under :data:`~segapp.classes.REVIEW_BELOW` confidence is kept when the 90th percentile of
     its pixels' ink stands :data:`STANDS_OUT` noise sigmas (1.4826 MADs of the paper around it) above the paper's
     median (``raw``: the input's gray image, ``inverted`` where its ink is dark on light): a stroke has a core of
-    full ink however blurred its edges, grain does not. And it is :data:`UNSURE_HEIGHT` px tall at least.
+    full ink however blurred its edges, grain does not. And it is :data:`UNSURE_LEGIBLE` px tall at least.
     """
     if d["confidence"] >= REVIEW_BELOW:
         return True
     x0, y0, x1, y1 = d["bbox"]
-    if y1 - y0 < UNSURE_HEIGHT:
+    if y1 - y0 < UNSURE_LEGIBLE:
         return False
     r = max(3, (y1 - y0) // 2)
     Y0, Y1, X0, X1 = max(0, y0 - r), y1 + r, max(0, x0 - r), x1 + r

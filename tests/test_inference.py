@@ -595,7 +595,7 @@ def _digit_on_paper(contrast: float, confidence: float, inverted: bool = True, h
 @pytest.mark.parametrize("contrast, confidence, height, kept", [
     (0.0, 0.75, 14, False),  # grain the net was unsure of: no ink there
     (20.0, 0.75, 14, True),  # a faint stroke: five sigmas
-    (20.0, 0.75, 9, False),  # ... but a speck's height (UNSURE_HEIGHT)
+    (20.0, 0.75, 9, False),  # ... but a speck's height (UNSURE_LEGIBLE)
     (0.0, 0.95, 14, True),  # the net is sure: not second-guessed
     (20.0, 0.95, 9, True),
 ])
