@@ -111,20 +111,22 @@ def measure_ink(ink: np.ndarray) -> InkParts:
     (:func:`_runs_off`, :func:`~segapp.lines.edge_to_edge`), the ink is measured again without the page's lines
     (:func:`~segapp.lines.without_page_lines`).
     """
-    best, strong = _measure_strong_or_faint(ink)
     binary = (ink >= 64).astype(np.uint8)
+    best, strong = _measure_strong_or_faint(ink, binary)
     if (strong.height is not None and _runs_off(strong)) or edge_to_edge(binary):  # a page's lines, as strong
         clean = without_page_lines(ink, binary)  # as strokes, joined to the digits (or the grid dropped as a frame)
-        if clean is not None:  # measured without them: kept if digits remain (a crop of 1s is all "lines"), two
-            alt, _ = _measure_strong_or_faint(clean)  # parts at least (one is as often the page's dust or a blot)
+        if clean is not None:
+            alt, _ = _measure_strong_or_faint(clean, (clean >= 64).astype(np.uint8))
+            # measured without the lines: taken when two parts or more remain (a crop of 1s is all "lines", and a
+            # lone part is as often the page's dust or a blot)
             if alt.height is not None and len(alt.kept) >= 2:
                 return alt
     return best
 
 
-def _measure_strong_or_faint(ink: np.ndarray) -> tuple[InkParts, InkParts]:
-    """(the measure :func:`measure_ink` takes, the strong ink's measure); see :func:`measure_ink`."""
-    strong = _measure((ink >= 64).astype(np.uint8))
+def _measure_strong_or_faint(ink: np.ndarray, strong_ink: np.ndarray) -> tuple[InkParts, InkParts]:
+    """(the measure :func:`measure_ink` takes, the strong ink's measure); ``strong_ink``: ``ink >= 64`` as uint8."""
+    strong = _measure(strong_ink)
     if strong.height is None:
         return strong, strong
     faint = _measure((ink >= FAINT_INK).astype(np.uint8))
