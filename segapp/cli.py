@@ -2,6 +2,7 @@
 
   segapp data       build the M2NIST-recipe splits from the bundled MNIST files
   segapp train      train the decoder-free net (defaults: the first of the shipped weights' four stages)
+  segapp train-reader  train the digit reader that gives each digit the net found a second opinion
   segapp evaluate   score weights on the test split or a Kaggle M2NIST pair
   segapp predict    turn folders or files of images into masks, overlays and a summary
   segapp export     export the model to ONNX (or write a labelled image folder)
@@ -35,7 +36,8 @@ from .safeio import describe
 def build_parser() -> argparse.ArgumentParser:
     """The `segapp` parser (:func:`segapp.cli_parser.build_parser`), each job's subparser leading to its runner
     here."""
-    return cli_parser.build_parser({"data": run_data, "train": run_train, "evaluate": run_evaluate,
+    return cli_parser.build_parser({"data": run_data, "train": run_train, "train-reader": run_train_reader,
+                                    "evaluate": run_evaluate,
                                     "predict": run_predict, "export": run_export, "score": run_score,
                                     "demo": run_demo})
 
@@ -107,6 +109,14 @@ def run_train(a) -> None:
         run(cfg, argv=a.argv, given=flags, progress=not a.quiet and sys.stderr.isatty())
     except KeyboardInterrupt:
         raise KeyboardInterrupt(interrupted(cfg)) from None
+
+
+def run_train_reader(a) -> None:
+    """`segapp train-reader`: the flags become a :class:`segapp.reader_train.ReaderTrainConfig`."""
+    from .reader_train import ReaderTrainConfig, run
+
+    run(config_from(ReaderTrainConfig, a, out=str(a.out)), argv=getattr(a, "argv", None),
+        progress=not a.quiet and sys.stderr.isatty())
 
 
 def evaluate_config(a):

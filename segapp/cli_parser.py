@@ -56,6 +56,7 @@ def build_parser(runners: Mapping[str, Callable]) -> argparse.ArgumentParser:
     fmt = HelpFormatter
     _add_data(sub, fmt, runners["data"])
     add_train(sub, fmt, runners["train"])
+    _add_train_reader(sub, fmt, runners["train-reader"])
     _add_evaluate(sub, fmt, runners["evaluate"])
     _add_predict(sub, fmt, runners["predict"])
     _add_export(sub, fmt, runners["export"])
@@ -80,6 +81,33 @@ def _add_data(sub, fmt, run) -> None:
     p.set_defaults(run=run)
 
 
+def _add_train_reader(sub, fmt, run) -> None:
+    """`segapp train-reader`: the digit reader beside the net (segapp/reader.py)."""
+    p = sub.add_parser("train-reader", help="train the digit reader that gives each digit a second opinion",
+                       formatter_class=fmt,
+                       description="Train the small classifier that reads each digit the net found from its own "
+                                   "strokes, MNIST-normalised (segapp/reader.py), on crops of the net's training "
+                                   "generator (MNIST training digits only). Copy --out to WEIGHTS/reader to use it.")
+    g = p.add_argument_group("data")
+    g.add_argument("--canvases", type=int, default=100_000, help="generated training images (about 3 crops each)")
+    g.add_argument("--seed", type=int, default=0, help="seeds the canvases, the init and the order")
+    g = p.add_argument_group("model and optimisation")
+    g.add_argument("--width", type=int, default=32, help="channels of the first stage (then 2x, 4x)")
+    g.add_argument("--epochs", type=int, default=4, help="passes over the crops")
+    g.add_argument("--batch-size", type=int, default=256, help="crops per step")
+    g.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
+    g.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
+    g.add_argument("--label-smoothing", type=float, default=0.05, help="cross-entropy label smoothing")
+    g = p.add_argument_group("run")
+    g.add_argument("--out", type=Path, default=Path("runs/reader"), help="output folder")
+    g.add_argument("--workers", type=int, default=2, help="processes generating the crops")
+    g.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    g.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
+                   help="bfloat16 autocast (auto: only where native)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
 def _add_evaluate(sub, fmt, run) -> None:
     """`segapp evaluate`: score weights on a labelled split, Kaggle pair or folder dataset."""
     p = sub.add_parser("evaluate", help="score weights on labelled images", formatter_class=fmt,
@@ -97,6 +125,9 @@ def _add_evaluate(sub, fmt, run) -> None:
     g = p.add_argument_group("inference (as `segapp predict`)")
     g.add_argument("--rescale", action=argparse.BooleanOptionalAction, default=True,
                    help="scale normalisation: resize so digits reach the net about 20 px tall")
+    g.add_argument("--reader", action=argparse.BooleanOptionalAction, default=True,
+                   help="read each digit a second time with the weights' digit reader (weights/reader) and mix the "
+                        "two readings; --no-reader: the net alone")
     g.add_argument("--digit-height", type=float, default=None, metavar="PX",
                    help="digit height in the images (px) instead of estimating it from the ink")
     g.add_argument("--quiet", action="store_true", help="no progress bar (also off when stderr is not a terminal)")
@@ -160,6 +191,9 @@ def _add_predict(sub, fmt, run) -> None:
     g.add_argument("--rescale", action=argparse.BooleanOptionalAction, default=True,
                    help="scale normalisation: estimate the digit height from the ink and resize so digits reach the "
                         "net about 20 px tall (a huge photo is reduced first, so its cost follows the digits)")
+    g.add_argument("--reader", action=argparse.BooleanOptionalAction, default=True,
+                   help="read each digit a second time with the weights' digit reader (weights/reader) and mix the "
+                        "two readings; --no-reader: the net alone")
     g.add_argument("--digit-height", type=float, default=None, metavar="PX",
                    help="digit height in the inputs (px) instead of estimating it, e.g. for a batch of forms")
     g.add_argument("--amp", choices=["auto", "on", "off"], default="auto",

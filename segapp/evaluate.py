@@ -120,6 +120,7 @@ class EvaluateConfig(RecordedConfig):
     data: Path | str | None = None  # a folder dataset (whole images, not windows)
     limit: int | None = None  # only the first N images
     rescale: bool = True
+    reader: bool = True  # each digit read again by the weights' digit reader (segapp.reread)
     digit_height: float | None = None
     backend: str = "auto"
     width: int = 84  # canvas width of the recipe split
@@ -155,7 +156,7 @@ def run(cfg: EvaluateConfig) -> dict:
 
     check_out(cfg.out)
     inference = InferenceConfig(device=cfg.device, rescale=cfg.rescale, digit_height=cfg.digit_height,
-                                backend=cfg.backend)
+                                backend=cfg.backend, reader=cfg.reader)
     segmenter = Segmenter(cfg.weights, inference)
     model = segmenter.model
     t0 = time.perf_counter()

@@ -45,7 +45,9 @@ from .postprocess import (
     upsample_classes,
     vote_blobs,
 )
+from .reader import READER_DIR, load_reader
 from .render import Segmentation, read_digits
+from .reread import READER_WEIGHT, reread
 from .runtime import amp_enabled, pick_device
 from .scale import TARGET_HEIGHT, NetInput, ink_height, to_net_scale  # noqa: F401 (re-exported)
 
@@ -63,12 +65,16 @@ class InferenceConfig:
     device: str = "auto"
     amp: str = "auto"  # bfloat16: auto = only where native (GPU, AVX-512 BF16 / AMX)
     backend: str = "auto"  # auto | torch | onnx | int8: what runs the net (see :func:`make_engine`)
+    reader: bool = True  # each digit read again by the weights' digit reader, where they have one (segapp.reread)
+    reader_weight: float = READER_WEIGHT  # the reader's share in the mix with the net's reading (0 to 1)
 
     def __post_init__(self):
         if self.digit_height is not None and not (2 <= self.digit_height <= 100_000):
             raise ValueError(f"digit height {self.digit_height} px: give a digit's height in the image, 2 px or more")
         if self.max_net_pixels < 64 * 64 or self.analysis_pixels < 64 * 64 or self.tile < 64 or self.batch_size < 1:
             raise ValueError("inference limits too small: max/analysis pixels >= 4096, tile >= 64, batch size >= 1")
+        if not 0.0 <= self.reader_weight <= 1.0:
+            raise ValueError(f"reader weight {self.reader_weight}: give a share from 0 (the net alone) to 1")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend {self.backend!r}: use {', '.join(BACKENDS)}")
 
@@ -109,6 +115,9 @@ class Segmenter:
         self.engine = make_engine(self.model, cfg.backend, self.device, self.amp, folder,
                                   quiet=given and weights is None)
         self.backend = self.engine.name
+        # the digit reader beside the weights (weights/reader); a net passed in without weights is read alone (a
+        # training run scoring its epochs must not be judged with another net's reader)
+        self.reader = load_reader(folder / READER_DIR) if cfg.reader and not (given and weights is None) else None
 
     def with_options(self, **changes) -> Segmenter:
         """The same weights with other options (e.g. a user's ``digit_height``); shares the model."""
@@ -174,6 +183,8 @@ class Segmenter:
         if ruled:  # a ruled line, a margin or a table's border is no digit, nor is where two of them cross
             digits = [d for d in digits if not on_the_lines(d, small, lines)]
         alternatives(digits, small, runner)  # each digit's likeliest other reading, while boxes are at net scale
+        if self.reader is not None and digits:
+            reread(digits, small, n.image, runner, self.reader, self.cfg.reader_weight)
         H, W = n.prepared.raw.shape
         full = small.copy() if small.shape == (H, W) else upsample_classes(logits, small, H, W)
         ink_refine(full, n.prepared, n.scale, n.digit_height, min((d["confidence"] for d in digits), default=0.0))
@@ -190,6 +201,9 @@ class Segmenter:
             x0, y0, x1, y1 = d["bbox"]
             x0, y0, x1, y1 = int(x0 / sx), int(y0 / sy), min(W, math.ceil(x1 / sx)), min(H, math.ceil(y1 / sy))
             d["bbox"] = [x0, y0, x1, y1]
+            if "_was" in d:  # read anew (reread): its pixels take the new class
+                box = full[y0:y1, x0:x1]
+                box[box == d.pop("_was")] = d["digit"]
             if "_joined" in d:  # pieces of one digit the net coloured otherwise (a 4's stem as a 1) take its class
                 box = full[y0:y1, x0:x1]
                 box[np.isin(box, d.pop("_joined"))] = d["digit"]

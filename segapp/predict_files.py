@@ -81,6 +81,7 @@ class PredictConfig(RecordedConfig):
     weights: Path | str | None = None  # None: the shipped weights/
     device: str = "auto"
     rescale: bool = True
+    reader: bool = True  # each digit read again by the weights' digit reader (segapp.reread)
     digit_height: float | None = None
     amp: str = "auto"
     backend: str = "auto"

@@ -6,11 +6,13 @@ A newcomer reads the package bottom-up:
 - imaging: decode, normalise, a page's straight lines, scale, strokes, masks that follow the ink; touching digits
   of one class split; the result type and the digits read (``render``), overlays, mask files;
 - data: the M2NIST recipe, Kaggle pairs, torch datasets, synthetic and folder datasets, `segapp data`;
-- model: the net, its ONNX graph and engines, metrics, int8;
-- inference: the postprocessing at net scale, each digit's likeliest other reading, the segmenter, evaluation
+- model: the net and the digit reader, the net's ONNX graph and engines, metrics, int8;
+- inference: the postprocessing at net scale, each digit's likeliest other reading and the reader's second
+  opinion, the segmenter, evaluation
   (``evaluate`` sits here because training scores its epochs with it: torchvision's ``evaluate`` beside
   ``train_one_epoch``);
-- training: the run's config, the engine, resume, the run's report, the job; blending, distillation;
+- training: the run's config, the engine, resume, the run's report, the job; blending, distillation; the reader's
+  training job;
 - app: the CLI, batch prediction (also on Ray), export, the demo.
 """
 
@@ -26,9 +28,10 @@ LAYERS = {
     "core": {"__init__", "classes", "paths", "safeio", "runtime", "distributed"},
     "imaging": {"normalise", "images", "lines", "scale", "strokes", "ink", "split", "render", "overlays", "mask_files"},
     "data": {"m2nist", "kaggle", "datasets", "synth", "data", "folders"},
-    "model": {"model", "metrics", "onnx_export", "engines", "int8", "backends"},
-    "inference": {"postprocess", "alternatives", "inference", "evaluate"},
-    "training": {"blend", "distill", "train_config", "train_loop", "train_resume", "train_report", "train"},
+    "model": {"model", "reader", "metrics", "onnx_export", "engines", "int8", "backends"},
+    "inference": {"postprocess", "alternatives", "reread", "inference", "evaluate"},
+    "training": {"blend", "distill", "train_config", "train_loop", "train_resume", "train_report", "train",
+                 "reader_train"},
     "app": {"predict_inputs", "predict_plan", "predict_outputs", "predict_files", "predict", "predict_ray", "export",
             "demo_answer", "demo_gradio", "demo", "cli_train_flags", "cli_parser", "cli", "__main__"},
 }

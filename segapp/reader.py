@@ -1,0 +1,141 @@
+"""A second opinion on each digit's class: a small classifier of the digit's own strokes, MNIST-normalised.
+
+The segmentation net reads a digit from every one of its pixels, each seeing a 45x45 window of its neighbourhood;
+nothing in it looks at the digit as one shape, at one size, in one place. The reader does: the digit's own strokes
+(its pixels in the net's class map, never its neighbours'), fitted into 20x20 and centred by mass in 28x28 as MNIST's
+digits are (:func:`canonical`), classified by a small CNN trained on the same MNIST training digits through the same
+real-world generator (:mod:`segapp.reader_train`). Both are wrong on other writers' shapes, but not on the same
+digits: mixing their log-probabilities (:func:`segapp.reread.reread`) reads more numbers than either alone
+(docs/robustness.md, session 30).
+
+The reader never finds digits nor shapes masks: the net does both. It runs on each digit's crop, a few per image.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .classes import NUM_DIGITS
+from .model import CONFIG_NAME, WEIGHTS_NAME, WeightsError, check_state, read_config
+from .safeio import write_atomic
+
+READER_DIR = "reader"  # the reader's folder inside a weights folder (weights/reader/config.json + model.safetensors)
+MNIST_CANVAS, MNIST_BOX = 28, 20  # MNIST's layout: a digit fitted into 20x20, centred by mass in 28x28
+CROP_INK = 0.15  # share of full ink that bounds a crop's digit (fainter pixels are the stroke's blurred edge)
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    """The reader's shape: three stages of two 3x3 convs (``width``, 2x, 4x channels), 2x2 pooling between them,
+    global average pooling and a linear layer to the ten digits."""
+
+    width: int = 32
+    architecture: str = "segapp.DigitReader"
+
+    def __post_init__(self):
+        if isinstance(self.width, bool) or not isinstance(self.width, int) or not 4 <= self.width <= 256:
+            raise ValueError(f"reader width must be a whole number in 4..256, got {self.width!r}"[:200])
+        if self.architecture != "segapp.DigitReader":
+            raise ValueError(f"architecture {self.architecture!r} is not a segapp digit reader")
+
+
+def _block(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class DigitReader(nn.Module):
+    """(N, 1, 28, 28) canonical crops in [0, 1] -> (N, 10) digit logits."""
+
+    def __init__(self, config: ReaderConfig = ReaderConfig()):
+        super().__init__()
+        self.config = config
+        w = config.width
+        self.features = nn.Sequential(
+            *_block(1, w), *_block(w, w), nn.MaxPool2d(2),  # 28 -> 14
+            *_block(w, 2 * w), *_block(2 * w, 2 * w), nn.MaxPool2d(2),  # 14 -> 7
+            *_block(2 * w, 4 * w), *_block(4 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(4 * w, NUM_DIGITS))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def canonical(ink: np.ndarray) -> np.ndarray | None:
+    """A digit's ink (float, full ink 1, everything not the digit 0) -> its (28, 28) float32 MNIST layout: the box of
+    its ink above :data:`CROP_INK` fitted into 20x20 keeping the aspect ratio, the centre of mass moved to the
+    middle. None for a crop with fewer than 4 such pixels (nothing to read)."""
+    ys, xs = np.nonzero(ink > CROP_INK)
+    if len(ys) < 4:
+        return None
+    c = np.ascontiguousarray(ink[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1], np.float32)
+    h, w = c.shape
+    s = MNIST_BOX / max(h, w)
+    nh, nw = max(1, round(h * s)), max(1, round(w * s))
+    c = cv2.resize(c, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    mass = float(c.sum())
+    if mass <= 0:
+        return None
+    cy = float((np.arange(nh)[:, None] * c).sum()) / mass
+    cx = float((np.arange(nw)[None] * c).sum()) / mass
+    y0 = min(max(int(round(MNIST_CANVAS / 2 - cy)), 0), MNIST_CANVAS - nh)
+    x0 = min(max(int(round(MNIST_CANVAS / 2 - cx)), 0), MNIST_CANVAS - nw)
+    out = np.zeros((MNIST_CANVAS, MNIST_CANVAS), np.float32)
+    out[y0 : y0 + nh, x0 : x0 + nw] = c
+    return out
+
+
+@torch.inference_mode()
+def read_crops(reader: DigitReader, crops: list[np.ndarray]) -> np.ndarray:
+    """(28, 28) canonical crops -> (N, 10) float64 digit probabilities, in one batch."""
+    x = torch.from_numpy(np.stack(crops))[:, None]
+    return torch.softmax(reader(x).float(), 1).double().numpy()
+
+
+def save_reader(reader: DigitReader, folder: Path, extra: dict | None = None) -> None:
+    """Writes the reader's ``config.json`` + ``model.safetensors`` into ``folder`` atomically."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in reader.state_dict().items()}
+    write_atomic(folder / WEIGHTS_NAME, lambda p: save_file(state, p), fsync=True)
+    cfg = {**asdict(reader.config), **(extra or {})}
+    write_atomic(folder / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(cfg, indent=2) + "\n"), fsync=True)
+
+
+def load_reader(folder: Path | str) -> DigitReader | None:
+    """The reader saved in ``folder`` (a weights folder's ``reader/``), or None where there is none (a net a user
+    trained on their own images comes without one: its digits are read by the net alone)."""
+    folder = Path(folder)
+    path = folder / WEIGHTS_NAME
+    if not path.exists():
+        return None
+    if not path.is_file():
+        raise WeightsError(f"{path}: not a regular file (a pipe, socket or device); not read")
+    raw = read_config(folder / CONFIG_NAME, WEIGHTS_NAME)
+    try:
+        config = ReaderConfig(**{k: raw[k] for k in ("width", "architecture") if k in raw})
+    except (TypeError, ValueError) as e:
+        raise WeightsError(f"{folder / CONFIG_NAME}: {e}") from None
+    try:
+        state = load_file(path)
+    except Exception as e:  # safetensors raises its own error types for corrupt headers
+        reason = " ".join(str(e).split())[:200]
+        raise WeightsError(f"{path}: corrupt or truncated safetensors file ({reason})") from None
+    with torch.device("meta"):
+        expected = DigitReader(config).state_dict()
+    check_state(state, expected, str(path))
+    bad = sorted(set(expected) ^ set(state))
+    bad += [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if bad:
+        raise WeightsError(f"{path}: weights do not fit a digit reader of width {config.width} (mismatched: "
+                           f"{', '.join(bad[:3])}); retrain it with `segapp train-reader`")
+    reader = DigitReader(config)
+    reader.load_state_dict(state)
+    return reader.eval()

@@ -1,0 +1,175 @@
+"""`segapp train-reader`: trains the digit reader (:mod:`segapp.reader`) on crops of the net's own training images.
+
+The crops come from :func:`segapp.synth.wild_sample`, the real-world generator the net trains on (MNIST training
+digits only, re-stroked, slanted, photographed, on ruled paper, touching), so the reader sees each digit as the net's
+input shows it: each digit's pixels by its label (neighbours' strokes masked out, the faint edge kept), laid out as
+:func:`~segapp.reader.canonical` lays out a digit at inference. The crops are made once (in ``workers`` processes),
+then trained on for ``epochs`` passes with shifts of up to 2 px, by the training engine the net uses
+(:func:`segapp.train_loop.train_one_epoch`). 5% of the canvases are held out and scored after each epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from .classes import NUM_DIGITS, SegappError
+from .m2nist import load_mnist
+from .reader import DigitReader, ReaderConfig, canonical, save_reader
+from .runtime import amp_enabled, pick_device
+from .safeio import write_atomic
+from .synth import WildConfig, wild_sample
+from .train_loop import train_one_epoch
+
+MIN_CROP_AREA, MIN_CROP_HEIGHT = 15, 8  # smaller label parts are a digit's piece cut off by a neighbour
+
+
+@dataclass(frozen=True)
+class ReaderTrainConfig:
+    """Every argument of ``segapp train-reader`` (the CLI maps its flags onto it; ``args.json`` records it)."""
+
+    canvases: int = 100_000  # generated training images (about 3.2 crops each)
+    epochs: int = 4
+    batch_size: int = 256
+    lr: float = 3e-3  # peak of the one-cycle schedule
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.05
+    width: int = 32
+    seed: int = 0
+    out: str = "runs/reader"
+    workers: int = 2
+    device: str = "auto"
+    amp: str = "auto"
+
+    def __post_init__(self):
+        for name in ("canvases", "epochs", "batch_size", "width"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise SegappError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {v!r}")
+        if self.canvases < 40:
+            raise SegappError(f"--canvases {self.canvases}: use 40 or more (5% are held out to score the reader)")
+        if not (0 < self.lr < 1 and self.weight_decay >= 0 and 0 <= self.label_smoothing < 1 and self.workers >= 0):
+            raise SegappError("--lr must lie in (0, 1), --weight-decay >= 0, --label-smoothing in [0, 1), "
+                              "--workers >= 0")
+
+
+def digit_crops(image: np.ndarray, label: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    """(H, W) float image and its label map -> (canonical crop, digit) for each whole digit: a label part cut by the
+    canvas edge, too small, or wider than a digit (two touching digits of one class) is left out."""
+    out = []
+    H, W = label.shape
+    kernel = np.ones((3, 3), np.uint8)
+    for c in np.unique(label[label < NUM_DIGITS]).tolist():
+        n, parts, stats, _ = cv2.connectedComponentsWithStats((label == c).view(np.uint8), connectivity=8)
+        for k in range(1, n):
+            x, y, w, h, area = stats[k].tolist()
+            if area < MIN_CROP_AREA or h < MIN_CROP_HEIGHT or x == 0 or y == 0 or x + w >= W or y + h >= H \
+                    or w > 1.2 * h + 4:
+                continue
+            mine = cv2.dilate((parts == k).astype(np.uint8), kernel)  # the faint (void) edge around the stroke is its
+            y0, x0 = max(0, y - 1), max(0, x - 1)
+            v = canonical(image[y0 : y + h + 1, x0 : x + w + 1] * mine[y0 : y + h + 1, x0 : x + w + 1])
+            if v is not None:
+                out.append((v, int(c)))
+    return out
+
+
+class CanvasCrops(Dataset):
+    """Canvas ``i`` of the generator, seeded by (seed, i) -> its digits' crops (uint8 (n, 28, 28), labels (n,))."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed = n, seed
+        self.digits, self.labels = load_mnist("train")
+        self.recipe = WildConfig()
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        image, label = wild_sample(np.random.default_rng([self.seed, 30, i]), self.digits, self.labels, self.recipe)
+        crops = digit_crops(image, label)
+        x = np.array([np.round(v * 255) for v, _ in crops], np.uint8).reshape(-1, 28, 28)
+        return x, np.array([c for _, c in crops], np.int64)
+
+
+def _cat(batch):
+    return np.concatenate([b[0] for b in batch]), np.concatenate([b[1] for b in batch])
+
+
+def make_crops(n: int, seed: int, workers: int) -> tuple[np.ndarray, np.ndarray]:
+    """The crops of ``n`` generated canvases, in canvas order (the same for any ``workers``)."""
+    loader = DataLoader(CanvasCrops(n, seed), batch_size=64, num_workers=workers, collate_fn=_cat)
+    xs, ys = zip(*loader)
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _batches(x: torch.Tensor, y: torch.Tensor, size: int, generator: torch.Generator):
+    """Shuffled full batches of crops, each shifted by up to 2 px (one shift per batch; MNIST centring is exact only
+    to the pixel, and a stroke's centre of mass moves with its pen)."""
+    order = torch.randperm(len(x), generator=generator)
+    for k in range(len(x) // size):
+        idx = order[k * size : (k + 1) * size]
+        dy, dx = torch.randint(-2, 3, (2,), generator=generator).tolist()
+        yield torch.roll(x[idx].float().div_(255.0)[:, None], (dy, dx), (2, 3)), y[idx]
+
+
+@torch.inference_mode()
+def accuracy(reader: DigitReader, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Share of crops read right (reader in eval mode, batches of 1024)."""
+    reader.eval()
+    right = sum(int((reader(x[k : k + 1024].float().div(255.0)[:, None]).argmax(1) == y[k : k + 1024]).sum())
+                for k in range(0, len(x), 1024))
+    return right / max(len(x), 1)
+
+
+def run(cfg: ReaderTrainConfig, argv: list[str] | None = None, progress: bool | None = None) -> dict:
+    """Trains a reader per ``cfg`` into ``cfg.out`` (config.json + model.safetensors, args.json, metrics.json);
+    returns the metrics."""
+    out = Path(cfg.out)
+    progress = sys.stderr.isatty() if progress is None else progress
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    amp = amp_enabled(cfg.amp, device)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "args.json", lambda p: Path(p).write_text(json.dumps({**asdict(cfg), "argv": argv}, indent=2)))
+    t0 = time.time()
+    held = max(2, cfg.canvases // 20)
+    x, y = make_crops(cfg.canvases, cfg.seed, cfg.workers)
+    vx, vy = make_crops(held, cfg.seed + 1_000_003, cfg.workers)  # other canvases: no crop shared with training
+    if len(x) < cfg.batch_size:
+        raise SegappError(f"{cfg.canvases} canvases gave {len(x)} crops, fewer than one batch of {cfg.batch_size}; "
+                          "raise --canvases or lower --batch-size")
+    x, y, vx, vy = (torch.from_numpy(a) for a in (x, y, vx, vy))
+    print(f"{len(x):,} training crops, {len(vx):,} held out ({time.time() - t0:.0f} s)", file=sys.stderr)
+    reader = DigitReader(ReaderConfig(width=cfg.width)).to(device)
+    opt = torch.optim.AdamW(reader.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
+    steps = cfg.epochs * (len(x) // cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps, pct_start=0.1)
+    generator = torch.Generator().manual_seed(cfg.seed)
+
+    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, target, label_smoothing=cfg.label_smoothing)
+
+    history = []
+    for epoch in range(cfg.epochs):
+        mean, n = train_one_epoch(reader, _batches(x, y, cfg.batch_size, generator), loss, opt, sched, device, amp,
+                                  desc=f"epoch {epoch + 1}/{cfg.epochs}" if progress else None,
+                                  memory_format=torch.contiguous_format)
+        acc = accuracy(reader, vx.to(device), vy.to(device))
+        history.append({"epoch": epoch + 1, "loss": round(mean, 4), "held_accuracy": round(acc, 4)})
+        print(f"epoch {epoch + 1}: loss {mean:.4f}, held-out crops read {acc:.2%}", file=sys.stderr)
+    reader = reader.cpu().eval()
+    metrics = {"held_accuracy": history[-1]["held_accuracy"], "train_crops": len(x), "held_crops": len(vx),
+               "seconds": round(time.time() - t0), "history": history}
+    save_reader(reader, out, extra={"trained_with": argv, "held_accuracy": metrics["held_accuracy"]})
+    write_atomic(out / "metrics.json", lambda p: Path(p).write_text(json.dumps(metrics, indent=2) + "\n"))
+    return metrics

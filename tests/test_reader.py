@@ -1,0 +1,169 @@
+"""The digit reader (segapp/reader.py), its training job (segapp/reader_train.py) and the second reading it gives
+each digit the net found (segapp/reread.py)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from segapp.alternatives import runner_up
+from segapp.classes import BACKGROUND, NUM_CLASSES, VOID
+from segapp.cli import main
+from segapp.inference import InferenceConfig, Segmenter
+from segapp.model import DEFAULT_WEIGHTS, WeightsError, load_pretrained
+from segapp.reader import READER_DIR, DigitReader, ReaderConfig, canonical, load_reader, read_crops, save_reader
+from segapp.reader_train import ReaderTrainConfig, digit_crops
+from segapp.reread import reread
+
+
+class Says(DigitReader):
+    """A reader that reads every crop as ``digit`` with probability ``p``, whatever it shows."""
+
+    def __init__(self, digit: int, p: float = 1.0 - 1e-9):
+        super().__init__(ReaderConfig(width=4))
+        self.digit, self.p = digit, p
+
+    def forward(self, x):
+        out = torch.full((len(x), 10), float(np.log((1 - self.p) / 9)))
+        out[:, self.digit] = float(np.log(self.p))
+        return out
+
+
+@pytest.mark.parametrize("shape", [(40, 9), (9, 40), (23, 17), (5, 5)])
+def test_canonical_fits_the_ink_into_20_px_centred_by_mass(shape):
+    ink = np.zeros((50, 60), np.float32)
+    ink[3 : 3 + shape[0], 7 : 7 + shape[1]] = 1.0
+    c = canonical(ink)
+    assert c.shape == (28, 28) and c.dtype == np.float32
+    ys, xs = np.nonzero(c > 0.5)
+    assert max(ys.max() - ys.min() + 1, xs.max() - xs.min() + 1) == 20  # the long side fills the 20 px box
+    cy, cx = (np.indices(c.shape) * c).reshape(2, -1).sum(1) / c.sum()
+    assert abs(cy - 14) <= 1 and abs(cx - 14) <= 1
+
+
+def test_canonical_of_no_ink_is_none():
+    assert canonical(np.zeros((30, 30), np.float32)) is None
+    assert canonical(np.full((30, 30), 0.1, np.float32)) is None  # the faint edge alone is no digit
+
+
+def test_the_reader_reads_a_batch_of_crops_as_probabilities():
+    p = read_crops(DigitReader(ReaderConfig(width=4)).eval(), [np.zeros((28, 28), np.float32)] * 3)
+    assert p.shape == (3, 10) and np.allclose(p.sum(1), 1.0)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    r = DigitReader(ReaderConfig(width=8)).eval()
+    save_reader(r, tmp_path / "reader", extra={"held_accuracy": 0.5})
+    back = load_reader(tmp_path / "reader")
+    assert back.config == r.config
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.equal(back(x), r(x))
+
+
+def test_a_weights_folder_without_a_reader_reads_with_the_net_alone(tmp_path):
+    assert load_reader(tmp_path) is None
+
+
+@pytest.mark.parametrize("damage", ["truncate", "width", "config"])
+def test_a_broken_reader_is_one_clear_error(tmp_path, damage):
+    folder = tmp_path / "reader"
+    save_reader(DigitReader(ReaderConfig(width=8)), folder)
+    if damage == "truncate":
+        (folder / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes()[:100])
+    elif damage == "width":
+        (folder / "config.json").write_text(json.dumps({"width": 16}))
+    else:
+        (folder / "config.json").write_text(json.dumps({"width": "wide"}))
+    with pytest.raises(WeightsError, match=str(folder)) as e:
+        load_reader(folder)
+    assert "\n" not in str(e.value)
+
+
+def test_digit_crops_keep_whole_digits_only():
+    image = np.zeros((40, 60), np.float32)
+    label = np.full((40, 60), BACKGROUND, np.uint8)
+    image[5:25, 5:12] = 1.0
+    label[5:25, 5:12] = 7  # a whole 7
+    label[4, 5:12] = VOID  # its faint edge
+    image[20:39, 40:47], label[20:40, 40:47] = 1.0, 3  # a 3 cut by the canvas's bottom edge
+    image[5:8, 30:33], label[5:8, 30:33] = 1.0, 1  # a speck of a 1
+    crops = digit_crops(image, label)
+    assert [c for _, c in crops] == [7]
+    assert crops[0][0].shape == (28, 28)
+
+
+@pytest.mark.parametrize("bad", [{"canvases": 10}, {"epochs": 0}, {"lr": 2.0}, {"width": True}])
+def test_train_reader_refuses_values_that_could_only_fail(bad):
+    with pytest.raises(Exception, match="--"):
+        ReaderTrainConfig(**bad)
+
+
+def test_train_reader_writes_a_reader_a_segmenter_loads(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["train-reader", "--canvases", "60", "--epochs", "1", "--batch-size", "32", "--width", "4",
+                 "--workers", "0", "--out", str(out), "--quiet"]) in (0, None)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_crops"] >= 32 and 0.0 <= metrics["held_accuracy"] <= 1.0
+    assert json.loads((out / "args.json").read_text())["canvases"] == 60
+    weights = tmp_path / "w"
+    weights.mkdir()
+    for f in ("config.json", "model.safetensors"):
+        shutil.copy(DEFAULT_WEIGHTS / f, weights / f)
+    shutil.copytree(out, weights / READER_DIR)
+    seg = Segmenter(weights, InferenceConfig(backend="torch"))
+    assert seg.reader is not None and seg.reader.config.width == 4
+    assert Segmenter(weights, InferenceConfig(backend="torch", reader=False)).reader is None
+
+
+@pytest.mark.parametrize("weight", [-0.1, 1.5])
+def test_a_reader_weight_outside_0_to_1_is_refused(weight):
+    with pytest.raises(ValueError, match="reader weight"):
+        InferenceConfig(reader_weight=weight)
+
+
+def test_a_net_passed_in_is_not_read_with_the_shipped_reader():
+    seg = Segmenter(cfg=InferenceConfig(backend="torch"), model=load_pretrained(DEFAULT_WEIGHTS))
+    assert seg.reader is None
+
+
+def _one_digit(digit: int, second: tuple[int, float]):
+    small = np.full((30, 20), BACKGROUND, np.uint8)
+    small[5:25, 6:12] = digit
+    image = np.where(small != BACKGROUND, 255, 0).astype(np.uint8)
+    x = torch.full((NUM_CLASSES, 30, 20), -10.0)
+    x[digit][torch.from_numpy(small == digit)] = 5.0
+    x[second[0]][torch.from_numpy(small == digit)] = 5.0 + float(np.log(second[1] / (1 - second[1])))
+    d = {"digit": digit, "confidence": 1 - second[1], "bbox": [6, 5, 12, 25]}
+    return small, image, runner_up(x, small), d
+
+
+def test_a_sure_reader_outvotes_a_hesitant_net_and_the_old_class_becomes_the_alternative():
+    small, image, runner, d = _one_digit(9, (4, 0.45))  # the net: 9 at 0.55, 4 at 0.45
+    reread([d], small, image, runner, Says(4))
+    assert d["digit"] == 4 and d["_was"] == 9 and d["alternative"] == 9 and 0.5 < d["confidence"] <= 1.0
+
+
+@pytest.mark.parametrize("weight, reader_sure", [(0.0, 1.0 - 1e-9), (0.3, 0.6)])
+def test_the_net_keeps_its_reading_against_a_hesitant_or_unweighted_reader(weight, reader_sure):
+    small, image, runner, d = _one_digit(9, (4, 0.1))  # the net: 9 at 0.9
+    reread([d], small, image, runner, Says(4, reader_sure), weight=weight)
+    assert d["digit"] == 9 and "_was" not in d
+
+
+def test_a_digit_the_net_is_sure_of_is_not_read_again():
+    small, image, runner, d = _one_digit(9, (4, 0.01))  # the net: 9 at 0.99
+    reread([d], small, image, runner, Says(4), weight=1.0)  # a reader alone would say 4
+    assert d["digit"] == 9 and "_was" not in d
+
+
+def test_a_digit_read_anew_is_recoloured_in_the_mask(monkeypatch):
+    monkeypatch.setattr("segapp.reread.REREAD_BELOW", 1.01)  # the net is sure of this plain bar: ask the reader anyway
+    canvas = np.zeros((64, 84), np.uint8)
+    canvas[20:44, 38:42] = 255  # a plain 1 (a bar), read by a reader that insists on 7 and outweighs the net
+    seg = Segmenter(None, InferenceConfig(backend="torch", reader_weight=1.0))
+    seg.reader = Says(7)
+    s = seg(canvas)
+    assert s.text == "7"
+    assert set(np.unique(s.classes)) == {7, BACKGROUND}
