@@ -48,7 +48,7 @@ def reread(digits: list[dict], small: np.ndarray, image: np.ndarray, runner: tup
     """Reads each digit the net is unsure of (under :data:`REREAD_BELOW`; net-scale boxes in ``small``, the net's
     uint8 input ``image``, ink high) with ``reader`` and mixes it with the net's reading, in place. A digit whose
     class changes gets ``_was`` (its former class: the caller recolours its pixels), the mix's probability as its
-    ``confidence`` and the former class as its ``alternative`` (with the net's confidence in it)."""
+    ``confidence`` and the former class as its ``alternative`` (with the mix's probability of it)."""
     crops, where = [], []
     kernel = np.ones((3, 3), np.uint8)
     for i, d in enumerate(digits):
@@ -74,5 +74,7 @@ def reread(digits: list[dict], small: np.ndarray, image: np.ndarray, runner: tup
         new = int(mix.argmax())
         if new != d["digit"]:
             p = np.exp(mix - mix.max())
-            d["alternative"], d["alternative_confidence"] = d["digit"], d["confidence"]
-            d["_was"], d["digit"], d["confidence"] = d["digit"], new, round(float(p[new] / p.sum()), 4)
+            p /= p.sum()  # the mix as a distribution: the new class's and the former one's probabilities
+            old = d["digit"]
+            d["alternative"], d["alternative_confidence"] = old, round(float(p[old]), 4)
+            d["_was"], d["digit"], d["confidence"] = old, new, round(float(p[new]), 4)

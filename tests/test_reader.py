@@ -143,6 +143,7 @@ def test_a_sure_reader_outvotes_a_hesitant_net_and_the_old_class_becomes_the_alt
     small, image, runner, d = _one_digit(9, (4, 0.45))  # the net: 9 at 0.55, 4 at 0.45
     reread([d], small, image, runner, Says(4))
     assert d["digit"] == 4 and d["_was"] == 9 and d["alternative"] == 9 and 0.5 < d["confidence"] <= 1.0
+    assert d["alternative_confidence"] < d["confidence"]  # both from the mix, so the reading outranks the alternative
 
 
 @pytest.mark.parametrize("weight, reader_sure", [(0.0, 1.0 - 1e-9), (0.3, 0.6)])
