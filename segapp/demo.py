@@ -58,7 +58,8 @@ LAUNCH_KWARGS = {"max_file_size": MAX_FILE_SIZE, "allowed_paths": [str(EXAMPLES_
 INTRO = f"""# segapp: handwritten digit segmentation
 Upload, paste, photograph or **draw** digits (PNG, JPEG, HEIC, WebP; any size up to {MAX_PIXELS:,} pixels; white ink
 on black like MNIST, or dark ink on paper). A network of dilated convolutions with **no downsampling** labels every
-pixel; each digit is overlaid in its class colour and the number is read line by line, left to right.
+pixel; each digit is overlaid in its class colour and the number is read line by line, left to right. A digit the
+network is unsure of is read a second time by a small classifier of its strokes alone, and the two readings mixed.
 The image is first resized so its digits are about {TARGET_HEIGHT:.0f} px tall, the size the network was trained
 on: a 12-megapixel phone photo reaches the network as a few hundred pixels and returns in seconds (at most
 1.5 megapixels ever reach it). Specks under {MIN_DIGIT_AREA} pixels at that scale, and blobs the network is less
