@@ -115,8 +115,7 @@ def run_train_reader(a) -> None:
     """`segapp train-reader`: the flags become a :class:`segapp.reader_train.ReaderTrainConfig`."""
     from .reader_train import ReaderTrainConfig, run
 
-    run(config_from(ReaderTrainConfig, a, out=str(a.out)), argv=getattr(a, "argv", None),
-        progress=not a.quiet and sys.stderr.isatty())
+    run(config_from(ReaderTrainConfig, a, out=str(a.out)), argv=getattr(a, "argv", None))
 
 
 def evaluate_config(a):

@@ -49,6 +49,7 @@ class ReaderTrainConfig:
     workers: int = 2
     device: str = "auto"
     amp: str = "auto"
+    quiet: bool = False  # no progress bars (they are shown only on a terminal anyway)
 
     def __post_init__(self):
         for name in ("canvases", "epochs", "batch_size", "width"):
@@ -131,11 +132,11 @@ def accuracy(reader: DigitReader, x: torch.Tensor, y: torch.Tensor) -> float:
     return right / max(len(x), 1)
 
 
-def run(cfg: ReaderTrainConfig, argv: list[str] | None = None, progress: bool | None = None) -> dict:
+def run(cfg: ReaderTrainConfig, argv: list[str] | None = None) -> dict:
     """Trains a reader per ``cfg`` into ``cfg.out`` (config.json + model.safetensors, args.json, metrics.json);
     returns the metrics."""
     out = Path(cfg.out)
-    progress = sys.stderr.isatty() if progress is None else progress
+    progress = not cfg.quiet and sys.stderr.isatty()
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
     amp = amp_enabled(cfg.amp, device)

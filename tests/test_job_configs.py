@@ -13,10 +13,12 @@ from segapp.cli import build_parser, config_from
 from segapp.data import DataConfig
 from segapp.evaluate import EvaluateConfig
 from segapp.export import ExportConfig, ScoreConfig
+from segapp.predict import inference_config
 from segapp.predict_files import PredictConfig
+from segapp.reader_train import ReaderTrainConfig
 
 CONFIGS = {"data": DataConfig, "evaluate": EvaluateConfig, "predict": PredictConfig, "export": ExportConfig,
-           "score": ScoreConfig}
+           "score": ScoreConfig, "train-reader": ReaderTrainConfig}
 RENAMED = {"json": "as_json"}  # flag dest -> field
 NOT_FIELDS = {"command", "threads", "run"}  # global or argparse's own: kept in the record only
 
@@ -28,11 +30,18 @@ def parsed(argv: list[str]):
 
 
 @pytest.mark.parametrize("job, argv", [("data", []), ("evaluate", []), ("predict", ["in"]),
-                                       ("export", ["--out", "m.onnx"]), ("score", ["p", "t"])])
+                                       ("export", ["--out", "m.onnx"]), ("score", ["p", "t"]), ("train-reader", [])])
 def test_every_flag_is_a_field_of_the_jobs_config(job, argv):
     names = {f.name for f in dataclasses.fields(CONFIGS[job])}
     dests = set(vars(parsed([job, *argv]))) - NOT_FIELDS
     assert {RENAMED.get(d, d) for d in dests} <= names
+
+
+@pytest.mark.parametrize("flags, reader", [([], True), (["--no-reader"], False)])
+def test_no_reader_reaches_the_inference_config_of_predict_and_evaluate(flags, reader):
+    predict = config_from(PredictConfig, parsed(["predict", "a", *flags]), input=("a",))
+    assert predict.reader is reader and inference_config(predict).reader is reader
+    assert config_from(EvaluateConfig, parsed(["evaluate", *flags]), as_json=False).reader is reader
 
 
 def test_the_cli_builds_each_config_from_the_flags():
