@@ -34,6 +34,14 @@ def runner_up(logits: torch.Tensor, small: np.ndarray) -> tuple[np.ndarray, np.n
     return alt, prob
 
 
+def runner_sums(d: dict, mine: np.ndarray, runner: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """(10,) float64: each digit class's runner-up probability (:func:`runner_up`) summed over a digit's pixels
+    ``mine`` (bool, over its net-scale box, as :func:`~segapp.postprocess.digit_pixels` gives them)."""
+    alt, prob = runner
+    x0, y0, x1, y1 = d["bbox"]
+    return np.bincount(alt[y0:y1, x0:x1][mine], prob[y0:y1, x0:x1][mine], minlength=BACKGROUND + 1)[:NUM_DIGITS]
+
+
 def alternatives(digits: list[dict], small: np.ndarray, runner: tuple[np.ndarray, np.ndarray]) -> None:
     """Gives each digit (net-scale boxes) the class the net would read it as next (``alternative``; None when no
     pixel has one) and that class's mean probability over the digit's pixels (``alternative_confidence``).
@@ -41,11 +49,9 @@ def alternatives(digits: list[dict], small: np.ndarray, runner: tuple[np.ndarray
     For a reading worth checking (:data:`~segapp.classes.REVIEW_BELOW`) this is the likeliest correction: on held
     hands, real people's digits, notebook pages and lone digits (analysis seed 77, 800 numbers) it was the true digit
     for 76 of the 103 misread digits, and taking it fixed 59 of the 95 misread numbers."""
-    alt, prob = runner
     for d in digits:
-        x0, y0, x1, y1 = d["bbox"]
         mine = digit_pixels(d, small)
-        sums = np.bincount(alt[y0:y1, x0:x1][mine], prob[y0:y1, x0:x1][mine], minlength=BACKGROUND + 1)[:NUM_DIGITS]
+        sums = runner_sums(d, mine, runner)
         sums[d["digit"]] = 0.0  # a joined piece's own class may be the digit's
         k = int(sums.argmax())
         d["alternative"] = k if sums[k] > 0 else None

@@ -168,13 +168,27 @@ def weights_fingerprint(weights: Path | str | None) -> str | None:
     return h.hexdigest()[:HASH_HEX]
 
 
+def write_weights(module: nn.Module, config: dict, folder: Path) -> None:
+    """Writes ``module``'s tensors as ``model.safetensors`` and ``config`` as ``config.json`` into ``folder``,
+    atomically (the net's and the digit reader's weights alike)."""
+    folder = Path(folder)
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    write_atomic(folder / WEIGHTS_NAME, lambda p: save_file(state, p), fsync=True)
+    write_atomic(folder / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"), fsync=True)
+
+
+def read_safetensors(path: Path) -> dict:
+    """The tensors of a ``.safetensors`` file; a corrupt or truncated one is a one-line :class:`WeightsError`."""
+    try:
+        return load_file(path)
+    except Exception as e:  # safetensors raises its own error types for corrupt headers
+        reason = " ".join(str(e).split())[:200]
+        raise WeightsError(f"{path}: corrupt or truncated safetensors file ({reason})") from None
+
+
 def save_pretrained(model: DilatedNet, folder: Path, extra: dict | None = None) -> None:
     """Writes ``config.json`` + ``model.safetensors`` (plus optional metadata) atomically."""
-    folder = Path(folder)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    write_atomic(folder / WEIGHTS_NAME, lambda p: save_file(state, p), fsync=True)
-    cfg = {**model.config.to_dict(), **(extra or {})}
-    write_atomic(folder / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(cfg, indent=2) + "\n"), fsync=True)
+    write_weights(model, {**model.config.to_dict(), **(extra or {})}, folder)
 
 
 def check_state(state, expected: dict, source: str) -> None:
@@ -259,12 +273,7 @@ def load_pretrained(path: Path | str | None = None) -> DilatedNet:
     if path.suffix == ".safetensors":
         cfg_path = path.with_name(CONFIG_NAME)
         config = NetConfig.from_dict(read_config(cfg_path, path.name), str(cfg_path))
-        try:
-            state = load_file(path)
-        except Exception as e:  # safetensors raises its own error types for corrupt headers
-            reason = " ".join(str(e).split())[:200]
-            raise WeightsError(f"{path}: corrupt or truncated safetensors file ({reason})") from None
-        return build_from_state(config, state, str(path))
+        return build_from_state(config, read_safetensors(path), str(path))
     ckpt = load_checkpoint(path)
     return build_from_state(NetConfig.from_dict(ckpt["config"], str(path)), ckpt["model"], str(path))
 

@@ -13,19 +13,16 @@ The reader never finds digits nor shapes masks: the net does both. It runs on ea
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .classes import NUM_DIGITS
-from .model import CONFIG_NAME, WEIGHTS_NAME, WeightsError, check_state, read_config
-from .safeio import write_atomic
+from .model import CONFIG_NAME, WEIGHTS_NAME, WeightsError, check_state, read_config, read_safetensors, write_weights
 
 READER_DIR = "reader"  # the reader's folder inside a weights folder (weights/reader/config.json + model.safetensors)
 MNIST_CANVAS, MNIST_BOX = 28, 20  # MNIST's layout: a digit fitted into 20x20, centred by mass in 28x28
@@ -92,6 +89,13 @@ def canonical(ink: np.ndarray) -> np.ndarray | None:
     return out
 
 
+def own_strokes(image: np.ndarray, mine: np.ndarray) -> np.ndarray | None:
+    """A window of the net's input (float, ink 1) and a digit's pixels in it (bool) -> the digit's :func:`canonical`
+    crop: its pixels and the 1 px faint edge around them, every other pixel (a neighbour's stroke) blanked. The one
+    crop of training (:mod:`segapp.reader_train`, by the labels) and inference (:mod:`segapp.reread`, by the net)."""
+    return canonical(image * cv2.dilate(mine.astype(np.uint8), np.ones((3, 3), np.uint8)))
+
+
 @torch.inference_mode()
 def read_crops(reader: DigitReader, crops: list[np.ndarray]) -> np.ndarray:
     """(28, 28) canonical crops -> (N, 10) float64 digit probabilities, in one batch."""
@@ -103,10 +107,7 @@ def save_reader(reader: DigitReader, folder: Path, extra: dict | None = None) ->
     """Writes the reader's ``config.json`` + ``model.safetensors`` into ``folder`` atomically."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in reader.state_dict().items()}
-    write_atomic(folder / WEIGHTS_NAME, lambda p: save_file(state, p), fsync=True)
-    cfg = {**asdict(reader.config), **(extra or {})}
-    write_atomic(folder / CONFIG_NAME, lambda p: Path(p).write_text(json.dumps(cfg, indent=2) + "\n"), fsync=True)
+    write_weights(reader, {**asdict(reader.config), **(extra or {})}, folder)
 
 
 def load_reader(folder: Path | str) -> DigitReader | None:
@@ -123,11 +124,7 @@ def load_reader(folder: Path | str) -> DigitReader | None:
         config = ReaderConfig(**{k: raw[k] for k in ("width", "architecture") if k in raw})
     except (TypeError, ValueError) as e:
         raise WeightsError(f"{folder / CONFIG_NAME}: {e}") from None
-    try:
-        state = load_file(path)
-    except Exception as e:  # safetensors raises its own error types for corrupt headers
-        reason = " ".join(str(e).split())[:200]
-        raise WeightsError(f"{path}: corrupt or truncated safetensors file ({reason})") from None
+    state = read_safetensors(path)
     with torch.device("meta"):
         expected = DigitReader(config).state_dict()
     check_state(state, expected, str(path))

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .classes import NUM_DIGITS, SegappError
 from .m2nist import load_mnist
-from .reader import DigitReader, ReaderConfig, canonical, save_reader
+from .reader import DigitReader, ReaderConfig, own_strokes, save_reader
 from .runtime import amp_enabled, pick_device
 from .safeio import write_atomic
 from .synth import WildConfig, wild_sample
@@ -68,7 +68,6 @@ def digit_crops(image: np.ndarray, label: np.ndarray) -> list[tuple[np.ndarray, 
     canvas edge, too small, or wider than a digit (two touching digits of one class) is left out."""
     out = []
     H, W = label.shape
-    kernel = np.ones((3, 3), np.uint8)
     for c in np.unique(label[label < NUM_DIGITS]).tolist():
         n, parts, stats, _ = cv2.connectedComponentsWithStats((label == c).view(np.uint8), connectivity=8)
         for k in range(1, n):
@@ -76,9 +75,8 @@ def digit_crops(image: np.ndarray, label: np.ndarray) -> list[tuple[np.ndarray, 
             if area < MIN_CROP_AREA or h < MIN_CROP_HEIGHT or x == 0 or y == 0 or x + w >= W or y + h >= H \
                     or w > 1.2 * h + 4:
                 continue
-            mine = cv2.dilate((parts == k).astype(np.uint8), kernel)  # the faint (void) edge around the stroke is its
-            y0, x0 = max(0, y - 1), max(0, x - 1)
-            v = canonical(image[y0 : y + h + 1, x0 : x + w + 1] * mine[y0 : y + h + 1, x0 : x + w + 1])
+            window = np.s_[y - 1 : y + h + 1, x - 1 : x + w + 1]  # 1 px around the box: room for the faint edge
+            v = own_strokes(image[window], parts[window] == k)
             if v is not None:
                 out.append((v, int(c)))
     return out

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
-from .classes import BACKGROUND, NUM_DIGITS
+from .alternatives import runner_sums
 from .postprocess import digit_pixels
-from .reader import canonical, read_crops
+from .reader import own_strokes, read_crops
 
 if TYPE_CHECKING:
     from .reader import DigitReader
@@ -32,12 +31,11 @@ FLOOR = 1e-3  # probability the net's distribution gives a class none of the dig
 EPS = 1e-6  # keeps log() finite where a model gives a class exactly 0
 
 
-def net_distribution(d: dict, mine: np.ndarray, runner_box: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """The net's (10,) distribution over a digit (its pixels ``mine`` in its box; the runner-up classes and
-    probabilities there): its confidence for its own class, each other class's runner-up probability summed over the
-    digit's pixels and divided by their number, :data:`FLOOR` added, normalised."""
-    alt, prob = runner_box
-    p = np.bincount(alt[mine], prob[mine], minlength=BACKGROUND + 1)[:NUM_DIGITS] / max(int(mine.sum()), 1)
+def net_distribution(d: dict, mine: np.ndarray, runner: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The net's (10,) distribution over a digit (its pixels ``mine`` in its box; the net-scale runner-up maps):
+    its confidence for its own class, each other class's runner-up probability summed over the digit's pixels
+    (:func:`~segapp.alternatives.runner_sums`) and divided by their number, :data:`FLOOR` added, normalised."""
+    p = runner_sums(d, mine, runner) / max(int(mine.sum()), 1)
     p[d["digit"]] = d["confidence"]
     p = p + FLOOR
     return p / p.sum()
@@ -50,26 +48,21 @@ def reread(digits: list[dict], small: np.ndarray, image: np.ndarray, runner: tup
     class changes gets ``_was`` (its former class: the caller recolours its pixels), the mix's probability as its
     ``confidence`` and the former class as its ``alternative`` (with the mix's probability of it)."""
     crops, where = [], []
-    kernel = np.ones((3, 3), np.uint8)
     for i, d in enumerate(digits):
         if d["confidence"] >= REREAD_BELOW:
             continue
         x0, y0, x1, y1 = d["bbox"]
         mine = digit_pixels(d, small)
-        # the faint edge around the strokes is theirs too (the reader was trained on it), a neighbour's is not
-        near = cv2.dilate(mine.view(np.uint8), kernel).astype(bool)
-        crop = canonical(image[y0:y1, x0:x1].astype(np.float32) / 255.0 * near)
+        crop = own_strokes(image[y0:y1, x0:x1].astype(np.float32) / 255.0, mine)
         if crop is not None:
             crops.append(crop)
             where.append((i, mine))
     if not crops:
         return
     p_reader = read_crops(reader, crops)
-    alt, prob = runner
     for (i, mine), pr in zip(where, p_reader):
         d = digits[i]
-        x0, y0, x1, y1 = d["bbox"]
-        p_net = net_distribution(d, mine, (alt[y0:y1, x0:x1], prob[y0:y1, x0:x1]))
+        p_net = net_distribution(d, mine, runner)
         mix = (1.0 - weight) * np.log(p_net + EPS) + weight * np.log(pr + EPS)
         new = int(mix.argmax())
         if new != d["digit"]:
