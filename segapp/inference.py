@@ -36,10 +36,6 @@ from .model import DEFAULT_WEIGHTS, load_pretrained
 from .postprocess import (
     certainty,
     class_maps,
-    erase_rules,
-    inked,
-    on_the_lines,
-    ruled_lines,
     settle,
     stands_out,
     upsample_classes,
@@ -48,8 +44,9 @@ from .postprocess import (
 from .reader import READER_DIR, load_reader
 from .render import Segmentation, read_digits
 from .reread import READER_WEIGHT, reread
+from .ruled import erase_rules, inked, on_the_lines, ruled_lines
 from .runtime import amp_enabled, pick_device
-from .scale import TARGET_HEIGHT, NetInput, ink_height, to_net_scale  # noqa: F401 (re-exported)
+from .scale import TARGET_HEIGHT, NetInput, to_net_scale
 
 
 @dataclass(frozen=True)
@@ -133,7 +130,7 @@ class Segmenter:
     # -- preprocess ------------------------------------------------------------------------------
     def preprocess(self, p: Prepared) -> NetInput:
         """Normalises polarity and background, estimates the digit height, resizes to the net's scale and erases a
-        notebook's rules where no stroke crosses them (:func:`~segapp.postprocess.erase_rules`)."""
+        notebook's rules where no stroke crosses them (:func:`~segapp.ruled.erase_rules`)."""
         c = self.cfg
         n = to_net_scale(p, c.rescale, c.digit_height, c.analysis_pixels, c.max_net_pixels)
         if n.image.size > 1:

@@ -1,8 +1,8 @@
 """Straight lines in ink: a notebook's rules, a squared page's grid, a margin, a form's boxes.
 
 No digit holds a long straight stroke, so what runs on straight is the page's printing, not writing. It is asked
-at two scales: by the scale estimate (:mod:`segapp.scale`) before any digit height is known, against the page's
-own size (:func:`page_lines`), and at the net's scale in digit heights (:func:`segapp.postprocess.ruled_lines`).
+at two scales: by the scale estimate (:mod:`segapp.ink_parts`) before any digit height is known, against the page's
+own size (:func:`page_lines`), and at the net's scale in digit heights (:func:`segapp.ruled.ruled_lines`).
 """
 
 from __future__ import annotations

@@ -8,10 +8,10 @@ from PIL import Image
 
 from segapp.images import Prepared
 from segapp.inference import InferenceConfig, Segmenter
+from segapp.ink_parts import ink_height, measure_ink, size_groups
 from segapp.mask_files import mask_image, mask_png, png_bytes
 from segapp.normalise import normalise
 from segapp.overlays import overlay, overlay_gray
-from segapp.scale import ink_height, measure_ink, size_groups
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import torch
 
 from segapp.classes import BACKGROUND
 from segapp.images import Prepared
-from segapp.inference import TARGET_HEIGHT, InferenceConfig, Segmenter, ink_height
+from segapp.inference import TARGET_HEIGHT, InferenceConfig, Segmenter
+from segapp.ink_parts import ink_height
 from segapp.m2nist import make_split
 from segapp.postprocess import upsample_classes, vote_blobs
 from segapp.render import group_lines
@@ -87,7 +88,7 @@ def test_faint_squared_paper_is_not_one_tall_digit(hairline, step):
 def test_a_sure_digit_a_rule_crosses_is_no_line(covered, confidence, lines):
     # A 10-row digit, ``covered`` of its rows on a ruled line: a blurred photographed digit crossed by a rule has
     # about half its pixels under the widened line; the net's sure reading keeps it, an unsure one does not.
-    from segapp.postprocess import on_the_lines
+    from segapp.ruled import on_the_lines
 
     small = np.full((12, 8), BACKGROUND, np.uint8)
     small[1:11, 3:5] = 7
@@ -108,7 +109,7 @@ def test_a_sure_digit_a_rule_crosses_is_no_line(covered, confidence, lines):
     (1, 200, "below", 120, True),  # a pen's 1 on a rule as dark as a ballpoint's
 ])
 def test_a_faint_one_along_a_rule_is_the_rule(digit, ink, rule, rule_ink, pen):
-    from segapp.postprocess import inked
+    from segapp.ruled import inked
 
     small = np.full((60, 30), BACKGROUND, np.uint8)
     image = np.zeros((60, 30), np.uint8)
@@ -126,7 +127,7 @@ def test_a_faint_one_along_a_rule_is_the_rule(digit, ink, rule, rule_ink, pen):
 def test_a_four_joined_from_pieces_read_as_ones_keeps_its_pixels(ruled):
     """A 4 joined from an arm and a stem the net coloured as 1s has no pixel of class 4 in the net's map: the
     checks after the reading once found it empty and dropped it ("1 1" handwritten read as nothing)."""
-    from segapp.postprocess import inked, line_share
+    from segapp.ruled import inked, line_share
 
     small = np.full((40, 30), BACKGROUND, np.uint8)
     small[5:30, 5:7] = 1
@@ -142,7 +143,7 @@ def test_a_four_joined_from_pieces_read_as_ones_keeps_its_pixels(ruled):
 
 
 def test_faint_rules_are_erased_where_no_stroke_crosses_them():
-    from segapp.postprocess import DIGIT_INK, erase_rules
+    from segapp.ruled import DIGIT_INK, erase_rules
 
     page = np.zeros((80, 120), np.uint8)
     page[::16, :] = 20  # a squared page's faint rules, as scaled down to the net
@@ -199,7 +200,7 @@ def test_a_small_number_filling_its_crop_is_read_where_the_conservative_floor_se
     contrast; the net's pixel-to-pixel floor is then measured instead. Sensor noise on a dark frame passes that
     floor as 11-px specks (read as '1 / 1 8 / 3' when measured so): specks that do not fill the frame are not."""
     from segapp.images import prepare
-    from segapp.scale import measure_ink
+    from segapp.ink_parts import measure_ink
     from segapp.synth import WildConfig, _blank
 
     data = small_photographed_number(seed=0)
@@ -303,7 +304,7 @@ def test_digits_of_mixed_sizes_are_each_read_at_their_scale(segmenter):
 def test_a_piece_a_hairline_joins_to_a_tall_digit_is_no_small_digit(hairline, groups):
     """A calligraphic 5's thick flag hangs on its hairline stem (ink below a quarter, 24-64 of 255): it is a piece
     of the tall digit, not a small digit of its own to be read in a pass at its scale. Unjoined, it is one."""
-    from segapp.scale import size_groups
+    from segapp.ink_parts import size_groups
 
     ink = np.zeros((240, 640), np.uint8)
     for x in (40, 160, 280):
@@ -318,7 +319,7 @@ def test_a_piece_a_hairline_joins_to_a_tall_digit_is_no_small_digit(hairline, gr
 def test_a_piece_that_fits_in_a_tall_digits_box_is_no_small_digit(top, groups):
     """A calligraphic 2's thick base lies below its body, apart: within the digit's box it is a piece of it (hidden
     from the tall digits' pass it took the 2's shape with it: read as a 9); a line of small print below is not."""
-    from segapp.scale import size_groups
+    from segapp.ink_parts import size_groups
 
     ink = np.zeros((260, 400), np.uint8)
     for x in (40, 280):
@@ -387,7 +388,7 @@ def test_a_digit_shorter_than_the_smallest_legible_is_a_speck(height):
 
 def test_a_broken_faint_rule_is_still_a_line():
     """Noise breaks a faint rule into dashes a few px apart; it is still found, and a digit's stroke is not."""
-    from segapp.postprocess import RULE_GAP, ruled_lines
+    from segapp.ruled import RULE_GAP, ruled_lines
 
     page = np.zeros((160, 200), np.uint8)
     page[:, 40] = 200
@@ -401,7 +402,7 @@ def test_a_broken_faint_rule_is_still_a_line():
 
 def test_ruled_lines_are_found_and_no_digit_is_taken_for_one():
     """Straight lines 2.5 digit heights long are rules, margins or boxes; a digit's strokes never are."""
-    from segapp.postprocess import LINE_LENGTH, ruled_lines
+    from segapp.ruled import LINE_LENGTH, ruled_lines
 
     page = np.zeros((120, 200), np.uint8)
     page[30, :] = 255  # a rule across the page

@@ -3,12 +3,12 @@
 A newcomer reads the package bottom-up:
 
 - core: labels, paths, safe I/O, runtime;
-- imaging: decode, normalise, a page's straight lines, scale, strokes, masks that follow the ink; touching digits
-  of one class split; the result type and the digits read (``render``), overlays, mask files;
+- imaging: decode, normalise, a page's straight lines, the ink's parts and scale, strokes, masks that follow the
+  ink; touching digits of one class split; the result type and the digits read (``render``), overlays, mask files;
 - data: the M2NIST recipe, Kaggle pairs, torch datasets, synthetic and folder datasets, `segapp data`;
 - model: the net and the digit reader, the net's ONNX graph and engines, metrics, int8;
-- inference: the postprocessing at net scale, each digit's likeliest other reading and the reader's second
-  opinion, the segmenter, evaluation
+- inference: the postprocessing at net scale and a notebook's ruled lines there, each digit's likeliest other
+  reading and the reader's second opinion, the segmenter, evaluation
   (``evaluate`` sits here because training scores its epochs with it: torchvision's ``evaluate`` beside
   ``train_one_epoch``);
 - training: the run's config, the engine, resume, the run's report, the job; blending, distillation; the reader's
@@ -26,10 +26,11 @@ from test_architecture import imports
 PACKAGE = Path(__file__).resolve().parent.parent / "segapp"
 LAYERS = {
     "core": {"__init__", "classes", "paths", "safeio", "runtime", "distributed"},
-    "imaging": {"normalise", "images", "lines", "scale", "strokes", "ink", "split", "render", "overlays", "mask_files"},
+    "imaging": {"normalise", "images", "lines", "ink_parts", "scale", "strokes", "ink", "split", "render", "overlays",
+                "mask_files"},
     "data": {"m2nist", "kaggle", "datasets", "synth", "data", "folders"},
     "model": {"model", "reader", "metrics", "onnx_export", "engines", "int8", "backends"},
-    "inference": {"postprocess", "alternatives", "reread", "inference", "evaluate"},
+    "inference": {"postprocess", "ruled", "alternatives", "reread", "inference", "evaluate"},
     "training": {"blend", "distill", "train_config", "train_loop", "train_resume", "train_report", "train",
                  "reader_train"},
     "app": {"predict_inputs", "predict_plan", "predict_outputs", "predict_files", "predict", "predict_ray", "export",

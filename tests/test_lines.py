@@ -1,12 +1,12 @@
-"""A page's straight lines (segapp.lines), and the digit height measured without them (segapp.scale)."""
+"""A page's straight lines (segapp.lines), and the digit height measured without them (segapp.ink_parts)."""
 
 import cv2
 import numpy as np
 import pytest
 
+from segapp.ink_parts import measure_ink
 from segapp.lines import edge_to_edge, page_lines, runs, without_page_lines
 from segapp.m2nist import make_split
-from segapp.scale import measure_ink
 
 
 def squared_page(canvas: np.ndarray, level: int, step: int = 36, tilt: float = 0.015) -> np.ndarray:
