@@ -14,7 +14,7 @@ from segapp.cli import main
 from segapp.inference import InferenceConfig, Segmenter
 from segapp.model import DEFAULT_WEIGHTS, WeightsError, load_pretrained
 from segapp.reader import READER_DIR, DigitReader, ReaderConfig, canonical, load_reader, read_crops, save_reader
-from segapp.reader_train import ReaderTrainConfig, digit_crops
+from segapp.reader_train import ReaderTrainConfig, digit_crops, vary
 from segapp.reread import reread
 
 
@@ -94,6 +94,20 @@ def test_digit_crops_keep_whole_digits_only():
     assert crops[0][0].shape == (28, 28)
 
 
+def test_vary_changes_each_crop_its_own_way_and_keeps_the_ink_in_range():
+    crops = torch.zeros(6, 1, 28, 28)
+    crops[:, :, 4:24, 12:16] = 1.0  # six identical upright bars (a "1")
+    out = vary(crops.clone(), torch.Generator().manual_seed(0))
+    again = vary(crops.clone(), torch.Generator().manual_seed(0))
+    assert out.shape == crops.shape and torch.equal(out, again)  # seeded: a run can be repeated
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    assert all(not torch.allclose(out[i], out[j]) for i in range(6) for j in range(i))  # each its own variation
+    mass = out.sum((1, 2, 3)) / crops.sum((1, 2, 3))
+    assert bool(((mass > 0.5) & (mass < 1.6)).all())  # the stroke varied, not lost or smeared over the crop
+    centre = (out[:, 0].sum(1) * torch.arange(28)).sum(1) / out[:, 0].sum((1, 2))
+    assert bool(((centre - 13.5).abs() < 3).all())  # turned and stretched about the middle: still centred
+
+
 @pytest.mark.parametrize("bad", [{"canvases": 10}, {"epochs": 0}, {"lr": 2.0}, {"width": True}])
 def test_train_reader_refuses_values_that_could_only_fail(bad):
     with pytest.raises(Exception, match="--"):
@@ -107,6 +121,7 @@ def test_train_reader_writes_a_reader_a_segmenter_loads(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_crops"] >= 32 and 0.0 <= metrics["held_accuracy"] <= 1.0
     assert json.loads((out / "args.json").read_text())["canvases"] == 60
+    assert json.loads((out / "args.json").read_text())["augment"] is True  # the default, recorded
     weights = tmp_path / "w"
     weights.mkdir()
     for f in ("config.json", "model.safetensors"):
