@@ -98,8 +98,9 @@ def _add_train_reader(sub, fmt, run) -> None:
     g.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
     g.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
     g.add_argument("--label-smoothing", type=float, default=0.05, help="cross-entropy label smoothing")
-    g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
-                   help="vary each crop anew in each pass: turned, sheared, stretched, ink edge and blur")
+    g.add_argument("--augment", type=float, default=1.0,
+                   help="how far each crop is varied anew in each pass (turned, sheared, stretched, its ink's edge, "
+                        "blur): 0 never, 1 the default ranges, 2 twice them")
     g = p.add_argument_group("run")
     g.add_argument("--out", type=Path, default=Path("runs/reader"), help="output folder")
     g.add_argument("--workers", type=int, default=2, help="processes generating the crops")

@@ -32,9 +32,9 @@ from .synth import WildConfig, wild_sample
 from .train_loop import train_one_epoch
 
 MIN_CROP_AREA, MIN_CROP_HEIGHT = 15, 8  # smaller label parts are a digit's piece cut off by a neighbour
-TURN = 12.0  # degrees: crops are turned by up to this much either way (--augment) ...
+TURN = 12.0  # degrees: at --augment 1 crops are turned by up to this much either way ...
 SHEAR = 0.3  # ... sheared by up to this much (a slant of ~17 degrees) ...
-STRETCH = (0.8, 1.15)  # ... and each axis scaled within this range (a narrow or a broad hand) ...
+STRETCH = (-0.2, 0.15)  # ... each axis scaled by 1 plus a share within this range (a narrow or a broad hand) ...
 GAMMA = 2.0  # ... their ink raised to a power within 1/GAMMA .. GAMMA (a stroke's soft edge fuller or fainter) ...
 BLURRED = 0.25  # ... and this share blurred (a photographed digit's soft strokes)
 
@@ -49,7 +49,7 @@ class ReaderTrainConfig:
     lr: float = 3e-3  # peak of the one-cycle schedule
     weight_decay: float = 1e-4
     label_smoothing: float = 0.05
-    augment: bool = True  # each crop turned, sheared, stretched, its ink's edge and blur varied, every time it is seen
+    augment: float = 1.0  # how far each crop is varied every time it is seen (vary): 0 never, 1 the ranges of TURN..
     width: int = 32
     seed: int = 0
     out: str = "runs/reader"
@@ -65,9 +65,10 @@ class ReaderTrainConfig:
                 raise SegappError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {v!r}")
         if self.canvases < 40:
             raise SegappError(f"--canvases {self.canvases}: use 40 or more (5% are held out to score the reader)")
-        if not (0 < self.lr < 1 and self.weight_decay >= 0 and 0 <= self.label_smoothing < 1 and self.workers >= 0):
+        if not (0 < self.lr < 1 and self.weight_decay >= 0 and 0 <= self.label_smoothing < 1 and self.workers >= 0
+                and 0 <= self.augment <= 3):
             raise SegappError("--lr must lie in (0, 1), --weight-decay >= 0, --label-smoothing in [0, 1), "
-                              "--workers >= 0")
+                              "--workers >= 0, --augment in [0, 3]")
 
 
 def digit_crops(image: np.ndarray, label: np.ndarray) -> list[tuple[np.ndarray, int]]:
@@ -118,19 +119,19 @@ def make_crops(n: int, seed: int, workers: int) -> tuple[np.ndarray, np.ndarray]
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def _batches(x: torch.Tensor, y: torch.Tensor, size: int, generator: torch.Generator, augment: bool = False):
+def _batches(x: torch.Tensor, y: torch.Tensor, size: int, generator: torch.Generator, augment: float = 0.0):
     """Shuffled full batches of crops, each shifted by up to 2 px (one shift per batch; MNIST centring is exact only
-    to the pixel, and a stroke's centre of mass moves with its pen), and with ``augment`` each crop varied
-    (:func:`vary`)."""
+    to the pixel, and a stroke's centre of mass moves with its pen), and with ``augment`` > 0 each crop varied that
+    much (:func:`vary`)."""
     order = torch.randperm(len(x), generator=generator)
     for k in range(len(x) // size):
         idx = order[k * size : (k + 1) * size]
         dy, dx = torch.randint(-2, 3, (2,), generator=generator).tolist()
         batch = x[idx].float().div_(255.0)[:, None]
-        yield torch.roll(vary(batch, generator) if augment else batch, (dy, dx), (2, 3)), y[idx]
+        yield torch.roll(vary(batch, generator, augment) if augment > 0 else batch, (dy, dx), (2, 3)), y[idx]
 
 
-def vary(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def vary(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0) -> torch.Tensor:
     """(N, 1, 28, 28) crops, ink 1 -> each turned, sheared and stretched about the centre, its ink raised to a power
     and a share of them blurred, each at random: the crops are made once, and without this every pass showed the
     reader the same 321,096 pictures; other writers' digits are slanted, narrowed and blurred in ways the
@@ -140,15 +141,16 @@ def vary(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     def uniform(lo: float, hi: float) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(n, generator=generator)
 
-    turn, shear = torch.deg2rad(uniform(-TURN, TURN)), uniform(-SHEAR, SHEAR)
-    sx, sy = uniform(*STRETCH), uniform(*STRETCH)
+    a = strength  # scales every range below
+    turn, shear = torch.deg2rad(uniform(-a * TURN, a * TURN)), uniform(-a * SHEAR, a * SHEAR)
+    sx, sy = 1 + a * uniform(*STRETCH), 1 + a * uniform(*STRETCH)
     cos, sin = turn.cos(), turn.sin()
     theta = torch.zeros(n, 2, 3)  # maps each output pixel to where it is sampled from (normalised coordinates)
     theta[:, 0, 0], theta[:, 0, 1] = cos / sx, (shear * cos - sin) / sx
     theta[:, 1, 0], theta[:, 1, 1] = sin / sy, (shear * sin + cos) / sy
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, align_corners=False).clamp_(0, 1)
-    x = x.pow(torch.exp(uniform(-1, 1) * np.log(GAMMA))[:, None, None, None])
+    x = x.pow(torch.exp(uniform(-a, a) * np.log(GAMMA))[:, None, None, None])
     blur = torch.rand(n, generator=generator) < BLURRED
     if blur.any():
         k = torch.tensor([0.25, 0.5, 0.25])

@@ -108,7 +108,7 @@ def test_vary_changes_each_crop_its_own_way_and_keeps_the_ink_in_range():
     assert bool(((centre - 13.5).abs() < 3).all())  # turned and stretched about the middle: still centred
 
 
-@pytest.mark.parametrize("bad", [{"canvases": 10}, {"epochs": 0}, {"lr": 2.0}, {"width": True}])
+@pytest.mark.parametrize("bad", [{"canvases": 10}, {"epochs": 0}, {"lr": 2.0}, {"width": True}, {"augment": -1}])
 def test_train_reader_refuses_values_that_could_only_fail(bad):
     with pytest.raises(Exception, match="--"):
         ReaderTrainConfig(**bad)
@@ -121,7 +121,7 @@ def test_train_reader_writes_a_reader_a_segmenter_loads(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_crops"] >= 32 and 0.0 <= metrics["held_accuracy"] <= 1.0
     assert json.loads((out / "args.json").read_text())["canvases"] == 60
-    assert json.loads((out / "args.json").read_text())["augment"] is True  # the default, recorded
+    assert json.loads((out / "args.json").read_text())["augment"] == 1.0  # the default, recorded
     weights = tmp_path / "w"
     weights.mkdir()
     for f in ("config.json", "model.safetensors"):
