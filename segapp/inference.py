@@ -33,14 +33,7 @@ from .classes import BACKGROUND, MIN_DIGIT_AREA
 from .images import Prepared, prepare
 from .ink import ink_refine
 from .model import DEFAULT_WEIGHTS, load_pretrained
-from .postprocess import (
-    certainty,
-    class_maps,
-    settle,
-    stands_out,
-    upsample_classes,
-    vote_blobs,
-)
+from .postprocess import certainty, class_maps, settle, stands_out, upsample_classes, vote_blobs
 from .reader import READER_DIR, load_reader
 from .render import Segmentation, read_digits
 from .reread import READER_WEIGHT, reread
