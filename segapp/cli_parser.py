@@ -93,7 +93,7 @@ def _add_train_reader(sub, fmt, run) -> None:
     g.add_argument("--seed", type=int, default=0, help="seeds the canvases, the init and the order")
     g = p.add_argument_group("model and optimisation")
     g.add_argument("--width", type=int, default=32, help="channels of the first stage (then 2x, 4x)")
-    g.add_argument("--epochs", type=int, default=4, help="passes over the crops")
+    g.add_argument("--epochs", type=int, default=8, help="passes over the crops")
     g.add_argument("--batch-size", type=int, default=256, help="crops per step")
     g.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
     g.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")

@@ -44,7 +44,7 @@ class ReaderTrainConfig:
     """Every argument of ``segapp train-reader`` (the CLI maps its flags onto it; ``args.json`` records it)."""
 
     canvases: int = 100_000  # generated training images (about 3.2 crops each)
-    epochs: int = 4
+    epochs: int = 8
     batch_size: int = 256
     lr: float = 3e-3  # peak of the one-cycle schedule
     weight_decay: float = 1e-4
