@@ -37,7 +37,7 @@ from .postprocess import certainty, class_maps, settle, stands_out, upsample_cla
 from .reader import READER_DIR, load_reader
 from .render import Segmentation, read_digits
 from .reread import READER_WEIGHT, reread
-from .ruled import erase_rules, inked, on_the_lines, ones_on_page_lines, ruled_lines
+from .ruled import erase_rules, inked, off_the_page_lines, on_the_lines, ruled_lines
 from .runtime import amp_enabled, pick_device
 from .scale import TARGET_HEIGHT, NetInput, to_net_scale
 
@@ -258,7 +258,7 @@ class Segmenter:
             for d in sub.digits:
                 bx0, by0, bx1, by1 = d["bbox"]
                 digits.append({**d, "bbox": [bx0 + x0, by0 + y0, bx1 + x0, by1 + y0]})
-        digits = ones_on_page_lines(full, digits, p.raw, p.inverted)  # a crop cut the lines short: the whole height
+        digits = off_the_page_lines(full, digits, p.raw, p.inverted)  # a crop cut the lines short: the whole height
         small = min(n.groups, key=lambda g: g.height)
         return Segmentation.from_digits(full, p, digits, scale=min(1.0, TARGET_HEIGHT / small.height),
                                         digit_height=small.height)

@@ -404,7 +404,7 @@ def test_a_broken_faint_rule_is_still_a_line():
 def test_a_margin_cut_short_by_a_size_groups_crop_is_no_1(margin):
     """A pass over one size group sees a crop, which cuts a notebook's margin short; the 1 read on its stretch is
     judged on the whole image's height and dropped, with its pixels, while a pen's 1 beside no line is kept."""
-    from segapp.ruled import ones_on_page_lines
+    from segapp.ruled import off_the_page_lines
 
     raw = np.full((130, 120), 210, np.uint8)  # light paper
     raw[40:54, 80:82] = 60  # a pen's 1, dark
@@ -417,7 +417,7 @@ def test_a_margin_cut_short_by_a_size_groups_crop_is_no_1(margin):
     full[40:54, 79:83] = 1
     digits = [{"digit": 1, "bbox": [19, 57, 23, 71], "confidence": 0.95},
               {"digit": 1, "bbox": [79, 40, 83, 54], "confidence": 0.95}]
-    kept = ones_on_page_lines(full, digits, raw, inverted=True)
+    kept = off_the_page_lines(full, digits, raw, inverted=True)
     assert [d["bbox"][0] for d in kept] == ([79] if margin else [19, 79])
     assert (full[57:71, 19:23] == 1).all() != margin and (full[40:54, 79:83] == 1).all()
 
