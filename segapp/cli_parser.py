@@ -101,6 +101,9 @@ def _add_train_reader(sub, fmt, run) -> None:
     g.add_argument("--augment", type=float, default=1.0,
                    help="how far each crop is varied anew in each pass (turned, sheared, stretched, its ink's edge, "
                         "blur): 0 never, 1 the default ranges, 2 twice them")
+    g.add_argument("--low-res", type=float, default=0.0,
+                   help="share of the varied crops also averaged down to 8-14 cells a side and enlarged back (a "
+                        "coarse scan's or a thumbnail's blur)")
     g = p.add_argument_group("run")
     g.add_argument("--out", type=Path, default=Path("runs/reader"), help="output folder")
     g.add_argument("--workers", type=int, default=2, help="processes generating the crops")

@@ -37,6 +37,7 @@ SHEAR = 0.3  # ... sheared by up to this much (a slant of ~17 degrees) ...
 STRETCH = (-0.2, 0.15)  # ... each axis scaled by 1 plus a share within this range (a narrow or a broad hand) ...
 GAMMA = 2.0  # ... their ink raised to a power within 1/GAMMA .. GAMMA (a stroke's soft edge fuller or fainter) ...
 BLURRED = 0.25  # ... and this share blurred (a photographed digit's soft strokes)
+CELLS = (8, 14)  # --low-res: a crop's 28 px averaged down to this many cells a side (its ~20 px digit to ~6-10)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class ReaderTrainConfig:
     weight_decay: float = 1e-4
     label_smoothing: float = 0.05
     augment: float = 1.0  # how far each crop is varied every time it is seen (vary): 0 never, 1 the ranges of TURN..
+    low_res: float = 0.0  # share of crops (when varied) rebuilt from a few cells (vary: a scan or a thumbnail)
     width: int = 32
     seed: int = 0
     out: str = "runs/reader"
@@ -66,9 +68,9 @@ class ReaderTrainConfig:
         if self.canvases < 40:
             raise SegappError(f"--canvases {self.canvases}: use 40 or more (5% are held out to score the reader)")
         if not (0 < self.lr < 1 and self.weight_decay >= 0 and 0 <= self.label_smoothing < 1 and self.workers >= 0
-                and 0 <= self.augment <= 3):
+                and 0 <= self.augment <= 3 and 0 <= self.low_res <= 1):
             raise SegappError("--lr must lie in (0, 1), --weight-decay >= 0, --label-smoothing in [0, 1), "
-                              "--workers >= 0, --augment in [0, 3]")
+                              "--workers >= 0, --augment in [0, 3], --low-res in [0, 1]")
 
 
 def digit_crops(image: np.ndarray, label: np.ndarray) -> list[tuple[np.ndarray, int]]:
@@ -119,7 +121,8 @@ def make_crops(n: int, seed: int, workers: int) -> tuple[np.ndarray, np.ndarray]
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def _batches(x: torch.Tensor, y: torch.Tensor, size: int, generator: torch.Generator, augment: float = 0.0):
+def _batches(x: torch.Tensor, y: torch.Tensor, size: int, generator: torch.Generator, augment: float = 0.0,
+             low_res: float = 0.0):
     """Shuffled full batches of crops, each shifted by up to 2 px (one shift per batch; MNIST centring is exact only
     to the pixel, and a stroke's centre of mass moves with its pen), and with ``augment`` > 0 each crop varied that
     much (:func:`vary`)."""
@@ -128,14 +131,20 @@ def _batches(x: torch.Tensor, y: torch.Tensor, size: int, generator: torch.Gener
         idx = order[k * size : (k + 1) * size]
         dy, dx = torch.randint(-2, 3, (2,), generator=generator).tolist()
         batch = x[idx].float().div_(255.0)[:, None]
-        yield torch.roll(vary(batch, generator, augment) if augment > 0 else batch, (dy, dx), (2, 3)), y[idx]
+        batch = vary(batch, generator, augment, low_res) if augment > 0 else batch
+        yield torch.roll(batch, (dy, dx), (2, 3)), y[idx]
 
 
-def vary(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0) -> torch.Tensor:
+def vary(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0, low_res: float = 0.0) -> torch.Tensor:
     """(N, 1, 28, 28) crops, ink 1 -> each turned, sheared and stretched about the centre, its ink raised to a power
     and a share of them blurred, each at random: the crops are made once, and without this every pass showed the
     reader the same 321,096 pictures; other writers' digits are slanted, narrowed and blurred in ways the
-    generator's hundred thousand canvases sample only thinly."""
+    generator's hundred thousand canvases sample only thinly.
+
+    With ``low_res`` > 0 that share of the crops is also averaged down to a few cells a side (:data:`CELLS`) and
+    enlarged back (bicubic): a digit that survives only at low resolution (a coarse scan, a thumbnail, a form's
+    block counts) comes back as a smooth blur whose loops fill in, and a 9 so blurred was read as a 3.
+    """
     n = len(x)
 
     def uniform(lo: float, hi: float) -> torch.Tensor:
@@ -155,6 +164,15 @@ def vary(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0) -> 
     if blur.any():
         k = torch.tensor([0.25, 0.5, 0.25])
         x[blur] = F.conv2d(x[blur], (k[:, None] * k[None])[None, None], padding=1)
+    if low_res > 0:
+        low = torch.rand(n, generator=generator) < low_res
+        cells = torch.randint(CELLS[0], CELLS[1] + 1, (n,), generator=generator)
+        for c in cells[low].unique().tolist():
+            pick = low & (cells == c)
+            small = F.adaptive_avg_pool2d(x[pick], c)  # each cell: the mean ink of its block
+            up = F.interpolate(small, size=x.shape[-2:], mode="bicubic", align_corners=False).clamp_(0, 1)
+            # inference normalises an image's ink to full strength; averaged thin strokes would stay grey
+            x[pick] = (up / up.amax((2, 3), keepdim=True).clamp_min(1e-3)).clamp_(0, 1)
     return x
 
 
@@ -197,7 +215,7 @@ def run(cfg: ReaderTrainConfig, argv: list[str] | None = None) -> dict:
 
     history = []
     for epoch in range(cfg.epochs):
-        batches = _batches(x, y, cfg.batch_size, generator, cfg.augment)
+        batches = _batches(x, y, cfg.batch_size, generator, cfg.augment, cfg.low_res)
         mean, n = train_one_epoch(reader, batches, loss, opt, sched, device, amp,
                                   desc=f"epoch {epoch + 1}/{cfg.epochs}" if progress else None,
                                   memory_format=torch.contiguous_format)

@@ -108,7 +108,20 @@ def test_vary_changes_each_crop_its_own_way_and_keeps_the_ink_in_range():
     assert bool(((centre - 13.5).abs() < 3).all())  # turned and stretched about the middle: still centred
 
 
-@pytest.mark.parametrize("bad", [{"canvases": 10}, {"epochs": 0}, {"lr": 2.0}, {"width": True}, {"augment": -1}])
+def test_low_res_rebuilds_a_crop_from_a_few_cells_at_full_ink():
+    crops = torch.zeros(8, 1, 28, 28)
+    crops[:, :, 4:24, 12:14] = 1.0  # a thin upright bar: averaged into cells it would come back grey and wide
+    out = vary(crops.clone(), torch.Generator().manual_seed(1), 0.0, low_res=1.0)  # no turn, shear or stretch
+    assert float(out.min()) >= 0.0 and torch.allclose(out.amax((1, 2, 3)), torch.ones(8))  # ink back at full
+    spread = ((out > 0.25).sum((1, 2, 3)) / (crops > 0.25).sum((1, 2, 3)))
+    assert bool((spread > 1.2).all())  # blurred wider than the 2 px stroke ...
+    centre = (out[:, 0].sum(1) * torch.arange(28)).sum(1) / out[:, 0].sum((1, 2))
+    assert bool(((centre - 12.5).abs() < 1.5).all())  # ... where it was
+    assert len({round(float(v), 3) for v in out.sum((1, 2, 3))}) > 1  # cells of more than one size
+
+
+@pytest.mark.parametrize("bad", [{"canvases": 10}, {"epochs": 0}, {"lr": 2.0}, {"width": True}, {"augment": -1},
+                                 {"low_res": 1.5}])
 def test_train_reader_refuses_values_that_could_only_fail(bad):
     with pytest.raises(Exception, match="--"):
         ReaderTrainConfig(**bad)

@@ -1,0 +1,171 @@
+"""Scores digit readers on recorded digits in seconds, instead of re-running the whole inference path per reader.
+
+``collect`` runs the robustness benchmark's images through the inference path once, with the reader switched
+off, and records for every digit the net found its reading, confidence, the net's distribution
+(:func:`segapp.reread.net_distribution`) and its canonical crop (:func:`segapp.reader.own_strokes`): everything
+:func:`segapp.reread.reread` looks at. ``score`` then replays the reread rule (a digit under the gate is read
+again, the two log-distributions mixed at a weight) for any readers, gates and weights and counts the numbers read
+exactly, per category, beside the net alone; ``--confusions`` lists the digits each misreads. Reading order and
+digit boxes come from the recording, so a rule scored here reads exactly what ``segapp predict`` would (checked by
+``tests/test_bench.py``). Several readers given with commas are averaged in log-probability (an ensemble).
+
+    python -m benchmarks.reader_sim collect --seed 77 --fonts held --out runs/digits77.npz
+    python -m benchmarks.reader_sim score weights/reader,runs/reader-x runs/digits77.npz --gates 0.95,0.99
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+from pathlib import Path
+
+import numpy as np
+
+import segapp.inference as inference
+from segapp.postprocess import digit_pixels
+from segapp.reader import load_reader, own_strokes, read_crops
+from segapp.reread import EPS, READER_WEIGHT, REREAD_BELOW, net_distribution
+
+from .robustness import CATEGORIES, build
+
+WRITERS = ("hand", "hand_paper", "hand_photo", "hand_small", "grid", "real", "real_paper", "single")
+
+
+def _record(digits, small, image, runner, reader, weight=0.0) -> None:
+    """Stands in for :func:`segapp.reread.reread`: keeps each digit's crop and net distribution, changes nothing."""
+    for d in digits:
+        x0, y0, x1, y1 = d["bbox"]
+        mine = digit_pixels(d, small)
+        d["_crop"] = own_strokes(image[y0:y1, x0:x1].astype(np.float32) / 255.0, mine)
+        d["_pn"] = net_distribution(d, mine, runner)
+
+
+def collect(weights: str, categories: list[str], seed: int, fonts: str, n: int) -> dict:
+    """Every digit the net finds in ``n`` images per category -> arrays for :func:`score` (see the module doc)."""
+    real = inference.reread
+    inference.reread = _record  # the segmenter calls it for every image: record instead of reading again
+    try:
+        seg = inference.Segmenter(weights)
+        if seg.reader is None:  # the weights have no reader: reread would not be called, so give it a stand-in
+            seg.reader = object()
+        recs, crops, pns = [], [], []
+        for cat in categories:
+            items = build(cat, n, np.random.default_rng([seed, CATEGORIES.index(cat)]), fonts)
+            for k, (data, ext, _, text) in enumerate(items):
+                s = seg(data, f"{k}.{ext}")
+                ds = []
+                for d in s.digits:
+                    j = -1
+                    if d.get("_crop") is not None:
+                        j = len(crops)
+                        crops.append(d["_crop"])
+                        pns.append(d["_pn"])
+                    ds.append({"digit": d["digit"], "line": d["line"], "conf": d["confidence"], "j": j})
+                recs.append({"cat": cat, "k": k, "text": text, "digits": ds})
+    finally:
+        inference.reread = real
+    empty = np.zeros((0, 28, 28), np.float16)
+    return {"crops": np.stack(crops).astype(np.float16) if crops else empty,
+            "pn": np.stack(pns).astype(np.float32) if pns else np.zeros((0, 10), np.float32),
+            "recs": np.array(json.dumps(recs))}
+
+
+def text_of(digits: list[dict], classes: list[int]) -> str:
+    """The reading of recorded digits given their classes: each line's digits space-separated, lines by newline."""
+    lines: dict[int, list[str]] = {}
+    for d, c in zip(digits, classes):
+        lines.setdefault(d["line"], []).append(str(c))
+    return "\n".join(" ".join(lines[k]) for k in sorted(lines))
+
+
+def reader_probs(readers: list[str], crops: np.ndarray) -> np.ndarray:
+    """(N, 10) probabilities of the readers' mean log-probability (one reader: its own) for ``crops``."""
+    if not len(crops):
+        return np.zeros((0, 10), np.float32)
+    logs = []
+    for folder in readers:
+        r = load_reader(folder)
+        if r is None:
+            raise SystemExit(f"{folder}: no reader there (config.json + model.safetensors)")
+        flat = [c.astype(np.float32) for c in crops]
+        p = np.concatenate([read_crops(r, flat[i : i + 4096]) for i in range(0, len(flat), 4096)])
+        logs.append(np.log(p + EPS))
+    p = np.exp(np.mean(logs, 0))
+    return p / p.sum(1, keepdims=True)
+
+
+def classes(recs: list[dict], pn: np.ndarray, pr: np.ndarray | None, gate: float, weight: float) -> list[list[int]]:
+    """Each record's digit classes under the reread rule (``pr`` None: the net alone)."""
+    def one(d: dict) -> int:
+        if pr is None or d["j"] < 0 or d["conf"] >= gate:
+            return d["digit"]
+        return int(((1 - weight) * np.log(pn[d["j"]] + EPS) + weight * np.log(pr[d["j"]] + EPS)).argmax())
+    return [[one(d) for d in r["digits"]] for r in recs]
+
+
+def score(files: list[Path], readers: list[str], gates: list[float], weights: list[float],
+          confusions: bool = False) -> list[dict]:
+    """Numbers read exactly per category: the net alone, then each (gate, weight) rule; printed and returned."""
+    rows = []
+    for f in files:
+        z = np.load(f)
+        recs, crops, pn = json.loads(str(z["recs"])), z["crops"], z["pn"]
+        pr = reader_probs(readers, crops)
+        cats = list(dict.fromkeys(r["cat"] for r in recs))
+        rules = [("net alone", None, 0.0, 0.0)] + [(f"gate {g} weight {w}", pr, g, w) for g in gates for w in weights]
+        for name, p, g, w in rules:
+            cl = classes(recs, pn, p, g, w)
+            right = collections.Counter(r["cat"] for r, c in zip(recs, cl) if text_of(r["digits"], c) == r["text"])
+            row = {"file": str(f), "rule": name, **{c: right[c] for c in cats}, "total": sum(right.values()),
+                   "of": len(recs)}
+            rows.append(row)
+            print(f"{f.name} {name:22s} " + " ".join(f"{c}={right[c]}" for c in cats) + f"  total {row['total']}"
+                  f"/{len(recs)}")
+        if confusions:
+            wrong = collections.Counter()
+            for r in recs:
+                want = [int(c) for c in r["text"] if c.isdigit()]
+                if len(want) == len(r["digits"]):
+                    for t, d in zip(want, r["digits"]):
+                        if d["j"] >= 0 and int(pr[d["j"]].argmax()) != t:
+                            wrong[f"{t}->{int(pr[d['j']].argmax())}"] += 1
+            print("  the reader alone misreads:", ", ".join(f"{k} {v}" for k, v in wrong.most_common(12)))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="job", required=True)
+    c = sub.add_parser("collect", help="record the net's digits once")
+    c.add_argument("--weights", default="weights")
+    c.add_argument("--categories", default=",".join(WRITERS), help="comma-separated robustness categories")
+    c.add_argument("--seed", type=int, default=77)
+    c.add_argument("--fonts", default="held", choices=["dev", "held", "fresh"])
+    c.add_argument("--n", type=int, default=100, help="images per category")
+    c.add_argument("--out", type=Path, required=True, help=".npz to write")
+    s = sub.add_parser("score", help="score readers on recorded digits")
+    s.add_argument("readers", help="reader folders, comma-separated (several: averaged)")
+    s.add_argument("files", nargs="+", type=Path, help=".npz files from collect")
+    s.add_argument("--gates", default=str(REREAD_BELOW), help="comma-separated reread gates")
+    s.add_argument("--mix", default=str(READER_WEIGHT), help="comma-separated reader weights")
+    s.add_argument("--confusions", action="store_true", help="list what the reader alone misreads")
+    a = ap.parse_args(argv)
+    if a.job == "collect":
+        cats = a.categories.split(",")
+        unknown = sorted(set(cats) - set(CATEGORIES))
+        if unknown:
+            raise SystemExit(f"unknown categories {unknown}: choose from {', '.join(CATEGORIES)}")
+        arrays = collect(a.weights, cats, a.seed, a.fonts, a.n)
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = a.out.with_name(a.out.name + ".part.npz")
+        np.savez_compressed(tmp, **arrays)
+        tmp.replace(a.out)
+        print(f"{a.out}: {len(arrays['crops'])} digits of {len(json.loads(str(arrays['recs'])))} images")
+    else:
+        score(a.files, a.readers.split(","), [float(g) for g in a.gates.split(",")],
+              [float(w) for w in a.mix.split(",")], a.confusions)
+
+
+if __name__ == "__main__":
+    main()

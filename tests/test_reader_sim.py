@@ -1,0 +1,50 @@
+"""benchmarks/reader_sim.py: a reread rule replayed on recorded digits reads what the inference path reads."""
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import reader_sim
+from benchmarks.robustness import CATEGORIES, build
+from segapp.inference import InferenceConfig, Segmenter
+
+CATS, SEED, N = ["real", "hand_small"], 77, 4  # real people's digits and small hands: digits the net is unsure of
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sim") / "digits.npz"
+    reader_sim.main(["collect", "--categories", ",".join(CATS), "--seed", str(SEED), "--fonts", "dev", "--n", str(N),
+                     "--out", str(path)])
+    return path
+
+
+def _readings(reader: bool) -> list[str]:
+    seg = Segmenter("weights", InferenceConfig(reader=reader))
+    out = []
+    for cat in CATS:
+        for k, (data, ext, _, _) in enumerate(build(cat, N, np.random.default_rng([SEED, CATEGORIES.index(cat)]),
+                                                    "dev")):
+            out.append(seg(data, f"{k}.{ext}").text)
+    return out
+
+
+def test_replayed_rules_read_what_segapp_reads(recorded):
+    z = np.load(recorded)
+    recs, pn = json.loads(str(z["recs"])), z["pn"]
+    assert len(recs) == N * len(CATS) and len(z["crops"]) == len(pn) > 0
+    pr = reader_sim.reader_probs(["weights/reader"], z["crops"])
+    alone = [reader_sim.text_of(r["digits"], c) for r, c in zip(recs, reader_sim.classes(recs, pn, None, 0.95, 0.6))]
+    mixed = [reader_sim.text_of(r["digits"], c) for r, c in zip(recs, reader_sim.classes(recs, pn, pr, 0.95, 0.6))]
+    assert alone == _readings(reader=False)
+    assert mixed == _readings(reader=True)
+
+
+def test_score_counts_numbers_per_category_and_rule(recorded, capsys):
+    rows = reader_sim.score([recorded], ["weights/reader"], [0.95, 1.01], [0.0, 0.6])
+    rules = [f"gate {g} weight {w}" for g in (0.95, 1.01) for w in (0.0, 0.6)]
+    assert [r["rule"] for r in rows] == ["net alone", *rules]
+    assert all(r["of"] == N * len(CATS) and r["total"] == sum(r[c] for c in CATS) for r in rows)
+    assert rows[1]["total"] == rows[0]["total"]  # weight 0: the reader has no say
+    assert "net alone" in capsys.readouterr().out
