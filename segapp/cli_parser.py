@@ -104,6 +104,9 @@ def _add_train_reader(sub, fmt, run) -> None:
     g.add_argument("--low-res", type=float, default=0.0,
                    help="share of the varied crops also averaged down to 8-14 cells a side and enlarged back (a "
                         "coarse scan's or a thumbnail's blur)")
+    g.add_argument("--pointed-four", type=float, default=0.0,
+                   help="share of the generator's styled 4s closed into a pointed triangle (print's 4) instead of a "
+                        "square top")
     g = p.add_argument_group("run")
     g.add_argument("--out", type=Path, default=Path("runs/reader"), help="output folder")
     g.add_argument("--workers", type=int, default=2, help="processes generating the crops")

@@ -52,6 +52,7 @@ class ReaderTrainConfig:
     label_smoothing: float = 0.05
     augment: float = 1.0  # how far each crop is varied every time it is seen (vary): 0 never, 1 the ranges of TURN..
     low_res: float = 0.0  # share of crops (when varied) rebuilt from a few cells (vary: a scan or a thumbnail)
+    pointed_four: float = 0.0  # share of the generator's styled 4s closed into a triangle (WildConfig.pointed_four)
     width: int = 32
     seed: int = 0
     out: str = "runs/reader"
@@ -68,9 +69,9 @@ class ReaderTrainConfig:
         if self.canvases < 40:
             raise SegappError(f"--canvases {self.canvases}: use 40 or more (5% are held out to score the reader)")
         if not (0 < self.lr < 1 and self.weight_decay >= 0 and 0 <= self.label_smoothing < 1 and self.workers >= 0
-                and 0 <= self.augment <= 3 and 0 <= self.low_res <= 1):
+                and 0 <= self.augment <= 3 and 0 <= self.low_res <= 1 and 0 <= self.pointed_four <= 1):
             raise SegappError("--lr must lie in (0, 1), --weight-decay >= 0, --label-smoothing in [0, 1), "
-                              "--workers >= 0, --augment in [0, 3], --low-res in [0, 1]")
+                              "--workers >= 0, --augment in [0, 3], --low-res and --pointed-four in [0, 1]")
 
 
 def digit_crops(image: np.ndarray, label: np.ndarray) -> list[tuple[np.ndarray, int]]:
@@ -95,10 +96,9 @@ def digit_crops(image: np.ndarray, label: np.ndarray) -> list[tuple[np.ndarray, 
 class CanvasCrops(Dataset):
     """Canvas ``i`` of the generator, seeded by (seed, i) -> its digits' crops (uint8 (n, 28, 28), labels (n,))."""
 
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed = n, seed
+    def __init__(self, n: int, seed: int, recipe: WildConfig = WildConfig()):
+        self.n, self.seed, self.recipe = n, seed, recipe
         self.digits, self.labels = load_mnist("train")
-        self.recipe = WildConfig()
 
     def __len__(self) -> int:
         return self.n
@@ -114,9 +114,9 @@ def _cat(batch):
     return np.concatenate([b[0] for b in batch]), np.concatenate([b[1] for b in batch])
 
 
-def make_crops(n: int, seed: int, workers: int) -> tuple[np.ndarray, np.ndarray]:
+def make_crops(n: int, seed: int, workers: int, recipe: WildConfig = WildConfig()) -> tuple[np.ndarray, np.ndarray]:
     """The crops of ``n`` generated canvases, in canvas order (the same for any ``workers``)."""
-    loader = DataLoader(CanvasCrops(n, seed), batch_size=64, num_workers=workers, collate_fn=_cat)
+    loader = DataLoader(CanvasCrops(n, seed, recipe), batch_size=64, num_workers=workers, collate_fn=_cat)
     xs, ys = zip(*loader)
     return np.concatenate(xs), np.concatenate(ys)
 
@@ -197,8 +197,9 @@ def run(cfg: ReaderTrainConfig, argv: list[str] | None = None) -> dict:
     write_atomic(out / "args.json", lambda p: Path(p).write_text(json.dumps({**asdict(cfg), "argv": argv}, indent=2)))
     t0 = time.time()
     held = max(2, cfg.canvases // 20)
-    x, y = make_crops(cfg.canvases, cfg.seed, cfg.workers)
-    vx, vy = make_crops(held, cfg.seed + 1_000_003, cfg.workers)  # other canvases: no crop shared with training
+    recipe = WildConfig(pointed_four=cfg.pointed_four)
+    x, y = make_crops(cfg.canvases, cfg.seed, cfg.workers, recipe)
+    vx, vy = make_crops(held, cfg.seed + 1_000_003, cfg.workers, recipe)  # other canvases: no crop shared with training
     if len(x) < cfg.batch_size:
         raise SegappError(f"{cfg.canvases} canvases gave {len(x)} crops, fewer than one batch of {cfg.batch_size}; "
                           "raise --canvases or lower --batch-size")

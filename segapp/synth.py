@@ -25,7 +25,7 @@ import numpy as np
 from .classes import BACKGROUND, VOID
 from .normalise import normalise
 from .scale import TARGET_HEIGHT
-from .strokes import hook, open_loop, repen, restyle
+from .strokes import hook, open_loop, pointed, repen, restyle
 
 EDGE = 0.25  # share of full ink from which a resampled stroke pixel is labelled as its digit
 
@@ -51,6 +51,7 @@ class WildConfig:
     thin: float = 0.08  # probability of a fine pen (erosion)
     resample: float = 0.25  # probability of blur from a low-resolution original (small digits upscaled)
     styled: float = 0.45  # probability that a 1 gets a flag and/or foot, a 4 a closed top, a 7 a crossbar
+    pointed_four: float = 0.0  # share of the styled 4s closed into a triangle instead (strokes.pointed)
     open_nine: float = 0.3  # probability that a 9's loop is left open at the lower left (strokes.open_loop)
     hook_nine: float = 0.35  # probability that a 9's stem curls back to the left at its foot instead (strokes.hook)
     photo: float = 0.55  # probability of the photograph treatment
@@ -64,7 +65,9 @@ def _digit_patch(d28: np.ndarray, height: float, rng: np.random.Generator, cfg: 
     ys, xs = np.nonzero(d28 > 0)
     d = d28[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32) / 255.0
     if label in (1, 4, 7) and rng.random() < cfg.styled:
-        d = restyle(d, label, rng)
+        # (no draw at pointed_four 0: the net's recipe stays the stream its weights were trained on)
+        d = pointed(d, rng) if label == 4 and cfg.pointed_four and rng.random() < cfg.pointed_four \
+            else restyle(d, label, rng)
     if label == 9:  # an open loop or a curled foot, not both: together they draw a 3
         r = rng.random()
         d = open_loop(d, rng) if r < cfg.open_nine else hook(d, rng) if r < cfg.open_nine + cfg.hook_nine else d

@@ -6,8 +6,8 @@ import pytest
 
 from segapp.classes import BACKGROUND
 from segapp.m2nist import digit_pool
-from segapp.strokes import _lift, _swell, hook, open_loop, repen, restyle, thin
-from segapp.synth import WildConfig, wild_sample
+from segapp.strokes import _lift, _swell, hook, open_loop, pointed, repen, restyle, thin
+from segapp.synth import WildConfig, _digit_patch, wild_sample
 
 
 def test_thinning_leaves_a_one_pixel_connected_skeleton():
@@ -141,6 +141,36 @@ def test_a_closed_four_has_a_bar_crossing_its_stem(seed):
     stem = np.flatnonzero(closed[-4:].max(0) > 0.5)  # the stem alone reaches the bottom rows
     bar = np.flatnonzero(closed[11:15].max(0) > 0.5)
     assert bar.max() >= stem.max() + 3  # the bar crosses the stem by more than a stroke width
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_pointed_four_is_a_triangle_over_a_stem_with_its_bar_across(seed):
+    four = np.zeros((24, 20), np.float32)
+    four[0:14, 3:5] = 1  # left arm
+    four[12:14, 3:15] = 1  # bar, ending at the stem
+    four[0:24, 13:15] = 1  # stem
+    p = pointed(four, np.random.default_rng(seed))
+    assert (p > 0.5).any(1).sum() in (24, 25) and _pieces_and_holes(p) == (1, 1)  # as tall (+1: a round cap); one hole
+    stem = np.flatnonzero(p[-4:].max(0) > 0.5)
+    bar_row = 12 + int(np.argmax((p[10:16] > 0.5).sum(1))) - 2
+    widths = [np.ptp(np.flatnonzero(p[r] > 0.5)) for r in (2, 6, bar_row - 2)]
+    assert widths[0] < widths[1] < widths[2]  # the triangle widens downwards from the stem's top (no square top)
+    assert np.flatnonzero(p[bar_row - 1 : bar_row + 2].max(0) > 0.5).max() >= stem.max() + 2  # the bar crosses
+    stem_alone = four[:, 13:15]
+    assert np.array_equal(pointed(stem_alone, np.random.default_rng(seed)), np.pad(stem_alone, 8))  # no arms: kept
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_the_recipe_draws_pointed_fours_only_when_asked(share):
+    four = np.zeros((28, 28), np.uint8)
+    four[4:16, 7:9] = 255  # an open MNIST-like 4: left arm, bar ending at the stem, stem
+    four[14:16, 7:19] = 255
+    four[4:24, 17:19] = 255
+    still = dict(rotate=0.0, slant=0.0, aspect=(0.0, 0.0), elastic=0.0, repen=0.0, thicken=0.0, thin=0.0)
+    patch = _digit_patch(four, 20.0, np.random.default_rng(0), WildConfig(styled=1.0, pointed_four=share, **still), 4)
+    rows = [r for r in patch if (r > 0.5).any()]
+    top = np.ptp(np.flatnonzero(rows[1] > 0.5))  # the second row of ink: the stem's tip, or a square's whole top
+    assert (top <= 4) == (share == 1.0)
 
 
 def test_blank_training_images_are_all_background(digits):
