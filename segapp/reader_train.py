@@ -37,6 +37,7 @@ SHEAR = 0.3  # ... sheared by up to this much (a slant of ~17 degrees) ...
 STRETCH = (-0.2, 0.15)  # ... each axis scaled by 1 plus a share within this range (a narrow or a broad hand) ...
 GAMMA = 2.0  # ... their ink raised to a power within 1/GAMMA .. GAMMA (a stroke's soft edge fuller or fainter) ...
 BLURRED = 0.25  # ... and this share blurred (a photographed digit's soft strokes)
+SPAN = 20 / 28  # half the crop's extent a digit spans (normalised coordinates: MNIST's 20 px box in 28)
 CELLS = (8, 14)  # --low-res: a crop's 28 px averaged down to this many cells a side (its ~20 px digit to ~6-10)
 
 
@@ -53,6 +54,7 @@ class ReaderTrainConfig:
     augment: float = 1.0  # how far each crop is varied every time it is seen (vary): 0 never, 1 the ranges of TURN..
     low_res: float = 0.0  # share of crops (when varied) rebuilt from a few cells (vary: a scan or a thumbnail)
     pointed_four: float = 0.0  # share of the generator's styled 4s closed into a triangle (WildConfig.pointed_four)
+    proportions: float = 0.0  # how far a varied crop's parts are resized against each other (vary, _proportions)
     width: int = 32
     seed: int = 0
     out: str = "runs/reader"
@@ -69,9 +71,11 @@ class ReaderTrainConfig:
         if self.canvases < 40:
             raise SegappError(f"--canvases {self.canvases}: use 40 or more (5% are held out to score the reader)")
         if not (0 < self.lr < 1 and self.weight_decay >= 0 and 0 <= self.label_smoothing < 1 and self.workers >= 0
-                and 0 <= self.augment <= 3 and 0 <= self.low_res <= 1 and 0 <= self.pointed_four <= 1):
+                and 0 <= self.augment <= 3 and 0 <= self.low_res <= 1 and 0 <= self.pointed_four <= 1
+                and 0 <= self.proportions <= 2):
             raise SegappError("--lr must lie in (0, 1), --weight-decay >= 0, --label-smoothing in [0, 1), "
-                              "--workers >= 0, --augment in [0, 3], --low-res and --pointed-four in [0, 1]")
+                              "--workers >= 0, --augment in [0, 3], --low-res and --pointed-four in [0, 1], "
+                              "--proportions in [0, 2]")
 
 
 def digit_crops(image: np.ndarray, label: np.ndarray) -> list[tuple[np.ndarray, int]]:
@@ -122,7 +126,7 @@ def make_crops(n: int, seed: int, workers: int, recipe: WildConfig = WildConfig(
 
 
 def _batches(x: torch.Tensor, y: torch.Tensor, size: int, generator: torch.Generator, augment: float = 0.0,
-             low_res: float = 0.0):
+             low_res: float = 0.0, proportions: float = 0.0):
     """Shuffled full batches of crops, each shifted by up to 2 px (one shift per batch; MNIST centring is exact only
     to the pixel, and a stroke's centre of mass moves with its pen), and with ``augment`` > 0 each crop varied that
     much (:func:`vary`)."""
@@ -131,11 +135,24 @@ def _batches(x: torch.Tensor, y: torch.Tensor, size: int, generator: torch.Gener
         idx = order[k * size : (k + 1) * size]
         dy, dx = torch.randint(-2, 3, (2,), generator=generator).tolist()
         batch = x[idx].float().div_(255.0)[:, None]
-        batch = vary(batch, generator, augment, low_res) if augment > 0 else batch
+        batch = vary(batch, generator, augment, low_res, proportions) if augment > 0 else batch
         yield torch.roll(batch, (dy, dx), (2, 3)), y[idx]
 
 
-def vary(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0, low_res: float = 0.0) -> torch.Tensor:
+def _proportions(u: torch.Tensor, split: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+    """Output coordinates ``u`` (N, H, W) along one axis -> where to sample them so that the part of the digit before
+    ``split`` (N,) takes ``ratio`` (N,) times its share of the digit's extent (:data:`SPAN`) and the part after it
+    the rest: a 9's loop over a shorter stem, a 4's small top over a long one. Linear on either side of the split."""
+    lo, hi = -SPAN, SPAN
+    before, after = (split - lo) * ratio, hi - split
+    k = (hi - lo) / (before + after)  # the digit keeps its extent
+    at = lo + before * k  # where the split lands in the output
+    split, ratio, k, at = (t[:, None, None] for t in (split, ratio, k, at))
+    return torch.where(u < at, lo + (u - lo) / (ratio * k), split + (u - at) / k)
+
+
+def vary(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0, low_res: float = 0.0,
+         proportions: float = 0.0) -> torch.Tensor:
     """(N, 1, 28, 28) crops, ink 1 -> each turned, sheared and stretched about the centre, its ink raised to a power
     and a share of them blurred, each at random: the crops are made once, and without this every pass showed the
     reader the same 321,096 pictures; other writers' digits are slanted, narrowed and blurred in ways the
@@ -144,6 +161,11 @@ def vary(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0, low
     With ``low_res`` > 0 that share of the crops is also averaged down to a few cells a side (:data:`CELLS`) and
     enlarged back (bicubic): a digit that survives only at low resolution (a coarse scan, a thumbnail, a form's
     block counts) comes back as a smooth blur whose loops fill in, and a 9 so blurred was read as a 3.
+
+    With ``proportions`` > 0 each crop's parts are also resized against each other, once along each axis
+    (:func:`_proportions`): a split point within the digit's middle half, the part above (left of) it 1/(1 +
+    ``proportions``) to (1 + ``proportions``) times its share. Writers differ in proportions more than in slant:
+    a small pointed top on a long stem, a big loop on a short tail.
     """
     n = len(x)
 
@@ -158,6 +180,11 @@ def vary(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0, low
     theta[:, 0, 0], theta[:, 0, 1] = cos / sx, (shear * cos - sin) / sx
     theta[:, 1, 0], theta[:, 1, 1] = sin / sy, (shear * sin + cos) / sy
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    if proportions > 0:  # warp the output coordinates first, then the affine map (one resampling)
+        base = F.affine_grid(torch.eye(2, 3).expand(n, 2, 3), list(x.shape), align_corners=False)
+        warped = torch.stack([_proportions(base[..., k], uniform(-SPAN / 2, SPAN / 2),
+                                           torch.exp(uniform(-1, 1) * np.log1p(proportions))) for k in (0, 1)], -1)
+        grid = torch.einsum("nij,nhwj->nhwi", theta[:, :, :2], warped) + theta[:, None, None, :, 2]
     x = F.grid_sample(x, grid, align_corners=False).clamp_(0, 1)
     x = x.pow(torch.exp(uniform(-a, a) * np.log(GAMMA))[:, None, None, None])
     blur = torch.rand(n, generator=generator) < BLURRED
@@ -216,7 +243,7 @@ def run(cfg: ReaderTrainConfig, argv: list[str] | None = None) -> dict:
 
     history = []
     for epoch in range(cfg.epochs):
-        batches = _batches(x, y, cfg.batch_size, generator, cfg.augment, cfg.low_res)
+        batches = _batches(x, y, cfg.batch_size, generator, cfg.augment, cfg.low_res, cfg.proportions)
         mean, n = train_one_epoch(reader, batches, loss, opt, sched, device, amp,
                                   desc=f"epoch {epoch + 1}/{cfg.epochs}" if progress else None,
                                   memory_format=torch.contiguous_format)

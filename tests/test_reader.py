@@ -120,8 +120,23 @@ def test_low_res_rebuilds_a_crop_from_a_few_cells_at_full_ink():
     assert len({round(float(v), 3) for v in out.sum((1, 2, 3))}) > 1  # cells of more than one size
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_proportions_move_a_digits_parts_against_each_other_and_keep_its_extent(seed):
+    crops = torch.zeros(16, 1, 28, 28)
+    crops[:, :, 4:24, 13:15] = 1.0  # a stem over the digit's whole height (20 px, MNIST's box) ...
+    crops[:, :, 13:15, 8:20] = 1.0  # ... crossed by a bar at its middle
+    out = vary(crops.clone(), torch.Generator().manual_seed(seed), 0.0, proportions=1.0)
+    rows = (out[:, 0] > 0.5).any(2)  # rows with ink
+    top = rows.float().argmax(1)
+    bottom = 27 - rows.flip(1).float().argmax(1)
+    assert bool(((top - 4).abs() <= 1).all() and ((bottom - 23).abs() <= 1).all())  # the digit keeps its extent
+    bar = out[:, 0].sum(2).argmax(1)  # the bar's row: the one with the most ink
+    assert int(bar.max() - bar.min()) >= 3  # ... and its parts move against each other, each crop its own way
+    assert torch.equal(vary(crops.clone(), torch.Generator().manual_seed(seed), 0.0, proportions=1.0), out)
+
+
 @pytest.mark.parametrize("bad", [{"canvases": 10}, {"epochs": 0}, {"lr": 2.0}, {"width": True}, {"augment": -1},
-                                 {"low_res": 1.5}])
+                                 {"low_res": 1.5}, {"proportions": -0.1}])
 def test_train_reader_refuses_values_that_could_only_fail(bad):
     with pytest.raises(Exception, match="--"):
         ReaderTrainConfig(**bad)
