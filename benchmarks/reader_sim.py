@@ -1,13 +1,13 @@
 """Scores digit readers on recorded digits in seconds, instead of re-running the whole inference path per reader.
 
-``collect`` runs the robustness benchmark's images through the inference path once, with the reader switched
-off, and records for every digit the net found its reading, confidence, the net's distribution
+``collect`` runs the robustness benchmark's images through the inference path once, with the reread step
+recording instead of reading, and records for every digit the net found its reading, confidence, the net's distribution
 (:func:`segapp.reread.net_distribution`) and its canonical crop (:func:`segapp.reader.own_strokes`): everything
 :func:`segapp.reread.reread` looks at. ``score`` then replays the reread rule (a digit under the gate is read
 again, the two log-distributions mixed at a weight) for any readers, gates and weights and counts the numbers read
 exactly, per category, beside the net alone; ``--confusions`` lists the digits each misreads. Reading order and
 digit boxes come from the recording, so a rule scored here reads exactly what ``segapp predict`` would (checked by
-``tests/test_bench.py``). Several readers given with commas are averaged in log-probability (an ensemble).
+``tests/test_reader_sim.py``). Several readers given with commas are averaged in log-probability (an ensemble).
 
     python -m benchmarks.reader_sim collect --seed 77 --fonts held --out runs/digits77.npz
     python -m benchmarks.reader_sim score weights/reader,runs/reader-x runs/digits77.npz --gates 0.95,0.99
@@ -23,9 +23,8 @@ from pathlib import Path
 import numpy as np
 
 import segapp.inference as inference
-from segapp.postprocess import digit_pixels
-from segapp.reader import load_reader, own_strokes, read_crops
-from segapp.reread import EPS, READER_WEIGHT, REREAD_BELOW, net_distribution
+from segapp.reader import load_reader, read_crops
+from segapp.reread import EPS, READER_WEIGHT, REREAD_BELOW, digit_crop, mix_scores, net_distribution
 
 from .robustness import CATEGORIES, build
 
@@ -35,9 +34,7 @@ WRITERS = ("hand", "hand_paper", "hand_photo", "hand_small", "grid", "real", "re
 def _record(digits, small, image, runner, reader, weight=0.0) -> None:
     """Stands in for :func:`segapp.reread.reread`: keeps each digit's crop and net distribution, changes nothing."""
     for d in digits:
-        x0, y0, x1, y1 = d["bbox"]
-        mine = digit_pixels(d, small)
-        d["_crop"] = own_strokes(image[y0:y1, x0:x1].astype(np.float32) / 255.0, mine)
+        mine, d["_crop"] = digit_crop(d, small, image)
         d["_pn"] = net_distribution(d, mine, runner)
 
 
@@ -83,12 +80,11 @@ def reader_probs(readers: list[str], crops: np.ndarray) -> np.ndarray:
     """(N, 10) probabilities of the readers' mean log-probability (one reader: its own) for ``crops``."""
     if not len(crops):
         return np.zeros((0, 10), np.float32)
-    logs = []
+    logs, flat = [], [c.astype(np.float32) for c in crops]
     for folder in readers:
         r = load_reader(folder)
         if r is None:
             raise SystemExit(f"{folder}: no reader there (config.json + model.safetensors)")
-        flat = [c.astype(np.float32) for c in crops]
         p = np.concatenate([read_crops(r, flat[i : i + 4096]) for i in range(0, len(flat), 4096)])
         logs.append(np.log(p + EPS))
     p = np.exp(np.mean(logs, 0))
@@ -100,7 +96,7 @@ def classes(recs: list[dict], pn: np.ndarray, pr: np.ndarray | None, gate: float
     def one(d: dict) -> int:
         if pr is None or d["j"] < 0 or d["conf"] >= gate:
             return d["digit"]
-        return int(((1 - weight) * np.log(pn[d["j"]] + EPS) + weight * np.log(pr[d["j"]] + EPS)).argmax())
+        return int(mix_scores(pn[d["j"]], pr[d["j"]], weight).argmax())
     return [[one(d) for d in r["digits"]] for r in recs]
 
 

@@ -42,6 +42,19 @@ def net_distribution(d: dict, mine: np.ndarray, runner: tuple[np.ndarray, np.nda
     return p / p.sum()
 
 
+def digit_crop(d: dict, small: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """A digit's pixels in its net-scale box (``small``: the class map) and the reader's crop of them from the net's
+    uint8 input ``image`` (:func:`~segapp.reader.own_strokes`; None: nothing to read)."""
+    x0, y0, x1, y1 = d["bbox"]
+    mine = digit_pixels(d, small)
+    return mine, own_strokes(image[y0:y1, x0:x1].astype(np.float32) / 255.0, mine)
+
+
+def mix_scores(p_net: np.ndarray, p_reader: np.ndarray, weight: float) -> np.ndarray:
+    """The mixed reading's log-scores over the last axis: ``(1 - weight) log p_net + weight log p_reader``."""
+    return (1.0 - weight) * np.log(p_net + EPS) + weight * np.log(p_reader + EPS)
+
+
 def reread(digits: list[dict], small: np.ndarray, image: np.ndarray, runner: tuple[np.ndarray, np.ndarray],
            reader: DigitReader, weight: float = READER_WEIGHT) -> None:
     """Reads each digit the net is unsure of (under :data:`REREAD_BELOW`; net-scale boxes in ``small``, the net's
@@ -52,9 +65,7 @@ def reread(digits: list[dict], small: np.ndarray, image: np.ndarray, runner: tup
     for i, d in enumerate(digits):
         if d["confidence"] >= REREAD_BELOW:
             continue
-        x0, y0, x1, y1 = d["bbox"]
-        mine = digit_pixels(d, small)
-        crop = own_strokes(image[y0:y1, x0:x1].astype(np.float32) / 255.0, mine)
+        mine, crop = digit_crop(d, small, image)
         if crop is not None:
             crops.append(crop)
             where.append((i, mine))
@@ -64,7 +75,7 @@ def reread(digits: list[dict], small: np.ndarray, image: np.ndarray, runner: tup
     for (i, mine), pr in zip(where, p_reader):
         d = digits[i]
         p_net = net_distribution(d, mine, runner)
-        mix = (1.0 - weight) * np.log(p_net + EPS) + weight * np.log(pr + EPS)
+        mix = mix_scores(p_net, pr, weight)
         new = int(mix.argmax())
         if new != d["digit"]:
             p = np.exp(mix - mix.max())
