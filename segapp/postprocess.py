@@ -214,10 +214,13 @@ def _has_ink(full: np.ndarray, d: dict, min_area: float) -> bool:
     ``min_area`` ink pixels, or a quarter of that when the ink still spans :data:`INK_SPAN` of the digit's
     height: a fine pen's digit is a long, thin stroke of little area (hairline fonts, a fine felt-tip at 0.6x
     net scale: 55 px where 56 were asked), while a smudge or shadow the net coloured keeps only specks.
-    And a box at least :data:`LEGIBLE_HEIGHT` input pixels tall: on a blank page the scale normaliser enlarges
-    specks, a hot pixel's JPEG ringing or a few dots of a faint margin up to 3x (:data:`~segapp.scale.MAX_UPSCALE`),
-    and the net read 4-7 px of them as digits (5 of the 16 false reads in 2000 development sensor-noise and
-    blank-paper frames, seeds 100-109); a digit that small is legible to no one.
+    And a box and ink at least :data:`LEGIBLE_HEIGHT` input pixels tall: on a blank page the scale normaliser
+    enlarges specks, a hot pixel's JPEG ringing or a few dots of a faint margin up to 3x
+    (:data:`~segapp.scale.MAX_UPSCALE`), and the net read 4-7 px of them as digits (5 of the 16 false reads in 2000
+    development sensor-noise and blank-paper frames, seeds 100-109); a digit that small is legible to no one. The
+    box, rounded outwards from the net's scale, can be 8-10 px around 5-6 px of such ink (development frames
+    107/177 and 108/241, session 33), so the ink's own height is checked too; the shortest digit read right on the
+    development sets is 9 px of ink (seed 103: 0.7x canvases, lone digits).
     """
     x0, y0, x1, y1 = d["bbox"]
     mine = full[y0:y1, x0:x1] == d["digit"]
@@ -228,6 +231,8 @@ def _has_ink(full: np.ndarray, d: dict, min_area: float) -> bool:
     if len(rows) == 0:
         return False
     span = int(rows[-1] - rows[0] + 1)  # px: the ink's height
+    if span < LEGIBLE_HEIGHT:  # a box rounded out from the net's scale can be legible where its ink is not
+        return False
     if d["area"] < min_area and not (d["area"] >= min_area / 4 and span >= INK_SPAN * (y1 - y0)):
         return False
     return _is_stroke(mine, span)

@@ -386,6 +386,18 @@ def test_a_digit_shorter_than_the_smallest_legible_is_a_speck(height):
     assert (full != BACKGROUND).any() == (height >= LEGIBLE_HEIGHT)  # nothing coloured where nothing is read
 
 
+@pytest.mark.parametrize("ink", [5, 7, 8, 11])
+def test_a_box_rounded_out_to_a_legible_height_does_not_make_its_ink_legible(ink):
+    """Boxes come back from the net's scale rounded outwards, so a speck the scale normaliser enlarged can have a
+    10 px box around 5 px of ink (development sensor-noise frames 107/177, 108/241): its ink's own height decides."""
+    from segapp.postprocess import LEGIBLE_HEIGHT, settle
+
+    full = np.full((30, 30), BACKGROUND, np.uint8)
+    full[5 : 5 + ink, 10:13] = 6  # 3 px wide, ``ink`` px tall, in a box 12 px tall
+    kept = settle(full, [{"digit": 6, "bbox": [9, 4, 14, 16], "confidence": 0.99}], min_area=10)
+    assert [d["digit"] for d in kept] == ([6] if ink >= LEGIBLE_HEIGHT else [])
+
+
 def test_a_broken_faint_rule_is_still_a_line():
     """Noise breaks a faint rule into dashes a few px apart; it is still found, and a digit's stroke is not."""
     from segapp.ruled import RULE_GAP, ruled_lines
