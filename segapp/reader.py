@@ -23,13 +23,10 @@ from torch import nn
 
 from .classes import NUM_DIGITS
 from .model import CONFIG_NAME, WEIGHTS_NAME, WeightsError, check_state, read_config, read_safetensors, write_weights
-from .strokes import thin
 
 READER_DIR = "reader"  # the reader's folder inside a weights folder (weights/reader/config.json + model.safetensors)
 MNIST_CANVAS, MNIST_BOX = 28, 20  # MNIST's layout: a digit fitted into 20x20, centred by mass in 28x28
 CROP_INK = 0.15  # share of full ink that bounds a crop's digit (fainter pixels are the stroke's blurred edge)
-VIEWS = ("ink", "skeleton")  # what a reader is shown of a canonical crop (:func:`view`)
-SKELETON_INK = 0.3  # share of a crop's brightest ink that is stroke, for the skeleton view
 
 
 @dataclass(frozen=True)
@@ -39,13 +36,10 @@ class ReaderConfig:
 
     width: int = 32
     architecture: str = "segapp.DigitReader"
-    view: str = "ink"  # "skeleton": the crop's strokes thinned and re-drawn with one pen first (:func:`view`)
 
     def __post_init__(self):
         if isinstance(self.width, bool) or not isinstance(self.width, int) or not 4 <= self.width <= 256:
             raise ValueError(f"reader width must be a whole number in 4..256, got {self.width!r}"[:200])
-        if self.view not in VIEWS:
-            raise ValueError(f"reader view {self.view!r}: use one of {', '.join(VIEWS)}"[:200])
         if self.architecture != "segapp.DigitReader":
             raise ValueError(f"architecture {self.architecture!r} is not a segapp digit reader")
 
@@ -102,36 +96,10 @@ def own_strokes(image: np.ndarray, mine: np.ndarray) -> np.ndarray | None:
     return canonical(image * cv2.dilate(mine.astype(np.uint8), np.ones((3, 3), np.uint8)))
 
 
-def skeletons(crops: np.ndarray) -> np.ndarray:
-    """(N, 28, 28) crops, ink 1 -> the same digits re-drawn with one pen: each crop's stroke (ink above
-    :data:`SKELETON_INK` of its brightest) thinned to its one-pixel skeleton (:func:`segapp.strokes.thin`), widened
-    to 3 px and its edge softened, as an MNIST pen draws. A writer's pen width, a blurred photograph and a thumbnail's
-    block counts are gone from what the reader sees; the strokes' path is left."""
-    n = len(crops)
-    if not n:
-        return np.zeros((0, MNIST_CANVAS, MNIST_CANVAS), np.float32)
-    peak = crops.reshape(n, -1).max(1).clip(1e-3)[:, None, None]
-    stroke = crops > SKELETON_INK * peak
-    # one tall image, a blank row between crops: thinning looks at 3x3 neighbourhoods only, so crops stay apart
-    tall = np.zeros((n, MNIST_CANVAS + 1, MNIST_CANVAS), bool)
-    tall[:, :MNIST_CANVAS] = stroke
-    skel = thin(tall.reshape(-1, MNIST_CANVAS)).reshape(n, MNIST_CANVAS + 1, MNIST_CANVAS)[:, :MNIST_CANVAS]
-    pen = np.stack([cv2.dilate(k.astype(np.uint8), np.ones((3, 3), np.uint8)) for k in skel]).astype(np.float32)
-    return np.stack([cv2.GaussianBlur(k, (3, 3), 0.6) for k in pen])  # MNIST's soft stroke edge
-
-
-def view(reader: DigitReader, x: torch.Tensor) -> torch.Tensor:
-    """(N, 1, 28, 28) canonical crops -> what ``reader`` reads of them (:attr:`ReaderConfig.view`): the crops
-    themselves, or their :func:`skeletons`. Training and inference both go through here."""
-    if reader.config.view == "ink":
-        return x
-    return torch.from_numpy(skeletons(x[:, 0].float().cpu().numpy()))[:, None].to(x.device, x.dtype)
-
-
 @torch.inference_mode()
 def read_crops(reader: DigitReader, crops: list[np.ndarray]) -> np.ndarray:
     """(28, 28) canonical crops -> (N, 10) float64 digit probabilities, in one batch."""
-    x = view(reader, torch.from_numpy(np.stack(crops))[:, None])
+    x = torch.from_numpy(np.stack(crops))[:, None]
     return torch.softmax(reader(x).float(), 1).double().numpy()
 
 
@@ -153,7 +121,7 @@ def load_reader(folder: Path | str) -> DigitReader | None:
         raise WeightsError(f"{path}: not a regular file (a pipe, socket or device); not read")
     raw = read_config(folder / CONFIG_NAME, WEIGHTS_NAME)
     try:
-        config = ReaderConfig(**{k: raw[k] for k in ("width", "architecture", "view") if k in raw})
+        config = ReaderConfig(**{k: raw[k] for k in ("width", "architecture") if k in raw})
     except (TypeError, ValueError) as e:
         raise WeightsError(f"{folder / CONFIG_NAME}: {e}") from None
     state = read_safetensors(path)

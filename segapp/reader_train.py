@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .classes import NUM_DIGITS, SegappError
 from .m2nist import load_mnist
-from .reader import VIEWS, DigitReader, ReaderConfig, own_strokes, save_reader, view
+from .reader import DigitReader, ReaderConfig, own_strokes, save_reader
 from .runtime import amp_enabled, pick_device
 from .safeio import write_atomic
 from .synth import WildConfig, wild_sample
@@ -56,7 +56,6 @@ class ReaderTrainConfig:
     pointed_four: float = 0.0  # share of the generator's styled 4s closed into a triangle (WildConfig.pointed_four)
     proportions: float = 0.0  # how far a varied crop's parts are resized against each other (vary, _proportions)
     width: int = 32
-    view: str = "ink"  # what the reader is shown of each crop (segapp.reader.view): "ink" or "skeleton"
     seed: int = 0
     out: str = "runs/reader"
     workers: int = 2
@@ -77,8 +76,6 @@ class ReaderTrainConfig:
             raise SegappError("--lr must lie in (0, 1), --weight-decay >= 0, --label-smoothing in [0, 1), "
                               "--workers >= 0, --augment in [0, 3], --low-res and --pointed-four in [0, 1], "
                               "--proportions in [0, 2]")
-        if self.view not in VIEWS:
-            raise SegappError(f"--view {self.view!r}: use one of {', '.join(VIEWS)}")
 
 
 def digit_crops(image: np.ndarray, label: np.ndarray) -> list[tuple[np.ndarray, int]]:
@@ -210,8 +207,8 @@ def vary(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0, low
 def accuracy(reader: DigitReader, x: torch.Tensor, y: torch.Tensor) -> float:
     """Share of crops read right (reader in eval mode, batches of 1024)."""
     reader.eval()
-    right = sum(int((reader(view(reader, x[k : k + 1024].float().div(255.0)[:, None])).argmax(1)
-                     == y[k : k + 1024]).sum()) for k in range(0, len(x), 1024))
+    right = sum(int((reader(x[k : k + 1024].float().div(255.0)[:, None]).argmax(1) == y[k : k + 1024]).sum())
+                for k in range(0, len(x), 1024))
     return right / max(len(x), 1)
 
 
@@ -235,7 +232,7 @@ def run(cfg: ReaderTrainConfig, argv: list[str] | None = None) -> dict:
                           "raise --canvases or lower --batch-size")
     x, y, vx, vy = (torch.from_numpy(a) for a in (x, y, vx, vy))
     print(f"{len(x):,} training crops, {len(vx):,} held out ({time.time() - t0:.0f} s)", file=sys.stderr)
-    reader = DigitReader(ReaderConfig(width=cfg.width, view=cfg.view)).to(device)
+    reader = DigitReader(ReaderConfig(width=cfg.width)).to(device)
     opt = torch.optim.AdamW(reader.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * (len(x) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps, pct_start=0.1)
@@ -246,8 +243,7 @@ def run(cfg: ReaderTrainConfig, argv: list[str] | None = None) -> dict:
 
     history = []
     for epoch in range(cfg.epochs):
-        batches = ((view(reader, b), t) for b, t in
-                   _batches(x, y, cfg.batch_size, generator, cfg.augment, cfg.low_res, cfg.proportions))
+        batches = _batches(x, y, cfg.batch_size, generator, cfg.augment, cfg.low_res, cfg.proportions)
         mean, n = train_one_epoch(reader, batches, loss, opt, sched, device, amp,
                                   desc=f"epoch {epoch + 1}/{cfg.epochs}" if progress else None,
                                   memory_format=torch.contiguous_format)

@@ -13,16 +13,7 @@ from segapp.classes import BACKGROUND, NUM_CLASSES, VOID
 from segapp.cli import main
 from segapp.inference import InferenceConfig, Segmenter
 from segapp.model import DEFAULT_WEIGHTS, WeightsError, load_pretrained
-from segapp.reader import (
-    READER_DIR,
-    DigitReader,
-    ReaderConfig,
-    canonical,
-    load_reader,
-    read_crops,
-    save_reader,
-    skeletons,
-)
+from segapp.reader import READER_DIR, DigitReader, ReaderConfig, canonical, load_reader, read_crops, save_reader
 from segapp.reader_train import ReaderTrainConfig, digit_crops, vary
 from segapp.reread import reread
 
@@ -62,50 +53,13 @@ def test_the_reader_reads_a_batch_of_crops_as_probabilities():
     assert p.shape == (3, 10) and np.allclose(p.sum(1), 1.0)
 
 
-@pytest.mark.parametrize("width", [1, 3, 6])
-def test_skeletons_draw_one_path_alike_whatever_its_pen_width(width):
-    """The skeleton view re-draws a stroke with one pen: a hairline, a ballpoint's and a marker's L of one path come
-    out alike (an MNIST-like 3 px stroke with a soft edge), in [0, 1]."""
-    crop = np.zeros((28, 28), np.float32)
-    crop[4:24, 10 : 10 + width] = 1.0  # the stem ...
-    crop[24 - width : 24, 10:20] = 1.0  # ... and the foot
-    reference = np.zeros((28, 28), np.float32)
-    reference[4:24, 11:12] = reference[23:24, 11:20] = 1.0  # the path of a 3 px pen, drawn 1 px
-    out = skeletons(crop[None])[0]
-    assert out.shape == (28, 28) and out.dtype == np.float32 and 0.0 <= out.min() and out.max() <= 1.0
-    assert out[14, 10 + width // 2] > 0.8  # the stem's path is drawn at full ink ...
-    core = (out > 0.5).sum(1)[6:16]  # ... about 3 px wide (above the widest foot), whatever the pen
-    assert core.min() >= 2 and core.max() <= 4
-    assert skeletons(reference[None])[0][6:16].sum() == pytest.approx(out[6:16].sum(), rel=0.1)
-
-
-def test_skeletons_of_a_batch_are_each_crops_own():
-    """Thinning runs on one tall image of the batch; ink on a crop's edge must not reach its neighbour's."""
-    crops = np.zeros((3, 28, 28), np.float32)
-    crops[0, 20:28, 5:9] = 1.0  # down to the bottom edge
-    crops[1, 0:10, 5:9] = 1.0  # from the top edge
-    crops[2, 5:20, 12:15] = 0.6  # fainter ink: the stroke is judged against the crop's own brightest
-    together = skeletons(crops)
-    alone = np.stack([skeletons(c[None])[0] for c in crops])
-    assert np.array_equal(together, alone) and together[2].max() > 0.8
-    assert skeletons(np.zeros((0, 28, 28), np.float32)).shape == (0, 28, 28)
-
-
-@pytest.mark.parametrize("view", ["ink", "skeleton"])
-def test_save_and_load_round_trip(tmp_path, view):
-    r = DigitReader(ReaderConfig(width=8, view=view)).eval()
+def test_save_and_load_round_trip(tmp_path):
+    r = DigitReader(ReaderConfig(width=8)).eval()
     save_reader(r, tmp_path / "reader", extra={"held_accuracy": 0.5})
     back = load_reader(tmp_path / "reader")
     assert back.config == r.config
     x = torch.rand(2, 1, 28, 28)
     assert torch.equal(back(x), r(x))
-    crops = [np.random.default_rng(0).random((28, 28), np.float32)] * 2
-    assert np.array_equal(read_crops(back, crops), read_crops(r, crops))
-
-
-def test_a_reader_config_names_what_it_reads():
-    with pytest.raises(ValueError, match="view"):
-        ReaderConfig(view="edges")
 
 
 def test_a_weights_folder_without_a_reader_reads_with_the_net_alone(tmp_path):
@@ -182,17 +136,16 @@ def test_proportions_move_a_digits_parts_against_each_other_and_keep_its_extent(
 
 
 @pytest.mark.parametrize("bad", [{"canvases": 10}, {"epochs": 0}, {"lr": 2.0}, {"width": True}, {"augment": -1},
-                                 {"low_res": 1.5}, {"proportions": -0.1}, {"view": "edges"}])
+                                 {"low_res": 1.5}, {"proportions": -0.1}])
 def test_train_reader_refuses_values_that_could_only_fail(bad):
     with pytest.raises(Exception, match="--"):
         ReaderTrainConfig(**bad)
 
 
-@pytest.mark.parametrize("view", ["ink", "skeleton"])
-def test_train_reader_writes_a_reader_a_segmenter_loads(tmp_path, capsys, view):
+def test_train_reader_writes_a_reader_a_segmenter_loads(tmp_path, capsys):
     out = tmp_path / "r"
     assert main(["train-reader", "--canvases", "60", "--epochs", "1", "--batch-size", "32", "--width", "4",
-                 "--workers", "0", "--view", view, "--out", str(out), "--quiet"]) in (0, None)
+                 "--workers", "0", "--out", str(out), "--quiet"]) in (0, None)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_crops"] >= 32 and 0.0 <= metrics["held_accuracy"] <= 1.0
     assert json.loads((out / "args.json").read_text())["canvases"] == 60
@@ -203,7 +156,7 @@ def test_train_reader_writes_a_reader_a_segmenter_loads(tmp_path, capsys, view):
         shutil.copy(DEFAULT_WEIGHTS / f, weights / f)
     shutil.copytree(out, weights / READER_DIR)
     seg = Segmenter(weights, InferenceConfig(backend="torch"))
-    assert seg.reader is not None and seg.reader.config.width == 4 and seg.reader.config.view == view
+    assert seg.reader is not None and seg.reader.config.width == 4
     assert Segmenter(weights, InferenceConfig(backend="torch", reader=False)).reader is None
 
 
