@@ -175,6 +175,8 @@ class Segmenter:
         alternatives(digits, small, runner)  # each digit's likeliest other reading, while boxes are at net scale
         if self.reader is not None and digits:
             reread(digits, small, n.image, runner, self.reader, self.cfg.reader_weight)
+        for d in digits:
+            d.pop("_split", None)  # read again or not, a split part is a digit like any other from here
         H, W = n.prepared.raw.shape
         full = small.copy() if small.shape == (H, W) else upsample_classes(logits, small, H, W)
         ink_refine(full, n.prepared, n.scale, n.digit_height, min((d["confidence"] for d in digits), default=0.0))

@@ -27,6 +27,7 @@ STANDS_OUT = 2.0  # pixel-noise sigmas: an unsure digit's strongest ink stands t
 # (see stands_out). Its 90th percentile of ink: on development frames false reads reach 0.9-2.4 sigma (a margin's
 # edge, a vignette, paper grain; a hot pixel 10.5), unsure digits read right 3.4 and up (development seeds 101-104),
 # held hands photographed at 13-20 px 2.6 and up (analysis seeds 77-78); their medians overlapped (1.6 vs 2.0)
+LEGIBLE_INK = 7  # px in the input: a digit's ink (its mask's rows) shorter than this is a speck (see _has_ink)
 UNSURE_LEGIBLE = 10  # px in the input: an unsure digit shorter than this is a speck (see stands_out). Development
 # sets (24 categories, seeds 101-102): no digit read right under 10 px, the unsure ones 11 px and up; the last false
 # reads on development blank frames were 8-9 px (a hot pixel's cluster, a stretch under a rule)
@@ -214,13 +215,13 @@ def _has_ink(full: np.ndarray, d: dict, min_area: float) -> bool:
     ``min_area`` ink pixels, or a quarter of that when the ink still spans :data:`INK_SPAN` of the digit's
     height: a fine pen's digit is a long, thin stroke of little area (hairline fonts, a fine felt-tip at 0.6x
     net scale: 55 px where 56 were asked), while a smudge or shadow the net coloured keeps only specks.
-    And a box and ink at least :data:`LEGIBLE_HEIGHT` input pixels tall: on a blank page the scale normaliser
-    enlarges specks, a hot pixel's JPEG ringing or a few dots of a faint margin up to 3x
-    (:data:`~segapp.scale.MAX_UPSCALE`), and the net read 4-7 px of them as digits (5 of the 16 false reads in 2000
-    development sensor-noise and blank-paper frames, seeds 100-109); a digit that small is legible to no one. The
-    box, rounded outwards from the net's scale, can be 8-10 px around 5-6 px of such ink (development frames
-    107/177 and 108/241, session 33), so the ink's own height is checked too; the shortest digit read right on the
-    development sets is 9 px of ink (seed 103: 0.7x canvases, lone digits).
+    And a box at least :data:`LEGIBLE_HEIGHT` input pixels tall: on a blank page the scale normaliser enlarges
+    specks, a hot pixel's JPEG ringing or a few dots of a faint margin up to 3x (:data:`~segapp.scale.MAX_UPSCALE`),
+    and the net read 4-7 px of them as digits (5 of the 16 false reads in 2000 development sensor-noise and
+    blank-paper frames, seeds 100-109); a digit that small is legible to no one. The box, rounded outwards from the
+    net's scale, can be 8-10 px around 5-6 px of such ink (development frames 107/177 and 108/241, session 33), so
+    the ink's own height must reach :data:`LEGIBLE_INK`: a faint photographed 1 in an 11 px box kept 7 px of ink
+    (analysis seed 78, lone digits), the development sets' shortest digits read right 9 px (seed 103).
     """
     x0, y0, x1, y1 = d["bbox"]
     mine = full[y0:y1, x0:x1] == d["digit"]
@@ -231,7 +232,7 @@ def _has_ink(full: np.ndarray, d: dict, min_area: float) -> bool:
     if len(rows) == 0:
         return False
     span = int(rows[-1] - rows[0] + 1)  # px: the ink's height
-    if span < LEGIBLE_HEIGHT:  # a box rounded out from the net's scale can be legible where its ink is not
+    if span < LEGIBLE_INK:  # a box rounded out from the net's scale can be legible where its ink is not
         return False
     if d["area"] < min_area and not (d["area"] >= min_area / 4 and span >= INK_SPAN * (y1 - y0)):
         return False

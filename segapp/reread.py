@@ -63,7 +63,7 @@ def reread(digits: list[dict], small: np.ndarray, image: np.ndarray, runner: tup
     ``confidence`` and the former class as its ``alternative`` (with the mix's probability of it)."""
     crops, where = [], []
     for i, d in enumerate(digits):
-        if d["confidence"] >= REREAD_BELOW:
+        if d["confidence"] >= REREAD_BELOW and not d.get("_split"):  # a part cut from a taller digit: always
             continue
         mine, crop = digit_crop(d, small, image)
         if crop is not None:

@@ -18,6 +18,12 @@ PIECE = 0.6
 # Close rows: a digit that reaches from the middle of a digit in one row to the middle of a digit wholly below it
 # (and is this many times their height) is two digits of one class touching one above the other (a 4 above a 4).
 STACKED = 1.5
+# Close rows, offset: a digit at least TWO_ROWS times as tall as the other digits, with one of them beside its top
+# (that digit's middle within ROW_REACH of its height from its top) and one beside its bottom, is two digits of close
+# rows touching, whatever classes the net gave them (their touch made one blob of one class: a 7 over a 6 read as one
+# 6). Its parts are read again (segapp.reread), since the class was the whole blob's.
+TWO_ROWS = 1.8
+ROW_REACH = 0.35
 # Side by side: a digit at least this many times as wide as its line's digits are tall (and as it is tall) is two
 # digits of one class touching ("00", "22", "77"). One digit reaches ~1.2 (a wide 0, a 7 slanted at 0.5).
 WIDE = 1.45
@@ -62,6 +68,28 @@ def _part(f: dict, py: np.ndarray, px: np.ndarray, pc: np.ndarray) -> dict:
             "bbox": [int(px.min()), int(py.min()), int(px.max()) + 1, int(py.max()) + 1], "_pix": (py, px, pc)}
 
 
+def _halves(f: dict, ys: np.ndarray, xs: np.ndarray, conf: np.ndarray, lo: int, hi: int) -> list[dict]:
+    """A digit cut at its row with the fewest pixels between ``lo`` and ``hi`` rows below its top into an upper and
+    a lower part (``_split``: each to be read again, see :func:`segapp.reread.reread`)."""
+    fy, fx, fc = _pixels(f, ys, xs, conf)
+    y0 = f["bbox"][1]
+    cut = y0 + lo + int(np.argmin(np.bincount(fy - y0, minlength=f["bbox"][3] - y0)[lo:hi]))
+    return [{**_part(f, fy[p], fx[p], fc[p]), "_split": True} for p in (fy < cut, fy >= cut)]
+
+
+def _across_rows(i: int, box: np.ndarray, h: np.ndarray, full: np.ndarray) -> bool:
+    """Whether digit ``i`` is :data:`TWO_ROWS` times as tall as the other full digits, with one of them beside its
+    top and one beside its bottom (:data:`ROW_REACH`)."""
+    others = full.copy()
+    others[i] = False
+    if others.sum() < 2 or h[i] < TWO_ROWS * float(np.median(h[others])):
+        return False
+    top, bottom, mid = box[:, 1], box[:, 3], (box[:, 1] + box[:, 3]) / 2
+    beside = others & (bottom > top[i]) & (top < bottom[i])
+    return bool((beside & (mid <= top[i] + ROW_REACH * h[i])).any()
+                and (beside & (mid >= bottom[i] - ROW_REACH * h[i])).any())
+
+
 def _boxes(found: list[dict]):
     box = np.array([f["bbox"] for f in found], float)  # (n, 4): x0, y0, x1, y1
     h = box[:, 3] - box[:, 1]
@@ -84,7 +112,13 @@ def split_stacked(found: list[dict], ys: np.ndarray, xs: np.ndarray, conf: np.nd
         inside[i] = False
         rows = np.flatnonzero(inside)  # the digits whose middles it spans
         upper, lower = (rows[np.argmin(bottom[rows])], rows[np.argmax(top[rows])]) if len(rows) >= 2 else (0, 0)
-        if len(rows) < 2 or bottom[upper] > top[lower]:  # no digit wholly above another in its rows
+        if len(rows) < 2 or bottom[upper] > top[lower]:  # no digit wholly above another in its rows ...
+            if _across_rows(i, box, h, full):  # ... but two rows beside it: two digits, whatever their classes
+                parts = _halves(f, ys, xs, conf, int(MIDDLE[0] * h[i]), int(MIDDLE[1] * h[i]) + 1)
+                med = float(np.median(h[full]))
+                if all(p["bbox"][3] - p["bbox"][1] >= PIECE * med for p in parts):
+                    out += parts
+                    continue
             out.append(f)
             continue
         fy, fx, fc = _pixels(f, ys, xs, conf)

@@ -386,16 +386,16 @@ def test_a_digit_shorter_than_the_smallest_legible_is_a_speck(height):
     assert (full != BACKGROUND).any() == (height >= LEGIBLE_HEIGHT)  # nothing coloured where nothing is read
 
 
-@pytest.mark.parametrize("ink", [5, 7, 8, 11])
+@pytest.mark.parametrize("ink", [5, 6, 7, 11])
 def test_a_box_rounded_out_to_a_legible_height_does_not_make_its_ink_legible(ink):
     """Boxes come back from the net's scale rounded outwards, so a speck the scale normaliser enlarged can have a
     10 px box around 5 px of ink (development sensor-noise frames 107/177, 108/241): its ink's own height decides."""
-    from segapp.postprocess import LEGIBLE_HEIGHT, settle
+    from segapp.postprocess import LEGIBLE_INK, settle
 
     full = np.full((30, 30), BACKGROUND, np.uint8)
     full[5 : 5 + ink, 10:13] = 6  # 3 px wide, ``ink`` px tall, in a box 12 px tall
     kept = settle(full, [{"digit": 6, "bbox": [9, 4, 14, 16], "confidence": 0.99}], min_area=10)
-    assert [d["digit"] for d in kept] == ([6] if ink >= LEGIBLE_HEIGHT else [])
+    assert [d["digit"] for d in kept] == ([6] if ink >= LEGIBLE_INK else [])
 
 
 def test_a_broken_faint_rule_is_still_a_line():
@@ -648,3 +648,16 @@ def test_a_blank_ruled_pages_margin_is_read_as_nothing(segmenter):
 
     s = segmenter((Path(__file__).parent / "data" / "blank_margin_100_87.jpg").read_bytes(), "blank.jpg")
     assert s.text == "" and not (s.classes != BACKGROUND).any()
+
+
+@pytest.mark.parametrize("reader", [True, False])
+def test_the_split_mark_stays_inside_the_reading(monkeypatch, reader):
+    """``_split`` tells the reread step to read a part again; with or without a reader, no reading carries it out."""
+    import segapp.inference as inference
+
+    real = inference.read_digits
+    monkeypatch.setattr(inference, "read_digits", lambda *a, **k: [{**d, "_split": True} for d in real(*a, **k)])
+    canvas = np.zeros((64, 84), np.uint8)
+    canvas[20:44, 38:42] = 255  # a plain 1
+    s = Segmenter(None, InferenceConfig(backend="torch", reader=reader))(canvas)
+    assert s.text == "1" and not [k for d in s.digits for k in d if k.startswith("_")]

@@ -196,10 +196,15 @@ def test_the_net_keeps_its_reading_against_a_hesitant_or_unweighted_reader(weigh
     assert d["digit"] == 9 and "_was" not in d
 
 
-def test_a_digit_the_net_is_sure_of_is_not_read_again():
+@pytest.mark.parametrize("split", [False, True])
+def test_a_digit_the_net_is_sure_of_is_read_again_only_when_cut_from_a_taller_one(split):
+    """The net's confidence is its class's over the pixels it coloured; a part cut from a blob two touching digits
+    made (segapp.split: ``_split``) got the whole blob's class, so the reader reads it however sure the net was."""
     small, image, runner, d = _one_digit(9, (4, 0.01))  # the net: 9 at 0.99
+    if split:
+        d["_split"] = True
     reread([d], small, image, runner, Says(4), weight=1.0)  # a reader alone would say 4
-    assert d["digit"] == 9 and "_was" not in d
+    assert d["digit"] == (4 if split else 9) and ("_was" in d) == split
 
 
 def test_a_digit_read_anew_is_recoloured_in_the_mask(monkeypatch):

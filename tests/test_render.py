@@ -315,6 +315,25 @@ def test_one_class_touching_across_close_rows_is_two_digits(blocks, want):
     assert lines == want if want else [d["digit"] for d in digits] == [2, 3, 4]
 
 
+@pytest.mark.parametrize(("blocks", "split"), [
+    # close rows, offset: the right column's 7 over 6 touch and were coloured one 6, 40 px tall, from the middle of
+    # the upper row's 4 down to the middle of the lower row's 1: no digit's middle lies in both rows, yet two rows
+    # stand beside its top and its bottom, so it is two digits, cut at its 2 px neck, each to be read again
+    ([(10, 30, 4, 16, 4), (44, 64, 4, 16, 1), (24, 43, 30, 42, 6), (43, 45, 35, 37, 6), (45, 64, 30, 42, 6)], True),
+    # the same tall 6 with the digits beside it in one row at its middle: one tall digit, left whole
+    ([(30, 50, 4, 16, 4), (30, 50, 50, 60, 1), (24, 64, 30, 42, 6)], False),
+    # digits beside its top and bottom (the rows overlap, so neither rule for close rows of one class applies), but
+    # it is only 1.6 times as tall as they are: left whole
+    ([(10, 30, 4, 16, 4), (28, 48, 4, 16, 1), (16, 48, 30, 42, 6)], False),
+])
+def test_a_digit_twice_as_tall_across_two_offset_rows_is_cut_in_two(blocks, split):
+    c = _blocks((70, 64), blocks)
+    digits = read_digits(c, np.ones(c.shape, np.float32))
+    sixes = sorted((d["bbox"][1], d["bbox"][3], bool(d.get("_split"))) for d in digits if d["digit"] == 6)
+    whole = [(b[0], b[1], False) for b in blocks if b[4] == 6]
+    assert sixes == ([(24, 43, True), (43, 64, True)] if split else whole)
+
+
 @pytest.mark.parametrize(("blocks", "want"), [
     # "0 0" touching at a 4 px neck beside a 5: the 0s' run is 1.9 times as wide as the line is tall, so two 0s
     ([(4, 24, 4, 20, 0), (12, 16, 20, 24, 0), (4, 24, 24, 40, 0), (4, 24, 46, 58, 5)], "0 0 5"),
