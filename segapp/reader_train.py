@@ -38,8 +38,6 @@ STRETCH = (-0.2, 0.15)  # ... each axis scaled by 1 plus a share within this ran
 GAMMA = 2.0  # ... their ink raised to a power within 1/GAMMA .. GAMMA (a stroke's soft edge fuller or fainter) ...
 BLURRED = 0.25  # ... and this share blurred (a photographed digit's soft strokes)
 SPAN = 20 / 28  # half the crop's extent a digit spans (normalised coordinates: MNIST's 20 px box in 28)
-WOBBLE_SIGMA = 4.0  # px: --elastic's displacement field is white noise smoothed this much (Simard et al., 2003) ...
-WOBBLE_ALPHA = 34.0  # ... and scaled by this many px at --elastic 1 (their MNIST setting: ~1.5 px typical shifts)
 CELLS = (8, 14)  # --low-res: a crop's 28 px averaged down to this many cells a side (its ~20 px digit to ~6-10)
 
 
@@ -57,7 +55,6 @@ class ReaderTrainConfig:
     low_res: float = 0.0  # share of crops (when varied) rebuilt from a few cells (vary: a scan or a thumbnail)
     pointed_four: float = 0.0  # share of the generator's styled 4s closed into a triangle (WildConfig.pointed_four)
     proportions: float = 0.0  # how far a varied crop's parts are resized against each other (vary, _proportions)
-    elastic: float = 0.0  # strength of a smooth random wobble drawn anew for each varied crop in each pass (vary)
     width: int = 32
     seed: int = 0
     out: str = "runs/reader"
@@ -75,10 +72,10 @@ class ReaderTrainConfig:
             raise SegappError(f"--canvases {self.canvases}: use 40 or more (5% are held out to score the reader)")
         if not (0 < self.lr < 1 and self.weight_decay >= 0 and 0 <= self.label_smoothing < 1 and self.workers >= 0
                 and 0 <= self.augment <= 3 and 0 <= self.low_res <= 1 and 0 <= self.pointed_four <= 1
-                and 0 <= self.proportions <= 2 and 0 <= self.elastic <= 3):
+                and 0 <= self.proportions <= 2):
             raise SegappError("--lr must lie in (0, 1), --weight-decay >= 0, --label-smoothing in [0, 1), "
                               "--workers >= 0, --augment in [0, 3], --low-res and --pointed-four in [0, 1], "
-                              "--proportions in [0, 2], --elastic in [0, 3]")
+                              "--proportions in [0, 2]")
 
 
 def digit_crops(image: np.ndarray, label: np.ndarray) -> list[tuple[np.ndarray, int]]:
@@ -129,7 +126,7 @@ def make_crops(n: int, seed: int, workers: int, recipe: WildConfig = WildConfig(
 
 
 def _batches(x: torch.Tensor, y: torch.Tensor, size: int, generator: torch.Generator, augment: float = 0.0,
-             low_res: float = 0.0, proportions: float = 0.0, elastic: float = 0.0):
+             low_res: float = 0.0, proportions: float = 0.0):
     """Shuffled full batches of crops, each shifted by up to 2 px (one shift per batch; MNIST centring is exact only
     to the pixel, and a stroke's centre of mass moves with its pen), and with ``augment`` > 0 each crop varied that
     much (:func:`vary`)."""
@@ -138,7 +135,7 @@ def _batches(x: torch.Tensor, y: torch.Tensor, size: int, generator: torch.Gener
         idx = order[k * size : (k + 1) * size]
         dy, dx = torch.randint(-2, 3, (2,), generator=generator).tolist()
         batch = x[idx].float().div_(255.0)[:, None]
-        batch = vary(batch, generator, augment, low_res, proportions, elastic) if augment > 0 else batch
+        batch = vary(batch, generator, augment, low_res, proportions) if augment > 0 else batch
         yield torch.roll(batch, (dy, dx), (2, 3)), y[idx]
 
 
@@ -154,21 +151,8 @@ def _proportions(u: torch.Tensor, split: torch.Tensor, ratio: torch.Tensor) -> t
     return torch.where(u < at, lo + (u - lo) / (ratio * k), split + (u - at) / k)
 
 
-def _wobble(n: int, size: int, generator: torch.Generator, strength: float) -> torch.Tensor:
-    """(n, size, size, 2) smooth random displacements in normalised coordinates: uniform noise per pixel, smoothed by
-    a Gaussian of :data:`WOBBLE_SIGMA` px and scaled by ``strength`` x :data:`WOBBLE_ALPHA` px (elastic distortion)."""
-    r = int(3 * WOBBLE_SIGMA)
-    g = torch.exp(-torch.arange(-r, r + 1, dtype=torch.float32) ** 2 / (2 * WOBBLE_SIGMA**2))
-    g = (g / g.sum()).view(1, 1, -1)
-    field = (torch.rand(n * 2, 1, size, size, generator=generator) * 2 - 1)
-    field = F.conv2d(F.pad(field, (r, r, 0, 0), mode="reflect"), g[..., None, :])  # along x ...
-    field = F.conv2d(F.pad(field, (0, 0, r, r), mode="reflect"), g[..., :, None])  # ... and along y
-    px = 2.0 / size  # one pixel in normalised coordinates
-    return (field.view(n, 2, size, size) * strength * WOBBLE_ALPHA * px).permute(0, 2, 3, 1)
-
-
 def vary(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0, low_res: float = 0.0,
-         proportions: float = 0.0, elastic: float = 0.0) -> torch.Tensor:
+         proportions: float = 0.0) -> torch.Tensor:
     """(N, 1, 28, 28) crops, ink 1 -> each turned, sheared and stretched about the centre, its ink raised to a power
     and a share of them blurred, each at random: the crops are made once, and without this every pass showed the
     reader the same 321,096 pictures; other writers' digits are slanted, narrowed and blurred in ways the
@@ -201,8 +185,6 @@ def vary(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0, low
         warped = torch.stack([_proportions(base[..., k], uniform(-SPAN / 2, SPAN / 2),
                                            torch.exp(uniform(-1, 1) * np.log1p(proportions))) for k in (0, 1)], -1)
         grid = torch.einsum("nij,nhwj->nhwi", theta[:, :, :2], warped) + theta[:, None, None, :, 2]
-    if elastic > 0:  # every crop bent its own smooth way: strokes curve, loops open or close a little
-        grid = grid + _wobble(n, x.shape[-1], generator, elastic)
     x = F.grid_sample(x, grid, align_corners=False).clamp_(0, 1)
     x = x.pow(torch.exp(uniform(-a, a) * np.log(GAMMA))[:, None, None, None])
     blur = torch.rand(n, generator=generator) < BLURRED
@@ -261,7 +243,7 @@ def run(cfg: ReaderTrainConfig, argv: list[str] | None = None) -> dict:
 
     history = []
     for epoch in range(cfg.epochs):
-        batches = _batches(x, y, cfg.batch_size, generator, cfg.augment, cfg.low_res, cfg.proportions, cfg.elastic)
+        batches = _batches(x, y, cfg.batch_size, generator, cfg.augment, cfg.low_res, cfg.proportions)
         mean, n = train_one_epoch(reader, batches, loss, opt, sched, device, amp,
                                   desc=f"epoch {epoch + 1}/{cfg.epochs}" if progress else None,
                                   memory_format=torch.contiguous_format)
