@@ -70,11 +70,11 @@ def _part(f: dict, py: np.ndarray, px: np.ndarray, pc: np.ndarray) -> dict:
 
 def _halves(f: dict, ys: np.ndarray, xs: np.ndarray, conf: np.ndarray, lo: int, hi: int) -> list[dict]:
     """A digit cut at its row with the fewest pixels between ``lo`` and ``hi`` rows below its top into an upper and
-    a lower part (``_split``: each to be read again, see :func:`segapp.reread.reread`)."""
+    a lower part."""
     fy, fx, fc = _pixels(f, ys, xs, conf)
     y0 = f["bbox"][1]
     cut = y0 + lo + int(np.argmin(np.bincount(fy - y0, minlength=f["bbox"][3] - y0)[lo:hi]))
-    return [{**_part(f, fy[p], fx[p], fc[p]), "_split": True} for p in (fy < cut, fy >= cut)]
+    return [_part(f, fy[p], fx[p], fc[p]) for p in (fy < cut, fy >= cut)]
 
 
 def _across_rows(i: int, box: np.ndarray, h: np.ndarray, full: np.ndarray) -> bool:
@@ -117,15 +117,12 @@ def split_stacked(found: list[dict], ys: np.ndarray, xs: np.ndarray, conf: np.nd
                 parts = _halves(f, ys, xs, conf, int(MIDDLE[0] * h[i]), int(MIDDLE[1] * h[i]) + 1)
                 med = float(np.median(h[full]))
                 if all(p["bbox"][3] - p["bbox"][1] >= PIECE * med for p in parts):
-                    out += parts
+                    out += [{**p, "_split": True} for p in parts]  # to be read again (segapp.reread)
                     continue
             out.append(f)
             continue
-        fy, fx, fc = _pixels(f, ys, xs, conf)
-        y0 = int(top[i])
-        lo, hi = max(int(mid[upper]) - y0, 1), int(mid[lower]) - y0 + 1  # both parts keep a row of pixels
-        cut = y0 + lo + int(np.argmin(np.bincount(fy - y0, minlength=int(h[i]))[lo:hi]))
-        out += [_part(f, fy[p], fx[p], fc[p]) for p in (fy < cut, fy >= cut)]
+        y0 = int(top[i])  # both parts keep a row of pixels
+        out += _halves(f, ys, xs, conf, max(int(mid[upper]) - y0, 1), int(mid[lower]) - y0 + 1)
     return out
 
 
