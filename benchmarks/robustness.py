@@ -247,6 +247,16 @@ def build(cat: str, n: int, rng: np.random.Generator, fonts: str = "dev") -> lis
                 items.append((png(ink), "png", lab, text))
             else:
                 items.append((jpeg(photograph(ink, rng), int(rng.integers(60, 95))), "jpg", lab, text))
+    elif cat == "words":  # a number among words and units ("Room 42", "12 kg"), other writers' hands at 20-48 px,
+        for k in range(n):  # half white on black, half photographed; the words' strokes are background
+            height = float(np.exp(rng.uniform(np.log(20), np.log(48))))
+            ink, lab, words, text = handwriting.words_number(rng, height, fonts)
+            lab = void_edges(ink, lab)  # the digits' faint band void; the words' pixels stay background
+            both = np.maximum(ink, words)
+            if k % 2 == 0:
+                items.append((png(both), "png", lab, text))
+            else:
+                items.append((jpeg(photograph(both, rng), int(rng.integers(60, 95))), "jpg", lab, text))
     elif cat == "paper_strict":  # M2NIST canvases as dark ink on off-white paper, JPEG (`segapp export --style
         imgs, masks, texts = canvases(n, rng)  # paper`), scored on M2NIST's own truth (ink > 0, faint band included)
         for img, m, text in zip(imgs, masks, texts):
@@ -322,7 +332,8 @@ def time_big_photo(seed: int, weights: str | None) -> dict:
 
 CATEGORIES = ("m2nist", "up2x", "up4x", "down0.7x", "thick", "photo1x", "photo3x", "paper", "two_rows", "rows_close",
               "touching", "printed", "script", "script_photo", "hand", "hand_paper", "hand_big", "hand_photo", "blank",
-              "blank_noise", "paper_strict", "hand_small", "real", "real_paper", "grid", "single")
+              "blank_noise", "paper_strict", "hand_small", "real", "real_paper", "grid", "single",
+              "words")
 
 
 def digit_calibration(seg, lab: np.ndarray) -> list[tuple[float, bool]]:

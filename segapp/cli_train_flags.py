@@ -77,6 +77,10 @@ def _add_train_data(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ruled", type=float, default=0.3, metavar="SHARE",
                    help="share of the real-world-like photographs taken of ruled or squared notebook paper, its "
                         "lines under and through the digits (segapp/synth.py: _rules)")
+    g.add_argument("--letters", type=float, default=0.0, metavar="SHARE",
+                   help="share of the glyphs in the real-world-like images that are letters or signs no digit is "
+                        "written as, labelled background, so words beside a number are not read as digits "
+                        "(segapp/glyphs.py)")
 
 
 def _add_train_model(p: argparse.ArgumentParser) -> None:

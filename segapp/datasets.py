@@ -134,11 +134,12 @@ class WildM2NIST(FreshM2NIST):
     """
 
     def __init__(self, n: int, seed: int, wild: float, augment: object | None = None, root: Path = MNIST_DIR,
-                 ruled: float = 0.3):
+                 ruled: float = 0.3, letters: float = 0.0):
         from .synth import WildConfig
 
         self.wild = wild
-        self.recipe = WildConfig(ruled=ruled)  # ruled: share of photographed pages that are notebook paper
+        # ruled: share of photographed pages that are notebook paper; letters: share of glyphs that are not digits
+        self.recipe = WildConfig(ruled=ruled, letters=letters)
         super().__init__(n, seed, augment, root)
 
     def set_epoch(self, epoch: int) -> None:

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from .classes import BACKGROUND, VOID
+from .glyphs import pick_glyph
 from .normalise import normalise
 from .scale import TARGET_HEIGHT
 from .strokes import hook, open_loop, pointed, repen, restyle
@@ -57,6 +58,8 @@ class WildConfig:
     photo: float = 0.55  # probability of the photograph treatment
     ruled: float = 0.3  # probability that a photographed page is ruled or squared paper, its lines under the digits
     blank: float = 0.06  # probability of an image with no digit at all (paper, lines, smudges, sensor noise)
+    letters: float = 0.0  # share of the glyphs placed that are letters or signs, background (segapp.glyphs); at 0 no
+    # random number is drawn for it, so the recipe stream is the one the shipped stages were trained on
 
 
 def _digit_patch(d28: np.ndarray, height: float, rng: np.random.Generator, cfg: WildConfig,
@@ -123,13 +126,18 @@ def _layout(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, cf
         x = rng.uniform(-0.3 * base, 0.5 * base)
         y_row = y_top + row * (base + row_gap)
         while x < W:
-            j = int(rng.integers(0, len(digits)))
-            p = _digit_patch(digits[j], base * rng.uniform(0.9, 1.1), rng, cfg, int(labels[j]))
+            drop = 0.0
+            if cfg.letters and rng.random() < cfg.letters:  # not a digit: its strokes are background
+                glyph, share, drop = pick_glyph(rng)
+                p, owner = _digit_patch(glyph, base * share * rng.uniform(0.9, 1.1), rng, cfg), BACKGROUND
+            else:
+                j = int(rng.integers(0, len(digits)))
+                p, owner = _digit_patch(digits[j], base * rng.uniform(0.9, 1.1), rng, cfg, int(labels[j])), labels[j]
             ph, pw = p.shape
             nz = np.nonzero(p.max(0) > 0.1)[0]
             left, right = (nz[0], nz[-1]) if len(nz) else (0, pw - 1)
             x0 = int(round(x - left))
-            y0 = int(round(y_row + rng.uniform(-0.08, 0.08) * base - 6))
+            y0 = int(round(y_row + (rng.uniform(-0.08, 0.08) + drop) * base - 6))
             # clip the patch to the canvas
             cy0, cx0 = max(y0, 0), max(x0, 0)
             cy1, cx1 = min(y0 + ph, H), min(x0 + pw, W)
@@ -137,7 +145,7 @@ def _layout(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, cf
                 q = p[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
                 win = (slice(cy0, cy1), slice(cx0, cx1))
                 own = (q >= EDGE) & (q > strength[win])
-                label[win][own] = labels[j]
+                label[win][own] = owner
                 strength[win][own] = q[own]
                 faint[win] |= (q > 0.02) & (q < EDGE)
                 np.maximum(ink[win], q, out=ink[win])

@@ -43,6 +43,7 @@ class TrainConfig:
     mix_recipe: float = 0.0  # with data: this share of each epoch from the M2NIST recipe (+ wild images)
     wild: float = 0.65  # share of real-world-like images per epoch (segapp/synth.py); 0: the M2NIST recipe alone
     ruled: float = 0.3  # share of the wild images' photographed pages that are ruled or squared paper (synth._rules)
+    letters: float = 0.0  # share of the wild images' glyphs that are letters or signs, background (segapp/glyphs.py)
     # model and optimisation
     widths: tuple[int, ...] = (48,) * 7  # channels per layer (dilations 1-2-4-8-4-2-1)
     epochs: int | None = None
@@ -122,6 +123,8 @@ def check_args(cfg: TrainConfig, names=None, source: str = "") -> None:
                  f"--wild is a share of each epoch, 0 to 1; got {cfg.wild}"),
         "ruled": (_number(cfg.ruled, 0) and cfg.ruled <= 1,
                   f"--ruled is a share of the photographed pages, 0 to 1; got {cfg.ruled}"),
+        "letters": (_number(cfg.letters, 0) and cfg.letters < 1,
+                    f"--letters is a share of the glyphs placed, 0 to below 1; got {cfg.letters}"),
         "mix_recipe": (_number(cfg.mix_recipe, 0) and cfg.mix_recipe < 1,
                        f"--mix-recipe is a share of each epoch, 0 to below 1; got {cfg.mix_recipe}"),
         "blend": (cfg.blend == "auto" or (_number(cfg.blend, 0) and cfg.blend <= 1),
@@ -189,11 +192,12 @@ def build_data(cfg: TrainConfig) -> tuple:
 
         train_pairs, val_pairs = split_pairs(Path(cfg.data), cfg.seed)
         mix = cfg.mix_recipe
-        other = WildM2NIST(cfg.train_size, cfg.seed, cfg.wild, aug, ruled=cfg.ruled) if mix > 0 else None
+        other = (WildM2NIST(cfg.train_size, cfg.seed, cfg.wild, aug, ruled=cfg.ruled, letters=cfg.letters)
+                 if mix > 0 else None)
         return FolderSet(train_pairs, cfg.train_size, cfg.seed, other=other, share=1 - mix), val_windows(val_pairs)
     val = make_split("val", n=cfg.val_size)
     if cfg.fixed_train:
         return SegmentationSet(*make_split("train", n=cfg.train_size), aug), val
     if cfg.wild > 0:
-        return WildM2NIST(cfg.train_size, cfg.seed, cfg.wild, aug, ruled=cfg.ruled), val
+        return WildM2NIST(cfg.train_size, cfg.seed, cfg.wild, aug, ruled=cfg.ruled, letters=cfg.letters), val
     return FreshM2NIST(cfg.train_size, cfg.seed, aug), val

@@ -133,6 +133,19 @@ def test_train_ruled_share_reaches_the_wild_images():
     assert all(torch.equal(a[1], r[1]) for a, _, r in pairs)
 
 
+def test_train_letters_share_reaches_the_wild_images_and_is_checked():
+    # `segapp train --letters` puts letters and signs, labelled background, among the wild images' digits
+    from segapp.classes import SegappError
+    from segapp.train_config import TrainConfig, build_data, check_args
+
+    cfg = TrainConfig(train_size=24, val_size=1, wild=1.0, augment=False, seed=5)
+    default, _ = build_data(cfg)
+    lettered, _ = build_data(replace(cfg, letters=0.5))
+    assert any(not torch.equal(default[i][0], lettered[i][0]) for i in range(24))
+    with pytest.raises(SegappError, match="--letters"):
+        check_args(replace(cfg, letters=1.0), names=["letters"])
+
+
 class _Cv2Threads(torch.utils.data.Dataset):
     """Each item is the number of threads OpenCV would use in the process that makes it, after some OpenCV work."""
 

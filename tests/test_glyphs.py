@@ -1,0 +1,68 @@
+"""Letters and signs the net learns to leave as background (segapp.glyphs, synth's --letters share)."""
+
+import numpy as np
+import pytest
+
+from segapp.classes import BACKGROUND, VOID
+from segapp.glyphs import GLYPHS, draw_glyph, pick_glyph
+from segapp.m2nist import digit_pool
+from segapp.synth import WildConfig, wild_sample
+
+# every glyph some hand writes a digit as: training them as background would teach the net to drop those digits
+DIGIT_LIKE = "0123456789OoDQIlijLJT!()/ZzSs$bGecCB&gqaPpyAt+YuUvV"
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return digit_pool("train")
+
+
+def test_no_glyph_is_written_like_a_digit():
+    assert GLYPHS and not set(GLYPHS) & set(DIGIT_LIKE)
+
+
+@pytest.mark.parametrize("ch", list(GLYPHS))
+def test_each_glyph_draws_as_cropped_white_on_black_ink(ch):
+    g = draw_glyph(ch, np.random.default_rng(3))
+    assert g.dtype == np.uint8 and g.max() == 255
+    assert g[0].any() and g[-1].any() and g[:, 0].any() and g[:, -1].any()  # cropped to its ink
+
+
+def test_capitals_stand_as_tall_as_digits_and_smaller_glyphs_sit_within_them():
+    drawn = [pick_glyph(np.random.default_rng(k))[1:] for k in range(60)]
+    assert all(0.4 <= share <= 1.05 and 0 <= drop <= max(0.0, 1 - share) + 1e-9 for share, drop in drawn)
+    assert any(share >= 0.85 and drop == 0 for share, drop in drawn)  # capitals from the digits' top
+    assert any(share <= 0.7 and abs(drop - (1 - share)) < 1e-9 for share, drop in drawn)  # lowercase on the baseline
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5])
+def test_letters_put_ink_where_the_labels_say_background(digits, share):
+    # At 0 the recipe draws no glyph and no random number for it (the shipped stages' stream); at a share, some
+    # images hold ink that no digit label covers: letters the net must leave as background.
+    cfg = WildConfig(letters=share, photo=0.0, blank=0.0, resample=0.0)
+    unlabelled = 0
+    for k in range(12):
+        image, label = wild_sample(np.random.default_rng(k), *digits, cfg)
+        plain_image, plain_label = wild_sample(np.random.default_rng(k), *digits, WildConfig(photo=0.0, blank=0.0,
+                                                                                              resample=0.0))
+        if share == 0:
+            assert np.array_equal(image, plain_image) and np.array_equal(label, plain_label)
+        unlabelled += int(((image > 0.5) & (label == BACKGROUND)).sum())
+    assert (unlabelled > 100) == (share > 0)
+
+
+def test_the_words_set_labels_digits_only_and_leaves_the_words_background():
+    import io
+
+    from PIL import Image
+
+    from benchmarks.robustness import CATEGORIES, build
+
+    items = build("words", 6, np.random.default_rng([100, CATEGORIES.index("words")]))
+    assert [ext for _, ext, _, _ in items] == ["png", "jpg"] * 3
+    for data, ext, lab, text in items:
+        assert text.replace(" ", "").isdigit()
+        assert set(np.unique(lab)) - {BACKGROUND, VOID} == set(map(int, text.split()))
+        if ext == "png":
+            ink = np.asarray(Image.open(io.BytesIO(data)).convert("L"))
+            assert ((ink > 128) & (lab == BACKGROUND)).sum() > 30  # the words' strokes
