@@ -3,8 +3,8 @@
 A newcomer reads the package bottom-up:
 
 - core: labels, paths, safe I/O, runtime;
-- imaging: decode, normalise, a page's straight lines, the ink's parts and scale, strokes, masks that follow the
-  ink; touching digits of one class split; the result type and the digits read (``render``), overlays, mask files;
+- imaging: decode, normalise, a page's straight lines, the ink's parts and scale, strokes, letters, masks that follow
+  the ink; touching digits of one class split; the result type and the digits read (``render``), overlays, mask files;
 - data: the M2NIST recipe, Kaggle pairs, torch datasets, synthetic and folder datasets, `segapp data`;
 - model: the net and the digit reader, the net's ONNX graph and engines, metrics, int8;
 - inference: the postprocessing at net scale and a notebook's ruled lines there, each digit's likeliest other
@@ -26,8 +26,8 @@ from test_architecture import imports
 PACKAGE = Path(__file__).resolve().parent.parent / "segapp"
 LAYERS = {
     "core": {"__init__", "classes", "paths", "safeio", "runtime", "distributed"},
-    "imaging": {"normalise", "images", "lines", "ink_parts", "scale", "strokes", "ink", "split", "render", "overlays",
-                "mask_files"},
+    "imaging": {"normalise", "images", "lines", "ink_parts", "scale", "strokes", "glyphs", "ink", "split", "render",
+                "overlays", "mask_files"},
     "data": {"m2nist", "kaggle", "datasets", "synth", "data", "folders"},
     "model": {"model", "reader", "metrics", "onnx_export", "engines", "int8", "backends"},
     "inference": {"postprocess", "ruled", "alternatives", "reread", "inference", "evaluate"},
