@@ -8,8 +8,8 @@ transforms digits (re-penned, slanted, wobbled), so a letter is told from a digi
 Only glyphs that no digit is written as are used: no O / o / D / Q (0), I / l / i / j / L / J / T / ! / ( / )
 (1 or 7), Z / z / ? (2), S / s / $ (5), b / G / e / c / C (6 or an open 0), B / & (8), g / q / a / P / p / y (9 or 4),
 A / t / + / Y / u / U / v / V (4, 7 or an open 4). Those are left to context the net cannot see, and a user's "Room"
-still reads "0 0" (README: what the numbers do not say). The shapes come from OpenCV's Hershey stroke fonts, drawn
-in memory: no font file, nothing downloaded, the same on every machine.
+still reads "0 0" (README: "Words beside a number are read as digits"). The shapes come from OpenCV's Hershey
+stroke fonts, drawn in memory: no font file, nothing downloaded, the same on every machine.
 """
 
 from __future__ import annotations

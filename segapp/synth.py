@@ -8,7 +8,9 @@ specks and ruled lines). Photographs go through the same :func:`segapp.normalise
 inference uses, so the net sees exactly what a user's photo becomes.
 
 Digit shapes come from MNIST training digits only (no fonts, no other handwriting): what the net
-does on other people's handwriting is then an honest measure of generalisation.
+does on other people's handwriting is then an honest measure of generalisation. With ``letters`` above 0
+(`segapp train --letters`, off by default and in every shipped stage) some glyphs are letters and signs no digit
+is written as, from OpenCV's Hershey fonts (:mod:`segapp.glyphs`), labelled background: never a digit's shape.
 
 Labels: a pixel belongs to a digit where that digit's own (transformed) intensity is at least
 :data:`EDGE` of full ink; the faint band around strokes (0 < ink < EDGE) is void (:data:`segapp.classes.VOID`), as
