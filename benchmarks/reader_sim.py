@@ -25,6 +25,7 @@ import numpy as np
 import segapp.inference as inference
 from segapp.reader import load_reader, read_crops
 from segapp.reread import EPS, READER_WEIGHT, REREAD_BELOW, digit_crop, mix_scores, net_distribution
+from segapp.words import LETTER_GATE, words
 
 from .robustness import CATEGORIES, build
 
@@ -58,7 +59,8 @@ def collect(weights: str, categories: list[str], seed: int, fonts: str, n: int) 
                         j = len(crops)
                         crops.append(d["_crop"])
                         pns.append(d["_pn"])
-                    ds.append({"digit": d["digit"], "line": d["line"], "conf": d["confidence"], "j": j})
+                    ds.append({"digit": d["digit"], "line": d["line"], "conf": d["confidence"], "j": j,
+                               "bbox": d["bbox"]})
                 recs.append({"cat": cat, "k": k, "text": text, "digits": ds})
     finally:
         inference.reread = real
@@ -76,19 +78,39 @@ def text_of(digits: list[dict], classes: list[int]) -> str:
     return "\n".join(" ".join(lines[k]) for k in sorted(lines))
 
 
-def reader_probs(readers: list[str], crops: np.ndarray) -> np.ndarray:
-    """(N, 10) probabilities of the readers' mean log-probability (one reader: its own) for ``crops``."""
+def reader_probs(readers: list[str], crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``crops`` -> (N, 10) probabilities of the readers' mean log-probability (one reader: its own) and (N,) their
+    mean probability of no digit at all (0 from readers without that class)."""
     if not len(crops):
-        return np.zeros((0, 10), np.float32)
-    logs, flat = [], [c.astype(np.float32) for c in crops]
+        return np.zeros((0, 10), np.float32), np.zeros(0)
+    logs, nots, flat = [], [], [c.astype(np.float32) for c in crops]
     for folder in readers:
         r = load_reader(folder)
         if r is None:
             raise SystemExit(f"{folder}: no reader there (config.json + model.safetensors)")
-        p = np.concatenate([read_crops(r, flat[i : i + 4096]) for i in range(0, len(flat), 4096)])
-        logs.append(np.log(p + EPS))
+        p, q = zip(*(read_crops(r, flat[i : i + 4096]) for i in range(0, len(flat), 4096)))
+        logs.append(np.log(np.concatenate(p) + EPS))
+        nots.append(np.concatenate(q))
     p = np.exp(np.mean(logs, 0))
-    return p / p.sum(1, keepdims=True)
+    return p / p.sum(1, keepdims=True), np.mean(nots, 0)
+
+
+def kept(recs: list[dict], p_not: np.ndarray, letter_gate: float | None) -> list[list[bool]]:
+    """Each record's digits that :func:`segapp.words.drop_words` keeps at ``letter_gate`` (None: all), the words cut
+    on the recorded lines by :func:`segapp.words.words` (boxes in input pixels: the gaps scale with the glyphs)."""
+    out = []
+    for r in recs:
+        ds = r["digits"]
+        keep = [True] * len(ds)
+        if letter_gate is not None and any(d["j"] >= 0 and p_not[d["j"]] >= letter_gate for d in ds):
+            for k in sorted({d["line"] for d in ds}):
+                line = sorted((i for i, d in enumerate(ds) if d["line"] == k), key=lambda i: ds[i]["bbox"][0])
+                for word in words([{**ds[i], "i": i} for i in line]):
+                    if any(d["j"] >= 0 and p_not[d["j"]] >= letter_gate for d in word):
+                        for d in word:
+                            keep[d["i"]] = False
+        out.append(keep)
+    return out
 
 
 def classes(recs: list[dict], pn: np.ndarray, pr: np.ndarray | None, gate: float, weight: float) -> list[list[int]]:
@@ -101,18 +123,25 @@ def classes(recs: list[dict], pn: np.ndarray, pr: np.ndarray | None, gate: float
 
 
 def score(files: list[Path], readers: list[str], gates: list[float], weights: list[float],
-          confusions: bool = False) -> list[dict]:
-    """Numbers read exactly per category: the net alone, then each (gate, weight) rule; printed and returned."""
+          confusions: bool = False, letter_gates: list[float] = ()) -> list[dict]:
+    """Numbers read exactly per category: the net alone, then each (gate, weight) rule, and each of those with words
+    dropped at each of ``letter_gates`` (readers that know letters); printed and returned."""
     rows = []
     for f in files:
         z = np.load(f)
         recs, crops, pn = json.loads(str(z["recs"])), z["crops"], z["pn"]
-        pr = reader_probs(readers, crops)
+        pr, p_not = reader_probs(readers, crops)
         cats = list(dict.fromkeys(r["cat"] for r in recs))
-        rules = [("net alone", None, 0.0, 0.0)] + [(f"gate {g} weight {w}", pr, g, w) for g in gates for w in weights]
-        for name, p, g, w in rules:
+        lg = [None, *letter_gates] if p_not.any() else [None]
+        rules = [("net alone", None, 0.0, 0.0, None)] + [
+            (f"gate {g} weight {w}" + ("" if x is None else f" letters {x}"), pr, g, w, x)
+            for g in gates for w in weights for x in lg]
+        for name, p, g, w, x in rules:
             cl = classes(recs, pn, p, g, w)
-            right = collections.Counter(r["cat"] for r, c in zip(recs, cl) if text_of(r["digits"], c) == r["text"])
+            ks = kept(recs, p_not, x)
+            right = collections.Counter(
+                r["cat"] for r, c, k in zip(recs, cl, ks)
+                if text_of([d for d, y in zip(r["digits"], k) if y], [c1 for c1, y in zip(c, k) if y]) == r["text"])
             row = {"file": str(f), "rule": name, **{c: right[c] for c in cats}, "total": sum(right.values()),
                    "of": len(recs)}
             rows.append(row)
@@ -146,6 +175,8 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--gates", default=str(REREAD_BELOW), help="comma-separated reread gates")
     s.add_argument("--mix", default=str(READER_WEIGHT), help="comma-separated reader weights")
     s.add_argument("--confusions", action="store_true", help="list what the reader alone misreads")
+    s.add_argument("--letter-gates", default=str(LETTER_GATE),
+                   help="comma-separated gates at which a word with a letter is dropped (readers that know letters)")
     a = ap.parse_args(argv)
     if a.job == "collect":
         cats = a.categories.split(",")
@@ -160,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{a.out}: {len(arrays['crops'])} digits of {len(json.loads(str(arrays['recs'])))} images")
     else:
         score(a.files, a.readers.split(","), [float(g) for g in a.gates.split(",")],
-              [float(w) for w in a.mix.split(",")], a.confusions)
+              [float(w) for w in a.mix.split(",")], a.confusions, [float(x) for x in a.letter_gates.split(",")])
 
 
 if __name__ == "__main__":

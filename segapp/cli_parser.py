@@ -110,6 +110,9 @@ def _add_train_reader(sub, fmt, run) -> None:
     g.add_argument("--proportions", type=float, default=0.0,
                    help="how far each varied crop's parts are resized against each other along each axis: 0 never, "
                         "0.6 a part's share of the digit 1/1.6 to 1.6 times (a small top on a long stem)")
+    g.add_argument("--letters", type=float, default=0.0,
+                   help="share of the generator's glyphs that are letters and signs (segapp/glyphs.py): above 0 the "
+                        "reader learns an eleventh class, not a digit, and a word beside a number is dropped")
     g = p.add_argument_group("run")
     g.add_argument("--out", type=Path, default=Path("runs/reader"), help="output folder")
     g.add_argument("--workers", type=int, default=2, help="processes generating the crops")

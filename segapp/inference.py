@@ -40,6 +40,7 @@ from .reread import READER_WEIGHT, reread
 from .ruled import erase_rules, inked, off_the_page_lines, on_the_lines, ruled_lines
 from .runtime import amp_enabled, pick_device
 from .scale import TARGET_HEIGHT, NetInput, to_net_scale
+from .words import drop_words
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class InferenceConfig:
     backend: str = "auto"  # auto | torch | onnx | int8: what runs the net (see :func:`make_engine`)
     reader: bool = True  # each digit read again by the weights' digit reader, where they have one (segapp.reread)
     reader_weight: float = READER_WEIGHT  # the reader's share in the mix with the net's reading (0 to 1)
+    drop_words: bool = True  # a word with a letter in it is not read (segapp.words; a reader trained with letters)
 
     def __post_init__(self):
         if self.digit_height is not None and not (2 <= self.digit_height <= 100_000):
@@ -175,7 +177,10 @@ class Segmenter:
         alternatives(digits, small, runner)  # each digit's likeliest other reading, while boxes are at net scale
         if self.reader is not None and digits:
             reread(digits, small, n.image, runner, self.reader, self.cfg.reader_weight)
+            if self.cfg.drop_words:
+                digits = drop_words(digits)
         for d in digits:
+            d.pop("_not_digit", None)  # (kept where words are not dropped)
             d.pop("_split", None)  # read again or not, a split part is a digit like any other from here
         H, W = n.prepared.raw.shape
         full = small.copy() if small.shape == (H, W) else upsample_classes(logits, small, H, W)

@@ -26,20 +26,26 @@ from .model import CONFIG_NAME, WEIGHTS_NAME, WeightsError, check_state, read_co
 
 READER_DIR = "reader"  # the reader's folder inside a weights folder (weights/reader/config.json + model.safetensors)
 MNIST_CANVAS, MNIST_BOX = 28, 20  # MNIST's layout: a digit fitted into 20x20, centred by mass in 28x28
+NOT_DIGIT = NUM_DIGITS  # the reader's eleventh class, where it has one: a letter or a sign, no digit at all
 CROP_INK = 0.15  # share of full ink that bounds a crop's digit (fainter pixels are the stroke's blurred edge)
 
 
 @dataclass(frozen=True)
 class ReaderConfig:
     """The reader's shape: three stages of two 3x3 convs (``width``, 2x, 4x channels), 2x2 pooling between them,
-    global average pooling and a linear layer to the ten digits."""
+    global average pooling and a linear layer to the ten digits, and with ``classes`` 11 to an eleventh class,
+    :data:`NOT_DIGIT` (a letter or a sign: ``segapp train-reader --letters``)."""
 
     width: int = 32
+    classes: int = NUM_DIGITS
     architecture: str = "segapp.DigitReader"
 
     def __post_init__(self):
         if isinstance(self.width, bool) or not isinstance(self.width, int) or not 4 <= self.width <= 256:
             raise ValueError(f"reader width must be a whole number in 4..256, got {self.width!r}"[:200])
+        if self.classes not in (NUM_DIGITS, NUM_DIGITS + 1):
+            raise ValueError(f"reader classes must be {NUM_DIGITS} (digits) or {NUM_DIGITS + 1} (digits and not a "
+                             f"digit), got {self.classes!r}"[:200])
         if self.architecture != "segapp.DigitReader":
             raise ValueError(f"architecture {self.architecture!r} is not a segapp digit reader")
 
@@ -49,7 +55,7 @@ def _block(cin: int, cout: int) -> list[nn.Module]:
 
 
 class DigitReader(nn.Module):
-    """(N, 1, 28, 28) canonical crops in [0, 1] -> (N, 10) digit logits."""
+    """(N, 1, 28, 28) canonical crops in [0, 1] -> (N, classes) logits: the ten digits (and :data:`NOT_DIGIT`)."""
 
     def __init__(self, config: ReaderConfig = ReaderConfig()):
         super().__init__()
@@ -59,7 +65,7 @@ class DigitReader(nn.Module):
             *_block(1, w), *_block(w, w), nn.MaxPool2d(2),  # 28 -> 14
             *_block(w, 2 * w), *_block(2 * w, 2 * w), nn.MaxPool2d(2),  # 14 -> 7
             *_block(2 * w, 4 * w), *_block(4 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(4 * w, NUM_DIGITS))
+        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(4 * w, config.classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -97,10 +103,17 @@ def own_strokes(image: np.ndarray, mine: np.ndarray) -> np.ndarray | None:
 
 
 @torch.inference_mode()
-def read_crops(reader: DigitReader, crops: list[np.ndarray]) -> np.ndarray:
-    """(28, 28) canonical crops -> (N, 10) float64 digit probabilities, in one batch."""
+def read_crops(reader: DigitReader, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(28, 28) canonical crops -> ((N, 10) float64 digit probabilities, (N,) probability of :data:`NOT_DIGIT`), in
+    one batch. The digits' distribution is the softmax over their ten logits alone: a reader that also knows letters
+    reads a digit as the ten-class reader did, and says apart how sure it is that the crop is no digit at all (0
+    for a ten-class reader)."""
     x = torch.from_numpy(np.stack(crops))[:, None]
-    return torch.softmax(reader(x).float(), 1).double().numpy()
+    logits = reader(x).float()
+    digits = torch.softmax(logits[:, :NUM_DIGITS], 1).double().numpy()
+    if logits.shape[1] == NUM_DIGITS:
+        return digits, np.zeros(len(crops))
+    return digits, torch.softmax(logits, 1)[:, NOT_DIGIT].double().numpy()
 
 
 def save_reader(reader: DigitReader, folder: Path, extra: dict | None = None) -> None:
@@ -121,7 +134,7 @@ def load_reader(folder: Path | str) -> DigitReader | None:
         raise WeightsError(f"{path}: not a regular file (a pipe, socket or device); not read")
     raw = read_config(folder / CONFIG_NAME, WEIGHTS_NAME)
     try:
-        config = ReaderConfig(**{k: raw[k] for k in ("width", "architecture") if k in raw})
+        config = ReaderConfig(**{k: raw[k] for k in ("width", "classes", "architecture") if k in raw})
     except (TypeError, ValueError) as e:
         raise WeightsError(f"{folder / CONFIG_NAME}: {e}") from None
     state = read_safetensors(path)

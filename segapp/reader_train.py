@@ -24,14 +24,17 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from .classes import NUM_DIGITS, SegappError
+from .glyphs import READER_GLYPHS
 from .m2nist import load_mnist
-from .reader import DigitReader, ReaderConfig, own_strokes, save_reader
+from .reader import NOT_DIGIT, DigitReader, ReaderConfig, own_strokes, save_reader
 from .runtime import amp_enabled, pick_device
 from .safeio import write_atomic
 from .synth import WildConfig, wild_sample
 from .train_loop import train_one_epoch
 
+LETTER = 11  # the label map's value for a letter's strokes in the reader's canvases (a class no net has)
 MIN_CROP_AREA, MIN_CROP_HEIGHT = 15, 8  # smaller label parts are a digit's piece cut off by a neighbour
+MIN_LETTER_HEIGHT = 12  # px: a smaller letter is a blur no shape tells from a digit's (a lowercase letter, small)
 TURN = 12.0  # degrees: at --augment 1 crops are turned by up to this much either way ...
 SHEAR = 0.3  # ... sheared by up to this much (a slant of ~17 degrees) ...
 STRETCH = (-0.2, 0.15)  # ... each axis scaled by 1 plus a share within this range (a narrow or a broad hand) ...
@@ -55,6 +58,7 @@ class ReaderTrainConfig:
     low_res: float = 0.0  # share of crops (when varied) rebuilt from a few cells (vary: a scan or a thumbnail)
     pointed_four: float = 0.0  # share of the generator's styled 4s closed into a triangle (WildConfig.pointed_four)
     proportions: float = 0.0  # how far a varied crop's parts are resized against each other (vary, _proportions)
+    letters: float = 0.0  # share of the generator's glyphs that are letters or signs (READER_GLYPHS), NOT_DIGIT crops
     width: int = 32
     seed: int = 0
     out: str = "runs/reader"
@@ -72,28 +76,31 @@ class ReaderTrainConfig:
             raise SegappError(f"--canvases {self.canvases}: use 40 or more (5% are held out to score the reader)")
         if not (0 < self.lr < 1 and self.weight_decay >= 0 and 0 <= self.label_smoothing < 1 and self.workers >= 0
                 and 0 <= self.augment <= 3 and 0 <= self.low_res <= 1 and 0 <= self.pointed_four <= 1
-                and 0 <= self.proportions <= 2):
+                and 0 <= self.proportions <= 2 and 0 <= self.letters < 1):
             raise SegappError("--lr must lie in (0, 1), --weight-decay >= 0, --label-smoothing in [0, 1), "
                               "--workers >= 0, --augment in [0, 3], --low-res and --pointed-four in [0, 1], "
-                              "--proportions in [0, 2]")
+                              "--proportions in [0, 2], --letters in [0, 1)")
 
 
 def digit_crops(image: np.ndarray, label: np.ndarray) -> list[tuple[np.ndarray, int]]:
-    """(H, W) float image and its label map -> (canonical crop, digit) for each whole digit: a label part cut by the
-    canvas edge, too small, or wider than a digit (two touching digits of one class) is left out."""
+    """(H, W) float image and its label map -> (canonical crop, class) for each whole digit, and each whole letter
+    (:data:`LETTER` strokes, class :data:`~segapp.reader.NOT_DIGIT`): a label part cut by the canvas edge, too small,
+    or wider than a digit (two touching digits of one class) is left out; letters may be as wide as two (an m, a W,
+    two touching letters: the net colours such a run as one digit)."""
     out = []
     H, W = label.shape
-    for c in np.unique(label[label < NUM_DIGITS]).tolist():
+    for c in np.unique(label[(label < NUM_DIGITS) | (label == LETTER)]).tolist():
+        wide, low = (2.5, MIN_LETTER_HEIGHT) if c == LETTER else (1.2, MIN_CROP_HEIGHT)
         n, parts, stats, _ = cv2.connectedComponentsWithStats((label == c).view(np.uint8), connectivity=8)
         for k in range(1, n):
             x, y, w, h, area = stats[k].tolist()
-            if area < MIN_CROP_AREA or h < MIN_CROP_HEIGHT or x == 0 or y == 0 or x + w >= W or y + h >= H \
-                    or w > 1.2 * h + 4:
+            if area < MIN_CROP_AREA or h < low or x == 0 or y == 0 or x + w >= W or y + h >= H \
+                    or w > wide * h + 4:
                 continue
             window = np.s_[y - 1 : y + h + 1, x - 1 : x + w + 1]  # 1 px around the box: room for the faint edge
             v = own_strokes(image[window], parts[window] == k)
             if v is not None:
-                out.append((v, int(c)))
+                out.append((v, NOT_DIGIT if c == LETTER else int(c)))
     return out
 
 
@@ -224,7 +231,8 @@ def run(cfg: ReaderTrainConfig, argv: list[str] | None = None) -> dict:
     write_atomic(out / "args.json", lambda p: Path(p).write_text(json.dumps({**asdict(cfg), "argv": argv}, indent=2)))
     t0 = time.time()
     held = max(2, cfg.canvases // 20)
-    recipe = WildConfig(pointed_four=cfg.pointed_four)
+    recipe = WildConfig(pointed_four=cfg.pointed_four, letters=cfg.letters, letter_label=LETTER,
+                        letter_chars=READER_GLYPHS)
     x, y = make_crops(cfg.canvases, cfg.seed, cfg.workers, recipe)
     vx, vy = make_crops(held, cfg.seed + 1_000_003, cfg.workers, recipe)  # other canvases: no crop shared with training
     if len(x) < cfg.batch_size:
@@ -232,7 +240,7 @@ def run(cfg: ReaderTrainConfig, argv: list[str] | None = None) -> dict:
                           "raise --canvases or lower --batch-size")
     x, y, vx, vy = (torch.from_numpy(a) for a in (x, y, vx, vy))
     print(f"{len(x):,} training crops, {len(vx):,} held out ({time.time() - t0:.0f} s)", file=sys.stderr)
-    reader = DigitReader(ReaderConfig(width=cfg.width)).to(device)
+    reader = DigitReader(ReaderConfig(width=cfg.width, classes=NUM_DIGITS + (cfg.letters > 0))).to(device)
     opt = torch.optim.AdamW(reader.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * (len(x) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps, pct_start=0.1)

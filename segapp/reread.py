@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .alternatives import runner_sums
+from .classes import NUM_DIGITS
 from .postprocess import digit_pixels
 from .reader import own_strokes, read_crops
 
@@ -60,10 +61,15 @@ def reread(digits: list[dict], small: np.ndarray, image: np.ndarray, runner: tup
     """Reads each digit the net is unsure of (under :data:`REREAD_BELOW`; net-scale boxes in ``small``, the net's
     uint8 input ``image``, ink high) with ``reader`` and mixes it with the net's reading, in place. A digit whose
     class changes gets ``_was`` (its former class: the caller recolours its pixels), the mix's probability as its
-    ``confidence`` and the former class as its ``alternative`` (with the mix's probability of it)."""
+    ``confidence`` and the former class as its ``alternative`` (with the mix's probability of it).
+
+    A reader that knows letters (:data:`~segapp.reader.NOT_DIGIT`) reads every digit, sure or not (a letter is read
+    as a digit at 0.99 as readily as a digit is), and leaves its probability of no digit at all in ``_not_digit``
+    (:func:`segapp.words.drop_words` uses it); only the unsure digits' readings are mixed."""
+    every = reader.config.classes > NUM_DIGITS
     crops, where = [], []
     for i, d in enumerate(digits):
-        if d["confidence"] >= REREAD_BELOW and not d.get("_split"):  # a part cut from a taller digit: always
+        if d["confidence"] >= REREAD_BELOW and not d.get("_split") and not every:  # a split part: always
             continue
         mine, crop = digit_crop(d, small, image)
         if crop is not None:
@@ -71,9 +77,13 @@ def reread(digits: list[dict], small: np.ndarray, image: np.ndarray, runner: tup
             where.append((i, mine))
     if not crops:
         return
-    p_reader = read_crops(reader, crops)
-    for (i, mine), pr in zip(where, p_reader):
+    p_reader, p_not = read_crops(reader, crops)
+    for (i, mine), pr, pn in zip(where, p_reader, p_not):
         d = digits[i]
+        if every:
+            d["_not_digit"] = float(pn)
+            if d["confidence"] >= REREAD_BELOW and not d.get("_split"):
+                continue
         p_net = net_distribution(d, mine, runner)
         mix = mix_scores(p_net, pr, weight)
         new = int(mix.argmax())

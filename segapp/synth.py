@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from .classes import BACKGROUND, VOID
-from .glyphs import pick_glyph
+from .glyphs import GLYPHS, pick_glyph
 from .normalise import normalise
 from .scale import TARGET_HEIGHT
 from .strokes import hook, open_loop, pointed, repen, restyle
@@ -62,6 +62,8 @@ class WildConfig:
     blank: float = 0.06  # probability of an image with no digit at all (paper, lines, smudges, sensor noise)
     letters: float = 0.0  # share of the glyphs placed that are letters or signs, background (segapp.glyphs); at 0 no
     # random number is drawn for it, so the recipe stream is the one the shipped stages were trained on
+    letter_label: int = BACKGROUND  # the label a letter's strokes get (the digit reader's training crops them)
+    letter_chars: str = GLYPHS  # the glyphs letters are drawn from (segapp.glyphs)
 
 
 def _digit_patch(d28: np.ndarray, height: float, rng: np.random.Generator, cfg: WildConfig,
@@ -130,8 +132,8 @@ def _layout(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, cf
         while x < W:
             drop = 0.0
             if cfg.letters and rng.random() < cfg.letters:  # not a digit: its strokes are background
-                glyph, share, drop = pick_glyph(rng)
-                p, owner = _digit_patch(glyph, base * share * rng.uniform(0.9, 1.1), rng, cfg), BACKGROUND
+                glyph, share, drop = pick_glyph(rng, cfg.letter_chars)
+                p, owner = _digit_patch(glyph, base * share * rng.uniform(0.9, 1.1), rng, cfg), cfg.letter_label
             else:
                 j = int(rng.integers(0, len(digits)))
                 p, owner = _digit_patch(digits[j], base * rng.uniform(0.9, 1.1), rng, cfg, int(labels[j])), labels[j]

@@ -13,8 +13,17 @@ from segapp.classes import BACKGROUND, NUM_CLASSES, VOID
 from segapp.cli import main
 from segapp.inference import InferenceConfig, Segmenter
 from segapp.model import DEFAULT_WEIGHTS, WeightsError, load_pretrained
-from segapp.reader import READER_DIR, DigitReader, ReaderConfig, canonical, load_reader, read_crops, save_reader
-from segapp.reader_train import ReaderTrainConfig, digit_crops, vary
+from segapp.reader import (
+    NOT_DIGIT,
+    READER_DIR,
+    DigitReader,
+    ReaderConfig,
+    canonical,
+    load_reader,
+    read_crops,
+    save_reader,
+)
+from segapp.reader_train import LETTER, ReaderTrainConfig, digit_crops, vary
 from segapp.reread import reread
 
 
@@ -48,13 +57,28 @@ def test_canonical_of_no_ink_is_none():
     assert canonical(np.full((30, 30), 0.1, np.float32)) is None  # the faint edge alone is no digit
 
 
-def test_the_reader_reads_a_batch_of_crops_as_probabilities():
-    p = read_crops(DigitReader(ReaderConfig(width=4)).eval(), [np.zeros((28, 28), np.float32)] * 3)
-    assert p.shape == (3, 10) and np.allclose(p.sum(1), 1.0)
+@pytest.mark.parametrize("classes", [10, 11])
+def test_the_reader_reads_a_batch_of_crops_as_probabilities(classes):
+    reader = DigitReader(ReaderConfig(width=4, classes=classes)).eval()
+    with torch.no_grad():
+        reader.head[1].bias[-1] = 3.0  # the last class favoured: the tenth digit, or "not a digit"
+    p, p_not = read_crops(reader, [np.zeros((28, 28), np.float32)] * 3)
+    assert p.shape == (3, 10) and np.allclose(p.sum(1), 1.0) and p_not.shape == (3,)
+    if classes == 10:
+        assert not p_not.any() and (p.argmax(1) == 9).all()  # a reader of digits alone is never sure of no digit
+    else:  # the favoured class is "not a digit": the digits' own distribution stays even
+        assert (p_not > 0.5).all() and (p.max(1) < 0.3).all()
 
 
-def test_save_and_load_round_trip(tmp_path):
-    r = DigitReader(ReaderConfig(width=8)).eval()
+@pytest.mark.parametrize("classes", [9, 12, True])
+def test_a_reader_has_ten_classes_or_eleven(classes):
+    with pytest.raises(ValueError, match="classes"):
+        ReaderConfig(classes=classes)
+
+
+@pytest.mark.parametrize("classes", [10, 11])
+def test_save_and_load_round_trip(tmp_path, classes):
+    r = DigitReader(ReaderConfig(width=8, classes=classes)).eval()
     save_reader(r, tmp_path / "reader", extra={"held_accuracy": 0.5})
     back = load_reader(tmp_path / "reader")
     assert back.config == r.config
@@ -92,6 +116,16 @@ def test_digit_crops_keep_whole_digits_only():
     crops = digit_crops(image, label)
     assert [c for _, c in crops] == [7]
     assert crops[0][0].shape == (28, 28)
+
+
+def test_digit_crops_take_letters_as_not_a_digit_and_as_wide_as_two():
+    image = np.zeros((40, 90), np.float32)
+    label = np.full((40, 90), BACKGROUND, np.uint8)
+    image[5:25, 5:12], label[5:25, 5:12] = 1.0, 4  # a digit
+    image[8:24, 20:52], label[8:24, 20:52] = 1.0, LETTER  # an "m": twice as wide as tall
+    image[8:17, 60:66], label[8:17, 60:66] = 1.0, LETTER  # a letter under MIN_LETTER_HEIGHT: a blur
+    crops = digit_crops(image, label)
+    assert sorted(c for _, c in crops) == [4, NOT_DIGIT]
 
 
 def test_vary_changes_each_crop_its_own_way_and_keeps_the_ink_in_range():
@@ -136,16 +170,17 @@ def test_proportions_move_a_digits_parts_against_each_other_and_keep_its_extent(
 
 
 @pytest.mark.parametrize("bad", [{"canvases": 10}, {"epochs": 0}, {"lr": 2.0}, {"width": True}, {"augment": -1},
-                                 {"low_res": 1.5}, {"proportions": -0.1}])
+                                 {"low_res": 1.5}, {"proportions": -0.1}, {"letters": 1.0}])
 def test_train_reader_refuses_values_that_could_only_fail(bad):
     with pytest.raises(Exception, match="--"):
         ReaderTrainConfig(**bad)
 
 
-def test_train_reader_writes_a_reader_a_segmenter_loads(tmp_path, capsys):
+@pytest.mark.parametrize("letters", [0.0, 0.3])
+def test_train_reader_writes_a_reader_a_segmenter_loads(tmp_path, capsys, letters):
     out = tmp_path / "r"
     assert main(["train-reader", "--canvases", "60", "--epochs", "1", "--batch-size", "32", "--width", "4",
-                 "--workers", "0", "--out", str(out), "--quiet"]) in (0, None)
+                 "--workers", "0", "--letters", str(letters), "--out", str(out), "--quiet"]) in (0, None)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_crops"] >= 32 and 0.0 <= metrics["held_accuracy"] <= 1.0
     assert json.loads((out / "args.json").read_text())["canvases"] == 60
@@ -157,6 +192,7 @@ def test_train_reader_writes_a_reader_a_segmenter_loads(tmp_path, capsys):
     shutil.copytree(out, weights / READER_DIR)
     seg = Segmenter(weights, InferenceConfig(backend="torch"))
     assert seg.reader is not None and seg.reader.config.width == 4
+    assert seg.reader.config.classes == (11 if letters else 10)  # letters: a class for them
     assert Segmenter(weights, InferenceConfig(backend="torch", reader=False)).reader is None
 
 
