@@ -143,6 +143,9 @@ def _add_evaluate(sub, fmt, run) -> None:
     g.add_argument("--reader", action=argparse.BooleanOptionalAction, default=True,
                    help="read each digit a second time with the weights' digit reader (weights/reader) and mix the "
                         "two readings; --no-reader: the net alone")
+    g.add_argument("--drop-words", action=argparse.BooleanOptionalAction, default=True,
+                   help="leave out a word the reader is sure holds a letter (\"Room\" in \"Room 42\"; readers "
+                        "trained with --letters); --no-drop-words: read every stroke as a digit")
     g.add_argument("--digit-height", type=float, default=None, metavar="PX",
                    help="digit height in the images (px) instead of estimating it from the ink")
     g.add_argument("--quiet", action="store_true", help="no progress bar (also off when stderr is not a terminal)")
@@ -209,6 +212,9 @@ def _add_predict(sub, fmt, run) -> None:
     g.add_argument("--reader", action=argparse.BooleanOptionalAction, default=True,
                    help="read each digit a second time with the weights' digit reader (weights/reader) and mix the "
                         "two readings; --no-reader: the net alone")
+    g.add_argument("--drop-words", action=argparse.BooleanOptionalAction, default=True,
+                   help="leave out a word the reader is sure holds a letter (\"Room\" in \"Room 42\"; readers "
+                        "trained with --letters); --no-drop-words: read every stroke as a digit")
     g.add_argument("--digit-height", type=float, default=None, metavar="PX",
                    help="digit height in the inputs (px) instead of estimating it, e.g. for a batch of forms")
     g.add_argument("--amp", choices=["auto", "on", "off"], default="auto",

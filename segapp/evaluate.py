@@ -121,6 +121,7 @@ class EvaluateConfig(RecordedConfig):
     limit: int | None = None  # only the first N images
     rescale: bool = True
     reader: bool = True  # each digit read again by the weights' digit reader (segapp.reread)
+    drop_words: bool = True  # a word with a letter is not read (segapp.words; a reader trained with letters)
     digit_height: float | None = None
     backend: str = "auto"
     width: int = 84  # canvas width of the recipe split
@@ -156,7 +157,7 @@ def run(cfg: EvaluateConfig) -> dict:
 
     check_out(cfg.out)
     inference = InferenceConfig(device=cfg.device, rescale=cfg.rescale, digit_height=cfg.digit_height,
-                                backend=cfg.backend, reader=cfg.reader)
+                                backend=cfg.backend, reader=cfg.reader, drop_words=cfg.drop_words)
     segmenter = Segmenter(cfg.weights, inference)
     model = segmenter.model
     t0 = time.perf_counter()

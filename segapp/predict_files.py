@@ -82,6 +82,7 @@ class PredictConfig(RecordedConfig):
     device: str = "auto"
     rescale: bool = True
     reader: bool = True  # each digit read again by the weights' digit reader (segapp.reread)
+    drop_words: bool = True  # a word with a letter is not read (segapp.words; a reader trained with letters)
     digit_height: float | None = None
     amp: str = "auto"
     backend: str = "auto"
