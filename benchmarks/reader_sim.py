@@ -25,14 +25,14 @@ import numpy as np
 import segapp.inference as inference
 from segapp.reader import load_reader, read_crops
 from segapp.reread import EPS, READER_WEIGHT, REREAD_BELOW, digit_crop, mix_scores, net_distribution
-from segapp.words import LETTER_GATE, words
+from segapp.words import LETTER_LIKELY, lettered, words
 
 from .robustness import CATEGORIES, build
 
 WRITERS = ("hand", "hand_paper", "hand_photo", "hand_small", "grid", "real", "real_paper", "single")
 
 
-def _record(digits, small, image, runner, reader, weight=0.0) -> None:
+def _record(digits, small, image, runner, reader, weight=0.0, letters=None) -> None:
     """Stands in for :func:`segapp.reread.reread`: keeps each digit's crop and net distribution, changes nothing."""
     for d in digits:
         mine, d["_crop"] = digit_crop(d, small, image)
@@ -95,18 +95,21 @@ def reader_probs(readers: list[str], crops: np.ndarray) -> tuple[np.ndarray, np.
     return p / p.sum(1, keepdims=True), np.mean(nots, 0)
 
 
-def kept(recs: list[dict], p_not: np.ndarray, letter_gate: float | None) -> list[list[bool]]:
-    """Each record's digits that :func:`segapp.words.drop_words` keeps at ``letter_gate`` (None: all), the words cut
-    on the recorded lines by :func:`segapp.words.words` (boxes in input pixels: the gaps scale with the glyphs)."""
+def kept(recs: list[dict], p_not: np.ndarray, drop: bool) -> list[list[bool]]:
+    """Each record's digits that :func:`segapp.words.drop_words` keeps (``drop`` False: all), the words cut on the
+    recorded lines by :func:`segapp.words.words` and judged by :func:`segapp.words.lettered` (boxes in input pixels:
+    the gaps and heights scale with the glyphs)."""
     out = []
     for r in recs:
         ds = r["digits"]
         keep = [True] * len(ds)
-        if letter_gate is not None and any(d["j"] >= 0 and p_not[d["j"]] >= letter_gate for d in ds):
+        pn = [float(p_not[d["j"]]) if d["j"] >= 0 else 0.0 for d in ds]
+        if drop and max(pn, default=0.0) >= LETTER_LIKELY:
             for k in sorted({d["line"] for d in ds}):
                 line = sorted((i for i, d in enumerate(ds) if d["line"] == k), key=lambda i: ds[i]["bbox"][0])
+                tallest = max(ds[i]["bbox"][3] - ds[i]["bbox"][1] for i in line)
                 for word in words([{**ds[i], "i": i} for i in line]):
-                    if any(d["j"] >= 0 and p_not[d["j"]] >= letter_gate for d in word):
+                    if lettered([pn[d["i"]] for d in word], [d["bbox"][3] - d["bbox"][1] for d in word], tallest):
                         for d in word:
                             keep[d["i"]] = False
         out.append(keep)
@@ -123,18 +126,21 @@ def classes(recs: list[dict], pn: np.ndarray, pr: np.ndarray | None, gate: float
 
 
 def score(files: list[Path], readers: list[str], gates: list[float], weights: list[float],
-          confusions: bool = False, letter_gates: list[float] = ()) -> list[dict]:
-    """Numbers read exactly per category: the net alone, then each (gate, weight) rule, and each of those with words
-    dropped at each of ``letter_gates`` (readers that know letters); printed and returned."""
+          confusions: bool = False, letters: str | None = None) -> list[dict]:
+    """Numbers read exactly per category: the net alone, then each (gate, weight) rule, and where a reader tells
+    letters (``letters``, a reader trained with them; None: the readers' own, where they know letters) each of those
+    with words dropped as :func:`segapp.words.drop_words` drops them; printed and returned."""
     rows = []
     for f in files:
         z = np.load(f)
         recs, crops, pn = json.loads(str(z["recs"])), z["crops"], z["pn"]
         pr, p_not = reader_probs(readers, crops)
+        if letters is not None:
+            p_not = reader_probs([letters], crops)[1]
         cats = list(dict.fromkeys(r["cat"] for r in recs))
-        lg = [None, *letter_gates] if p_not.any() else [None]
-        rules = [("net alone", None, 0.0, 0.0, None)] + [
-            (f"gate {g} weight {w}" + ("" if x is None else f" letters {x}"), pr, g, w, x)
+        lg = [False, True] if p_not.any() else [False]
+        rules = [("net alone", None, 0.0, 0.0, False)] + [
+            (f"gate {g} weight {w}" + (" words dropped" if x else ""), pr, g, w, x)
             for g in gates for w in weights for x in lg]
         for name, p, g, w, x in rules:
             cl = classes(recs, pn, p, g, w)
@@ -175,8 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--gates", default=str(REREAD_BELOW), help="comma-separated reread gates")
     s.add_argument("--mix", default=str(READER_WEIGHT), help="comma-separated reader weights")
     s.add_argument("--confusions", action="store_true", help="list what the reader alone misreads")
-    s.add_argument("--letter-gates", default=str(LETTER_GATE),
-                   help="comma-separated gates at which a word with a letter is dropped (readers that know letters)")
+    s.add_argument("--letters", default=None, help="the reader that tells letters (default: the readers' own)")
     a = ap.parse_args(argv)
     if a.job == "collect":
         cats = a.categories.split(",")
@@ -191,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{a.out}: {len(arrays['crops'])} digits of {len(json.loads(str(arrays['recs'])))} images")
     else:
         score(a.files, a.readers.split(","), [float(g) for g in a.gates.split(",")],
-              [float(w) for w in a.mix.split(",")], a.confusions, [float(x) for x in a.letter_gates.split(",")])
+              [float(w) for w in a.mix.split(",")], a.confusions, a.letters)
 
 
 if __name__ == "__main__":

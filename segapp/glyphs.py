@@ -21,10 +21,12 @@ UPPER = "EFHKMNRWX"
 LOWER = "hkmnrwx"
 SIGNS = "#%*"  # a dash or an equals sign is a short rule: the generator draws those already
 GLYPHS = UPPER + LOWER + SIGNS
-# the digit reader's "not a digit" class (segapp train-reader --letters) also learns these, whose likeness to a digit
-# is a writer's habit rather than the letter's shape: the reader's gate (segapp.words.LETTER_GATE) drops a word only
-# where it is sure, and its digit probabilities leave this class out, so a digit written like one still reads
-READER_GLYPHS = GLYPHS + "Pdefp"
+# the letters reader (segapp train-reader --letters: weights/letters) also learns P d e f p, whose likeness to a
+# digit is a writer's habit rather than the letter's shape: segapp.words drops a word only where that reader is sure
+# (or fairly sure, beside a lowercase letter's height), and digits are read by weights/reader, which never saw a
+# letter. H and h are left out: a 4 with a closed top and a short stem is an h to it (session 35's first letters
+# reader dropped M2NIST 4s as letters)
+READER_GLYPHS = GLYPHS.replace("H", "").replace("h", "") + "Pdefp"
 HERSHEY = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_TRIPLEX,
            cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_HERSHEY_SCRIPT_COMPLEX)
 

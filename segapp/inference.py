@@ -30,11 +30,12 @@ import torch
 from .alternatives import alternatives, runner_up
 from .backends import BACKENDS, make_engine
 from .classes import BACKGROUND, MIN_DIGIT_AREA
+from .engines import CropRunner
 from .images import Prepared, prepare
 from .ink import ink_refine
 from .model import DEFAULT_WEIGHTS, load_pretrained
 from .postprocess import certainty, class_maps, settle, stands_out, upsample_classes, vote_blobs
-from .reader import READER_DIR, load_reader
+from .reader import LETTERS_DIR, READER_DIR, load_letters, load_reader
 from .render import Segmentation, read_digits
 from .reread import READER_WEIGHT, reread
 from .ruled import erase_rules, inked, off_the_page_lines, on_the_lines, ruled_lines
@@ -109,7 +110,11 @@ class Segmenter:
         self.backend = self.engine.name
         # the digit reader beside the weights (weights/reader); a net passed in without weights is read alone (a
         # training run scoring its epochs must not be judged with another net's reader)
-        self.reader = load_reader(folder / READER_DIR) if cfg.reader and not (given and weights is None) else None
+        own = not (given and weights is None)
+        self.reader = load_reader(folder / READER_DIR) if cfg.reader and own else None
+        # the reader that tells letters from digits (weights/letters), for dropping words (segapp.words)
+        letters = load_letters(folder / LETTERS_DIR) if cfg.drop_words and own else None
+        self.letters = None if letters is None else CropRunner(letters)
 
     def with_options(self, **changes) -> Segmenter:
         """The same weights with other options (e.g. a user's ``digit_height``); shares the model."""
@@ -175,8 +180,8 @@ class Segmenter:
         if ruled:  # a ruled line, a margin or a table's border is no digit, nor is where two of them cross
             digits = [d for d in digits if not on_the_lines(d, small, lines)]
         alternatives(digits, small, runner)  # each digit's likeliest other reading, while boxes are at net scale
-        if self.reader is not None and digits:
-            reread(digits, small, n.image, runner, self.reader, self.cfg.reader_weight)
+        if (self.reader is not None or self.letters is not None) and digits:
+            reread(digits, small, n.image, runner, self.reader, self.cfg.reader_weight, self.letters)
             if self.cfg.drop_words:
                 digits = drop_words(digits)
         for d in digits:

@@ -25,6 +25,7 @@ from .classes import NUM_DIGITS
 from .model import CONFIG_NAME, WEIGHTS_NAME, WeightsError, check_state, read_config, read_safetensors, write_weights
 
 READER_DIR = "reader"  # the reader's folder inside a weights folder (weights/reader/config.json + model.safetensors)
+LETTERS_DIR = "letters"  # a reader trained with letters, for its NOT_DIGIT class alone (segapp.words)
 MNIST_CANVAS, MNIST_BOX = 28, 20  # MNIST's layout: a digit fitted into 20x20, centred by mass in 28x28
 NOT_DIGIT = NUM_DIGITS  # the reader's eleventh class, where it has one: a letter or a sign, no digit at all
 CROP_INK = 0.15  # share of full ink that bounds a crop's digit (fainter pixels are the stroke's blurred edge)
@@ -149,3 +150,13 @@ def load_reader(folder: Path | str) -> DigitReader | None:
     reader = DigitReader(config)
     reader.load_state_dict(state)
     return reader.eval()
+
+
+def load_letters(folder: Path | str) -> DigitReader | None:
+    """The reader in ``folder`` (a weights folder's ``letters/``) that tells letters from digits, or None where there
+    is none (words are then read as digits). Only its :data:`NOT_DIGIT` probability is used."""
+    reader = load_reader(folder)
+    if reader is not None and reader.config.classes <= NUM_DIGITS:
+        raise WeightsError(f"{Path(folder) / CONFIG_NAME}: this reader knows digits only, so it cannot tell a letter; "
+                           "train one with `segapp train-reader --letters 0.2` and put its folder here")
+    return reader

@@ -57,33 +57,39 @@ def mix_scores(p_net: np.ndarray, p_reader: np.ndarray, weight: float) -> np.nda
 
 
 def reread(digits: list[dict], small: np.ndarray, image: np.ndarray, runner: tuple[np.ndarray, np.ndarray],
-           reader: DigitReader, weight: float = READER_WEIGHT) -> None:
+           reader: DigitReader | None, weight: float = READER_WEIGHT, letters: DigitReader | None = None) -> None:
     """Reads each digit the net is unsure of (under :data:`REREAD_BELOW`; net-scale boxes in ``small``, the net's
     uint8 input ``image``, ink high) with ``reader`` and mixes it with the net's reading, in place. A digit whose
     class changes gets ``_was`` (its former class: the caller recolours its pixels), the mix's probability as its
     ``confidence`` and the former class as its ``alternative`` (with the mix's probability of it).
 
-    A reader that knows letters (:data:`~segapp.reader.NOT_DIGIT`) reads every digit, sure or not (a letter is read
-    as a digit at 0.99 as readily as a digit is), and leaves its probability of no digit at all in ``_not_digit``
-    (:func:`segapp.words.drop_words` uses it); only the unsure digits' readings are mixed."""
-    every = reader.config.classes > NUM_DIGITS
+    ``letters`` (a reader trained with letters, :data:`~segapp.reader.NOT_DIGIT`; or ``reader`` itself where it
+    was) reads every digit, sure or not (a letter is read as a digit at 0.99 as readily as a digit is), and leaves
+    its probability of no digit at all in ``_not_digit`` (:func:`segapp.words.drop_words` uses it). Its digit
+    probabilities are not used: the shipped reader, trained on digits alone, reads them better (docs/robustness.md,
+    session 35)."""
+    if letters is None and reader is not None and reader.config.classes > NUM_DIGITS:
+        letters = reader
     crops, where = [], []
     for i, d in enumerate(digits):
-        if d["confidence"] >= REREAD_BELOW and not d.get("_split") and not every:  # a split part: always
+        unsure = reader is not None and (d["confidence"] < REREAD_BELOW or d.get("_split"))  # a split part: always
+        if not unsure and letters is None:
             continue
         mine, crop = digit_crop(d, small, image)
         if crop is not None:
             crops.append(crop)
-            where.append((i, mine))
+            where.append((i, mine, unsure))
     if not crops:
         return
-    p_reader, p_not = read_crops(reader, crops)
-    for (i, mine), pr, pn in zip(where, p_reader, p_not):
+    if letters is not None:
+        for (i, _, _), pn in zip(where, read_crops(letters, crops)[1]):
+            digits[i]["_not_digit"] = float(pn)
+    where = [(w, c) for w, c in zip(where, crops) if w[2]]
+    if not where:
+        return
+    p_reader = read_crops(reader, [c for _, c in where])[0]
+    for ((i, mine, _), _), pr in zip(where, p_reader):
         d = digits[i]
-        if every:
-            d["_not_digit"] = float(pn)
-            if d["confidence"] >= REREAD_BELOW and not d.get("_split"):
-                continue
         p_net = net_distribution(d, mine, runner)
         mix = mix_scores(p_net, pr, weight)
         new = int(mix.argmax())

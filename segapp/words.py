@@ -9,8 +9,9 @@ leaves that in ``_not_digit``.
 One sure letter is not enough to read the rest of its word: the "o"s of "Room" are 0s by their shape, and only the
 word they belong to says otherwise. So the glyphs of a line are cut into words at gaps wider than
 :data:`WORD_GAP` of the line's glyph height (a space between words is wider than the room between a number's
-digits), and a word holding a glyph at or above :data:`LETTER_GATE` is dropped whole: not read, its pixels left out
-of the mask. A number written tight against its unit ("12kg") goes with it; a number apart from its word stays.
+digits), and a word is dropped whole (not read, its pixels left out of the mask) where the reader is sure of one of
+its glyphs, or fairly sure of one and another is a lowercase letter's height (:func:`lettered`). A number written
+tight against its unit ("12kg") goes with it; a number apart from its word stays.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import numpy as np
 
 from .render import group_lines
 
-LETTER_GATE = 0.9  # the reader's probability of "no digit" at which a glyph's word is dropped
+LETTER_SURE = 0.95  # the letters reader's probability of "no digit" at which a glyph drops its word alone ...
+LETTER_LIKELY = 0.6  # ... and at which it drops a word that also holds a glyph of a lowercase letter's height
+SHORT = 0.7  # share of the line's tallest glyph under which a glyph is that short (x-height: 0.5-0.7 of a digit's)
 WORD_GAP = 0.45  # a gap between glyph boxes wider than this share of the line's median glyph height starts a word
 
 
@@ -37,14 +40,24 @@ def words(line: list[dict], gap: float = WORD_GAP) -> list[list[dict]]:
     return out
 
 
-def drop_words(digits: list[dict], gate: float = LETTER_GATE) -> list[dict]:
-    """The digits not in a word with a letter (``_not_digit`` >= ``gate``); pops ``_not_digit`` from all."""
-    sure = {id(d) for d in digits if d.pop("_not_digit", 0.0) >= gate}
-    if not sure:
+def lettered(p_not: list[float], heights: list[float], tallest: float) -> bool:
+    """Whether a word is one to drop, from its glyphs' probabilities of no digit and heights (the line's tallest
+    glyph ``tallest``): one glyph at :data:`LETTER_SURE`, or one at :data:`LETTER_LIKELY` beside a glyph under
+    :data:`SHORT` of the tallest. A number's digits stand about equally tall; a word's lowercase letters do not,
+    and a digit the reader takes for a letter at 0.6-0.95 (an 8 like an R, a 4 like a k) is rarely so short."""
+    most = max(p_not, default=0.0)
+    return most >= LETTER_SURE or (most >= LETTER_LIKELY and min(heights) < SHORT * tallest)
+
+
+def drop_words(digits: list[dict]) -> list[dict]:
+    """The digits not in a word :func:`lettered` drops (by their ``_not_digit``); pops ``_not_digit`` from all."""
+    p = {id(d): d.pop("_not_digit", 0.0) for d in digits}
+    if max(p.values(), default=0.0) < LETTER_LIKELY:
         return digits
     dropped = set()
     for line in group_lines(digits):
+        height = [d["bbox"][3] - d["bbox"][1] for d in line]
         for word in words(line):
-            if any(id(d) in sure for d in word):
+            if lettered([p[id(d)] for d in word], [d["bbox"][3] - d["bbox"][1] for d in word], max(height)):
                 dropped.update(id(d) for d in word)
     return [d for d in digits if id(d) not in dropped]

@@ -67,8 +67,9 @@ def test_the_wheel_holds_the_package_and_its_files_not_the_benchmarks(installed)
     for path in (package, weights, mnist, examples):
         assert Path(path).is_relative_to(venv), path  # the installed copy, not the checkout
     assert {p.name for p in Path(weights).iterdir()} >= {"config.json", "model.safetensors", "MODEL_CARD.md",
-                                                         "metrics.json", "reader"}
-    assert {p.name for p in (Path(weights) / "reader").iterdir()} >= {"config.json", "model.safetensors"}
+                                                         "metrics.json", "reader", "letters"}
+    for part in ("reader", "letters"):  # the digit reader and the one that tells letters (segapp/words.py)
+        assert {p.name for p in (Path(weights) / part).iterdir()} >= {"config.json", "model.safetensors"}
     assert len(list(Path(mnist).glob("*.gz"))) == 4 and list(Path(examples).glob("*.png"))
     assert benchmarks == "None"
 

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from segapp.engines import CropRunner
 from segapp.inference import InferenceConfig, Segmenter
-from segapp.reader import DigitReader, ReaderConfig
-from segapp.words import LETTER_GATE, WORD_GAP, drop_words, words
+from segapp.model import WeightsError
+from segapp.reader import DigitReader, ReaderConfig, load_letters, save_reader
+from segapp.words import LETTER_LIKELY, LETTER_SURE, SHORT, WORD_GAP, drop_words, lettered, words
 
 
 def glyph(x0: int, width: int = 10, top: int = 10, height: int = 20, p_not: float | None = None) -> dict:
@@ -25,17 +27,26 @@ def test_words_are_cut_at_gaps_wider_than_the_word_gap():
 
 @pytest.mark.parametrize("sure, kept", [(0, [2, 3]), (2, [0, 1]), (None, [0, 1, 2, 3])])
 def test_a_word_with_a_sure_letter_is_dropped_whole_and_the_number_beside_it_stays(sure, kept):
-    # "Rm 42": glyphs 0-1 a word, 2-3 a number 20 px to the right
+    # "Rm 42": glyphs 0-1 a word, 2-3 a number 20 px to the right, all as tall
     ds = [glyph(0), glyph(12), glyph(42), glyph(54)]
     for i, d in enumerate(ds):
-        d["_not_digit"] = 0.99 if i == sure else 0.5  # unsure glyphs drop nothing
+        d["_not_digit"] = LETTER_SURE if i == sure else 0.9  # fairly sure glyphs of even height drop nothing
     out = drop_words(ds)
     assert [ds.index(d) for d in out] == kept
     assert all("_not_digit" not in d for d in ds)  # nothing of the rule reaches the output
 
 
+@pytest.mark.parametrize("p, short, dropped", [(LETTER_LIKELY, True, True), (LETTER_LIKELY - 0.01, True, False),
+                                                (LETTER_SURE - 0.01, False, False), (LETTER_SURE, False, True)])
+def test_a_fairly_sure_letter_drops_its_word_only_beside_a_lowercase_height(p, short, dropped):
+    low = int(20 * SHORT) - 1 if short else 20  # "Rm": the m a lowercase letter's height, or as tall as the R
+    word = [glyph(0, p_not=p), glyph(12, top=10 + 20 - low, height=low, p_not=0.0)]
+    assert lettered([p, 0.0], [20, low], 20) == dropped
+    assert drop_words(word + [glyph(42), glyph(54)]) == ([] if dropped else word) + [glyph(42), glyph(54)]
+
+
 def test_the_gate_is_inclusive_and_lines_are_words_apart():
-    top = [glyph(0, p_not=LETTER_GATE), glyph(12)]  # "k2" on one line ...
+    top = [glyph(0, p_not=LETTER_SURE), glyph(12)]  # "k2" on one line ...
     below = [glyph(0, top=60), glyph(12, top=60)]  # ... "42" below it, in the same columns
     assert drop_words(top + below) == below
 
@@ -53,15 +64,47 @@ class Letters(DigitReader):
 
 
 @pytest.mark.parametrize("drop", [True, False])
-def test_a_segmenter_whose_reader_sees_letters_reads_nothing_and_colours_nothing(test_split, drop):
+@pytest.mark.parametrize("where", ["letters", "reader"])
+def test_a_segmenter_whose_reader_sees_letters_reads_nothing_and_colours_nothing(test_split, drop, where):
     seg = Segmenter("weights", InferenceConfig(backend="torch", drop_words=drop))
+    seg.letters = None
     image = test_split[0][0]
     plain = seg(image)
     assert plain.digits
-    seg.reader = Letters().eval()
+    if drop or where == "reader":  # (--no-drop-words loads no letters reader)
+        setattr(seg, where, Letters().eval())  # weights/letters, or a reader trained with letters as weights/reader
     s = seg(image)
     if drop:
         assert s.text == "" and not s.digits and (s.classes == 10).all()
     else:  # the rule off: the net's reading, whatever the reader thinks
         assert s.text == plain.text and np.array_equal(s.classes, plain.classes)
     assert all("_not_digit" not in d for d in s.digits)
+
+
+def test_the_letters_folder_must_hold_a_reader_that_knows_letters(tmp_path):
+    save_reader(DigitReader(ReaderConfig(width=4)), tmp_path / "letters")
+    with pytest.raises(WeightsError, match="knows digits only.*--letters") as e:
+        load_letters(tmp_path / "letters")
+    assert "\n" not in str(e.value)
+    save_reader(DigitReader(ReaderConfig(width=4, classes=11)), tmp_path / "letters")
+    assert load_letters(tmp_path / "letters").config.classes == 11
+    assert load_letters(tmp_path / "none") is None  # no folder: words are read as digits
+
+
+@pytest.mark.parametrize("drop", [True, False])
+def test_the_shipped_weights_come_with_a_letters_reader_loaded_only_to_drop_words(drop):
+    seg = Segmenter("weights", InferenceConfig(backend="torch", drop_words=drop))
+    assert (seg.letters is not None) == drop
+
+
+def test_the_letters_reader_moves_to_onnx_runtime_after_its_warm_up_and_reads_the_same():
+    torch.manual_seed(0)
+    reader = DigitReader(ReaderConfig(width=4, classes=11)).eval()
+    run = CropRunner(reader)
+    x = torch.rand(3, 1, 28, 28)
+    with torch.inference_mode():
+        want = reader(x)
+        outs = [run(x) for _ in range(CropRunner.WARM + 1)]
+    assert run.session is not None  # exported once, at the WARM-th call
+    assert all(torch.allclose(o.float(), want, atol=1e-4) for o in outs)
+    assert run(torch.rand(7, 1, 28, 28)).shape == (7, 11)  # any number of crops
