@@ -16,20 +16,19 @@ tight against its unit ("12kg") goes with it; a number apart from its word stays
 
 from __future__ import annotations
 
-import numpy as np
-
 from .render import group_lines
 
 LETTER_SURE = 0.95  # the letters reader's probability of "no digit" at which a glyph drops its word alone ...
 LETTER_LIKELY = 0.6  # ... and at which it drops a word that also holds a glyph of a lowercase letter's height
 SHORT = 0.7  # share of the line's tallest glyph under which a glyph is that short (x-height: 0.5-0.7 of a digit's)
-WORD_GAP = 0.45  # a gap between glyph boxes wider than this share of the line's median glyph height starts a word
+WORD_GAP = 0.55  # a gap between glyph boxes wider than this share of the line's tallest glyph starts a word
 
 
 def words(line: list[dict], gap: float = WORD_GAP) -> list[list[dict]]:
     """One text line's digits, left to right (net-scale ``bbox``) -> its words: runs of digits whose boxes lie
-    closer than ``gap`` of the line's median box height."""
-    height = float(np.median([d["bbox"][3] - d["bbox"][1] for d in line]))
+    closer than ``gap`` of the line's tallest box (a digit's or a capital's height: a line of lowercase letters has
+    a small median, and its letters' own gaps would cut a word in two)."""
+    height = max(d["bbox"][3] - d["bbox"][1] for d in line)
     out, word = [], [line[0]]
     for d in line[1:]:
         if d["bbox"][0] - max(p["bbox"][2] for p in word) > gap * height:
