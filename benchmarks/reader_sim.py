@@ -11,6 +11,10 @@ digit boxes come from the recording, so a rule scored here reads exactly what ``
 
     python -m benchmarks.reader_sim collect --seed 77 --fonts held --out runs/digits77.npz
     python -m benchmarks.reader_sim score weights/reader,runs/reader-x runs/digits77.npz --gates 0.95,0.99
+    python -m benchmarks.reader_sim score weights/reader runs/words77.npz --letters weights/letters
+
+With ``--letters`` (or readers that know letters) each rule is also scored with words dropped as
+:func:`segapp.words.drop_words` drops them (:func:`kept`; the digits' boxes are recorded for it).
 """
 
 from __future__ import annotations

@@ -112,7 +112,8 @@ def _add_train_reader(sub, fmt, run) -> None:
                         "0.6 a part's share of the digit 1/1.6 to 1.6 times (a small top on a long stem)")
     g.add_argument("--letters", type=float, default=0.0,
                    help="share of the generator's glyphs that are letters and signs (segapp/glyphs.py): above 0 the "
-                        "reader learns an eleventh class, not a digit, and a word beside a number is dropped")
+                        "reader learns an eleventh class, not a digit; copy --out to WEIGHTS/letters to leave words "
+                        "beside a number out of the reading (segapp/words.py)")
     g = p.add_argument_group("run")
     g.add_argument("--out", type=Path, default=Path("runs/reader"), help="output folder")
     g.add_argument("--workers", type=int, default=2, help="processes generating the crops")
@@ -144,8 +145,8 @@ def _add_evaluate(sub, fmt, run) -> None:
                    help="read each digit a second time with the weights' digit reader (weights/reader) and mix the "
                         "two readings; --no-reader: the net alone")
     g.add_argument("--drop-words", action=argparse.BooleanOptionalAction, default=True,
-                   help="leave out a word the reader is sure holds a letter (\"Room\" in \"Room 42\"; readers "
-                        "trained with --letters); --no-drop-words: read every stroke as a digit")
+                   help="leave out a word the letters reader (WEIGHTS/letters) is sure holds a letter (\"Room\" "
+                        "in \"Room 42\"); --no-drop-words: read every stroke as a digit")
     g.add_argument("--digit-height", type=float, default=None, metavar="PX",
                    help="digit height in the images (px) instead of estimating it from the ink")
     g.add_argument("--quiet", action="store_true", help="no progress bar (also off when stderr is not a terminal)")
@@ -213,8 +214,8 @@ def _add_predict(sub, fmt, run) -> None:
                    help="read each digit a second time with the weights' digit reader (weights/reader) and mix the "
                         "two readings; --no-reader: the net alone")
     g.add_argument("--drop-words", action=argparse.BooleanOptionalAction, default=True,
-                   help="leave out a word the reader is sure holds a letter (\"Room\" in \"Room 42\"; readers "
-                        "trained with --letters); --no-drop-words: read every stroke as a digit")
+                   help="leave out a word the letters reader (WEIGHTS/letters) is sure holds a letter (\"Room\" "
+                        "in \"Room 42\"); --no-drop-words: read every stroke as a digit")
     g.add_argument("--digit-height", type=float, default=None, metavar="PX",
                    help="digit height in the inputs (px) instead of estimating it, e.g. for a batch of forms")
     g.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
