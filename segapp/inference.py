@@ -171,6 +171,7 @@ class Segmenter:
             small, conf = class_maps(logits[None])
             small, conf = vote_blobs(logits, small[0]), conf[0]
         runner = runner_up(logits, small) if runner is None else runner
+        left_out: list[list[int]] = []  # net-scale boxes of the glyphs of words left out (segapp.words)
         # a faint rule is no 1: followed where it ran before it was erased from the net's input (development grid
         # pages, seeds 100-101 and 77-78: 3 numbers of 400 lost an extra 1, none changed otherwise)
         faint = n.image if n.unerased is None else n.unerased
@@ -183,7 +184,9 @@ class Segmenter:
         if (self.reader is not None or self.letters is not None) and digits:
             reread(digits, small, n.image, runner, self.reader, self.cfg.reader_weight, self.letters)
             if self.cfg.drop_words:
-                digits = drop_words(digits)
+                kept = {id(d) for d in drop_words(digits)}
+                left_out = [d["bbox"] for d in digits if id(d) not in kept]
+                digits = [d for d in digits if id(d) in kept]
         for d in digits:
             d.pop("_not_digit", None)  # (kept where words are not dropped)
             d.pop("_split", None)  # read again or not, a split part is a digit like any other from here
@@ -199,10 +202,10 @@ class Segmenter:
             off = off if off.shape == (H, W) else cv2.resize(off, (W, H), interpolation=cv2.INTER_NEAREST)
             full[off.view(bool)] = BACKGROUND
         sy, sx = small.shape[0] / H, small.shape[1] / W
+        to_input = lambda b: [int(b[0] / sx), int(b[1] / sy), min(W, math.ceil(b[2] / sx)),  # noqa: E731
+                              min(H, math.ceil(b[3] / sy))]
         for d in digits:  # boxes to input pixels
-            x0, y0, x1, y1 = d["bbox"]
-            x0, y0, x1, y1 = int(x0 / sx), int(y0 / sy), min(W, math.ceil(x1 / sx)), min(H, math.ceil(y1 / sy))
-            d["bbox"] = [x0, y0, x1, y1]
+            d["bbox"] = x0, y0, x1, y1 = to_input(d["bbox"])
             if "_was" in d:  # read anew (reread): its pixels take the new class
                 box = full[y0:y1, x0:x1]
                 box[box == d.pop("_was")] = d["digit"]
@@ -211,7 +214,8 @@ class Segmenter:
                 box[np.isin(box, d.pop("_joined"))] = d["digit"]
         digits = [d for d in digits if stands_out(full, d, n.prepared.raw, n.prepared.inverted)]
         digits = settle(full, digits, MIN_DIGIT_AREA / (sx * sy))
-        return Segmentation.from_digits(full, n.prepared, digits, scale=n.scale, digit_height=n.digit_height)
+        return Segmentation.from_digits(full, n.prepared, digits, scale=n.scale, digit_height=n.digit_height,
+                                        words_left_out=[to_input(b) for b in left_out])
 
     def net(self, inputs: list[NetInput]) -> list[tuple[torch.Tensor, np.ndarray, np.ndarray, tuple]]:
         """The net on preprocessed inputs of one size: per input, its (C, h, w) logits, (h, w) uint8 class map,
@@ -256,7 +260,7 @@ class Segmenter:
         p = n.prepared
         H, W = p.raw.shape
         full = np.full((H, W), BACKGROUND, np.uint8)
-        digits = []
+        digits, left_out = [], []
         for g in n.groups:
             y0, y1, x0, x1 = g.box
             crop = p.raw[y0:y1, x0:x1].copy()
@@ -270,10 +274,11 @@ class Segmenter:
             for d in sub.digits:
                 bx0, by0, bx1, by1 = d["bbox"]
                 digits.append({**d, "bbox": [bx0 + x0, by0 + y0, bx1 + x0, by1 + y0]})
+            left_out += [[bx0 + x0, by0 + y0, bx1 + x0, by1 + y0] for bx0, by0, bx1, by1 in sub.words_left_out]
         digits = off_the_page_lines(full, digits, p.raw, p.inverted)  # a crop cut the lines short: the whole height
         small = min(n.groups, key=lambda g: g.height)
         return Segmentation.from_digits(full, p, digits, scale=min(1.0, TARGET_HEIGHT / small.height),
-                                        digit_height=small.height)
+                                        digit_height=small.height, words_left_out=left_out)
 
     def batch_limit(self, shape: tuple[int, int]) -> int:
         """How many net inputs of ``shape`` go into one batch (fewer as they grow; tiles bound the rest)."""

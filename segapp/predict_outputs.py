@@ -169,4 +169,5 @@ def row_for(item: Item, out: Path, seg=None, status: str = "ok") -> dict:
                    alternative_confidences=[d.get("alternative_confidence") for d in seg.digits],
                    **{k: shown(p.relative_to(out).as_posix()) for k, p in item.outs.items()})
         row["bboxes"] = [d["bbox"] for d in seg.digits]
+        row["words_left_out"] = seg.words_left_out  # summary.jsonl: where a word was left out (segapp.words)
     return row

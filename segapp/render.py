@@ -50,6 +50,8 @@ class Segmentation:
     lines: list[str] = field(default_factory=list)  # one string per text line, e.g. ["5 0 4", "1 9"]
     scale: float = 1.0  # net pixels per input pixel used by scale normalisation
     digit_height: float | None = None  # estimated (or given) digit height in input pixels
+    words_left_out: list[list[int]] = field(default_factory=list)  # [x0, y0, x1, y1] of each glyph of a word left
+    # out of the reading and the mask (segapp.words), so a reviewer sees where segapp saw letters
 
     @classmethod
     def from_digits(cls, classes: np.ndarray, prepared: Prepared, digits: list[dict], **kw) -> Segmentation:
@@ -82,7 +84,7 @@ class Segmentation:
         return {"width": w, "height": h, "text": self.text, "lines": self.lines, "digits": self.digits,
                 "confidence": None if c is None else round(c, 4), "polarity": self.prepared.polarity,
                 "digit_height": None if self.digit_height is None else round(self.digit_height, 1),
-                "scale": round(self.scale, 4)}
+                "scale": round(self.scale, 4), "words_left_out": self.words_left_out}
 
 
 def group_lines(digits: list[dict]) -> list[list[dict]]:

@@ -76,6 +76,10 @@ def test_a_segmenter_whose_reader_sees_letters_reads_nothing_and_colours_nothing
     s = seg(image)
     if drop:
         assert s.text == "" and not s.digits and (s.classes == 10).all()
+        assert len(s.words_left_out) == len(plain.digits)  # each glyph left out, where it stood
+        h, w = image.shape[:2]
+        assert all(0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h for x0, y0, x1, y1 in s.words_left_out)
+        assert s.summary()["words_left_out"] == s.words_left_out
     else:  # the rule off: the net's reading, whatever the reader thinks
         assert s.text == plain.text and np.array_equal(s.classes, plain.classes)
     assert all("_not_digit" not in d for d in s.digits)
