@@ -29,7 +29,7 @@ import numpy as np
 import segapp.inference as inference
 from segapp.reader import load_reader, read_crops
 from segapp.reread import EPS, READER_WEIGHT, REREAD_BELOW, digit_crop, mix_scores, net_distribution
-from segapp.words import LETTER_LIKELY, lettered, words
+from segapp.words import LETTER_LIKELY, dropped_in_line
 
 from .robustness import CATEGORIES, build
 
@@ -100,9 +100,9 @@ def reader_probs(readers: list[str], crops: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def kept(recs: list[dict], p_not: np.ndarray, drop: bool) -> list[list[bool]]:
-    """Each record's digits that :func:`segapp.words.drop_words` keeps (``drop`` False: all), the words cut on the
-    recorded lines by :func:`segapp.words.words` and judged by :func:`segapp.words.lettered` (boxes in input pixels:
-    the gaps and heights scale with the glyphs)."""
+    """Each record's digits that :func:`segapp.words.drop_words` keeps (``drop`` False: all), by the same rule
+    (:func:`segapp.words.dropped_in_line`) on the recorded lines (boxes in input pixels: the gaps and heights scale
+    with the glyphs)."""
     out = []
     for r in recs:
         ds = r["digits"]
@@ -111,11 +111,8 @@ def kept(recs: list[dict], p_not: np.ndarray, drop: bool) -> list[list[bool]]:
         if drop and max(pn, default=0.0) >= LETTER_LIKELY:
             for k in sorted({d["line"] for d in ds}):
                 line = sorted((i for i, d in enumerate(ds) if d["line"] == k), key=lambda i: ds[i]["bbox"][0])
-                tallest = max(ds[i]["bbox"][3] - ds[i]["bbox"][1] for i in line)
-                for word in words([{**ds[i], "i": i} for i in line]):
-                    if lettered([pn[d["i"]] for d in word], [d["bbox"][3] - d["bbox"][1] for d in word], tallest):
-                        for d in word:
-                            keep[d["i"]] = False
+                for i, gone in zip(line, dropped_in_line([ds[i] for i in line], [pn[i] for i in line])):
+                    keep[i] = not gone
         out.append(keep)
     return out
 

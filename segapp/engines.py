@@ -239,7 +239,7 @@ class CropRunner:
     WARM = 16
 
     def __init__(self, model: nn.Module):
-        self.model, self.config, self.calls, self.session = model.eval(), model.config, 0, None
+        self.model, self.calls, self.session = model.eval(), 0, None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         self.calls += 1

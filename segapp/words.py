@@ -48,6 +48,17 @@ def lettered(p_not: list[float], heights: list[float], tallest: float) -> bool:
     return most >= LETTER_SURE or (most >= LETTER_LIKELY and min(heights) < SHORT * tallest)
 
 
+def dropped_in_line(line: list[dict], p_not: list[float]) -> list[bool]:
+    """One text line's glyphs, left to right, and their probabilities of no digit -> whether each is in a word
+    :func:`lettered` drops. The one rule the product (:func:`drop_words`) and the benchmarks apply."""
+    tall = [d["bbox"][3] - d["bbox"][1] for d in line]
+    out: list[bool] = []
+    for word in words(line):  # the words split the line in order
+        k = len(out)
+        out += [lettered(p_not[k : k + len(word)], tall[k : k + len(word)], max(tall))] * len(word)
+    return out
+
+
 def drop_words(digits: list[dict]) -> list[dict]:
     """The digits not in a word :func:`lettered` drops (by their ``_not_digit``); pops ``_not_digit`` from all."""
     p = {id(d): d.pop("_not_digit", 0.0) for d in digits}
@@ -55,8 +66,5 @@ def drop_words(digits: list[dict]) -> list[dict]:
         return digits
     dropped = set()
     for line in group_lines(digits):
-        height = [d["bbox"][3] - d["bbox"][1] for d in line]
-        for word in words(line):
-            if lettered([p[id(d)] for d in word], [d["bbox"][3] - d["bbox"][1] for d in word], max(height)):
-                dropped.update(id(d) for d in word)
+        dropped.update(id(d) for d, drop in zip(line, dropped_in_line(line, [p[id(d)] for d in line])) if drop)
     return [d for d in digits if id(d) not in dropped]
