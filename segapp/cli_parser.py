@@ -114,6 +114,12 @@ def _add_train_reader(sub, fmt, run) -> None:
                    help="share of the generator's glyphs that are letters and signs (segapp/glyphs.py): above 0 the "
                         "reader learns an eleventh class, not a digit; copy --out to WEIGHTS/letters to leave words "
                         "beside a number out of the reading (segapp/words.py)")
+    g.add_argument("--letter-chars", default=argparse.SUPPRESS,
+                   help="with --letters: the letters and signs drawn in OpenCV's Hershey faces (default: "
+                        "segapp/glyphs.py's READER_GLYPHS)")
+    g.add_argument("--letter-fonts", nargs="+", default=argparse.SUPPRESS, metavar="PATH",
+                   help="with --letters: font files or folders (e.g. /usr/share/fonts/truetype/dejavu) half the "
+                        "letters are drawn with, beside OpenCV's faces (default: OpenCV's faces only)")
     g = p.add_argument_group("run")
     g.add_argument("--out", type=Path, default=Path("runs/reader"), help="output folder")
     g.add_argument("--workers", type=int, default=2, help="processes generating the crops")

@@ -8,14 +8,21 @@ transforms digits (re-penned, slanted, wobbled), so a letter is told from a digi
 Only glyphs that no digit is written as are used: no O / o / D / Q (0), I / l / i / j / L / J / T / ! / ( / )
 (1 or 7), Z / z / ? (2), S / s / $ (5), b / G / e / c / C (6 or an open 0), B / & (8), g / q / a / P / p / y (9 or 4),
 A / t / + / Y / u / U / v / V (4, 7 or an open 4). Those are left to context the net cannot see, and a user's "Room"
-still reads "0 0" (README: "Words beside a number are read as digits"). The shapes come from OpenCV's Hershey
-stroke fonts, drawn in memory: no font file, nothing downloaded, the same on every machine.
+still reads "0 0" (README: "Words beside a number are read as digits"). The shapes come from OpenCV's built-in
+faces, drawn in memory: no font file, nothing downloaded, the same on every machine. OpenCV 5 draws every
+``FONT_HERSHEY_*`` face with one sans-serif outline (the "script" faces included: only weight and slant vary), so a
+letters reader trained on them alone has seen one typeface; ``fonts`` (``segapp train-reader --letter-fonts``) adds
+typefaces from font files, half the letters then drawn from them.
 """
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import cv2
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 UPPER = "EFHKMNRWX"
 LOWER = "hkmnrwx"
@@ -31,9 +38,46 @@ HERSHEY = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_C
            cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_HERSHEY_SCRIPT_COMPLEX)
 
 
-def draw_glyph(ch: str, rng: np.random.Generator) -> np.ndarray:
-    """``ch`` in a random Hershey face (upright or italic) and stroke, cropped to its ink: uint8 white on black,
-    about 40 px tall for a capital (lowercase and signs are smaller, as written)."""
+FONT_SUFFIXES = (".ttf", ".otf")
+
+
+def font_files(paths: tuple[str, ...]) -> tuple[str, ...]:
+    """Font files and folders -> the sorted font files (.ttf, .otf) they hold; a path that holds none is an error
+    worth a clear message (a font package not installed)."""
+    out = []
+    for p in map(Path, paths):
+        found = [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.suffix.lower() in FONT_SUFFIXES)
+        if not found or not all(q.suffix.lower() in FONT_SUFFIXES for q in found):
+            raise ValueError(f"{p}: no .ttf or .otf font there; give font files or folders that hold them "
+                             "(e.g. /usr/share/fonts/truetype/dejavu from Debian's fonts-dejavu-core)")
+        out += [str(q) for q in found]
+    return tuple(sorted(set(out)))
+
+
+@functools.lru_cache(maxsize=64)
+def _font(path: str) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(path, 64)
+
+
+def _font_glyph(ch: str, path: str, rng: np.random.Generator) -> np.ndarray | None:
+    """``ch`` drawn with the font file ``path`` at 64 px, its stroke thickened by 0-2 px (None: no ink, a font
+    without that glyph)."""
+    canvas = Image.new("L", (160, 160), 0)
+    bold = int(rng.integers(0, 3))
+    ImageDraw.Draw(canvas).text((40, 20), ch, fill=255, font=_font(path), stroke_width=bold, stroke_fill=255)
+    a = np.asarray(canvas)
+    ys, xs = np.nonzero(a)
+    return a[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] if len(ys) else None
+
+
+def draw_glyph(ch: str, rng: np.random.Generator, fonts: tuple[str, ...] = ()) -> np.ndarray:
+    """``ch`` in a random OpenCV face (upright or italic) and stroke, or with ``fonts`` given half the time in one of
+    those font files, cropped to its ink: uint8 white on black, about 40-50 px tall for a capital (lowercase and
+    signs are smaller, as written)."""
+    if fonts and rng.random() < 0.5:
+        glyph = _font_glyph(ch, fonts[int(rng.integers(0, len(fonts)))], rng)
+        if glyph is not None:
+            return glyph
     face = HERSHEY[int(rng.integers(0, len(HERSHEY)))] | (cv2.FONT_ITALIC if rng.random() < 0.3 else 0)
     canvas = np.zeros((96, 96), np.uint8)
     cv2.putText(canvas, ch, (16, 70), face, 1.6, 255, int(rng.integers(2, 5)), cv2.LINE_AA)
@@ -41,15 +85,16 @@ def draw_glyph(ch: str, rng: np.random.Generator) -> np.ndarray:
     return canvas[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
 
-def pick_glyph(rng: np.random.Generator, chars: str = GLYPHS) -> tuple[np.ndarray, float, float]:
+def pick_glyph(rng: np.random.Generator, chars: str = GLYPHS,
+               fonts: tuple[str, ...] = ()) -> tuple[np.ndarray, float, float]:
     """A random glyph of ``chars``: (its ink, uint8; its height as a share of a digit's; its drop below a digit's
     top, as a share of a digit's height), so a lowercase letter sits on the digits' baseline and a sign at their
     middle."""
     ch = chars[int(rng.integers(0, len(chars)))]
     if ch.isupper():
-        return draw_glyph(ch, rng), rng.uniform(0.85, 1.05), 0.0
+        return draw_glyph(ch, rng, fonts), rng.uniform(0.85, 1.05), 0.0
     if ch.islower():
         share = rng.uniform(0.5, 0.7)
-        return draw_glyph(ch, rng), share, 1.0 - share
+        return draw_glyph(ch, rng, fonts), share, 1.0 - share
     share = rng.uniform(0.4, 0.75)
-    return draw_glyph(ch, rng), share, rng.uniform(0.0, 1.0 - share)
+    return draw_glyph(ch, rng, fonts), share, rng.uniform(0.0, 1.0 - share)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from .classes import NUM_DIGITS, SegappError
-from .glyphs import READER_GLYPHS
+from .glyphs import READER_GLYPHS, font_files
 from .m2nist import load_mnist
 from .reader import NOT_DIGIT, DigitReader, ReaderConfig, own_strokes, save_reader
 from .runtime import amp_enabled, pick_device
@@ -59,6 +59,8 @@ class ReaderTrainConfig:
     pointed_four: float = 0.0  # share of the generator's styled 4s closed into a triangle (WildConfig.pointed_four)
     proportions: float = 0.0  # how far a varied crop's parts are resized against each other (vary, _proportions)
     letters: float = 0.0  # share of the generator's glyphs that are letters or signs (READER_GLYPHS), NOT_DIGIT crops
+    letter_chars: str = READER_GLYPHS  # the letters and signs drawn (segapp.glyphs draws any Hershey has)
+    letter_fonts: tuple[str, ...] = ()  # font files or folders half the letters are drawn with (resolved to files)
     width: int = 32
     seed: int = 0
     out: str = "runs/reader"
@@ -80,6 +82,14 @@ class ReaderTrainConfig:
             raise SegappError("--lr must lie in (0, 1), --weight-decay >= 0, --label-smoothing in [0, 1), "
                               "--workers >= 0, --augment in [0, 3], --low-res and --pointed-four in [0, 1], "
                               "--proportions in [0, 2], --letters in [0, 1)")
+        bad = sorted({c for c in self.letter_chars if c.isdigit() or not c.isprintable() or c.isspace()})
+        if not self.letter_chars or bad:
+            raise SegappError(f"--letter-chars {self.letter_chars!r}: give letters and signs, no digits or spaces "
+                              f"(default {READER_GLYPHS!r})")
+        try:  # the files themselves, so args.json records exactly which typefaces the letters came from
+            object.__setattr__(self, "letter_fonts", font_files(tuple(self.letter_fonts)))
+        except ValueError as e:
+            raise SegappError(f"--letter-fonts {e}") from None
 
 
 def digit_crops(image: np.ndarray, label: np.ndarray) -> list[tuple[np.ndarray, int]]:
@@ -232,7 +242,7 @@ def run(cfg: ReaderTrainConfig, argv: list[str] | None = None) -> dict:
     t0 = time.time()
     held = max(2, cfg.canvases // 20)
     recipe = WildConfig(pointed_four=cfg.pointed_four, letters=cfg.letters, letter_label=LETTER,
-                        letter_chars=READER_GLYPHS)
+                        letter_chars=cfg.letter_chars, letter_fonts=cfg.letter_fonts)
     x, y = make_crops(cfg.canvases, cfg.seed, cfg.workers, recipe)
     vx, vy = make_crops(held, cfg.seed + 1_000_003, cfg.workers, recipe)  # other canvases: no crop shared with training
     if len(x) < cfg.batch_size:

@@ -1,10 +1,13 @@
 """Letters and signs the net learns to leave as background (segapp.glyphs, synth's --letters share)."""
 
+from pathlib import Path
+
+import matplotlib
 import numpy as np
 import pytest
 
 from segapp.classes import BACKGROUND, VOID
-from segapp.glyphs import GLYPHS, draw_glyph, pick_glyph
+from segapp.glyphs import GLYPHS, draw_glyph, font_files, pick_glyph
 from segapp.m2nist import digit_pool
 from segapp.synth import WildConfig, wild_sample
 
@@ -26,6 +29,27 @@ def test_each_glyph_draws_as_cropped_white_on_black_ink(ch):
     g = draw_glyph(ch, np.random.default_rng(3))
     assert g.dtype == np.uint8 and g.max() == 255
     assert g[0].any() and g[-1].any() and g[:, 0].any() and g[:, -1].any()  # cropped to its ink
+
+
+MPL_FONTS = Path(matplotlib.get_data_path()) / "fonts" / "ttf"  # DejaVu and STIX faces: on every machine segapp runs
+
+
+def test_font_files_finds_the_fonts_in_a_folder_and_names_a_folder_without_any(tmp_path):
+    files = font_files((str(MPL_FONTS), str(MPL_FONTS / "DejaVuSans.ttf")))
+    assert str(MPL_FONTS / "DejaVuSans.ttf") in files and len(files) == len(set(files)) > 5  # once each, sorted
+    assert list(files) == sorted(files)
+    with pytest.raises(ValueError, match=f"{tmp_path}: no .ttf or .otf"):
+        font_files((str(tmp_path),))
+
+
+def test_letters_from_font_files_come_in_other_shapes_and_no_fonts_keeps_the_stream():
+    fonts = font_files((str(MPL_FONTS / "DejaVuSerif.ttf"),))
+    plain = [draw_glyph("R", np.random.default_rng(k)) for k in range(12)]
+    assert all(np.array_equal(g, draw_glyph("R", np.random.default_rng(k), ())) for k, g in enumerate(plain))
+    with_fonts = [draw_glyph("R", np.random.default_rng(k), fonts) for k in range(12)]
+    other = [g for g, p in zip(with_fonts, plain) if g.shape != p.shape or not np.array_equal(g, p)]
+    assert 2 <= len(other) <= 11  # about half drawn in the serif face, the rest in OpenCV's
+    assert all(g.dtype == np.uint8 and g.max() == 255 and g[0].any() and g[:, 0].any() for g in other)
 
 
 def test_capitals_stand_as_tall_as_digits_and_smaller_glyphs_sit_within_them():

@@ -3,7 +3,9 @@ each digit the net found (segapp/reread.py)."""
 
 import json
 import shutil
+from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pytest
 import torch
@@ -25,6 +27,8 @@ from segapp.reader import (
 )
 from segapp.reader_train import LETTER, ReaderTrainConfig, digit_crops, vary
 from segapp.reread import reread
+
+MPL_FONTS = Path(matplotlib.get_data_path()) / "fonts" / "ttf"  # font files every install has (matplotlib's)
 
 
 class Says(DigitReader):
@@ -170,21 +174,26 @@ def test_proportions_move_a_digits_parts_against_each_other_and_keep_its_extent(
 
 
 @pytest.mark.parametrize("bad", [{"canvases": 10}, {"epochs": 0}, {"lr": 2.0}, {"width": True}, {"augment": -1},
-                                 {"low_res": 1.5}, {"proportions": -0.1}, {"letters": 1.0}])
+                                 {"low_res": 1.5}, {"proportions": -0.1}, {"letters": 1.0}, {"letter_chars": "Ab1"},
+                                 {"letter_chars": ""}, {"letter_fonts": ("/nonexistent/fonts",)}])
 def test_train_reader_refuses_values_that_could_only_fail(bad):
     with pytest.raises(Exception, match="--"):
         ReaderTrainConfig(**bad)
 
 
-@pytest.mark.parametrize("letters", [0.0, 0.3])
+@pytest.mark.parametrize("letters", [0.0, 0.3, "fonts"])
 def test_train_reader_writes_a_reader_a_segmenter_loads(tmp_path, capsys, letters):
     out = tmp_path / "r"
+    more = ["--letters", "0.3", "--letter-chars", "ATdx", "--letter-fonts", str(MPL_FONTS)] if letters == "fonts" else \
+        ["--letters", str(letters)]
     assert main(["train-reader", "--canvases", "60", "--epochs", "1", "--batch-size", "32", "--width", "4",
-                 "--workers", "0", "--letters", str(letters), "--out", str(out), "--quiet"]) in (0, None)
+                 "--workers", "0", *more, "--out", str(out), "--quiet"]) in (0, None)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_crops"] >= 32 and 0.0 <= metrics["held_accuracy"] <= 1.0
-    assert json.loads((out / "args.json").read_text())["canvases"] == 60
-    assert json.loads((out / "args.json").read_text())["augment"] == 1.0  # the default, recorded
+    args = json.loads((out / "args.json").read_text())
+    assert args["canvases"] == 60 and args["augment"] == 1.0  # the defaults, recorded
+    if letters == "fonts":  # the font files themselves are recorded, not the folder
+        assert args["letter_chars"] == "ATdx" and str(MPL_FONTS / "DejaVuSans.ttf") in args["letter_fonts"]
     weights = tmp_path / "w"
     weights.mkdir()
     for f in ("config.json", "model.safetensors"):
