@@ -171,52 +171,6 @@ def _compose(glyphs: list[np.ndarray], text: str, height: float,
     return ink, lab, " ".join(text)
 
 
-# words and units people write beside numbers (any letter, not only those segapp/glyphs.py trains on)
-PREFIXES = ("No", "Nr", "Tel", "Room", "Page", "Box", "Ref", "Apt", "Flat", "Fig", "Vol", "Max", "Fax", "Lot", "Row",
-            "Seat", "Gate", "Bus", "Kw", "x =", "#", "Rev", "ch")
-SUFFIXES = ("km", "kg", "cm", "mm", "min", "pcs", "kWh", "ml", "EUR", "USD", "pts", "am", "pm", "hrs", "Mb")
-
-
-def words_number(rng: np.random.Generator, height: float,
-                 which: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """A number of 1-4 digits with a word before it, a unit after it, or both, in one writer's hand (one font),
-    white on black: (the digits' ink, their label map, the words' ink, the digits' text). The words' strokes are
-    background in the label map (no faint band: a letter's pixel read as a digit is wrong however faint);
-    lowercase letters sit on the digits' baseline at 0.6 of their height."""
-    paths = fonts(which)
-    font = paths[int(rng.integers(0, len(paths)))]
-    digits = _number_text(rng, (1, 4))
-    r = rng.random()
-    before = PREFIXES[int(rng.integers(0, len(PREFIXES)))] + " " if r < 0.7 else ""
-    after = " " + SUFFIXES[int(rng.integers(0, len(SUFFIXES)))] if r > 0.45 else ""
-    line = before + digits + after
-    gap = height * rng.uniform(0.05, 0.35)
-    glyphs = [None if c == " " else _glyph(font, c, height * (0.6 if c.islower() else 0.4 if c in "=#" else 1.0)
-                                            * rng.uniform(0.9, 1.1), rng) for c in line]
-    H = int(max(g.shape[0] for g in glyphs if g is not None) + height * 0.8)
-    W = int(sum(height * 0.5 if g is None else g.shape[1] for g in glyphs) + gap * (len(line) + 1) + height * 0.4)
-    ink, words = np.zeros((H, W), np.uint8), np.zeros((H, W), np.uint8)
-    lab = np.full((H, W), BACKGROUND, np.uint8)
-    base = (H + height) / 2  # the digits' baseline
-    x = int(height * 0.2 + gap)
-    for c, g in zip(line, glyphs):
-        if g is None:
-            x += int(height * 0.5)
-            continue
-        gh, gw = g.shape
-        mid = c in "=#" or c.isdigit() or c.isupper()
-        y = (H - gh) / 2 if mid else base - gh + 3  # _pose pads 3 px
-        y = int(np.clip(y + rng.uniform(-0.05, 0.05) * height, 0, H - gh))
-        if c.isdigit():
-            win, wl = ink[y : y + gh, x : x + gw], lab[y : y + gh, x : x + gw]
-            wl[(g >= EDGE) & (g > win)] = int(c)
-            np.maximum(win, g, out=win)
-        else:
-            np.maximum(words[y : y + gh, x : x + gw], g, out=words[y : y + gh, x : x + gw])
-        x += gw + int(gap)
-    return ink, lab, words, " ".join(digits)
-
-
 def blank_frame(rng: np.random.Generator) -> np.ndarray:
     """A picture with no digit (RGB uint8): bare or ruled paper with smudges and specks, or a dark noisy frame."""
     h, w = int(rng.integers(64, 480)), int(rng.integers(84, 640))

@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from benchmarks import handwriting
+from benchmarks import handwriting, wordlines
 from segapp.classes import BACKGROUND, VOID
 from segapp.export import on_paper
 from segapp.inference import InferenceConfig, Segmenter
@@ -247,10 +247,11 @@ def build(cat: str, n: int, rng: np.random.Generator, fonts: str = "dev") -> lis
                 items.append((png(ink), "png", lab, text))
             else:
                 items.append((jpeg(photograph(ink, rng), int(rng.integers(60, 95))), "jpg", lab, text))
-    elif cat == "words":  # a number among words and units ("Room 42", "12 kg"), other writers' hands at 20-48 px,
-        for k in range(n):  # half white on black, half photographed; the words' strokes are background
+    elif cat in ("words", "words_natural"):  # a number among words and units ("Room 42", "12 kg"), other writers'
+        make = wordlines.words_number if cat == "words" else wordlines.words_natural  # hands at 20-48 px, half white
+        for k in range(n):  # on black, half photographed; the words' strokes are background
             height = float(np.exp(rng.uniform(np.log(20), np.log(48))))
-            ink, lab, words, text = handwriting.words_number(rng, height, fonts)
+            ink, lab, words, text = make(rng, height, fonts)
             lab = void_edges(ink, lab)  # the digits' faint band void; the words' pixels stay background
             both = np.maximum(ink, words)
             if k % 2 == 0:
@@ -333,7 +334,7 @@ def time_big_photo(seed: int, weights: str | None) -> dict:
 CATEGORIES = ("m2nist", "up2x", "up4x", "down0.7x", "thick", "photo1x", "photo3x", "paper", "two_rows", "rows_close",
               "touching", "printed", "script", "script_photo", "hand", "hand_paper", "hand_big", "hand_photo", "blank",
               "blank_noise", "paper_strict", "hand_small", "real", "real_paper", "grid", "single",
-              "words")
+              "words", "words_natural")
 
 
 def digit_calibration(seg, lab: np.ndarray) -> list[tuple[float, bool]]:

@@ -75,14 +75,15 @@ def test_letters_put_ink_where_the_labels_say_background(digits, share):
     assert (unlabelled > 100) == (share > 0)
 
 
-def test_the_words_set_labels_digits_only_and_leaves_the_words_background():
+@pytest.mark.parametrize("category", ["words", "words_natural"])
+def test_the_words_sets_label_digits_only_and_leave_the_words_background(category):
     import io
 
     from PIL import Image
 
     from benchmarks.robustness import CATEGORIES, build
 
-    items = build("words", 6, np.random.default_rng([100, CATEGORIES.index("words")]))
+    items = build(category, 6, np.random.default_rng([100, CATEGORIES.index(category)]))
     assert [ext for _, ext, _, _ in items] == ["png", "jpg"] * 3
     for data, ext, lab, text in items:
         assert text.replace(" ", "").isdigit()
@@ -90,3 +91,22 @@ def test_the_words_set_labels_digits_only_and_leaves_the_words_background():
         if ext == "png":
             ink = np.asarray(Image.open(io.BytesIO(data)).convert("L"))
             assert ((ink > 128) & (lab == BACKGROUND)).sum() > 30  # the words' strokes
+
+
+def test_natural_lines_set_a_word_closer_to_its_number_than_the_words_set_does():
+    # the font's own space (a quarter to one digit's height, ink to ink) against words_number's half a digit's height
+    # and two gaps more
+    from benchmarks.wordlines import words_natural, words_number
+
+    def space(make, seed):
+        ink, lab, words, text = make(np.random.default_rng(seed), 40.0, "dev")
+        digit_cols = np.nonzero((lab < 10).any(0))[0]
+        word_cols = np.nonzero((words > 64).any(0))[0]
+        left = word_cols[word_cols < digit_cols.min()]
+        return digit_cols.min() - left.max() if len(left) else None  # the space before the number
+
+    natural = [g for g in (space(words_natural, k) for k in range(40)) if g is not None]
+    spaced = [g for g in (space(words_number, k) for k in range(40)) if g is not None]
+    assert len(natural) > 10 and len(spaced) > 10
+    assert np.median(natural) < 0.75 * np.median(spaced) and np.mean(np.array(natural) < 0.5 * 40) > 0.3
+
