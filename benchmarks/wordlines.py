@@ -3,9 +3,10 @@
 ``words`` (session 34) places each glyph of a line apart, a gap of 0.05-0.35 of a digit's height between glyphs and a
 space of half a digit's height more between words: a word and its number stand well apart. Lines set by a font
 itself (``words_natural``, session 36) are harder: the font's own spacing puts a word a quarter to a whole digit's
-height from its number (most fonts a third to a half: typed text, and a hand that writes evenly), its letters close, and some units written tight
-against the number ("12kg"), as people write them. Both use the handwriting fonts of :mod:`benchmarks.handwriting`
-(``dev``, ``held`` or ``fresh``); the words' strokes are background in the truth.
+height from its number (most fonts a third to a half: typed text, and a hand that writes evenly), its letters
+close, and some units written tight against the number ("12kg"), as people write them. Both use the handwriting
+fonts of :mod:`benchmarks.handwriting` (``dev``, ``held`` or ``fresh``); the words' strokes are background in the
+truth.
 """
 
 from __future__ import annotations
