@@ -7,31 +7,43 @@ on its confidence tells them apart. A digit reader trained with letters (``segap
 leaves that in ``_not_digit``.
 
 One sure letter is not enough to read the rest of its word: the "o"s of "Room" are 0s by their shape, and only the
-word they belong to says otherwise. So the glyphs of a line are cut into words at gaps wider than
-:data:`WORD_GAP` of the line's glyph height (a space between words is wider than the room between a number's
-digits), and a word is dropped whole (not read, its pixels left out of the mask) where the reader is sure of one of
-its glyphs, or fairly sure of one and another is a lowercase letter's height (:func:`lettered`). A number written
-tight against its unit ("12kg") goes with it; a number apart from its word stays.
+word they belong to says otherwise. So the glyphs of a line are cut into words at its spaces (:func:`words`: a gap
+wide against the line's tallest glyph, or wide against the line's other gaps), and a word is dropped whole (not
+read, its pixels left out of the mask) where the reader is sure of one of its glyphs, or fairly sure of one and
+another is a lowercase letter's height (:func:`lettered`). A number written tight against its unit ("12kg") goes
+with it; a number apart from its word stays.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from .render import group_lines
 
 LETTER_SURE = 0.95  # the letters reader's probability of "no digit" at which a glyph drops its word alone ...
 LETTER_LIKELY = 0.6  # ... and at which it drops a word that also holds a glyph of a lowercase letter's height
 SHORT = 0.7  # share of the line's tallest glyph under which a glyph is that short (x-height: 0.5-0.7 of a digit's)
-WORD_GAP = 0.55  # a gap between glyph boxes wider than this share of the line's tallest glyph starts a word
+WORD_GAP = 0.55  # a gap between glyph boxes wider than this share of the line's tallest glyph starts a word ...
+MIN_GAP = 0.15  # ... and so does one wider than this share that is also SPREAD of the tallest wider than the line's
+SPREAD = 0.15  # median gap: a font's or an even hand's own space (a quarter to half a digit's height) between close
+# letters (session 36's words_natural: typed "Room 42" is one word by WORD_GAP alone, and the number goes with it)
 
 
-def words(line: list[dict], gap: float = WORD_GAP) -> list[list[dict]]:
-    """One text line's digits, left to right (net-scale ``bbox``) -> its words: runs of digits whose boxes lie
-    closer than ``gap`` of the line's tallest box (a digit's or a capital's height: a line of lowercase letters has
-    a small median, and its letters' own gaps would cut a word in two)."""
+def words(line: list[dict]) -> list[list[dict]]:
+    """One text line's digits, left to right (net-scale ``bbox``) -> its words. Gaps are measured against the line's
+    tallest box (a digit's or a capital's height: a line of lowercase letters has a small median, and its letters'
+    own gaps would cut a word in two): a gap over :data:`WORD_GAP` of it starts a word, and so does one over
+    :data:`MIN_GAP` that stands :data:`SPREAD` above the line's median gap (the space of a line whose letters sit
+    close; a line of two glyphs has only its one gap for a median, so there only :data:`WORD_GAP` cuts)."""
     height = max(d["bbox"][3] - d["bbox"][1] for d in line)
-    out, word = [], [line[0]]
+    gaps, right = [], line[0]["bbox"][2]
     for d in line[1:]:
-        if d["bbox"][0] - max(p["bbox"][2] for p in word) > gap * height:
+        gaps.append(d["bbox"][0] - right)  # to the rightmost edge so far: a slanted glyph may overhang the next
+        right = max(right, d["bbox"][2])
+    cut = min(WORD_GAP, max(MIN_GAP, float(np.median(gaps)) / height + SPREAD) if gaps else WORD_GAP) * height
+    out, word = [], [line[0]]
+    for d, g in zip(line[1:], gaps):
+        if g > cut:
             out.append(word)
             word = []
         word.append(d)

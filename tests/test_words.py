@@ -8,7 +8,7 @@ from segapp.engines import CropRunner
 from segapp.inference import InferenceConfig, Segmenter
 from segapp.model import WeightsError
 from segapp.reader import DigitReader, ReaderConfig, load_letters, save_reader
-from segapp.words import LETTER_LIKELY, LETTER_SURE, SHORT, WORD_GAP, drop_words, lettered, words
+from segapp.words import LETTER_LIKELY, LETTER_SURE, MIN_GAP, SHORT, WORD_GAP, drop_words, lettered, words
 
 
 def glyph(x0: int, width: int = 10, top: int = 10, height: int = 20, p_not: float | None = None) -> dict:
@@ -18,11 +18,25 @@ def glyph(x0: int, width: int = 10, top: int = 10, height: int = 20, p_not: floa
     return d
 
 
-def test_words_are_cut_at_gaps_wider_than_the_word_gap():
-    gap = WORD_GAP * 20  # glyphs 20 px tall, 10 wide
-    wide, within = int(gap) + 1, int(gap)  # a gap just over the word gap, and one at it
-    starts = [0, 12, 22 + wide, 32 + wide + within, 44 + wide + within]
-    assert [len(w) for w in words([glyph(x) for x in starts])] == [2, 3]
+def line(gaps: list[int]) -> list[dict]:
+    """Glyphs 20 px tall and 10 wide, left to right, ``gaps`` px apart."""
+    x, out = 0, [glyph(0)]
+    for g in gaps:
+        x += 10 + g
+        out.append(glyph(x))
+    return out
+
+
+@pytest.mark.parametrize("gaps, lengths", [
+    ([2, int(WORD_GAP * 20) + 1, 20, 2], [2, 1, 2]),  # over the word gap: a space however the line is spaced
+    ([int(WORD_GAP * 20)] * 4, [5]),  # evenly spaced at the word gap: one word (a number written wide)
+    ([2, 2, 7, 2, 2], [3, 3]),  # a third of the height among glyphs 2 px apart: a typed "Rom 42"'s space
+    ([5, 5, 7, 5, 5], [6]),  # ... but not among glyphs 5 px apart (under SPREAD above their median)
+    ([int(MIN_GAP * 20), 0, 0, 0], [5]),  # over the median by SPREAD but not over MIN_GAP: no space
+    ([7], [2]), ([int(WORD_GAP * 20) + 1], [1, 1]),  # two glyphs: their one gap is its own median
+])
+def test_words_are_cut_at_gaps_wide_against_the_line_or_against_its_other_gaps(gaps, lengths):
+    assert [len(w) for w in words(line(gaps))] == lengths
 
 
 @pytest.mark.parametrize("sure, kept", [(0, [2, 3]), (2, [0, 1]), (None, [0, 1, 2, 3])])
