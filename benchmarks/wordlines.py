@@ -11,6 +11,8 @@ truth.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -26,19 +28,26 @@ SUFFIXES = ("km", "kg", "cm", "mm", "min", "pcs", "kWh", "ml", "EUR", "USD", "pt
 TIGHT = 0.15  # words_natural: share of units written against the number, no space ("12kg")
 
 
+def _words(rng: np.random.Generator, which: str) -> tuple[Path, str, str, str]:
+    """One line's makings, drawn in this order for both sets: (a font of ``which``, the word before the number with
+    its space or "", the number's digits, the unit after it without a space or "")."""
+    paths = fonts(which)
+    font = paths[int(rng.integers(0, len(paths)))]
+    digits = _number_text(rng, (1, 4))
+    r = rng.random()
+    before = PREFIXES[int(rng.integers(0, len(PREFIXES)))] + " " if r < 0.7 else ""
+    unit = SUFFIXES[int(rng.integers(0, len(SUFFIXES)))] if r > 0.45 else ""
+    return font, before, digits, unit
+
+
 def words_number(rng: np.random.Generator, height: float,
                  which: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """A number of 1-4 digits with a word before it, a unit after it, or both, in one writer's hand (one font),
     white on black: (the digits' ink, their label map, the words' ink, the digits' text). The words' strokes are
     background in the label map (no faint band: a letter's pixel read as a digit is wrong however faint);
     lowercase letters sit on the digits' baseline at 0.6 of their height."""
-    paths = fonts(which)
-    font = paths[int(rng.integers(0, len(paths)))]
-    digits = _number_text(rng, (1, 4))
-    r = rng.random()
-    before = PREFIXES[int(rng.integers(0, len(PREFIXES)))] + " " if r < 0.7 else ""
-    after = " " + SUFFIXES[int(rng.integers(0, len(SUFFIXES)))] if r > 0.45 else ""
-    line = before + digits + after
+    font, before, digits, unit = _words(rng, which)
+    line = before + digits + (" " + unit if unit else "")
     gap = height * rng.uniform(0.05, 0.35)
     glyphs = [None if c == " " else _glyph(font, c, height * (0.6 if c.islower() else 0.4 if c in "=#" else 1.0)
                                             * rng.uniform(0.9, 1.1), rng) for c in line]
@@ -72,14 +81,9 @@ def words_natural(rng: np.random.Generator, height: float,
     by one handwriting font at its own spacing, its digits ``height`` px tall, the whole line slanted and turned a
     little: (the digits' ink, their label map, the words' ink, the digits' text), white on black, as
     :func:`words_number` gives."""
-    paths = fonts(which)
-    path = str(paths[int(rng.integers(0, len(paths)))])
-    digits = _number_text(rng, (1, 4))
-    r = rng.random()
-    before = PREFIXES[int(rng.integers(0, len(PREFIXES)))] + " " if r < 0.7 else ""
-    after = SUFFIXES[int(rng.integers(0, len(SUFFIXES)))] if r > 0.45 else ""
-    after = after if not after or rng.random() < TIGHT else " " + after
-    line = before + digits + after
+    font_path, before, digits, unit = _words(rng, which)
+    path = str(font_path)
+    line = before + digits + (unit if not unit or rng.random() < TIGHT else " " + unit)
     probe = ImageFont.truetype(path, 100)
     box = probe.getbbox("0123456789", anchor="ls")
     font = ImageFont.truetype(path, max(8, round(100 * height / (box[3] - box[1]))))

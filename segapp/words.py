@@ -40,7 +40,8 @@ def words(line: list[dict]) -> list[list[dict]]:
     for d in line[1:]:
         gaps.append(d["bbox"][0] - right)  # to the rightmost edge so far: a slanted glyph may overhang the next
         right = max(right, d["bbox"][2])
-    cut = min(WORD_GAP, max(MIN_GAP, float(np.median(gaps)) / height + SPREAD) if gaps else WORD_GAP) * height
+    median = float(np.median(gaps)) / height if gaps else WORD_GAP  # (one glyph: no gap to cut)
+    cut = min(WORD_GAP, max(MIN_GAP, median + SPREAD)) * height
     out, word = [], [line[0]]
     for d, g in zip(line[1:], gaps):
         if g > cut:
