@@ -120,6 +120,8 @@ def _add_train_reader(sub, fmt, run) -> None:
     g.add_argument("--letter-fonts", nargs="+", default=argparse.SUPPRESS, metavar="PATH",
                    help="with --letters: font files or folders (e.g. /usr/share/fonts/truetype/dejavu) half the "
                         "letters are drawn with, beside OpenCV's faces (default: OpenCV's faces only)")
+    g.add_argument("--letter-runs", type=float, default=0.0, metavar="SHARE", help="with --letters: share of "
+                   "the letters drawn as a run of two or three (\"eat\": a font's close letters, one crop to the net)")
     g = p.add_argument_group("run")
     g.add_argument("--out", type=Path, default=Path("runs/reader"), help="output folder")
     g.add_argument("--workers", type=int, default=2, help="processes generating the crops")

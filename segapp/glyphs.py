@@ -60,9 +60,9 @@ def _font(path: str) -> ImageFont.FreeTypeFont:
 
 
 def _font_glyph(ch: str, path: str, rng: np.random.Generator) -> np.ndarray | None:
-    """``ch`` drawn with the font file ``path`` at 64 px, its stroke thickened by 0-2 px (None: no ink, a font
-    without that glyph)."""
-    canvas = Image.new("L", (160, 160), 0)
+    """``ch`` (a letter, or a run of letters) drawn with the font file ``path`` at 64 px, its stroke thickened by
+    0-2 px (None: no ink, a font without that glyph)."""
+    canvas = Image.new("L", (80 * len(ch) + 80, 160), 0)
     bold = int(rng.integers(0, 3))
     ImageDraw.Draw(canvas).text((40, 20), ch, fill=255, font=_font(path), stroke_width=bold, stroke_fill=255)
     a = np.asarray(canvas)
@@ -71,26 +71,30 @@ def _font_glyph(ch: str, path: str, rng: np.random.Generator) -> np.ndarray | No
 
 
 def draw_glyph(ch: str, rng: np.random.Generator, fonts: tuple[str, ...] = ()) -> np.ndarray:
-    """``ch`` in a random OpenCV face (upright or italic) and stroke, or with ``fonts`` given half the time in one of
-    those font files, cropped to its ink: uint8 white on black, about 40-50 px tall for a capital (lowercase and
-    signs are smaller, as written)."""
+    """``ch`` (a letter, or a run of letters) in a random OpenCV face (upright or italic) and stroke, or with
+    ``fonts`` given half the time in one of those font files, cropped to its ink: uint8 white on black, about 40-50
+    px tall for a capital (lowercase and signs are smaller, as written)."""
     if fonts and rng.random() < 0.5:
         glyph = _font_glyph(ch, fonts[int(rng.integers(0, len(fonts)))], rng)
         if glyph is not None:
             return glyph
     face = HERSHEY[int(rng.integers(0, len(HERSHEY)))] | (cv2.FONT_ITALIC if rng.random() < 0.3 else 0)
-    canvas = np.zeros((96, 96), np.uint8)
+    canvas = np.zeros((96, 48 * len(ch) + 48), np.uint8)
     cv2.putText(canvas, ch, (16, 70), face, 1.6, 255, int(rng.integers(2, 5)), cv2.LINE_AA)
     ys, xs = np.nonzero(canvas)
     return canvas[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
 
-def pick_glyph(rng: np.random.Generator, chars: str = GLYPHS,
-               fonts: tuple[str, ...] = ()) -> tuple[np.ndarray, float, float]:
+def pick_glyph(rng: np.random.Generator, chars: str = GLYPHS, fonts: tuple[str, ...] = (),
+               runs: float = 0.0) -> tuple[np.ndarray, float, float]:
     """A random glyph of ``chars``: (its ink, uint8; its height as a share of a digit's; its drop below a digit's
     top, as a share of a digit's height), so a lowercase letter sits on the digits' baseline and a sign at their
-    middle."""
+    middle. With ``runs`` > 0 that share of the glyphs is a run of two or three letters of one case ("eat", "UR"):
+    a font sets a word's letters close, and the net colours such a run as one digit (the "eat" of "Seat" as a 6)."""
     ch = chars[int(rng.integers(0, len(chars)))]
+    if runs and rng.random() < runs:
+        same = [c for c in chars if c.isalpha() and c.isupper() == ch.isupper()] or [ch]
+        ch = "".join(same[int(k)] for k in rng.integers(0, len(same), int(rng.integers(2, 4))))
     if ch.isupper():
         return draw_glyph(ch, rng, fonts), rng.uniform(0.85, 1.05), 0.0
     if ch.islower():

@@ -61,6 +61,7 @@ class ReaderTrainConfig:
     letters: float = 0.0  # share of the generator's glyphs that are letters or signs (READER_GLYPHS), NOT_DIGIT crops
     letter_chars: str = READER_GLYPHS  # the letters and signs drawn (segapp.glyphs draws any Hershey has)
     letter_fonts: tuple[str, ...] = ()  # font files or folders half the letters are drawn with (resolved to files)
+    letter_runs: float = 0.0  # share of the letters drawn as a run of two or three of them, one crop (segapp.glyphs)
     width: int = 32
     seed: int = 0
     out: str = "runs/reader"
@@ -78,10 +79,10 @@ class ReaderTrainConfig:
             raise SegappError(f"--canvases {self.canvases}: use 40 or more (5% are held out to score the reader)")
         if not (0 < self.lr < 1 and self.weight_decay >= 0 and 0 <= self.label_smoothing < 1 and self.workers >= 0
                 and 0 <= self.augment <= 3 and 0 <= self.low_res <= 1 and 0 <= self.pointed_four <= 1
-                and 0 <= self.proportions <= 2 and 0 <= self.letters < 1):
+                and 0 <= self.proportions <= 2 and 0 <= self.letters < 1 and 0 <= self.letter_runs <= 1):
             raise SegappError("--lr must lie in (0, 1), --weight-decay >= 0, --label-smoothing in [0, 1), "
                               "--workers >= 0, --augment in [0, 3], --low-res and --pointed-four in [0, 1], "
-                              "--proportions in [0, 2], --letters in [0, 1)")
+                              "--proportions in [0, 2], --letters in [0, 1), --letter-runs in [0, 1]")
         bad = sorted({c for c in self.letter_chars if c.isdigit() or not c.isprintable() or c.isspace()})
         if not self.letter_chars or bad:
             raise SegappError(f"--letter-chars {self.letter_chars!r}: give letters and signs, no digits or spaces "
@@ -242,7 +243,8 @@ def run(cfg: ReaderTrainConfig, argv: list[str] | None = None) -> dict:
     t0 = time.time()
     held = max(2, cfg.canvases // 20)
     recipe = WildConfig(pointed_four=cfg.pointed_four, letters=cfg.letters, letter_label=LETTER,
-                        letter_chars=cfg.letter_chars, letter_fonts=cfg.letter_fonts)
+                        letter_chars=cfg.letter_chars, letter_fonts=cfg.letter_fonts,
+                        letter_runs=cfg.letter_runs)
     x, y = make_crops(cfg.canvases, cfg.seed, cfg.workers, recipe)
     vx, vy = make_crops(held, cfg.seed + 1_000_003, cfg.workers, recipe)  # other canvases: no crop shared with training
     if len(x) < cfg.batch_size:

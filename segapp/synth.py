@@ -65,6 +65,7 @@ class WildConfig:
     letter_label: int = BACKGROUND  # the label a letter's strokes get (the digit reader's training crops them)
     letter_chars: str = GLYPHS  # the glyphs letters are drawn from (segapp.glyphs)
     letter_fonts: tuple[str, ...] = ()  # font files half the letters are drawn with (segapp.glyphs.draw_glyph)
+    letter_runs: float = 0.0  # share of the letters drawn as a run of two or three (segapp.glyphs.pick_glyph)
 
 
 def _digit_patch(d28: np.ndarray, height: float, rng: np.random.Generator, cfg: WildConfig,
@@ -133,7 +134,7 @@ def _layout(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, cf
         while x < W:
             drop = 0.0
             if cfg.letters and rng.random() < cfg.letters:  # not a digit: its strokes are background
-                glyph, share, drop = pick_glyph(rng, cfg.letter_chars, cfg.letter_fonts)
+                glyph, share, drop = pick_glyph(rng, cfg.letter_chars, cfg.letter_fonts, cfg.letter_runs)
                 p, owner = _digit_patch(glyph, base * share * rng.uniform(0.9, 1.1), rng, cfg), cfg.letter_label
             else:
                 j = int(rng.integers(0, len(digits)))

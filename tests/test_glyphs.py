@@ -59,6 +59,20 @@ def test_capitals_stand_as_tall_as_digits_and_smaller_glyphs_sit_within_them():
     assert any(share <= 0.7 and abs(drop - (1 - share)) < 1e-9 for share, drop in drawn)  # lowercase on the baseline
 
 
+def test_letter_runs_draw_two_or_three_letters_of_one_case_and_zero_keeps_the_stream():
+    # --letter-runs: a font's close letters ("eat") reach the net as one glyph, so the reader learns such crops
+    for k in range(20):  # runs 0: the very same glyphs as before the option existed, random stream included
+        a, b = np.random.default_rng(k), np.random.default_rng(k)
+        assert np.array_equal(pick_glyph(a, "kmx")[0], pick_glyph(b, "kmx", (), 0.0)[0]) and a.random() == b.random()
+    singles = [pick_glyph(np.random.default_rng(k), "kmx")[0] for k in range(20)]
+    runs = [pick_glyph(np.random.default_rng(k), "kmxEF", (), 1.0) for k in range(40)]
+    lower = [g for g, share, _ in runs if share <= 0.7]  # lowercase runs sit on the baseline like one lowercase letter
+    wide = lambda gs: np.array([g.shape[1] / g.shape[0] for g in gs])  # noqa: E731
+    assert lower and np.median(wide(lower)) > 1.5 * np.median(wide(singles))  # an "m" alone is 1.6 wide, "kxm" 2.9
+    assert wide(lower).min() > np.median(wide(singles))
+    assert all(g.dtype == np.uint8 and g.max() == 255 and g[0].any() and g[:, -1].any() for g, _, _ in runs)
+
+
 @pytest.mark.parametrize("share", [0.0, 0.5])
 def test_letters_put_ink_where_the_labels_say_background(digits, share):
     # At 0 the recipe draws no glyph and no random number for it (the shipped stages' stream); at a share, some

@@ -175,7 +175,8 @@ def test_proportions_move_a_digits_parts_against_each_other_and_keep_its_extent(
 
 @pytest.mark.parametrize("bad", [{"canvases": 10}, {"epochs": 0}, {"lr": 2.0}, {"width": True}, {"augment": -1},
                                  {"low_res": 1.5}, {"proportions": -0.1}, {"letters": 1.0}, {"letter_chars": "Ab1"},
-                                 {"letter_chars": ""}, {"letter_fonts": ("/nonexistent/fonts",)}])
+                                 {"letter_chars": ""}, {"letter_fonts": ("/nonexistent/fonts",)},
+                                 {"letter_runs": 1.5}])
 def test_train_reader_refuses_values_that_could_only_fail(bad):
     with pytest.raises(Exception, match="--"):
         ReaderTrainConfig(**bad)
