@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import segapp.inference as inference
-from segapp.reader import load_reader, read_crops
+from segapp.reader import load_letters, load_reader, read_crops
 from segapp.reread import EPS, READER_WEIGHT, REREAD_BELOW, digit_crop, mix_scores, net_distribution
 from segapp.words import LETTER_LIKELY, dropped_in_line
 
@@ -89,7 +89,7 @@ def reader_probs(readers: list[str], crops: np.ndarray) -> tuple[np.ndarray, np.
         return np.zeros((0, 10), np.float32), np.zeros(0)
     logs, nots, flat = [], [], [c.astype(np.float32) for c in crops]
     for folder in readers:
-        r = load_reader(folder)
+        r = load_reader(folder) or load_letters(folder)  # a letters folder may hold an ensemble of readers
         if r is None:
             raise SystemExit(f"{folder}: no reader there (config.json + model.safetensors)")
         p, q = zip(*(read_crops(r, flat[i : i + 4096]) for i in range(0, len(flat), 4096)))

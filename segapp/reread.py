@@ -25,7 +25,7 @@ from .postprocess import digit_pixels
 from .reader import own_strokes, read_crops
 
 if TYPE_CHECKING:
-    from .reader import DigitReader
+    from .reader import DigitReader, ReaderEnsemble
 
 REREAD_BELOW = 0.95  # a digit the net is surer of than this keeps its reading (and costs the reader nothing)
 READER_WEIGHT = 0.6  # share of the reader's log-probabilities in the mix (0: the net alone; 1: the reader alone)
@@ -57,7 +57,8 @@ def mix_scores(p_net: np.ndarray, p_reader: np.ndarray, weight: float) -> np.nda
 
 
 def reread(digits: list[dict], small: np.ndarray, image: np.ndarray, runner: tuple[np.ndarray, np.ndarray],
-           reader: DigitReader | None, weight: float = READER_WEIGHT, letters: DigitReader | None = None) -> None:
+           reader: DigitReader | None, weight: float = READER_WEIGHT,
+           letters: DigitReader | ReaderEnsemble | None = None) -> None:
     """Reads each digit the net is unsure of (under :data:`REREAD_BELOW`; net-scale boxes in ``small``, the net's
     uint8 input ``image``, ink high) with ``reader`` and mixes it with the net's reading, in place. A digit whose
     class changes gets ``_was`` (its former class: the caller recolours its pixels), the mix's probability as its

@@ -7,7 +7,7 @@ import torch
 from segapp.engines import CropRunner
 from segapp.inference import InferenceConfig, Segmenter
 from segapp.model import WeightsError
-from segapp.reader import DigitReader, ReaderConfig, load_letters, save_reader
+from segapp.reader import DigitReader, ReaderConfig, ReaderEnsemble, load_letters, read_crops, save_reader
 from segapp.words import LETTER_LIKELY, LETTER_SURE, MIN_GAP, SHORT, WORD_GAP, drop_words, lettered, words
 
 
@@ -107,6 +107,31 @@ def test_the_letters_folder_must_hold_a_reader_that_knows_letters(tmp_path):
     save_reader(DigitReader(ReaderConfig(width=4, classes=11)), tmp_path / "letters")
     assert load_letters(tmp_path / "letters").config.classes == 11
     assert load_letters(tmp_path / "none") is None  # no folder: words are read as digits
+
+
+def test_a_letters_folder_of_readers_is_one_reader_averaging_their_probabilities(tmp_path):
+    torch.manual_seed(0)
+    members = [DigitReader(ReaderConfig(width=w, classes=11)).eval() for w in (4, 6)]  # widths may differ
+    with torch.no_grad():
+        members[1].head[1].bias[10] += 2.0  # the second far surer of "not a digit" than the first
+    for name, r in zip(("b", "a"), members):
+        save_reader(r, tmp_path / "letters" / name)
+    both = load_letters(tmp_path / "letters")
+    assert isinstance(both, ReaderEnsemble) and [r.config.width for r in both.readers] == [6, 4]  # name order
+    crops = [np.random.default_rng(k).random((28, 28), np.float32) for k in range(5)]
+    digits, p_not = read_crops(both, crops)
+    alone = [read_crops(r, crops) for r in members]
+    assert np.allclose(p_not, np.mean([q for _, q in alone], 0), atol=1e-5)  # the mean "not a digit"
+    assert np.allclose(digits.sum(1), 1) and not np.allclose(p_not, alone[0][1], atol=0.1)
+    with torch.inference_mode():  # and it runs as one ONNX graph after the warm-up, reading the same
+        run, x = CropRunner(both), torch.rand(3, 1, 28, 28)
+        want, outs = both(x), [run(x) for _ in range(CropRunner.WARM + 1)]
+    assert run.session is not None and all(torch.allclose(o.float(), want, atol=1e-4) for o in outs)
+    save_reader(DigitReader(ReaderConfig(width=4)), tmp_path / "letters" / "c")  # a digits-only member: named
+    with pytest.raises(WeightsError, match=f"{tmp_path / 'letters' / 'c'}.*knows digits only"):
+        load_letters(tmp_path / "letters")
+    (tmp_path / "empty").mkdir()
+    assert load_letters(tmp_path / "empty") is None
 
 
 @pytest.mark.parametrize("drop", [True, False])
