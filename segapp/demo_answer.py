@@ -131,8 +131,9 @@ def duration(seconds: float) -> str:
 
 
 def reading_html(result: Result) -> str:
-    """The number read in large type (one row per text line), over one line of context: count, size, assumed
-    polarity, the estimated digit height and the scale the net saw the image at, time."""
+    """The number read in large type (one row per text line), over one line of context: count, confidence, glyphs of
+    words left out, size, assumed polarity, the estimated digit height and the scale the net saw the image at,
+    time."""
     seg = result.seg
     h, w = seg.classes.shape
     count = f"{len(seg.digits)} digit{'s' * (len(seg.digits) != 1)}"
@@ -141,9 +142,11 @@ def reading_html(result: Result) -> str:
             else f"digits ~{seg.digit_height:.0f} px tall, seen at {seg.scale:.2f}x")
     c = seg.confidence
     sure = "" if c is None else f" · confidence {c:.2f}{' (unsure: check it)' if needs_review(c) else ''}"
+    n = len(seg.words_left_out)  # glyphs of words beside the number ("Room" in "Room 42"; segapp/words.py)
+    words = f" · {n} glyph{'s' * (n != 1)} of words left out" if n else ""
     return (
         f'<div class="reading"><div class="number">{lines}</div>'
-        f'<div class="meta">{count}{sure} · {w}×{h} px · {size} · assumed {html.escape(seg.prepared.polarity)}'
+        f'<div class="meta">{count}{sure}{words} · {w}×{h} px · {size} · assumed {html.escape(seg.prepared.polarity)}'
         f" · {duration(result.seconds)}</div></div>"
     )
 

@@ -3,17 +3,20 @@
 * ``m2nist_test_<i>_<digits>.png``: M2NIST-recipe test images (``segapp.m2nist.make_split("test")``, 64x84, white ink
   on black), chosen to show two and three digits and a repeated digit;
 * ``paper_<digits>.jpg``: a wider test composition rendered as dark blue ink on slightly uneven cream paper and saved
-  as JPEG, to show polarity detection and lossy input.
+  as JPEG, to show polarity detection and lossy input;
+* ``form_<digits>.jpg``: a printed word ("Room", matplotlib's DejaVu Sans) with a number handwritten beside it in
+  MNIST test digits, dark on cream paper: the word is left out of the reading and the mask (segapp/words.py).
 
 The file names carry the true digits left to right. Output is deterministic.
 """
 
 from pathlib import Path
 
+import matplotlib
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
-from segapp.m2nist import make_split
+from segapp.m2nist import load_mnist, make_split
 from segapp.render import read_digits
 
 OUT = Path(__file__).resolve().parent
@@ -37,6 +40,26 @@ def main() -> None:
     pen = np.array([28, 38, 96], np.float32)
     rgb = np.clip(paper * (1 - ink) + pen * ink, 0, 255).round().astype(np.uint8)
     Image.fromarray(rgb).save(OUT / f"paper_{truth(masks[0])}.jpg", quality=90)
+    form()
+
+
+def form(number: str = "42") -> None:
+    """A printed "Room" and a number written beside it in MNIST test digits (the first of each class, enlarged to
+    36 px), dark ink on cream paper: the kind of line a form or a door sign holds."""
+    digits, labels = load_mnist("test")
+    h, w = 56, 200 + 30 * len(number) + 30
+    word = Image.new("L", (w, h), 0)  # ink: 255 full
+    font = ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), 30)
+    ImageDraw.Draw(word).text((20, 12), "Room", fill=255, font=font)
+    ink = np.asarray(word, np.float32) / 255.0
+    for k, d in enumerate(number):
+        glyph = Image.fromarray(digits[int(np.flatnonzero(labels == int(d))[0])]).resize((36, 36), Image.BILINEAR)
+        x = 170 + 30 * k
+        ink[12:48, x : x + 36] = np.maximum(ink[12:48, x : x + 36], np.asarray(glyph, np.float32) / 255.0)
+    grain = np.random.default_rng(1).normal(0, 2.0, (h, w, 1)).astype(np.float32)
+    paper, pen = np.array([246, 241, 226], np.float32) + grain, np.array([30, 34, 60], np.float32)
+    rgb = np.clip(paper * (1 - ink[..., None]) + pen * ink[..., None], 0, 255).round().astype(np.uint8)
+    Image.fromarray(rgb).save(OUT / f"form_{number}.jpg", quality=90)
 
 
 if __name__ == "__main__":
