@@ -173,9 +173,12 @@ def load_letters(folder: Path | str) -> DigitReader | ReaderEnsemble | None:
     readers' folders (each a `segapp train-reader --letters ... --out` copied whole, its args.json with it) is
     one :class:`ReaderEnsemble`, members in name order."""
     folder = Path(folder)
-    members = sorted(p for p in folder.iterdir() if (p / WEIGHTS_NAME).exists()) if folder.is_dir() else []
-    readers = [load_reader(p) for p in members] if not (folder / WEIGHTS_NAME).exists() else [load_reader(folder)]
-    for path, reader in zip(members or [folder], readers):
+    if (folder / WEIGHTS_NAME).exists() or not folder.is_dir():
+        paths = [folder]  # one reader (or none)
+    else:
+        paths = sorted(p for p in folder.iterdir() if (p / WEIGHTS_NAME).exists())
+    readers = [load_reader(p) for p in paths]
+    for path, reader in zip(paths, readers):
         if reader is not None and reader.config.classes <= NUM_DIGITS:
             raise WeightsError(f"{path / CONFIG_NAME}: this reader knows digits only, so it cannot tell a letter; "
                                "train one with `segapp train-reader --letters 0.2` and put its folder here")

@@ -134,6 +134,8 @@ def test_a_letters_folder_of_readers_is_one_reader_averaging_their_probabilities
     save_reader(DigitReader(ReaderConfig(width=4)), tmp_path / "letters" / "c")  # a digits-only member: named
     with pytest.raises(WeightsError, match=f"{tmp_path / 'letters' / 'c'}.*knows digits only"):
         load_letters(tmp_path / "letters")
+    save_reader(DigitReader(ReaderConfig(width=4, classes=11)), tmp_path / "letters")  # a reader of its own:
+    assert type(load_letters(tmp_path / "letters")) is DigitReader  # that one, as before ensembles
     (tmp_path / "empty").mkdir()
     assert load_letters(tmp_path / "empty") is None
 
