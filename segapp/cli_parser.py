@@ -112,8 +112,8 @@ def _add_train_reader(sub, fmt, run) -> None:
                         "0.6 a part's share of the digit 1/1.6 to 1.6 times (a small top on a long stem)")
     g.add_argument("--letters", type=float, default=0.0,
                    help="share of the generator's glyphs that are letters and signs (segapp/glyphs.py): above 0 the "
-                        "reader learns an eleventh class, not a digit; copy --out to WEIGHTS/letters to leave words "
-                        "beside a number out of the reading (segapp/words.py)")
+                        "reader learns an eleventh class, not a digit; copy --out to WEIGHTS/letters (or several "
+                        "into folders there, averaged) to leave words beside a number out (segapp/words.py)")
     g.add_argument("--letter-chars", default=argparse.SUPPRESS,
                    help="with --letters: the letters and signs drawn in OpenCV's Hershey faces (default: "
                         "segapp/glyphs.py's READER_GLYPHS)")
