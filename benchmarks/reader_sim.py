@@ -89,7 +89,8 @@ def reader_probs(readers: list[str], crops: np.ndarray) -> tuple[np.ndarray, np.
         return np.zeros((0, 10), np.float32), np.zeros(0)
     logs, nots, flat = [], [], [c.astype(np.float32) for c in crops]
     for folder in readers:
-        r = load_reader(folder) or load_letters(folder)  # a letters folder may hold an ensemble of readers
+        r = load_reader(folder)
+        r = load_letters(folder) if r is None else r  # a letters folder may hold several readers, averaged
         if r is None:
             raise SystemExit(f"{folder}: no reader there (config.json + model.safetensors)")
         p, q = zip(*(read_crops(r, flat[i : i + 4096]) for i in range(0, len(flat), 4096)))

@@ -7,6 +7,10 @@ import time
 import zlib
 from pathlib import Path
 
+import matplotlib
+
+MPL_FONTS = Path(matplotlib.get_data_path()) / "fonts" / "ttf"  # DejaVu and STIX faces: on every machine segapp runs
+
 
 def png_claiming(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims ``width`` x ``height`` pixels: a decompression bomb's shape."""

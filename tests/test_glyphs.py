@@ -1,10 +1,8 @@
 """Letters and signs the net learns to leave as background (segapp.glyphs, synth's --letters share)."""
 
-from pathlib import Path
-
-import matplotlib
 import numpy as np
 import pytest
+from imagefiles import MPL_FONTS
 
 from segapp.classes import BACKGROUND, VOID
 from segapp.glyphs import GLYPHS, draw_glyph, font_files, pick_glyph
@@ -29,9 +27,6 @@ def test_each_glyph_draws_as_cropped_white_on_black_ink(ch):
     g = draw_glyph(ch, np.random.default_rng(3))
     assert g.dtype == np.uint8 and g.max() == 255
     assert g[0].any() and g[-1].any() and g[:, 0].any() and g[:, -1].any()  # cropped to its ink
-
-
-MPL_FONTS = Path(matplotlib.get_data_path()) / "fonts" / "ttf"  # DejaVu and STIX faces: on every machine segapp runs
 
 
 def test_font_files_finds_the_fonts_in_a_folder_and_names_a_folder_without_any(tmp_path):

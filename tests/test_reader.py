@@ -3,12 +3,11 @@ each digit the net found (segapp/reread.py)."""
 
 import json
 import shutil
-from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pytest
 import torch
+from imagefiles import MPL_FONTS
 
 from segapp.alternatives import runner_up
 from segapp.classes import BACKGROUND, NUM_CLASSES, VOID
@@ -27,8 +26,6 @@ from segapp.reader import (
 )
 from segapp.reader_train import LETTER, ReaderTrainConfig, digit_crops, vary
 from segapp.reread import reread
-
-MPL_FONTS = Path(matplotlib.get_data_path()) / "fonts" / "ttf"  # font files every install has (matplotlib's)
 
 
 class Says(DigitReader):

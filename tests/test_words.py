@@ -1,11 +1,9 @@
 """segapp/words.py: a word with a letter the reader is sure of is not read, the number beside it is."""
 
-from pathlib import Path
-
-import matplotlib
 import numpy as np
 import pytest
 import torch
+from imagefiles import MPL_FONTS
 from PIL import Image, ImageDraw, ImageFont
 
 from segapp.engines import CropRunner
@@ -159,9 +157,14 @@ def test_the_letters_reader_moves_to_onnx_runtime_after_its_warm_up_and_reads_th
     assert run(torch.rand(7, 1, 28, 28)).shape == (7, 11)  # any number of crops
 
 
+@pytest.fixture(scope="module")
+def shipped() -> Segmenter:
+    return Segmenter("weights")
+
+
 def typed(text: str, size: int = 44) -> np.ndarray:
     """``text`` typed in matplotlib's DejaVu Sans (on every machine segapp runs), dark on light paper."""
-    font = ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), size)
+    font = ImageFont.truetype(str(MPL_FONTS / "DejaVuSans.ttf"), size)
     image = Image.new("L", (int(font.getlength(text)) + 40, size + 30), 235)
     ImageDraw.Draw(image).text((20, 10), text, fill=30, font=font)
     return np.asarray(image)
@@ -169,8 +172,8 @@ def typed(text: str, size: int = 44) -> np.ndarray:
 
 @pytest.mark.parametrize("text, number", [("Box 7", "7"), ("Fax 2356", "2 3 5 6"), ("Flat 9", "9"),
                                           ("Page 31", "3 1"), ("12 kWh", "1 2"), ("Seat 146", "1 4 6")])
-def test_the_shipped_readers_leave_a_typed_word_out_and_read_the_number_beside_it(text, number):
+def test_the_shipped_readers_leave_a_typed_word_out_and_read_the_number_beside_it(shipped, text, number):
     # the shipped weights end to end: every one of these words' letters is some stroke the net colours as a digit
-    seg = Segmenter("weights")
+    seg = shipped
     assert seg(typed(text)).text == number
     assert len(seg.with_options(drop_words=False)(typed(text)).text.split()) > len(number.split())
