@@ -14,7 +14,11 @@ digit boxes come from the recording, so a rule scored here reads exactly what ``
     python -m benchmarks.reader_sim score weights/reader runs/words77.npz --letters weights/letters
 
 With ``--letters`` (or readers that know letters) each rule is also scored with words dropped as
-:func:`segapp.words.drop_words` drops them (:func:`kept`; the digits' boxes are recorded for it).
+:func:`segapp.words.drop_words` drops them (:func:`kept`; the digits' boxes and ink are recorded for it), and with
+``--context`` by a context reader's judgement too (each digit's window of its line is recorded for it).
+
+    python -m benchmarks.reader_sim score weights/reader runs/words77.npz --letters weights/letters \
+        --context weights/context
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from pathlib import Path
 import numpy as np
 
 import segapp.inference as inference
+from segapp.context import WINDOW, letter_probability, load_context
 from segapp.reader import load_letters, load_reader, read_crops
 from segapp.reread import EPS, READER_WEIGHT, REREAD_BELOW, digit_crop, mix_scores, net_distribution
-from segapp.words import LETTER_LIKELY, dropped_in_line
+from segapp.words import LETTER_LIKELY, context_windows, dropped_in_line
 
 from .robustness import CATEGORIES, build
 
@@ -43,15 +48,32 @@ def _record(digits, small, image, runner, reader, weight=0.0, letters=None) -> N
         d["_pn"] = net_distribution(d, mine, runner)
 
 
+def _windows(digits: list[dict], small, image, reader) -> None:
+    """Stands in for :func:`segapp.words.context_letters`: keeps each digit's window of its line, uint8."""
+    for d, w in zip(digits, context_windows(digits, small, image)):
+        d["_window"] = np.round(w * 255).astype(np.uint8)
+
+
+def _ink(digits: list[dict]) -> list[dict]:
+    """Stands in for :func:`segapp.words.drop_words` (which nothing reaches without the reader's ``_not_digit``):
+    keeps each digit's net-scale box and ink (:func:`segapp.words.ink_shapes`) for the word cut's replay."""
+    for d in digits:
+        if "_hull" in d:
+            d["_ink"] = {"nbox": list(d["bbox"]), "hull": d.pop("_hull").tolist(), "slant": d.pop("_slant")}
+    return digits
+
+
 def collect(weights: str, categories: list[str], seed: int, fonts: str, n: int) -> dict:
     """Every digit the net finds in ``n`` images per category -> arrays for :func:`score` (see the module doc)."""
-    real = inference.reread
+    real = inference.reread, inference.drop_words, inference.context_letters
     inference.reread = _record  # the segmenter calls it for every image: record instead of reading again
+    inference.drop_words, inference.context_letters = _ink, _windows
     try:
         seg = inference.Segmenter(weights)
         if seg.reader is None:  # the weights have no reader: reread would not be called, so give it a stand-in
             seg.reader = object()
-        recs, crops, pns = [], [], []
+        seg.context = object()  # (a stand-in likewise: _windows records the windows any context reader would see)
+        recs, crops, pns, wins = [], [], [], []
         for cat in categories:
             items = build(cat, n, np.random.default_rng([seed, CATEGORIES.index(cat)]), fonts)
             for k, (data, ext, _, text) in enumerate(items):
@@ -63,14 +85,16 @@ def collect(weights: str, categories: list[str], seed: int, fonts: str, n: int) 
                         j = len(crops)
                         crops.append(d["_crop"])
                         pns.append(d["_pn"])
+                        wins.append(d["_window"])
                     ds.append({"digit": d["digit"], "line": d["line"], "conf": d["confidence"], "j": j,
-                               "bbox": d["bbox"]})
+                               "bbox": d["bbox"], **({"ink": d["_ink"]} if "_ink" in d else {})})
                 recs.append({"cat": cat, "k": k, "text": text, "digits": ds})
     finally:
-        inference.reread = real
+        inference.reread, inference.drop_words, inference.context_letters = real
     empty = np.zeros((0, 28, 28), np.float16)
     return {"crops": np.stack(crops).astype(np.float16) if crops else empty,
             "pn": np.stack(pns).astype(np.float32) if pns else np.zeros((0, 10), np.float32),
+            "windows": np.stack(wins) if wins else np.zeros((0, 2, *WINDOW), np.uint8),
             "recs": np.array(json.dumps(recs))}
 
 
@@ -100,22 +124,46 @@ def reader_probs(readers: list[str], crops: np.ndarray) -> tuple[np.ndarray, np.
     return p / p.sum(1, keepdims=True), np.mean(nots, 0)
 
 
-def kept(recs: list[dict], p_not: np.ndarray, drop: bool) -> list[list[bool]]:
+def _glyph(d: dict) -> dict:
+    """A recorded digit as :func:`segapp.words.words` takes it: its box and, where recorded, its ink brought from
+    the net's scale to the input's (the box's own scale)."""
+    if "ink" not in d:
+        return d
+    (a0, b0, a1, b1), (x0, y0, x1, y1) = d["ink"]["nbox"], d["bbox"]
+    sx, sy = (x1 - x0) / max(a1 - a0, 1), (y1 - y0) / max(b1 - b0, 1)
+    hull = (np.asarray(d["ink"]["hull"], np.float64) - (a0, b0)) * (sx, sy) + (x0, y0)
+    return {**d, "_hull": hull, "_slant": d["ink"]["slant"] * sx / sy}
+
+
+def kept(recs: list[dict], p_not: np.ndarray, drop: bool, p_letter: np.ndarray | None = None) -> list[list[bool]]:
     """Each record's digits that :func:`segapp.words.drop_words` keeps (``drop`` False: all), by the same rule
     (:func:`segapp.words.dropped_in_line`) on the recorded lines (boxes in input pixels: the gaps and heights scale
-    with the glyphs)."""
+    with the glyphs), with the context reader's ``p_letter`` where given (:func:`context_probs`)."""
     out = []
     for r in recs:
         ds = r["digits"]
         keep = [True] * len(ds)
         pn = [float(p_not[d["j"]]) if d["j"] >= 0 else 0.0 for d in ds]
+        pl = None if p_letter is None else [float(p_letter[d["j"]]) if d["j"] >= 0 else 0.0 for d in ds]
         if drop and max(pn, default=0.0) >= LETTER_LIKELY:
             for k in sorted({d["line"] for d in ds}):
                 line = sorted((i for i, d in enumerate(ds) if d["line"] == k), key=lambda i: ds[i]["bbox"][0])
-                for i, gone in zip(line, dropped_in_line([ds[i] for i in line], [pn[i] for i in line])):
-                    keep[i] = not gone
+                gone = dropped_in_line([_glyph(ds[i]) for i in line], [pn[i] for i in line],
+                                       None if pl is None else [pl[i] for i in line])
+                for i, g in zip(line, gone):
+                    keep[i] = not g
         out.append(keep)
     return out
+
+
+def context_probs(folder: str, windows: np.ndarray) -> np.ndarray:
+    """The context reader in ``folder`` on recorded windows (uint8) -> (N,) probability of a letter."""
+    reader = load_context(folder)
+    if reader is None:
+        raise SystemExit(f"{folder}: no context reader there (config.json + model.safetensors)")
+    parts = [letter_probability(reader, windows[i : i + 2048].astype(np.float32) / 255.0)
+             for i in range(0, len(windows), 2048)]
+    return np.concatenate(parts) if parts else np.zeros(0)
 
 
 def classes(recs: list[dict], pn: np.ndarray, pr: np.ndarray | None, gate: float, weight: float) -> list[list[int]]:
@@ -128,7 +176,7 @@ def classes(recs: list[dict], pn: np.ndarray, pr: np.ndarray | None, gate: float
 
 
 def score(files: list[Path], readers: list[str], gates: list[float], weights: list[float],
-          confusions: bool = False, letters: str | None = None) -> list[dict]:
+          confusions: bool = False, letters: str | None = None, context: str | None = None) -> list[dict]:
     """Numbers read exactly per category: the net alone, then each (gate, weight) rule, and where a reader tells
     letters (``letters``, a reader trained with them; None: the readers' own, where they know letters) each of those
     with words dropped as :func:`segapp.words.drop_words` drops them; printed and returned."""
@@ -139,6 +187,7 @@ def score(files: list[Path], readers: list[str], gates: list[float], weights: li
         pr, p_not = reader_probs(readers, crops)
         if letters is not None:
             p_not = reader_probs([letters], crops)[1]
+        p_letter = None if context is None else context_probs(context, z["windows"])
         cats = list(dict.fromkeys(r["cat"] for r in recs))
         lg = [False, True] if p_not.any() else [False]
         rules = [("net alone", None, 0.0, 0.0, False)] + [
@@ -146,7 +195,7 @@ def score(files: list[Path], readers: list[str], gates: list[float], weights: li
             for g in gates for w in weights for x in lg]
         for name, p, g, w, x in rules:
             cl = classes(recs, pn, p, g, w)
-            ks = kept(recs, p_not, x)
+            ks = kept(recs, p_not, x, p_letter)
             right = collections.Counter(
                 r["cat"] for r, c, k in zip(recs, cl, ks)
                 if text_of([d for d, y in zip(r["digits"], k) if y], [c1 for c1, y in zip(c, k) if y]) == r["text"])
@@ -184,6 +233,8 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--mix", default=str(READER_WEIGHT), help="comma-separated reader weights")
     s.add_argument("--confusions", action="store_true", help="list what the reader alone misreads")
     s.add_argument("--letters", default=None, help="the reader that tells letters (default: the readers' own)")
+    s.add_argument("--context", default=None, help="a context reader's folder (segapp train-context): words "
+                   "dropped with it too, as segapp.words does")
     a = ap.parse_args(argv)
     if a.job == "collect":
         cats = a.categories.split(",")
@@ -198,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{a.out}: {len(arrays['crops'])} digits of {len(json.loads(str(arrays['recs'])))} images")
     else:
         score(a.files, a.readers.split(","), [float(g) for g in a.gates.split(",")],
-              [float(w) for w in a.mix.split(",")], a.confusions, a.letters)
+              [float(w) for w in a.mix.split(",")], a.confusions, a.letters, a.context)
 
 
 if __name__ == "__main__":

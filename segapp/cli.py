@@ -3,6 +3,7 @@
   segapp data       build the M2NIST-recipe splits from the bundled MNIST files
   segapp train      train the decoder-free net (defaults: the first of the shipped weights' four stages)
   segapp train-reader  train the digit reader that gives each digit the net found a second opinion
+  segapp train-context  train the reader that tells a word's letters from a number's digits by their neighbours
   segapp evaluate   score weights on the test split or a Kaggle M2NIST pair
   segapp predict    turn folders or files of images into masks, overlays and a summary
   segapp export     export the model to ONNX (or write a labelled image folder)
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The `segapp` parser (:func:`segapp.cli_parser.build_parser`), each job's subparser leading to its runner
     here."""
     return cli_parser.build_parser({"data": run_data, "train": run_train, "train-reader": run_train_reader,
+                                      "train-context": run_train_context,
                                     "evaluate": run_evaluate,
                                     "predict": run_predict, "export": run_export, "score": run_score,
                                     "demo": run_demo})
@@ -116,6 +118,13 @@ def run_train_reader(a) -> None:
     from .reader_train import ReaderTrainConfig, run
 
     run(config_from(ReaderTrainConfig, a, out=str(a.out)), argv=getattr(a, "argv", None))
+
+
+def run_train_context(a) -> None:
+    """`segapp train-context`: the flags become a :class:`segapp.context_train.ContextTrainConfig`."""
+    from .context_train import ContextTrainConfig, run
+
+    run(config_from(ContextTrainConfig, a, out=str(a.out)), argv=getattr(a, "argv", None))
 
 
 def evaluate_config(a):

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from .cli_train_flags import add_train
+from .cli_train_flags import add_train, add_train_context
 from .int8 import INT8_CALIBRATION
 
 DESCRIPTION = "segapp: semantic segmentation of handwritten digits with a net that never downsamples."
@@ -57,6 +57,7 @@ def build_parser(runners: Mapping[str, Callable]) -> argparse.ArgumentParser:
     _add_data(sub, fmt, runners["data"])
     add_train(sub, fmt, runners["train"])
     _add_train_reader(sub, fmt, runners["train-reader"])
+    add_train_context(sub, fmt, runners["train-context"])
     _add_evaluate(sub, fmt, runners["evaluate"])
     _add_predict(sub, fmt, runners["predict"])
     _add_export(sub, fmt, runners["export"])

@@ -138,3 +138,36 @@ def _add_train_run(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bars (also off when stderr is not a terminal)")
     g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
+
+
+def add_train_context(sub, fmt, run) -> None:
+    """`segapp train-context`: the reader that tells a word's letters from a number's digits by their neighbours."""
+    p = sub.add_parser("train-context", help="train the context reader that tells a word's letters from a "
+                       "number's digits", formatter_class=fmt,
+                       description="Train the small classifier that sees each glyph the net found with its line "
+                                   "around it (segapp/context.py) on generated lines of words and numbers (MNIST "
+                                   "training digits; words in OpenCV's faces and --fonts). Copy --out to "
+                                   "WEIGHTS/context to use it.")
+    g = p.add_argument_group("data")
+    g.add_argument("--lines", type=int, default=40_000, help="generated images (about 8 glyphs in a text line)")
+    g.add_argument("--canvases", type=float, default=0.5, metavar="SHARE",
+                   help="share of those images that are the net's training canvases (digits in rows, touching, up "
+                        "and down; letters among them) rather than text lines")
+    g.add_argument("--fonts", nargs="+", default=argparse.SUPPRESS, metavar="PATH",
+                   help="font files or folders half the words are set in, beside OpenCV's faces (default: OpenCV's "
+                        "faces only)")
+    g.add_argument("--seed", type=int, default=0, help="seeds the lines, the init and the order")
+    g = p.add_argument_group("model and optimisation")
+    g.add_argument("--width", type=int, default=16, help="channels of the first stage (then 2x, 4x, 4x)")
+    g.add_argument("--epochs", type=int, default=6, help="passes over the windows")
+    g.add_argument("--batch-size", type=int, default=256, help="windows per step")
+    g.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
+    g.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
+    g = p.add_argument_group("run")
+    g.add_argument("--out", type=Path, default=Path("runs/context"), help="output folder")
+    g.add_argument("--workers", type=int, default=2, help="processes generating the lines")
+    g.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    g.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
+                   help="bfloat16 autocast (auto: only where native)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)

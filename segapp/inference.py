@@ -30,6 +30,7 @@ import torch
 from .alternatives import alternatives, runner_up
 from .backends import BACKENDS, make_engine
 from .classes import BACKGROUND, MIN_DIGIT_AREA
+from .context import CONTEXT_DIR, load_context
 from .engines import CropRunner
 from .images import Prepared, prepare
 from .ink import ink_refine
@@ -41,7 +42,7 @@ from .reread import READER_WEIGHT, reread
 from .ruled import erase_rules, inked, off_the_page_lines, on_the_lines, ruled_lines
 from .runtime import amp_enabled, pick_device
 from .scale import TARGET_HEIGHT, NetInput, to_net_scale
-from .words import drop_words
+from .words import context_letters, drop_words, ink_shapes
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,8 @@ class Segmenter:
         # the reader that tells letters from digits (weights/letters), for dropping words (segapp.words)
         letters = load_letters(folder / LETTERS_DIR) if cfg.drop_words and own else None
         self.letters = None if letters is None else CropRunner(letters)
+        # the reader that sees each glyph with its line around it (weights/context), for the same (segapp.context)
+        self.context = load_context(folder / CONTEXT_DIR) if cfg.drop_words and own else None
 
     def with_options(self, **changes) -> Segmenter:
         """The same weights with other options (e.g. a user's ``digit_height``); shares the model."""
@@ -184,6 +187,9 @@ class Segmenter:
         if (self.reader is not None or self.letters is not None) and digits:
             reread(digits, small, n.image, runner, self.reader, self.cfg.reader_weight, self.letters)
             if self.cfg.drop_words:
+                if self.context is not None:
+                    context_letters(digits, small, n.image, self.context)
+                ink_shapes(digits, small)  # the word cut measures gaps on the glyphs' ink, along the line's lean
                 kept = {id(d) for d in drop_words(digits)}
                 left_out = [d["bbox"] for d in digits if id(d) not in kept]
                 digits = [d for d in digits if id(d) in kept]

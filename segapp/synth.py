@@ -144,20 +144,30 @@ def _layout(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, cf
             left, right = (nz[0], nz[-1]) if len(nz) else (0, pw - 1)
             x0 = int(round(x - left))
             y0 = int(round(y_row + (rng.uniform(-0.08, 0.08) + drop) * base - 6))
-            # clip the patch to the canvas
-            cy0, cx0 = max(y0, 0), max(x0, 0)
-            cy1, cx1 = min(y0 + ph, H), min(x0 + pw, W)
-            if cy1 > cy0 and cx1 > cx0:
-                q = p[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
-                win = (slice(cy0, cy1), slice(cx0, cx1))
-                own = (q >= EDGE) & (q > strength[win])
-                label[win][own] = owner
-                strength[win][own] = q[own]
-                faint[win] |= (q > 0.02) & (q < EDGE)
-                np.maximum(ink[win], q, out=ink[win])
+            stamp((ink, strength, label, faint), p, owner, x0, y0)
             x = x0 + right + rng.uniform(*cfg.gap) * base / TARGET_HEIGHT
     label[faint & (label == BACKGROUND)] = VOID
     return ink, label
+
+
+def stamp(canvas: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], p: np.ndarray, owner: int, x0: int,
+          y0: int) -> None:
+    """Draws patch ``p`` (float ink) with its top-left corner at (x0, y0) into ``canvas`` = (ink, the strength of
+    each pixel's owner, label, faint band), clipped to it, in place: a pixel is labelled ``owner`` where the patch's
+    ink is at least :data:`EDGE` and stronger than what is there (the stronger stroke owns a crossing)."""
+    ink, strength, label, faint = canvas
+    H, W = ink.shape
+    ph, pw = p.shape
+    cy0, cx0 = max(y0, 0), max(x0, 0)
+    cy1, cx1 = min(y0 + ph, H), min(x0 + pw, W)
+    if cy1 > cy0 and cx1 > cx0:
+        q = p[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
+        win = (slice(cy0, cy1), slice(cx0, cx1))
+        own = (q >= EDGE) & (q > strength[win])
+        label[win][own] = owner
+        strength[win][own] = q[own]
+        faint[win] |= (q > 0.02) & (q < EDGE)
+        np.maximum(ink[win], q, out=ink[win])
 
 
 def _photograph(ink: np.ndarray, rng: np.random.Generator, ruled: float = 0.0) -> np.ndarray:
@@ -256,10 +266,18 @@ def wild_sample(
         image, _ = normalise(_blank(rng, cfg))
         return image.astype(np.float32) / 255.0, np.full((cfg.height, cfg.width), BACKGROUND, np.uint8)
     ink, label = _layout(rng, digits, labels, cfg)
+    return finish(ink, rng, cfg), label
+
+
+def finish(ink: np.ndarray, rng: np.random.Generator, cfg: WildConfig = WildConfig()) -> np.ndarray:
+    """Clean white-on-black ink (H, W) float -> the image the net sees, float32 in [0, 1]: at ``cfg``'s rates
+    upscaled from a small original, photographed (:func:`_photograph`) or blurred and noisy, then normalised as
+    inference normalises (:func:`segapp.normalise.normalise`)."""
+    H, W = ink.shape
     if rng.random() < cfg.resample:  # a small original upscaled: soft, blocky strokes
         f = rng.uniform(0.45, 0.8)
         small = cv2.resize(ink, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
-        ink = cv2.resize(small, (cfg.width, cfg.height), interpolation=cv2.INTER_LINEAR)
+        ink = cv2.resize(small, (W, H), interpolation=cv2.INTER_LINEAR)
     if rng.random() < cfg.photo:
         gray = _photograph(ink, rng, cfg.ruled)
     else:
@@ -270,4 +288,4 @@ def wild_sample(
             gray = gray + rng.normal(0, rng.uniform(2, 12), gray.shape)
         gray = np.clip(gray, 0, 255).round().astype(np.uint8)
     image, _ = normalise(gray)
-    return image.astype(np.float32) / 255.0, label
+    return image.astype(np.float32) / 255.0

@@ -16,8 +16,10 @@ with it; a number apart from its word stays.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
+from .context import ContextReader, letter_probability, windows
 from .render import group_lines
 
 LETTER_SURE = 0.95  # the letters reader's probability of "no digit" at which a glyph drops its word alone ...
@@ -27,19 +29,81 @@ WORD_GAP = 0.55  # a gap between glyph boxes wider than this share of the line's
 MIN_GAP = 0.15  # ... and so does one wider than this share that is also SPREAD of the tallest wider than the line's
 SPREAD = 0.15  # median gap: a font's or an even hand's own space (a quarter to half a digit's height) between close
 # letters (session 36's words_natural: typed "Room 42" is one word by WORD_GAP alone, and the number goes with it)
+SLANT = (-0.2, 0.6)  # a line's slant (x per y, leaning right positive) is clipped to this: upright to italic
+IN_CONTEXT = 0.7  # the context reader's mean probability of a letter over a word of two or more glyphs that drops it
+
+
+def _own(d: dict, classes: np.ndarray) -> np.ndarray:
+    """(box h, box w) bool: a digit's pixels in its box, its classes before and after a reread (``_was``) and the
+    pieces it was joined from (a neighbour's overhang into the box is another class)."""
+    x0, y0, x1, y1 = d["bbox"]
+    return np.isin(classes[y0:y1, x0:x1], (d.get("_was", d["digit"]), d["digit"], *d.get("_joined", ())))
+
+
+def context_windows(digits: list[dict], classes: np.ndarray, image: np.ndarray) -> list[np.ndarray]:
+    """Each digit's window of its line (:func:`segapp.context.windows`), in ``digits``' order: ``classes`` the
+    net-scale class map its boxes are in, ``image`` the net's uint8 input."""
+    ink = image.astype(np.float32) / 255.0
+    out: dict[int, np.ndarray] = {}
+    for line in group_lines(digits):
+        for d, w in zip(line, windows(ink, [(d["bbox"], _own(d, classes)) for d in line])):
+            out[id(d)] = w
+    return [out[id(d)] for d in digits]
+
+
+def context_letters(digits: list[dict], classes: np.ndarray, image: np.ndarray, reader: ContextReader) -> None:
+    """Leaves in each digit's ``_letter`` how likely the context reader (:mod:`segapp.context`) finds it a letter
+    or a sign, seeing its line around it; only where :func:`drop_words` will look (a glyph the letters reader
+    finds no digit at :data:`LETTER_LIKELY`: elsewhere no word is dropped)."""
+    if max((d.get("_not_digit", 0.0) for d in digits), default=0.0) >= LETTER_LIKELY:
+        p = letter_probability(reader, np.stack(context_windows(digits, classes, image)))
+        for d, q in zip(digits, p.tolist()):
+            d["_letter"] = q
+
+
+def ink_shapes(digits: list[dict], classes: np.ndarray) -> None:
+    """Each digit's ink, for the word cut: ``_hull`` its pixels' convex hull ((K, 2) x, y at the class map's scale)
+    and ``_slant`` its ink's lean (x per y, right-leaning positive: minus cov(x, y) / var(y)). An italic or script
+    face leans its glyphs into each other's boxes, so a space plain to see is no gap between upright boxes ("97 pm":
+    the 7's top and the p's stem overlap); measured along the line's lean, it is (pixels: :func:`_own`)."""
+    for d in digits:
+        x0, y0 = d["bbox"][:2]
+        ys, xs = np.nonzero(_own(d, classes))
+        if len(xs) < 3:
+            continue
+        xs, ys = xs + x0, ys + y0
+        var = float(ys.var())
+        d["_slant"] = -float(((xs - xs.mean()) * (ys - ys.mean())).mean()) / var if var > 0 else 0.0
+        d["_hull"] = cv2.convexHull(np.stack([xs, ys], 1).astype(np.int32)).reshape(-1, 2)
+
+
+def _extents(line: list[dict]) -> list[tuple[float, float]]:
+    """Each glyph's left and right edge along the line's lean (the median of its glyphs' ``_slant``), measured at
+    the line's middle row; upright box edges where a glyph's ink was not measured (:func:`ink_shapes`)."""
+    if not all("_hull" in d for d in line):
+        return [(d["bbox"][0], d["bbox"][2]) for d in line]
+    s = float(np.clip(np.median([d["_slant"] for d in line]), *SLANT))
+    mid = np.median([(d["bbox"][1] + d["bbox"][3]) / 2 for d in line])
+    out = []
+    for d in line:
+        x = d["_hull"][:, 0] + s * (d["_hull"][:, 1] - mid)  # deslanted: a leaning stem stands at one x
+        out.append((float(x.min()), float(x.max()) + 1))  # (+1: the box's right edge is exclusive)
+    return out
 
 
 def words(line: list[dict]) -> list[list[dict]]:
-    """One text line's digits, left to right (net-scale ``bbox``) -> its words. Gaps are measured against the line's
-    tallest box (a digit's or a capital's height: a line of lowercase letters has a small median, and its letters'
-    own gaps would cut a word in two): a gap over :data:`WORD_GAP` of it starts a word, and so does one over
-    :data:`MIN_GAP` that stands :data:`SPREAD` above the line's median gap (the space of a line whose letters sit
-    close; a line of two glyphs has only its one gap for a median, so there only :data:`WORD_GAP` cuts)."""
+    """One text line's digits, left to right (net-scale ``bbox``) -> its words. Gaps are measured along the line's
+    lean (:func:`_extents`) and against the line's tallest box (a digit's or a capital's height: a line of lowercase
+    letters has a small median, and its letters' own gaps would cut a word in two): a gap over :data:`WORD_GAP` of it
+    starts a word, and so does one over :data:`MIN_GAP` that stands :data:`SPREAD` above the line's median gap (the
+    space of a line whose letters sit close; a line of two glyphs has only its one gap for a median, so there only
+    :data:`WORD_GAP` cuts)."""
     height = max(d["bbox"][3] - d["bbox"][1] for d in line)
-    gaps, right = [], line[0]["bbox"][2]
-    for d in line[1:]:
-        gaps.append(d["bbox"][0] - right)  # to the rightmost edge so far: a slanted glyph may overhang the next
-        right = max(right, d["bbox"][2])
+    edges = _extents(line)
+    gaps, right = [], edges[0][1]
+    for left, r in edges[1:]:
+        gaps.append(left - right)  # to the rightmost edge so far: a glyph may overhang the next
+        right = max(right, r)
     median = float(np.median(gaps)) / height if gaps else WORD_GAP  # (one glyph: no gap to cut)
     cut = min(WORD_GAP, max(MIN_GAP, median + SPREAD)) * height
     out, word = [], [line[0]]
@@ -52,32 +116,49 @@ def words(line: list[dict]) -> list[list[dict]]:
     return out
 
 
-def lettered(p_not: list[float], heights: list[float], tallest: float) -> bool:
+def lettered(p_not: list[float], heights: list[float], tallest: float, p_letter: list[float] | None = None) -> bool:
     """Whether a word is one to drop, from its glyphs' probabilities of no digit and heights (the line's tallest
     glyph ``tallest``): one glyph at :data:`LETTER_SURE`, or one at :data:`LETTER_LIKELY` beside a glyph under
     :data:`SHORT` of the tallest. A number's digits stand about equally tall; a word's lowercase letters do not,
-    and a digit the reader takes for a letter at 0.6-0.95 (an 8 like an R, a 4 like a k) is rarely so short."""
+    and a digit the reader takes for a letter at 0.6-0.95 (an 8 like an R, a 4 like a k) is rarely so short.
+    With the context reader's ``p_letter`` (:func:`context_letters`), also a word of two or more glyphs with one at
+    :data:`LETTER_LIKELY` that the context reader finds letters at :data:`IN_CONTEXT` on average: two witnesses, as
+    the lowercase height is in the rule before (an "R" at 0.7 beside an "oom" the net coloured as 0 0 4, all of
+    them letters in context). The letters reader's witness keeps a typed number: the context reader saw numbers
+    only in MNIST writers' hands, and finds a typeface's digits beside its words letters too ("Size 40 cm": 0.9);
+    a lone glyph is left to the letters reader (a 1 apart is an l to anyone)."""
     most = max(p_not, default=0.0)
-    return most >= LETTER_SURE or (most >= LETTER_LIKELY and min(heights) < SHORT * tallest)
+    if most >= LETTER_SURE or (most >= LETTER_LIKELY and min(heights) < SHORT * tallest):
+        return True
+    return (p_letter is not None and most >= LETTER_LIKELY and len(p_letter) >= 2
+            and sum(p_letter) / len(p_letter) >= IN_CONTEXT)
 
 
-def dropped_in_line(line: list[dict], p_not: list[float]) -> list[bool]:
-    """One text line's glyphs, left to right, and their probabilities of no digit -> whether each is in a word
-    :func:`lettered` drops. The one rule the product (:func:`drop_words`) and the benchmarks apply."""
+def dropped_in_line(line: list[dict], p_not: list[float], p_letter: list[float] | None = None) -> list[bool]:
+    """One text line's glyphs, left to right, their probabilities of no digit and (where the context reader ran)
+    of a letter in context -> whether each is in a word :func:`lettered` drops. The one rule the product
+    (:func:`drop_words`) and the benchmarks apply."""
     tall = [d["bbox"][3] - d["bbox"][1] for d in line]
     out: list[bool] = []
     for word in words(line):  # the words split the line in order
-        k = len(out)
-        out += [lettered(p_not[k : k + len(word)], tall[k : k + len(word)], max(tall))] * len(word)
+        k, n = len(out), len(word)
+        out += [lettered(p_not[k : k + n], tall[k : k + n], max(tall),
+                         None if p_letter is None else p_letter[k : k + n])] * n
     return out
 
 
 def drop_words(digits: list[dict]) -> list[dict]:
-    """The digits not in a word :func:`lettered` drops (by their ``_not_digit``); pops ``_not_digit`` from all."""
+    """The digits not in a word :func:`lettered` drops (by their ``_not_digit``, their ``_letter`` where the
+    context reader ran, and where :func:`ink_shapes` measured them, their ink's ``_hull`` and ``_slant``); pops
+    those from all."""
     p = {id(d): d.pop("_not_digit", 0.0) for d in digits}
-    if max(p.values(), default=0.0) < LETTER_LIKELY:
-        return digits
+    q = {id(d): d.pop("_letter") for d in digits if "_letter" in d}
     dropped = set()
-    for line in group_lines(digits):
-        dropped.update(id(d) for d, drop in zip(line, dropped_in_line(line, [p[id(d)] for d in line])) if drop)
+    if max(p.values(), default=0.0) >= LETTER_LIKELY:
+        for line in group_lines(digits):
+            p_letter = [q[id(d)] for d in line] if all(id(d) in q for d in line) else None
+            drops = dropped_in_line(line, [p[id(d)] for d in line], p_letter)
+            dropped.update(id(d) for d, drop in zip(line, drops) if drop)
+    for d in digits:
+        d.pop("_hull", None), d.pop("_slant", None)
     return [d for d in digits if id(d) not in dropped]

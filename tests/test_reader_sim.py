@@ -49,3 +49,26 @@ def test_score_counts_numbers_per_category_and_rule(recorded, capsys):
     assert all(r["of"] == N * len(CATS) and r["total"] == sum(r[c] for c in CATS) for r in rows)
     assert rows[1]["total"] == rows[0]["total"]  # weight 0: the reader has no say
     assert "net alone" in capsys.readouterr().out
+
+
+def test_words_dropped_in_replay_as_segapp_drops_them_with_the_context_reader(tmp_path):
+    path = tmp_path / "words.npz"
+    cats = ["words", "words_natural"]
+    reader_sim.main(["collect", "--categories", ",".join(cats), "--seed", "101", "--fonts", "dev", "--n", "6",
+                     "--out", str(path)])
+    z = np.load(path)
+    recs = json.loads(str(z["recs"]))
+    assert z["windows"].shape == (len(z["crops"]), 2, 32, 96) and any("ink" in d for r in recs for d in r["digits"])
+    pr, _ = reader_sim.reader_probs(["weights/reader"], z["crops"])
+    p_not = reader_sim.reader_probs(["weights/letters"], z["crops"])[1]
+    p_letter = reader_sim.context_probs("weights/context", z["windows"])
+    classes = reader_sim.classes(recs, z["pn"], pr, 0.95, 0.6)
+    keeps = reader_sim.kept(recs, p_not, True, p_letter)
+    replayed = [reader_sim.text_of([d for d, k in zip(r["digits"], keep) if k], [c for c, k in zip(cl, keep) if k])
+                for r, cl, keep in zip(recs, classes, keeps)]
+    seg = Segmenter("weights")
+    real = [seg(data, f"{k}.{ext}").text for cat in cats
+            for k, (data, ext, _, _) in enumerate(build(cat, 6, np.random.default_rng([101, CATEGORIES.index(cat)]),
+                                                        "dev"))]
+    assert replayed == real
+    assert replayed != [reader_sim.text_of(r["digits"], cl) for r, cl in zip(recs, classes)]  # words were dropped

@@ -10,7 +10,8 @@ from segapp.engines import CropRunner
 from segapp.inference import InferenceConfig, Segmenter
 from segapp.model import WeightsError
 from segapp.reader import DigitReader, ReaderConfig, ReaderEnsemble, load_letters, read_crops, save_reader
-from segapp.words import LETTER_LIKELY, LETTER_SURE, MIN_GAP, SHORT, WORD_GAP, drop_words, lettered, words
+from segapp.words import (IN_CONTEXT, LETTER_LIKELY, LETTER_SURE, MIN_GAP, SHORT, WORD_GAP, drop_words, ink_shapes,
+                          lettered, words)
 
 
 def glyph(x0: int, width: int = 10, top: int = 10, height: int = 20, p_not: float | None = None) -> dict:
@@ -177,3 +178,59 @@ def test_the_shipped_readers_leave_a_typed_word_out_and_read_the_number_beside_i
     seg = shipped
     assert seg(typed(text)).text == number
     assert len(seg.with_options(drop_words=False)(typed(text)).text.split()) > len(number.split())
+
+
+def leaning(x0: int, lean: int = 10, top: int = 10, height: int = 20, width: int = 4) -> dict:
+    """A glyph whose stroke leans right by ``lean`` px over its ``height`` (an italic stem), its ink as
+    :func:`segapp.words.ink_shapes` leaves it."""
+    hull = np.array([[x0, top + height], [x0 + width, top + height], [x0 + lean + width, top], [x0 + lean, top]])
+    return {"digit": 1, "confidence": 0.99, "bbox": [x0, top, x0 + lean + width, top + height],
+            "_hull": hull, "_slant": lean / height}
+
+
+def test_an_italic_lines_space_is_measured_along_its_lean():
+    # boxes 3 px apart (0.15 of the height: one word by boxes); along the lean the stems stand 13 px apart
+    line = [leaning(0), leaning(17)]
+    upright = [{k: v for k, v in d.items() if k not in ("_hull", "_slant")} for d in line]
+    assert [len(w) for w in words(upright)] == [2]
+    assert [len(w) for w in words(line)] == [1, 1]
+
+
+def test_ink_shapes_measures_a_digits_lean_and_hull_on_its_own_pixels():
+    classes = np.full((30, 40), 10, np.uint8)
+    for y in range(5, 25):  # a 2 px stroke leaning right by 0.5 px per row, and a neighbour's overhang (class 7)
+        x = 10 + (25 - y) // 2
+        classes[y, x : x + 2] = 3
+    classes[5:8, 22:24] = 7
+    d = {"digit": 3, "bbox": [10, 5, 24, 25]}
+    ink_shapes([d], classes)
+    assert d["_slant"] == pytest.approx(0.5, abs=0.05)
+    assert d["_hull"][:, 0].max() <= 21 and d["_hull"][:, 1].min() == 5  # the overhang is not its ink
+
+
+@pytest.mark.parametrize("p_not, p_letter, dropped", [
+    ([LETTER_LIKELY, 0.1], [IN_CONTEXT, IN_CONTEXT], True),  # two witnesses: a letter and a word of letters
+    ([LETTER_LIKELY - 0.01, 0.1], [1.0, 1.0], False),  # the context reader alone (a typed number beside a word)
+    ([LETTER_LIKELY, 0.1], [IN_CONTEXT, IN_CONTEXT - 0.02], False),  # the word's mean under IN_CONTEXT
+    ([LETTER_LIKELY], [1.0], False),  # a lone glyph: the letters reader's own rule
+    ([LETTER_LIKELY, 0.1], None, False),  # no context reader: the rule as before
+])
+def test_a_word_the_context_reader_finds_letters_is_dropped_with_a_second_witness(p_not, p_letter, dropped):
+    assert lettered(p_not, [20] * len(p_not), 20, p_letter) == dropped
+
+
+def test_drop_words_hands_each_lines_context_probabilities_to_the_rule():
+    line = [glyph(0, p_not=0.7), glyph(12, p_not=0.1), glyph(40), glyph(52)]  # "oo" apart from "42"
+    for d, q in zip(line, (0.9, 0.9, 0.1, 0.2)):
+        d["_letter"] = q
+    kept = drop_words(line)
+    assert [d["bbox"][0] for d in kept] == [40, 52] and not any("_letter" in d for d in kept)
+
+
+@pytest.mark.parametrize("text, size", [("Tel 349 mm", 32), ("Sold 42 lots", 44), ("Size 40 cm", 44),
+                                        ("pages 12", 32)])
+def test_the_shipped_context_reader_leaves_letters_out_and_a_typed_number_in(shipped, text, size):
+    # "Tel" / "mm" / "Sold" / "lots" are read as digits without it; "40" and "12" are typed digits it alone would
+    # take for letters (the second witness keeps them)
+    number = " ".join(c for c in text if c.isdigit())
+    assert shipped(typed(text, size)).text == number

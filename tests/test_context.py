@@ -1,0 +1,106 @@
+"""segapp/context.py and segapp/context_train.py: a glyph's window of its line, the reader that judges it, its
+training lines, and the weights' round trip."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from segapp.cli import main
+from segapp.context import (
+    REF,
+    WINDOW,
+    ContextConfig,
+    ContextReader,
+    frame,
+    letter_probability,
+    load_context,
+    save_context,
+    window,
+    windows,
+)
+from segapp.context_train import LETTER, glyph_windows, text_line
+from segapp.m2nist import load_mnist
+from segapp.model import WeightsError
+from segapp.synth import finish
+
+
+def test_frame_takes_the_tall_glyphs_height_and_middle_not_a_lowercase_letters():
+    boxes = [[0, 10, 10, 30], [12, 10, 22, 30], [24, 18, 32, 30], [34, 18, 42, 30]]  # "42" and an "mm" below
+    assert frame(boxes) == (20.0, 20.0)
+
+
+@pytest.mark.parametrize("box", [[40, 10, 50, 30], [5, 14, 11, 30], [90, 2, 99, 22]])
+def test_window_puts_the_glyph_in_the_middle_at_the_lines_scale(box):
+    image = np.zeros((40, 120), np.float32)
+    x0, y0, x1, y1 = box
+    image[y0:y1, x0:x1] = 1.0
+    own = np.ones((y1 - y0, x1 - x0), bool)
+    w = window(image, own, box, height=20.0, middle=(y0 + y1) / 2)
+    assert w.shape == (2, *WINDOW) and w.dtype == np.float32
+    h, wd = WINDOW
+    ys, xs = np.nonzero(w[1] > 0.5)  # the glyph's own pixels: centred, scaled by REF / 20
+    assert abs((xs.min() + xs.max() + 1) / 2 - wd / 2) <= 1 and abs((ys.min() + ys.max() + 1) / 2 - h / 2) <= 1
+    assert abs((ys.max() + 1 - ys.min()) - (y1 - y0) * REF / 20) <= 1.5
+    assert np.abs(w[0] - w[1]).max() < 1e-3  # the ink channel holds the same glyph, alone in this image
+
+
+def test_windows_of_a_line_share_its_frame():
+    image = np.zeros((40, 120), np.float32)
+    line = [([10, 10, 20, 30], np.ones((20, 10), bool)), ([30, 18, 38, 30], np.ones((12, 8), bool))]
+    w = windows(image, line)
+    assert w.shape == (2, 2, *WINDOW)
+    rows = [np.nonzero(x[1].max(1) > 0.5)[0] for x in w]
+    assert rows[1].max() == pytest.approx(rows[0].max(), abs=1)  # the short glyph sits on the tall one's baseline
+    assert rows[1].min() > rows[0].min() + 4
+
+
+def test_reader_shape_round_trip_and_errors(tmp_path):
+    reader = ContextReader(ContextConfig(width=4)).eval()
+    x = np.random.default_rng(0).random((3, 2, *WINDOW), dtype=np.float32)
+    p = letter_probability(reader, x)
+    assert p.shape == (3,) and ((p > 0) & (p < 1)).all()
+    assert letter_probability(reader, np.zeros((0, 2, *WINDOW), np.float32)).shape == (0,)
+    save_context(reader, tmp_path / "c")
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["width"] == 4
+    again = load_context(tmp_path / "c")
+    assert np.allclose(letter_probability(again, x), p, atol=1e-6)
+    assert load_context(tmp_path / "none") is None
+    save_context(ContextReader(ContextConfig(width=8)), tmp_path / "d")
+    cfg = json.loads((tmp_path / "d" / "config.json").read_text())
+    (tmp_path / "d" / "config.json").write_text(json.dumps({**cfg, "width": 4}))
+    with pytest.raises(WeightsError, match="train-context"):
+        load_context(tmp_path / "d")
+    with pytest.raises(ValueError, match="width"):
+        ContextConfig(width=2)
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_mnist("train")
+
+
+def test_generated_lines_hold_words_and_numbers_and_label_every_glyph(mnist):
+    kinds = set()
+    for i in range(12):
+        rng = np.random.default_rng([5, i])
+        ink, label = text_line(rng, *mnist)
+        assert ink.shape == label.shape == (48, 192) and ink.max() <= 1.0
+        x, y = glyph_windows(finish(ink, rng), label, rng)
+        assert x.dtype == np.uint8 and x.shape[1:] == (2, *WINDOW) and len(x) == len(y)
+        assert set(np.unique(label).tolist()) <= set(range(11)) | {LETTER}
+        kinds |= set(y.tolist())
+    assert kinds == {0, 1}
+
+
+def test_train_context_writes_a_reader_that_loads(tmp_path):
+    out = tmp_path / "ctx"
+    main(["train-context", "--lines", "60", "--epochs", "1", "--batch-size", "64", "--width", "4", "--workers", "0",
+          "--out", str(out), "--quiet"])
+    assert {p.name for p in out.iterdir()} >= {"config.json", "model.safetensors", "args.json", "metrics.json"}
+    assert json.loads((out / "args.json").read_text())["lines"] == 60
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["letters_right"] <= 1 and metrics["train_windows"] > 64
+    assert isinstance(load_context(out), ContextReader)
+    assert torch.is_tensor(next(load_context(out).parameters()))
