@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from .cli_train_flags import add_train, add_train_context
+from .cli_train_flags import add_small_run_flags, add_train, add_train_context
 from .int8 import INT8_CALIBRATION
 
 DESCRIPTION = "segapp: semantic segmentation of handwritten digits with a net that never downsamples."
@@ -123,13 +123,7 @@ def _add_train_reader(sub, fmt, run) -> None:
                         "letters are drawn with, beside OpenCV's faces (default: OpenCV's faces only)")
     g.add_argument("--letter-runs", type=float, default=0.0, metavar="SHARE", help="with --letters: share of "
                    "the letters drawn as a run of two or three (\"eat\": a font's close letters, one crop to the net)")
-    g = p.add_argument_group("run")
-    g.add_argument("--out", type=Path, default=Path("runs/reader"), help="output folder")
-    g.add_argument("--workers", type=int, default=2, help="processes generating the crops")
-    g.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    g.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
-                   help="bfloat16 autocast (auto: only where native)")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_small_run_flags(p, Path("runs/reader"), "processes generating the crops")
     p.set_defaults(run=run)
 
 

@@ -150,7 +150,7 @@ def add_train_context(sub, fmt, run) -> None:
                                    "WEIGHTS/context to use it.")
     g = p.add_argument_group("data")
     g.add_argument("--lines", type=int, default=40_000, help="generated images (about 8 glyphs in a text line)")
-    g.add_argument("--canvases", type=float, default=0.5, metavar="SHARE",
+    g.add_argument("--canvases", type=float, default=0.0, metavar="SHARE",
                    help="share of those images that are the net's training canvases (digits in rows, touching, up "
                         "and down; letters among them) rather than text lines")
     g.add_argument("--fonts", nargs="+", default=argparse.SUPPRESS, metavar="PATH",
@@ -163,11 +163,16 @@ def add_train_context(sub, fmt, run) -> None:
     g.add_argument("--batch-size", type=int, default=256, help="windows per step")
     g.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
     g.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
+    add_small_run_flags(p, Path("runs/context"), "processes generating the lines")
+    p.set_defaults(run=run)
+
+
+def add_small_run_flags(p: argparse.ArgumentParser, out: Path, workers: str) -> None:
+    """The "run" group of the small models' training commands (`segapp train-reader`, `segapp train-context`)."""
     g = p.add_argument_group("run")
-    g.add_argument("--out", type=Path, default=Path("runs/context"), help="output folder")
-    g.add_argument("--workers", type=int, default=2, help="processes generating the lines")
+    g.add_argument("--out", type=Path, default=out, help="output folder")
+    g.add_argument("--workers", type=int, default=2, help=workers)
     g.add_argument("--device", default="auto", help="auto, cpu or cuda")
     g.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
                    help="bfloat16 autocast (auto: only where native)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run=run)

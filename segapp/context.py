@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .model import CONFIG_NAME, WEIGHTS_NAME, WeightsError, check_state, read_config, read_safetensors, write_weights
+from .model import write_weights
+from .reader import load_small
 
 CONTEXT_DIR = "context"  # the context reader's folder inside a weights folder
 WINDOW = (32, 96)  # (h, w) px of a window: the line's digit height is REF px, three of them either side
@@ -113,26 +114,7 @@ def save_context(reader: ContextReader, folder: Path, extra: dict | None = None)
 
 def load_context(folder: Path | str) -> ContextReader | None:
     """The context reader saved in ``folder`` (a weights folder's ``context/``), or None where there is none."""
-    folder = Path(folder)
-    path = folder / WEIGHTS_NAME
-    if not path.exists():
-        return None
-    raw = read_config(folder / CONFIG_NAME, WEIGHTS_NAME)
-    try:
-        config = ContextConfig(**{k: raw[k] for k in ("width", "architecture") if k in raw})
-    except (TypeError, ValueError) as e:
-        raise WeightsError(f"{folder / CONFIG_NAME}: {e}") from None
-    state = read_safetensors(path)
-    with torch.device("meta"):
-        expected = ContextReader(config).state_dict()
-    check_state(state, expected, str(path))
-    reader = ContextReader(config)
-    try:
-        reader.load_state_dict(state)
-    except RuntimeError as e:
-        raise WeightsError(f"{path}: weights do not fit a context reader of width {config.width} "
-                           f"({str(e).splitlines()[0][:120]}); retrain it with `segapp train-context`") from None
-    return reader.eval()
+    return load_small(folder, ContextConfig, ContextReader, "context reader", "segapp train-context")
 
 
 __all__ = ["CONTEXT_DIR", "ContextConfig", "ContextReader", "frame", "window", "windows", "letter_probability",

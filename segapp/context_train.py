@@ -16,7 +16,7 @@ import json
 import string
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -29,12 +29,11 @@ from .classes import BACKGROUND, NUM_DIGITS, SegappError
 from .context import WINDOW, ContextConfig, ContextReader, frame, save_context, window
 from .glyphs import READER_GLYPHS, draw_glyph, font_files
 from .m2nist import load_mnist
-from .runtime import amp_enabled, pick_device
+from .render import group_lines
 from .safeio import write_atomic
 from .scale import TARGET_HEIGHT
-from .render import group_lines
 from .synth import WildConfig, _digit_patch, finish, stamp, wild_sample
-from .train_loop import train_one_epoch
+from .train_loop import start_small_run, train_one_epoch
 
 LETTER = 11  # label of a letter's strokes in a generated line
 ASCENDING, DESCENDING = set("bdfhklt"), set("gjpqy")  # lowercase letters above the x-height / below the baseline
@@ -48,7 +47,7 @@ class ContextTrainConfig:
     """Every argument of ``segapp train-context`` (the CLI maps its flags onto it; ``args.json`` records it)."""
 
     lines: int = 40_000  # generated images (about 8 windows each from a text line, 3.5 from a canvas)
-    canvases: float = 0.5  # share of them that are the net's training canvases (segapp.synth.wild_sample: digits
+    canvases: float = 0.0  # share of them that are the net's training canvases (segapp.synth.wild_sample: digits
     # in two rows, touching, up and down as M2NIST places them; letters among them), so digits out of a row are
     # digits too
     epochs: int = 6
@@ -140,9 +139,11 @@ def text_line(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, 
     return ink, label
 
 
-def glyph_windows(image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def glyph_windows(image: np.ndarray, label: np.ndarray, rng: np.random.Generator,
+                  rows: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """A line's image and labels -> (N, 2, 32, 96) uint8 windows of its glyphs and (N,) 1 for a letter, 0 a digit;
-    the line's height and middle jittered a little (the net's boxes are not the labels')."""
+    the line's height and middle jittered a little (the net's boxes are not the labels'). ``rows``: the image may
+    hold several rows (a canvas), grouped into lines as inference groups them; else it is one line."""
     H, W = label.shape
     found = []
     for c in [*range(NUM_DIGITS), LETTER]:
@@ -154,7 +155,8 @@ def glyph_windows(image: np.ndarray, label: np.ndarray, rng: np.random.Generator
     if not found:
         return np.zeros((0, 2, *WINDOW), np.uint8), np.zeros(0, np.int64)
     out, ys = [], []
-    for line in group_lines([{"bbox": b, "own": own, "y": y} for b, own, y in found]):  # as inference groups them
+    glyphs = [{"bbox": b, "own": own, "y": y} for b, own, y in found]
+    for line in group_lines(glyphs) if rows else [glyphs]:  # a canvas's rows as inference groups them
         height, middle = frame([d["bbox"] for d in line])
         for d in line:
             h = height * rng.uniform(0.9, 1.12)
@@ -178,9 +180,9 @@ class LineWindows(Dataset):
 
     def __getitem__(self, i: int):
         rng = np.random.default_rng([self.seed, 40, i])
-        if rng.random() < self.canvases:
+        if self.canvases and rng.random() < self.canvases:  # (no draw at 0: the shipped reader's stream)
             image, label = wild_sample(rng, self.digits, self.labels, self.recipe)
-            return glyph_windows(image, label, rng)
+            return glyph_windows(image, label, rng, rows=True)
         ink, label = text_line(rng, self.digits, self.labels, self.fonts)
         return glyph_windows(finish(ink, rng), label, rng)
 
@@ -219,13 +221,7 @@ def scores(reader: ContextReader, x: torch.Tensor, y: torch.Tensor) -> dict:
 def run(cfg: ContextTrainConfig, argv: list[str] | None = None) -> dict:
     """Trains a context reader per ``cfg`` into ``cfg.out`` (config.json + model.safetensors, args.json,
     metrics.json); returns the metrics."""
-    out = Path(cfg.out)
-    progress = not cfg.quiet and sys.stderr.isatty()
-    torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
-    amp = amp_enabled(cfg.amp, device)
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "args.json", lambda p: Path(p).write_text(json.dumps({**asdict(cfg), "argv": argv}, indent=2)))
+    out, progress, device, amp = start_small_run(cfg, argv)
     t0 = time.time()
     x, y = make_windows(cfg.lines, cfg.seed, cfg.workers, cfg.fonts, cfg.canvases)
     vx, vy = make_windows(max(2, cfg.lines // 20), cfg.seed + 1_000_003, cfg.workers, cfg.fonts, cfg.canvases)

@@ -124,9 +124,10 @@ def save_reader(reader: DigitReader, folder: Path, extra: dict | None = None) ->
     write_weights(reader, {**asdict(reader.config), **(extra or {})}, folder)
 
 
-def load_reader(folder: Path | str) -> DigitReader | None:
-    """The reader saved in ``folder`` (a weights folder's ``reader/``), or None where there is none (a net a user
-    trained on their own images comes without one: its digits are read by the net alone)."""
+def load_small(folder: Path | str, config_cls, module_cls, name: str, command: str) -> nn.Module | None:
+    """A small model saved in ``folder`` (``config.json`` + ``model.safetensors``: a digit reader, a context
+    reader), in eval mode, or None where there is none. ``config_cls`` / ``module_cls``: its config dataclass and
+    module; ``name`` and ``command`` name it and the command that retrains it in errors."""
     folder = Path(folder)
     path = folder / WEIGHTS_NAME
     if not path.exists():
@@ -135,21 +136,27 @@ def load_reader(folder: Path | str) -> DigitReader | None:
         raise WeightsError(f"{path}: not a regular file (a pipe, socket or device); not read")
     raw = read_config(folder / CONFIG_NAME, WEIGHTS_NAME)
     try:
-        config = ReaderConfig(**{k: raw[k] for k in ("width", "classes", "architecture") if k in raw})
+        config = config_cls(**{k: raw[k] for k in config_cls.__dataclass_fields__ if k in raw})
     except (TypeError, ValueError) as e:
         raise WeightsError(f"{folder / CONFIG_NAME}: {e}") from None
     state = read_safetensors(path)
     with torch.device("meta"):
-        expected = DigitReader(config).state_dict()
+        expected = module_cls(config).state_dict()
     check_state(state, expected, str(path))
     bad = sorted(set(expected) ^ set(state))
     bad += [k for k in expected if k in state and state[k].shape != expected[k].shape]
     if bad:
-        raise WeightsError(f"{path}: weights do not fit a digit reader of width {config.width} (mismatched: "
-                           f"{', '.join(bad[:3])}); retrain it with `segapp train-reader`")
-    reader = DigitReader(config)
-    reader.load_state_dict(state)
-    return reader.eval()
+        raise WeightsError(f"{path}: weights do not fit a {name} of width {config.width} (mismatched: "
+                           f"{', '.join(bad[:3])}); retrain it with `{command}`")
+    module = module_cls(config)
+    module.load_state_dict(state)
+    return module.eval()
+
+
+def load_reader(folder: Path | str) -> DigitReader | None:
+    """The reader saved in ``folder`` (a weights folder's ``reader/``), or None where there is none (a net a user
+    trained on their own images comes without one: its digits are read by the net alone)."""
+    return load_small(folder, ReaderConfig, DigitReader, "digit reader", "segapp train-reader")
 
 
 class ReaderEnsemble(nn.Module):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -27,10 +27,9 @@ from .classes import NUM_DIGITS, SegappError
 from .glyphs import READER_GLYPHS, font_files
 from .m2nist import load_mnist
 from .reader import NOT_DIGIT, DigitReader, ReaderConfig, own_strokes, save_reader
-from .runtime import amp_enabled, pick_device
 from .safeio import write_atomic
 from .synth import WildConfig, wild_sample
-from .train_loop import train_one_epoch
+from .train_loop import start_small_run, train_one_epoch
 
 LETTER = 11  # the label map's value for a letter's strokes in the reader's canvases (a class no net has)
 MIN_CROP_AREA, MIN_CROP_HEIGHT = 15, 8  # smaller label parts are a digit's piece cut off by a neighbour
@@ -233,13 +232,7 @@ def accuracy(reader: DigitReader, x: torch.Tensor, y: torch.Tensor) -> float:
 def run(cfg: ReaderTrainConfig, argv: list[str] | None = None) -> dict:
     """Trains a reader per ``cfg`` into ``cfg.out`` (config.json + model.safetensors, args.json, metrics.json);
     returns the metrics."""
-    out = Path(cfg.out)
-    progress = not cfg.quiet and sys.stderr.isatty()
-    torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
-    amp = amp_enabled(cfg.amp, device)
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "args.json", lambda p: Path(p).write_text(json.dumps({**asdict(cfg), "argv": argv}, indent=2)))
+    out, progress, device, amp = start_small_run(cfg, argv)
     t0 = time.time()
     held = max(2, cfg.canvases // 20)
     recipe = WildConfig(pointed_four=cfg.pointed_four, letters=cfg.letters, letter_label=LETTER,

@@ -9,8 +9,11 @@ writes the run's files, so the numerics can be read without the bookkeeping.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
 
 import segmentation_models_pytorch as smp
 import torch
@@ -19,7 +22,8 @@ from torch.utils.data import DataLoader
 from . import distributed
 from .classes import VOID, SegappError
 from .distill import Teacher
-from .runtime import autocast, progress_bar
+from .runtime import amp_enabled, autocast, pick_device, progress_bar
+from .safeio import write_atomic
 from .train_config import TrainConfig
 
 
@@ -155,3 +159,15 @@ def train_one_epoch(model: torch.nn.Module, loader, loss_fn, opt, sched, device:
         if desc:
             batches.set_postfix(loss=f"{loss_sum / n:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}", refresh=False)
     return loss_sum / max(n, 1), n
+
+
+def start_small_run(cfg, argv: list[str] | None) -> tuple[Path, bool, torch.device, bool]:
+    """The opening of a small model's training run (`segapp train-reader`, `segapp train-context`): seeds torch,
+    makes ``cfg.out`` with the resolved config and ``argv`` in ``args.json``; returns (out folder, whether to show
+    progress bars, device, bfloat16 autocast)."""
+    out = Path(cfg.out)
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "args.json", lambda p: Path(p).write_text(json.dumps({**asdict(cfg), "argv": argv}, indent=2)))
+    return out, not cfg.quiet and sys.stderr.isatty(), device, amp_enabled(cfg.amp, device)

@@ -20,7 +20,7 @@ from segapp.context import (
     window,
     windows,
 )
-from segapp.context_train import LETTER, glyph_windows, text_line
+from segapp.context_train import LETTER, LineWindows, glyph_windows, text_line
 from segapp.m2nist import load_mnist
 from segapp.model import WeightsError
 from segapp.synth import finish
@@ -104,3 +104,16 @@ def test_train_context_writes_a_reader_that_loads(tmp_path):
     assert 0 <= metrics["letters_right"] <= 1 and metrics["train_windows"] > 64
     assert isinstance(load_context(out), ContextReader)
     assert torch.is_tensor(next(load_context(out).parameters()))
+
+
+@pytest.mark.parametrize("canvases", [0.0, 1.0])
+def test_an_image_of_the_training_set_is_a_text_line_or_a_canvas_seeded_by_its_index(mnist, canvases):
+    data = LineWindows(8, 3, canvases=canvases)
+    for i in (0, 5):
+        x, y = data[i]
+        assert np.array_equal(x, data[i][0]) and len(x) == len(y)  # the same windows every time it is drawn
+        if canvases == 0:  # a text line, and no draw for the choice (the shipped reader's stream)
+            rng = np.random.default_rng([3, 40, i])
+            ink, label = text_line(rng, *mnist)
+            want, labels = glyph_windows(finish(ink, rng), label, rng)
+            assert np.array_equal(x, want) and np.array_equal(y, labels)

@@ -10,8 +10,18 @@ from segapp.engines import CropRunner
 from segapp.inference import InferenceConfig, Segmenter
 from segapp.model import WeightsError
 from segapp.reader import DigitReader, ReaderConfig, ReaderEnsemble, load_letters, read_crops, save_reader
-from segapp.words import (IN_CONTEXT, LETTER_LIKELY, LETTER_SURE, MIN_GAP, SHORT, WORD_GAP, drop_words, ink_shapes,
-                          lettered, words)
+from segapp.words import (
+    IN_CONTEXT,
+    LETTER_LIKELY,
+    LETTER_SURE,
+    MIN_GAP,
+    SHORT,
+    WORD_GAP,
+    drop_words,
+    ink_shapes,
+    lettered,
+    words,
+)
 
 
 def glyph(x0: int, width: int = 10, top: int = 10, height: int = 20, p_not: float | None = None) -> dict:
