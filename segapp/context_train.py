@@ -2,7 +2,7 @@
 
 A line is words and numbers side by side ("Fig 12", "7 kg", "Rate 42 mm"), one writer's slant for all of it. The
 numbers' digits are MNIST training digits, transformed as the net's generator transforms them
-(:func:`segapp.synth._digit_patch`: re-penned, wobbled, thickened); the words are random strings of any letters
+(:func:`segapp.synth.glyph_patch`: re-penned, wobbled, thickened); the words are random strings of any letters
 (an "o" or an "l" too: here the word says what they are), set whole by a font or OpenCV's Hershey faces with the
 face's own spacing, or letter by letter as a hand spaces them, and transformed the same way. Every glyph (a
 connected part of one label: touching letters are one, as the net colours them) gives one window
@@ -29,15 +29,15 @@ from .classes import BACKGROUND, NUM_DIGITS, SegappError
 from .context import WINDOW, ContextConfig, ContextReader, frame, save_context, window
 from .glyphs import READER_GLYPHS, draw_glyph, font_files
 from .m2nist import load_mnist
+from .reader_train import LETTER  # a letter's label in generated images (a class no net has)
 from .render import group_lines
 from .safeio import write_atomic
 from .scale import TARGET_HEIGHT
-from .synth import WildConfig, _digit_patch, finish, stamp, wild_sample
+from .synth import WildConfig, finish, glyph_patch, stamp, wild_sample
 from .train_loop import start_small_run, train_one_epoch
 
-LETTER = 11  # label of a letter's strokes in a generated line
 ASCENDING, DESCENDING = set("bdfhklt"), set("gjpqy")  # lowercase letters above the x-height / below the baseline
-SIGNS = "#%&@*"
+LONE_SIGNS = "#%&@*"  # a word now and then is one of these alone
 LENGTHS = (1, 2, 2, 3, 3, 4, 4, 5, 6, 7)  # a word's letters, drawn uniformly from this list
 PATTERNS = ("N", "NN", "W", "WW", "WN", "NW", "WNW", "WWN", "NWW", "WN", "NW", "WNW")  # a line's tokens in order
 
@@ -81,7 +81,7 @@ class ContextTrainConfig:
 def _word(rng: np.random.Generator) -> str:
     """A random word: any letters, capitalised, lowercase or in capitals; now and then a sign alone."""
     if rng.random() < 0.06:
-        return SIGNS[int(rng.integers(0, len(SIGNS)))]
+        return LONE_SIGNS[int(rng.integers(0, len(LONE_SIGNS)))]
     n = LENGTHS[int(rng.integers(0, len(LENGTHS)))]
     w = "".join(string.ascii_lowercase[int(k)] for k in rng.integers(0, 26, n))
     r = rng.random()
@@ -113,7 +113,7 @@ def text_line(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, 
         if kind == "N":
             for _ in range(int(rng.integers(1, 5))):
                 j = int(rng.integers(0, len(digits)))
-                pieces.append((_digit_patch(digits[j], base * rng.uniform(0.9, 1.1), rng, cfg, int(labels[j])),
+                pieces.append((glyph_patch(digits[j], base * rng.uniform(0.9, 1.1), rng, cfg, int(labels[j])),
                                int(labels[j]), rng.uniform(-0.06, 0.06)))
         else:
             word = _word(rng)
@@ -121,7 +121,7 @@ def text_line(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, 
             for part in parts:
                 top, bottom = _extent(part)
                 glyph = draw_glyph(part, rng, fonts)
-                pieces.append((_digit_patch(glyph, (bottom - top) * base * rng.uniform(0.9, 1.1), rng, cfg),
+                pieces.append((glyph_patch(glyph, (bottom - top) * base * rng.uniform(0.9, 1.1), rng, cfg),
                                LETTER, top))
         for p, owner, top in pieces:
             nz = np.nonzero(p.max(0) > 0.1)[0]

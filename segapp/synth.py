@@ -68,7 +68,7 @@ class WildConfig:
     letter_runs: float = 0.0  # share of the letters drawn as a run of two or three (segapp.glyphs.pick_glyph)
 
 
-def _digit_patch(d28: np.ndarray, height: float, rng: np.random.Generator, cfg: WildConfig,
+def glyph_patch(d28: np.ndarray, height: float, rng: np.random.Generator, cfg: WildConfig,
                  label: int = -1) -> np.ndarray:
     """One MNIST digit -> float patch in [0, 1], ``height`` px tall, slanted, rotated, wobbled, re-stroked."""
     ys, xs = np.nonzero(d28 > 0)
@@ -135,10 +135,10 @@ def _layout(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, cf
             drop = 0.0
             if cfg.letters and rng.random() < cfg.letters:  # not a digit: its strokes are background
                 glyph, share, drop = pick_glyph(rng, cfg.letter_chars, cfg.letter_fonts, cfg.letter_runs)
-                p, owner = _digit_patch(glyph, base * share * rng.uniform(0.9, 1.1), rng, cfg), cfg.letter_label
+                p, owner = glyph_patch(glyph, base * share * rng.uniform(0.9, 1.1), rng, cfg), cfg.letter_label
             else:
                 j = int(rng.integers(0, len(digits)))
-                p, owner = _digit_patch(digits[j], base * rng.uniform(0.9, 1.1), rng, cfg, int(labels[j])), labels[j]
+                p, owner = glyph_patch(digits[j], base * rng.uniform(0.9, 1.1), rng, cfg, int(labels[j])), labels[j]
             ph, pw = p.shape
             nz = np.nonzero(p.max(0) > 0.1)[0]
             left, right = (nz[0], nz[-1]) if len(nz) else (0, pw - 1)

@@ -7,7 +7,7 @@ import pytest
 from segapp.classes import BACKGROUND
 from segapp.m2nist import digit_pool
 from segapp.strokes import _lift, _swell, hook, open_loop, pointed, repen, restyle, thin
-from segapp.synth import WildConfig, _digit_patch, wild_sample
+from segapp.synth import WildConfig, glyph_patch, wild_sample
 
 
 def test_thinning_leaves_a_one_pixel_connected_skeleton():
@@ -167,7 +167,7 @@ def test_the_recipe_draws_pointed_fours_only_when_asked(share):
     four[14:16, 7:19] = 255
     four[4:24, 17:19] = 255
     still = dict(rotate=0.0, slant=0.0, aspect=(0.0, 0.0), elastic=0.0, repen=0.0, thicken=0.0, thin=0.0)
-    patch = _digit_patch(four, 20.0, np.random.default_rng(0), WildConfig(styled=1.0, pointed_four=share, **still), 4)
+    patch = glyph_patch(four, 20.0, np.random.default_rng(0), WildConfig(styled=1.0, pointed_four=share, **still), 4)
     rows = [r for r in patch if (r > 0.5).any()]
     top = np.ptp(np.flatnonzero(rows[1] > 0.5))  # the second row of ink: the stem's tip, or a square's whole top
     assert (top <= 4) == (share == 1.0)
@@ -183,13 +183,13 @@ def test_blank_training_images_are_all_background(digits):
 
 @pytest.mark.parametrize("aspect, lo, hi", [((-0.6, -0.6), 0.45, 0.65), ((0.3, 0.3), 1.2, 1.5)])
 def test_narrow_and_wide_hands_change_a_digits_width_not_its_height(digits, aspect, lo, hi):
-    from segapp.synth import _digit_patch
+    from segapp.synth import glyph_patch
 
     plain = dict(slant=0.0, rotate=0.0, elastic=0.0, repen=0.0, styled=0.0, thicken=0.0, thin=0.0)
     d28 = digits[0][3]
 
     def box(cfg: WildConfig) -> tuple[int, int]:
-        ys, xs = np.nonzero(_digit_patch(d28, 20.0, np.random.default_rng(0), cfg) > 0.25)
+        ys, xs = np.nonzero(glyph_patch(d28, 20.0, np.random.default_rng(0), cfg) > 0.25)
         return ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
 
     (h0, w0), (h1, w1) = box(WildConfig(aspect=(0.0, 0.0), **plain)), box(WildConfig(aspect=aspect, **plain))
