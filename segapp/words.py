@@ -12,6 +12,11 @@ wide against the line's tallest glyph, or wide against the line's other gaps), a
 read, its pixels left out of the mask) where the reader is sure of one of its glyphs, or fairly sure of one and
 another is a lowercase letter's height (:func:`lettered`). A number written tight against its unit ("12kg") goes
 with it; a number apart from its word stays.
+
+Gaps are measured on the glyphs' ink along the line's lean (:func:`ink_shapes`): an italic face's boxes overlap
+where its space is plain to see. And a context reader (``weights/context``, :mod:`segapp.context`) that sees each
+glyph with its line around it finds the letters a shape alone does not tell: a word it finds letters, one of whose
+glyphs the letters reader finds no digit, is dropped too (:func:`context_letters`, :func:`lettered`).
 """
 
 from __future__ import annotations
