@@ -34,7 +34,7 @@ import segapp.inference as inference
 from segapp.context import WINDOW, letter_probability, load_context
 from segapp.reader import load_letters, load_reader, read_crops
 from segapp.reread import EPS, READER_WEIGHT, REREAD_BELOW, digit_crop, mix_scores, net_distribution
-from segapp.words import LETTER_LIKELY, context_windows, dropped_in_line
+from segapp.words import LETTER_LIKELY, context_windows, dropped_in_line, ink_shapes
 
 from .robustness import CATEGORIES, build
 
@@ -54,9 +54,10 @@ def _windows(digits: list[dict], small, image, reader) -> None:
         d["_window"] = np.round(w * 255).astype(np.uint8)
 
 
-def _ink(digits: list[dict]) -> list[dict]:
+def _ink(digits: list[dict], classes) -> list[dict]:
     """Stands in for :func:`segapp.words.drop_words` (which nothing reaches without the reader's ``_not_digit``):
     keeps each digit's net-scale box and ink (:func:`segapp.words.ink_shapes`) for the word cut's replay."""
+    ink_shapes(digits, classes)
     for d in digits:
         if "_hull" in d:
             d["_ink"] = {"nbox": list(d["bbox"]), "hull": d.pop("_hull").tolist(), "slant": d.pop("_slant")}

@@ -42,7 +42,7 @@ from .reread import READER_WEIGHT, reread
 from .ruled import erase_rules, inked, off_the_page_lines, on_the_lines, ruled_lines
 from .runtime import amp_enabled, pick_device
 from .scale import TARGET_HEIGHT, NetInput, to_net_scale
-from .words import context_letters, drop_words, ink_shapes
+from .words import context_letters, drop_words
 
 
 @dataclass(frozen=True)
@@ -189,8 +189,7 @@ class Segmenter:
             if self.cfg.drop_words:
                 if self.context is not None:
                     context_letters(digits, small, n.image, self.context)
-                ink_shapes(digits, small)  # the word cut measures gaps on the glyphs' ink, along the line's lean
-                kept = {id(d) for d in drop_words(digits)}
+                kept = {id(d) for d in drop_words(digits, small)}  # (gaps on the glyphs' ink, along the lean)
                 left_out = [d["bbox"] for d in digits if id(d) not in kept]
                 digits = [d for d in digits if id(d) in kept]
         for d in digits:

@@ -126,9 +126,10 @@ def upsample_classes(logits: torch.Tensor, small: np.ndarray, H: int, W: int) ->
 
 def digit_pixels(d: dict, small: np.ndarray) -> np.ndarray:
     """(box h, box w) bool: a digit's pixels in its box of the net-scale class map, with the pieces of other classes
-    it was joined from (a 4 whose arm and stem the net coloured as 1s: once dropped here as a digit with no pixels)."""
+    it was joined from (a 4 whose arm and stem the net coloured as 1s: once dropped here as a digit with no pixels)
+    and, once read anew (:func:`segapp.reread.reread`), its former class, which its pixels still hold."""
     x0, y0, x1, y1 = d["bbox"]
-    return np.isin(small[y0:y1, x0:x1], (d["digit"], *d.get("_joined", ())))
+    return np.isin(small[y0:y1, x0:x1], (d.get("_was", d["digit"]), d["digit"], *d.get("_joined", ())))
 
 
 def stands_out(full: np.ndarray, d: dict, raw: np.ndarray, inverted: bool) -> bool:

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from .context import ContextReader, letter_probability, windows
+from .postprocess import digit_pixels
 from .render import group_lines
 
 LETTER_SURE = 0.95  # the letters reader's probability of "no digit" at which a glyph drops its word alone ...
@@ -38,20 +39,13 @@ SLANT = (-0.2, 0.6)  # a line's slant (x per y, leaning right positive) is clipp
 IN_CONTEXT = 0.7  # the context reader's mean probability of a letter over a word of two or more glyphs that drops it
 
 
-def _own(d: dict, classes: np.ndarray) -> np.ndarray:
-    """(box h, box w) bool: a digit's pixels in its box, its classes before and after a reread (``_was``) and the
-    pieces it was joined from (a neighbour's overhang into the box is another class)."""
-    x0, y0, x1, y1 = d["bbox"]
-    return np.isin(classes[y0:y1, x0:x1], (d.get("_was", d["digit"]), d["digit"], *d.get("_joined", ())))
-
-
 def context_windows(digits: list[dict], classes: np.ndarray, image: np.ndarray) -> list[np.ndarray]:
     """Each digit's window of its line (:func:`segapp.context.windows`), in ``digits``' order: ``classes`` the
     net-scale class map its boxes are in, ``image`` the net's uint8 input."""
     ink = image.astype(np.float32) / 255.0
     out: dict[int, np.ndarray] = {}
     for line in group_lines(digits):
-        for d, w in zip(line, windows(ink, [(d["bbox"], _own(d, classes)) for d in line])):
+        for d, w in zip(line, windows(ink, [(d["bbox"], digit_pixels(d, classes)) for d in line])):
             out[id(d)] = w
     return [out[id(d)] for d in digits]
 
@@ -70,10 +64,11 @@ def ink_shapes(digits: list[dict], classes: np.ndarray) -> None:
     """Each digit's ink, for the word cut: ``_hull`` its pixels' convex hull ((K, 2) x, y at the class map's scale)
     and ``_slant`` its ink's lean (x per y, right-leaning positive: minus cov(x, y) / var(y)). An italic or script
     face leans its glyphs into each other's boxes, so a space plain to see is no gap between upright boxes ("97 pm":
-    the 7's top and the p's stem overlap); measured along the line's lean, it is (pixels: :func:`_own`)."""
+    the 7's top and the p's stem overlap); measured along the line's lean, it is (its pixels:
+    :func:`~segapp.postprocess.digit_pixels`)."""
     for d in digits:
         x0, y0 = d["bbox"][:2]
-        ys, xs = np.nonzero(_own(d, classes))
+        ys, xs = np.nonzero(digit_pixels(d, classes))
         if len(xs) < 3:
             continue
         xs, ys = xs + x0, ys + y0
@@ -152,14 +147,16 @@ def dropped_in_line(line: list[dict], p_not: list[float], p_letter: list[float] 
     return out
 
 
-def drop_words(digits: list[dict]) -> list[dict]:
-    """The digits not in a word :func:`lettered` drops (by their ``_not_digit``, their ``_letter`` where the
-    context reader ran, and where :func:`ink_shapes` measured them, their ink's ``_hull`` and ``_slant``); pops
-    those from all."""
+def drop_words(digits: list[dict], classes: np.ndarray | None = None) -> list[dict]:
+    """The digits not in a word :func:`lettered` drops (by their ``_not_digit`` and their ``_letter`` where the
+    context reader ran); pops those from all. ``classes``: the net-scale class map their boxes are in, for gaps
+    measured on their ink (:func:`ink_shapes`; None: between upright boxes), only where a word may be dropped."""
     p = {id(d): d.pop("_not_digit", 0.0) for d in digits}
     q = {id(d): d.pop("_letter") for d in digits if "_letter" in d}
     dropped = set()
     if max(p.values(), default=0.0) >= LETTER_LIKELY:
+        if classes is not None:
+            ink_shapes(digits, classes)
         for line in group_lines(digits):
             p_letter = [q[id(d)] for d in line] if all(id(d) in q for d in line) else None
             drops = dropped_in_line(line, [p[id(d)] for d in line], p_letter)
