@@ -153,6 +153,9 @@ def add_train_context(sub, fmt, run) -> None:
     g.add_argument("--canvases", type=float, default=0.0, metavar="SHARE",
                    help="share of those images that are the net's training canvases (digits in rows, touching, up "
                         "and down; letters among them) rather than text lines")
+    g.add_argument("--line-style", type=float, default=0.0, metavar="SHARE",
+                   help="share of text lines written by one pen with one spacing for letters and digits alike, so a "
+                        "glyph's pen matching its neighbour word's says nothing")
     g.add_argument("--fonts", nargs="+", default=argparse.SUPPRESS, metavar="PATH",
                    help="font files or folders half the words are set in, beside OpenCV's faces (default: OpenCV's "
                         "faces only)")

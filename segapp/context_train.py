@@ -50,6 +50,8 @@ class ContextTrainConfig:
     canvases: float = 0.0  # share of them that are the net's training canvases (segapp.synth.wild_sample: digits
     # in two rows, touching, up and down as M2NIST places them; letters among them), so digits out of a row are
     # digits too
+    line_style: float = 0.0  # share of text lines written with one pen and one spacing for letters and digits alike
+    # (text_line's ``style``)
     epochs: int = 6
     batch_size: int = 256
     lr: float = 3e-3  # peak of the one-cycle schedule
@@ -68,8 +70,9 @@ class ContextTrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise SegappError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {v!r}")
-        if not 0 <= self.canvases <= 1:
-            raise SegappError(f"--canvases must lie in [0, 1], got {self.canvases!r}")
+        for name in ("canvases", "line_style"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise SegappError(f"--{name.replace('_', '-')} must lie in [0, 1], got {getattr(self, name)!r}")
         if self.lines < 40:
             raise SegappError(f"--lines {self.lines}: use 40 or more (5% are held out to score the reader)")
         try:
@@ -95,9 +98,19 @@ def _extent(text: str) -> tuple[float, float]:
 
 
 def text_line(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, fonts: tuple[str, ...] = (),
-              height: int = 48, width: int = 192) -> tuple[np.ndarray, np.ndarray]:
-    """One generated line -> (ink (H, W) float, label (H, W) uint8: digits 0-9, :data:`LETTER`, background)."""
+              height: int = 48, width: int = 192, style: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """One generated line -> (ink (H, W) float, label (H, W) uint8: digits 0-9, :data:`LETTER`, background).
+
+    With probability ``style`` (no draw at 0: the shipped reader's stream) the line is one writer's: every glyph,
+    letter or digit, drawn with one pen (nib, width, marker), upright, one size and on one baseline, set with one
+    spacing, as a font or an even hand sets both. Otherwise each digit has its own pen, size, lean and spacing while
+    a word set whole shares one, and a reader learns that a run of even glyphs is a word (a typed number is one)."""
     cfg = replace(WildConfig(), slant=0.08, rotate=5.0)  # the line's one slant is sheared in below
+    pen_seed, spacing, size, drop = None, None, (0.9, 1.1), 1.0
+    if style and rng.random() < style:
+        cfg = replace(cfg, repen=1.0, slant=0.0, rotate=0.0, aspect=(-0.25, 0.15), elastic=0.3)
+        pen_seed, spacing = int(rng.integers(0, 2**31)), (-0.1, float(rng.uniform(0.05, 0.35)))
+        size, drop = (0.98, 1.02), 0.2
     canvas = (np.zeros((height, width), np.float32), np.zeros((height, width), np.float32),
               np.full((height, width), BACKGROUND, np.uint8), np.zeros((height, width), bool))
     base = TARGET_HEIGHT * float(np.exp(rng.uniform(np.log(0.75), np.log(1.3))))
@@ -112,23 +125,23 @@ def text_line(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, 
         pieces: list[tuple[np.ndarray, int, float]] = []  # (patch, owner, its top below the line's, digit heights)
         if kind == "N":
             for _ in range(int(rng.integers(1, 5))):
-                j = int(rng.integers(0, len(digits)))
-                pieces.append((glyph_patch(digits[j], base * rng.uniform(0.9, 1.1), rng, cfg, int(labels[j])),
-                               int(labels[j]), rng.uniform(-0.06, 0.06)))
+                j, h = int(rng.integers(0, len(digits))), base * rng.uniform(*size)
+                pieces.append((glyph_patch(digits[j], h, rng, cfg, int(labels[j]), **_pen(pen_seed, base, h)),
+                               int(labels[j]), rng.uniform(-0.06, 0.06) * drop))
         else:
             word = _word(rng)
             parts = [word] if rng.random() < 0.65 else list(word)  # set whole, or letter by letter by hand
             for part in parts:
                 top, bottom = _extent(part)
-                glyph = draw_glyph(part, rng, fonts)
-                pieces.append((glyph_patch(glyph, (bottom - top) * base * rng.uniform(0.9, 1.1), rng, cfg),
-                               LETTER, top))
+                glyph, h = draw_glyph(part, rng, fonts), (bottom - top) * base * rng.uniform(*size)
+                pieces.append((glyph_patch(glyph, h, rng, cfg, **_pen(pen_seed, base, h)), LETTER, top))
         for p, owner, top in pieces:
             nz = np.nonzero(p.max(0) > 0.1)[0]
             left, right = (nz[0], nz[-1]) if len(nz) else (0, p.shape[1] - 1)
             x0 = int(round(x - left))
             stamp(canvas, p, owner, x0, int(round(y_row + top * base - 6)))  # (-6: the patch's padding)
-            inner = rng.uniform(-0.1, 0.2) if owner == LETTER else rng.uniform(*cfg.gap) / TARGET_HEIGHT
+            inner = rng.uniform(*spacing) if spacing else rng.uniform(-0.1, 0.2) if owner == LETTER else \
+                rng.uniform(*cfg.gap) / TARGET_HEIGHT
             x = x0 + right + inner * base
         x += (rng.uniform(0.15, 0.45) if tight else rng.uniform(0.35, 1.0)) * base
     ink, _, label, _ = canvas
@@ -137,6 +150,12 @@ def text_line(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, 
     ink = cv2.warpAffine(ink, m, (width, height), flags=cv2.INTER_LINEAR)
     label = cv2.warpAffine(label, m, (width, height), flags=cv2.INTER_NEAREST, borderValue=BACKGROUND)
     return ink, label
+
+
+def _pen(seed: int | None, base: float, height: float) -> dict:
+    """:func:`segapp.synth.glyph_patch`'s pen arguments for a glyph ``height`` px tall in a line of digits ``base``
+    px tall: the line's one pen (seed None: none, each glyph draws its own)."""
+    return {} if seed is None else {"pen": seed, "pen_scale": base / height}
 
 
 def glyph_windows(image: np.ndarray, label: np.ndarray, rng: np.random.Generator,
@@ -169,8 +188,8 @@ class LineWindows(Dataset):
     """Image ``i`` of the generator, seeded by (seed, i): a text line, or with probability ``canvases`` one of the
     net's training canvases with letters among its digits -> its glyphs' windows and labels."""
 
-    def __init__(self, n: int, seed: int, fonts: tuple[str, ...] = (), canvases: float = 0.0):
-        self.n, self.seed, self.fonts, self.canvases = n, seed, fonts, canvases
+    def __init__(self, n: int, seed: int, fonts: tuple[str, ...] = (), canvases: float = 0.0, style: float = 0.0):
+        self.n, self.seed, self.fonts, self.canvases, self.style = n, seed, fonts, canvases, style
         self.digits, self.labels = load_mnist("train")
         self.recipe = WildConfig(letters=0.2, letter_label=LETTER, letter_chars=READER_GLYPHS, letter_fonts=fonts,
                                  letter_runs=0.3)
@@ -183,7 +202,7 @@ class LineWindows(Dataset):
         if self.canvases and rng.random() < self.canvases:  # (no draw at 0: the shipped reader's stream)
             image, label = wild_sample(rng, self.digits, self.labels, self.recipe)
             return glyph_windows(image, label, rng, rows=True)
-        ink, label = text_line(rng, self.digits, self.labels, self.fonts)
+        ink, label = text_line(rng, self.digits, self.labels, self.fonts, style=self.style)
         return glyph_windows(finish(ink, rng), label, rng)
 
 
@@ -192,9 +211,10 @@ def _cat(batch):
 
 
 def make_windows(n: int, seed: int, workers: int, fonts: tuple[str, ...] = (),
-                 canvases: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                 canvases: float = 0.0, style: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """The windows of ``n`` generated images, in their order (the same for any ``workers``)."""
-    loader = DataLoader(LineWindows(n, seed, fonts, canvases), batch_size=32, num_workers=workers, collate_fn=_cat)
+    loader = DataLoader(LineWindows(n, seed, fonts, canvases, style), batch_size=32, num_workers=workers,
+                        collate_fn=_cat)
     xs, ys = zip(*loader)
     return np.concatenate(xs), np.concatenate(ys)
 
@@ -223,8 +243,9 @@ def run(cfg: ContextTrainConfig, argv: list[str] | None = None) -> dict:
     metrics.json); returns the metrics."""
     out, progress, device, amp = start_small_run(cfg, argv)
     t0 = time.time()
-    x, y = make_windows(cfg.lines, cfg.seed, cfg.workers, cfg.fonts, cfg.canvases)
-    vx, vy = make_windows(max(2, cfg.lines // 20), cfg.seed + 1_000_003, cfg.workers, cfg.fonts, cfg.canvases)
+    x, y = make_windows(cfg.lines, cfg.seed, cfg.workers, cfg.fonts, cfg.canvases, cfg.line_style)
+    vx, vy = make_windows(max(2, cfg.lines // 20), cfg.seed + 1_000_003, cfg.workers, cfg.fonts, cfg.canvases,
+                          cfg.line_style)
     if len(x) < cfg.batch_size:
         raise SegappError(f"{cfg.lines} lines gave {len(x)} windows, fewer than one batch of {cfg.batch_size}; "
                           "raise --lines or lower --batch-size")

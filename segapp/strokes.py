@@ -62,14 +62,16 @@ def _nib(kind: str, width: float, rng: np.random.Generator) -> np.ndarray:
     return k
 
 
-def repen(d: np.ndarray, rng: np.random.Generator, lift: float = 0.0, swell: float = 0.0) -> np.ndarray:
+def repen(d: np.ndarray, rng: np.random.Generator, lift: float = 0.0, swell: float = 0.0,
+          width_scale: float = 1.0) -> np.ndarray:
     """Re-draws a cropped digit along its skeleton with another pen: width, nib shape and pressure.
 
     Works at twice the resolution (a skeleton of a 20 px digit is coarse) and comes back by area
     averaging, so the new strokes have anti-aliased edges like the originals. Widths run from a
     fine liner (4% of the digit height) to a marker (22%); MNIST's own are about 10-15%. With
     probability ``lift`` the pen also leaves the paper once (:func:`_lift`); with probability ``swell``
-    it is a pressure pen (:func:`_swell`).
+    it is a pressure pen (:func:`_swell`). ``width_scale`` scales the width: a lowercase letter drawn by the pen
+    of its line's digits has the digits' width, not a share of its own smaller height.
     """
     big = cv2.resize(d, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
     skel = thin(big > 0.45)
@@ -77,8 +79,8 @@ def repen(d: np.ndarray, rng: np.random.Generator, lift: float = 0.0, swell: flo
         return d
     kind = NIBS[int(rng.choice(len(NIBS), p=[0.45, 0.35, 0.2]))]
     height = big.shape[0]
-    width = height * (rng.uniform(0.03, 0.08) if kind == "pencil" else float(np.exp(rng.uniform(np.log(0.04),
-                                                                                                np.log(0.22)))))
+    width = width_scale * height * (rng.uniform(0.03, 0.08) if kind == "pencil" else
+                                    float(np.exp(rng.uniform(np.log(0.04), np.log(0.22)))))
     if rng.random() < lift:
         skel = _lift(skel, width, height, rng)
     pad = int(width) + 2

@@ -69,8 +69,14 @@ class WildConfig:
 
 
 def glyph_patch(d28: np.ndarray, height: float, rng: np.random.Generator, cfg: WildConfig,
-                 label: int = -1) -> np.ndarray:
-    """One MNIST digit -> float patch in [0, 1], ``height`` px tall, slanted, rotated, wobbled, re-stroked."""
+                 label: int = -1, pen: int | None = None, pen_scale: float = 1.0) -> np.ndarray:
+    """One MNIST digit -> float patch in [0, 1], ``height`` px tall, slanted, rotated, wobbled, re-stroked.
+
+    ``pen``: where given, a seed the pen (re-drawn or not, nib, width, marker or fine liner) is drawn from instead of
+    ``rng``; glyphs given one seed share one pen, as one writer's line does, and ``pen_scale`` (the line's digit
+    height over ``height``) gives a smaller glyph the same width of stroke."""
+    # (two generators: re-drawing takes as many draws as the skeleton asks, and the marker must not depend on it)
+    pen_a, pen_b = (rng, rng) if pen is None else (np.random.default_rng([pen, 0]), np.random.default_rng([pen, 1]))
     ys, xs = np.nonzero(d28 > 0)
     d = d28[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32) / 255.0
     if label in (1, 4, 7) and rng.random() < cfg.styled:
@@ -80,8 +86,8 @@ def glyph_patch(d28: np.ndarray, height: float, rng: np.random.Generator, cfg: W
     if label == 9:  # an open loop or a curled foot, not both: together they draw a 3
         r = rng.random()
         d = open_loop(d, rng) if r < cfg.open_nine else hook(d, rng) if r < cfg.open_nine + cfg.hook_nine else d
-    if rng.random() < cfg.repen:
-        d = repen(d, rng, cfg.lift, cfg.swell)
+    if pen_a.random() < cfg.repen:
+        d = repen(d, pen_a, cfg.lift, cfg.swell, pen_scale)
     h0, w0 = d.shape
     s = height / max(h0, 1)
     sx = s * float(np.exp(rng.uniform(*cfg.aspect)))  # width/height ratio of other hands
@@ -104,9 +110,9 @@ def glyph_patch(d28: np.ndarray, height: float, rng: np.random.Generator, cfg: W
         dy = cv2.resize(field[1], (gw, gh), interpolation=cv2.INTER_CUBIC) * amp
         gx, gy = np.meshgrid(np.arange(gw, dtype=np.float32), np.arange(gh, dtype=np.float32))
         p = cv2.remap(p, gx + dx, gy + dy, cv2.INTER_LINEAR, borderValue=0.0)
-    r = rng.random()
+    r = pen_b.random()
     if r < cfg.thicken:
-        k = int(rng.integers(2, 6))
+        k = int(pen_b.integers(2, 6))  # px at the glyph's final size: the same for a line's small letters
         p = cv2.dilate(p, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
     elif r < cfg.thicken + cfg.thin:
         thinner = cv2.erode(p, np.ones((2, 2), np.uint8))

@@ -3,6 +3,7 @@ training lines, and the weights' round trip."""
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -23,6 +24,7 @@ from segapp.context import (
 from segapp.context_train import LETTER, LineWindows, glyph_windows, text_line
 from segapp.m2nist import load_mnist
 from segapp.model import WeightsError
+from segapp.strokes import thin
 from segapp.synth import finish
 
 
@@ -117,3 +119,44 @@ def test_an_image_of_the_training_set_is_a_text_line_or_a_canvas_seeded_by_its_i
             ink, label = text_line(rng, *mnist)
             want, labels = glyph_windows(finish(ink, rng), label, rng)
             assert np.array_equal(x, want) and np.array_equal(y, labels)
+
+
+def _stroke_widths(ink: np.ndarray, label: np.ndarray) -> tuple[list[float], list[float]]:
+    """Mean stroke width (ink area over skeleton length, px) of each letter piece and each digit of a line."""
+    out: tuple[list[float], list[float]] = ([], [])
+    for c in [*range(10), LETTER]:
+        n, parts = cv2.connectedComponents(((label == c) & (ink > 0.5)).astype(np.uint8))
+        for k in range(1, n):
+            piece = parts == k
+            length = thin(piece).sum()
+            if piece.sum() >= 30 and length >= 8:
+                out[c == LETTER].append(piece.sum() / length)
+    return out
+
+
+def _digit_boxes(label: np.ndarray) -> np.ndarray:
+    """(N, 4) x, y, w, h of the digits of a generated line (pieces of 20 px or more)."""
+    boxes = []
+    for c in range(10):
+        _, _, stats, _ = cv2.connectedComponentsWithStats((label == c).astype(np.uint8))
+        boxes += [s[:4] for s in stats[1:] if s[4] >= 20]
+    return np.array(boxes).reshape(-1, 4)
+
+
+def test_one_writers_lines_set_letters_and_digits_alike(mnist):
+    """--line-style: a line's letters and digits share a pen, and its digits one size and one baseline, so neither a
+    stroke matching the word beside it nor a run of even glyphs says "letter"; without it each digit has its own pen,
+    size and drop (the shipped reader's lines)."""
+    pen, even = {}, {}
+    for style in (0.0, 1.0):
+        widths, spread = [], []
+        for i in range(40):
+            ink, label = text_line(np.random.default_rng([9, i]), *mnist, style=style)
+            letters, digits = _stroke_widths(ink, label)
+            if letters and digits:
+                widths.append(abs(np.log(np.median(letters) / np.median(digits))))
+            b = _digit_boxes(label)
+            if len(b) >= 2:  # the digits' heights and bottoms, in line heights
+                spread.append(max(np.std(b[:, 3]), np.std(b[:, 1] + b[:, 3])) / np.median(b[:, 3]))
+        pen[style], even[style] = float(np.median(widths)), float(np.median(spread))
+    assert pen[1.0] < 0.6 * pen[0.0] and even[1.0] < 0.6 * even[0.0], (pen, even)
