@@ -37,6 +37,8 @@ SPREAD = 0.15  # median gap: a font's or an even hand's own space (a quarter to 
 # letters (session 36's words_natural: typed "Room 42" is one word by WORD_GAP alone, and the number goes with it)
 SLANT = (-0.2, 0.6)  # a line's slant (x per y, leaning right positive) is clipped to this: upright to italic
 IN_CONTEXT = 0.7  # the context reader's mean probability of a letter over a word of two or more glyphs that drops it
+WITNESS = 0.4  # ... where the letters reader also gives one of its glyphs this much (session 39: 0.6 before; a
+# confirmatory test on new recordings: no digit number lost of 1,600, held lines 204 -> 208 of 400, fresh 104 -> 106)
 
 
 def context_windows(digits: list[dict], classes: np.ndarray, image: np.ndarray) -> list[np.ndarray]:
@@ -122,7 +124,7 @@ def lettered(p_not: list[float], heights: list[float], tallest: float, p_letter:
     :data:`SHORT` of the tallest. A number's digits stand about equally tall; a word's lowercase letters do not,
     and a digit the reader takes for a letter at 0.6-0.95 (an 8 like an R, a 4 like a k) is rarely so short.
     With the context reader's ``p_letter`` (:func:`context_letters`), also a word of two or more glyphs with one at
-    :data:`LETTER_LIKELY` that the context reader finds letters at :data:`IN_CONTEXT` on average: two witnesses, as
+    :data:`WITNESS` that the context reader finds letters at :data:`IN_CONTEXT` on average: two witnesses, as
     the lowercase height is in the rule before (an "R" at 0.7 beside an "oom" the net coloured as 0 0 4, all of
     them letters in context). The letters reader's witness keeps a typed number: the context reader saw numbers
     only in MNIST writers' hands, and finds a typeface's digits beside its words letters too ("Size 40 cm": 0.9);
@@ -130,7 +132,7 @@ def lettered(p_not: list[float], heights: list[float], tallest: float, p_letter:
     most = max(p_not, default=0.0)
     if most >= LETTER_SURE or (most >= LETTER_LIKELY and min(heights) < SHORT * tallest):
         return True
-    return (p_letter is not None and most >= LETTER_LIKELY and len(p_letter) >= 2
+    return (p_letter is not None and most >= WITNESS and len(p_letter) >= 2
             and sum(p_letter) / len(p_letter) >= IN_CONTEXT)
 
 

@@ -16,6 +16,7 @@ from segapp.words import (
     LETTER_SURE,
     MIN_GAP,
     SHORT,
+    WITNESS,
     WORD_GAP,
     drop_words,
     ink_shapes,
@@ -219,11 +220,11 @@ def test_ink_shapes_measures_a_digits_lean_and_hull_on_its_own_pixels():
 
 
 @pytest.mark.parametrize("p_not, p_letter, dropped", [
-    ([LETTER_LIKELY, 0.1], [IN_CONTEXT, IN_CONTEXT], True),  # two witnesses: a letter and a word of letters
-    ([LETTER_LIKELY - 0.01, 0.1], [1.0, 1.0], False),  # the context reader alone (a typed number beside a word)
-    ([LETTER_LIKELY, 0.1], [IN_CONTEXT, IN_CONTEXT - 0.02], False),  # the word's mean under IN_CONTEXT
+    ([WITNESS, 0.1], [IN_CONTEXT, IN_CONTEXT], True),  # two witnesses: a letter and a word of letters
+    ([WITNESS - 0.01, 0.1], [1.0, 1.0], False),  # the context reader alone (a typed number beside a word)
+    ([WITNESS, 0.1], [IN_CONTEXT, IN_CONTEXT - 0.02], False),  # the word's mean under IN_CONTEXT
     ([LETTER_LIKELY], [1.0], False),  # a lone glyph: the letters reader's own rule
-    ([LETTER_LIKELY, 0.1], None, False),  # no context reader: the rule as before
+    ([WITNESS, 0.1], None, False),  # no context reader: the rule as before (under LETTER_LIKELY: kept)
 ])
 def test_a_word_the_context_reader_finds_letters_is_dropped_with_a_second_witness(p_not, p_letter, dropped):
     assert lettered(p_not, [20] * len(p_not), 20, p_letter) == dropped
