@@ -19,6 +19,13 @@ With ``--letters`` (or readers that know letters) each rule is also scored with 
 
     python -m benchmarks.reader_sim score weights/reader runs/words77.npz --letters weights/letters \
         --context weights/context
+
+Each recorded digit also keeps its truth (the share of its box that is a digit's pixels in the benchmark's label
+map), so ``glyphs`` tells how often the letters and context readers call a true digit or a true letter a letter
+(session 39: on natural lines the context reader calls 21% of the digits letters, mostly typed numbers in the words'
+own face).
+
+    python -m benchmarks.reader_sim glyphs runs/words77.npz --context weights/context
 """
 
 from __future__ import annotations
@@ -31,13 +38,15 @@ from pathlib import Path
 import numpy as np
 
 import segapp.inference as inference
+from segapp.classes import NUM_DIGITS
 from segapp.context import WINDOW, letter_probability, load_context
 from segapp.reader import load_letters, load_reader, read_crops
 from segapp.reread import EPS, READER_WEIGHT, REREAD_BELOW, digit_crop, mix_scores, net_distribution
-from segapp.words import LETTER_LIKELY, context_windows, dropped_in_line, ink_shapes
+from segapp.words import IN_CONTEXT, LETTER_LIKELY, WITNESS, context_windows, dropped_in_line, ink_shapes
 
 from .robustness import CATEGORIES, build
 
+LETTER_SHARE = 0.04  # a glyph whose box is under this share a digit's pixels in the truth is a letter (or a speck)
 WRITERS = ("hand", "hand_paper", "hand_photo", "hand_small", "grid", "real", "real_paper", "single")
 
 
@@ -77,7 +86,7 @@ def collect(weights: str, categories: list[str], seed: int, fonts: str, n: int) 
         recs, crops, pns, wins = [], [], [], []
         for cat in categories:
             items = build(cat, n, np.random.default_rng([seed, CATEGORIES.index(cat)]), fonts)
-            for k, (data, ext, _, text) in enumerate(items):
+            for k, (data, ext, lab, text) in enumerate(items):
                 s = seg(data, f"{k}.{ext}")
                 ds = []
                 for d in s.digits:
@@ -87,8 +96,11 @@ def collect(weights: str, categories: list[str], seed: int, fonts: str, n: int) 
                         crops.append(d["_crop"])
                         pns.append(d["_pn"])
                         wins.append(d["_window"])
+                    x0, y0, x1, y1 = d["bbox"]
+                    box = lab[y0:y1, x0:x1]  # the truth: the share of its box that is a digit's pixels
+                    truth = round(float((box < NUM_DIGITS).mean()) if box.size else 0.0, 3)
                     ds.append({"digit": d["digit"], "line": d["line"], "conf": d["confidence"], "j": j,
-                               "bbox": d["bbox"], **({"ink": d["_ink"]} if "_ink" in d else {})})
+                               "bbox": d["bbox"], "truth": truth, **({"ink": d["_ink"]} if "_ink" in d else {})})
                 recs.append({"cat": cat, "k": k, "text": text, "digits": ds})
     finally:
         inference.reread, inference.drop_words, inference.context_letters = real
@@ -217,6 +229,50 @@ def score(files: list[Path], readers: list[str], gates: list[float], weights: li
     return rows
 
 
+def _auc(p: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve: the chance a random positive scores above a random negative (ties half)."""
+    a, b = np.sort(p[positive]), p[~positive]
+    if not len(a) or not len(b):
+        return float("nan")
+    below = np.searchsorted(a, b, "left")  # positives under each negative
+    ties = np.searchsorted(a, b, "right") - below
+    return float(1 - (below + ties / 2).sum() / (len(a) * len(b)))
+
+
+def glyphs(files: list[Path], letters: str, context: str | None) -> list[dict]:
+    """Each recorded glyph judged against the truth (:data:`LETTER_SHARE`), per category: how often the letters
+    readers and the context reader call a true digit or a true letter a letter at the word rule's thresholds
+    (:data:`~segapp.words.WITNESS`, :data:`~segapp.words.LETTER_LIKELY`, :data:`~segapp.words.IN_CONTEXT`), and
+    each one's area under the ROC curve. Printed and returned."""
+    rows: dict[str, list] = collections.defaultdict(list)
+    for f in files:
+        z = np.load(f)
+        recs = json.loads(str(z["recs"]))
+        p_not = reader_probs([letters], z["crops"])[1]
+        p_letter = context_probs(context, z["windows"]) if context else np.full(len(p_not), np.nan)
+        for r in recs:
+            for d in r["digits"]:
+                if d["j"] >= 0 and "truth" in d:
+                    rows[r["cat"]].append((d["truth"] < LETTER_SHARE, p_not[d["j"]], p_letter[d["j"]]))
+    if not rows:
+        print("no glyph truth in these recordings (collected before session 39): collect them again")
+    out = []
+    for cat, v in rows.items():
+        a = np.array(v, np.float64)
+        is_letter = a[:, 0] > 0
+        row = {"category": cat, "digits": int((~is_letter).sum()), "letters": int(is_letter.sum())}
+        for name, col, cut in (("letters reader", 1, WITNESS), ("letters reader", 1, LETTER_LIKELY),
+                               ("context reader", 2, IN_CONTEXT)):
+            p = a[:, col]
+            row[f"{name} >= {cut}"] = {"digits": float(np.mean(p[~is_letter] >= cut)),
+                                       "letters": float(np.mean(p[is_letter] >= cut)), "auc": _auc(p, is_letter)}
+        out.append(row)
+        print(f"{cat}: {row['digits']} digits, {row['letters']} letters; " + "; ".join(
+            f"{k}: digits {v['digits']:.1%}, letters {v['letters']:.1%} (AUC {v['auc']:.3f})"
+            for k, v in row.items() if isinstance(v, dict)))
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="job", required=True)
@@ -236,8 +292,14 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--letters", default=None, help="the reader that tells letters (default: the readers' own)")
     s.add_argument("--context", default=None, help="a context reader's folder (segapp train-context): words "
                    "dropped with it too, as segapp.words does")
+    g = sub.add_parser("glyphs", help="how often each reader calls a true digit or letter a letter")
+    g.add_argument("files", nargs="+", type=Path, help=".npz files from collect (words categories)")
+    g.add_argument("--letters", default="weights/letters", help="the letters readers' folder")
+    g.add_argument("--context", default="weights/context", help="a context reader's folder ('' for none)")
     a = ap.parse_args(argv)
-    if a.job == "collect":
+    if a.job == "glyphs":
+        glyphs(a.files, a.letters, a.context or None)
+    elif a.job == "collect":
         cats = a.categories.split(",")
         unknown = sorted(set(cats) - set(CATEGORIES))
         if unknown:

@@ -72,3 +72,23 @@ def test_words_dropped_in_replay_as_segapp_drops_them_with_the_context_reader(tm
                                                         "dev"))]
     assert replayed == real
     assert replayed != [reader_sim.text_of(r["digits"], cl) for r, cl in zip(recs, classes)]  # words were dropped
+
+
+def test_glyphs_judges_each_recorded_glyph_against_the_truth(tmp_path):
+    path = tmp_path / "words.npz"
+    reader_sim.main(["collect", "--categories", "words", "--seed", "101", "--fonts", "dev", "--n", "8",
+                     "--out", str(path)])
+    recs = json.loads(str(np.load(path)["recs"]))
+    truths = [d["truth"] for r in recs for d in r["digits"]]
+    assert truths and all(0 <= t <= 1 for t in truths)
+    (row,) = reader_sim.glyphs([path], "weights/letters", "weights/context")
+    assert row["category"] == "words" and row["digits"] > 0 and row["letters"] > 0
+    for judged in (v for v in row.values() if isinstance(v, dict)):
+        assert judged["letters"] > judged["digits"] and judged["auc"] > 0.8  # letters told from digits, not inverted
+
+
+def test_auc_is_the_chance_a_positive_outscores_a_negative():
+    p = np.array([0.9, 0.8, 0.3, 0.3, 0.1])
+    assert reader_sim._auc(p, np.array([True, True, False, False, False])) == 1.0
+    assert reader_sim._auc(p, np.array([False, False, True, True, True])) == 0.0
+    assert reader_sim._auc(p, np.array([True, False, True, False, False])) == pytest.approx(4.5 / 6)  # a tie: half
