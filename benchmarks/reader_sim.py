@@ -249,7 +249,7 @@ def glyphs(files: list[Path], letters: str, context: str | None) -> list[dict]:
         z = np.load(f)
         recs = json.loads(str(z["recs"]))
         p_not = reader_probs([letters], z["crops"])[1]
-        p_letter = context_probs(context, z["windows"]) if context else np.full(len(p_not), np.nan)
+        p_letter = context_probs(context, z["windows"]) if context else np.zeros(len(p_not))
         for r in recs:
             for d in r["digits"]:
                 if d["j"] >= 0 and "truth" in d:
@@ -261,8 +261,8 @@ def glyphs(files: list[Path], letters: str, context: str | None) -> list[dict]:
         a = np.array(v, np.float64)
         is_letter = a[:, 0] > 0
         row = {"category": cat, "digits": int((~is_letter).sum()), "letters": int(is_letter.sum())}
-        for name, col, cut in (("letters reader", 1, WITNESS), ("letters reader", 1, LETTER_LIKELY),
-                               ("context reader", 2, IN_CONTEXT)):
+        judges = [("letters reader", 1, WITNESS), ("letters reader", 1, LETTER_LIKELY)]
+        for name, col, cut in judges + ([("context reader", 2, IN_CONTEXT)] if context else []):
             p = a[:, col]
             row[f"{name} >= {cut}"] = {"digits": float(np.mean(p[~is_letter] >= cut)),
                                        "letters": float(np.mean(p[is_letter] >= cut)), "auc": _auc(p, is_letter)}

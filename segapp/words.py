@@ -164,5 +164,6 @@ def drop_words(digits: list[dict], classes: np.ndarray | None = None) -> list[di
             drops = dropped_in_line(line, [p[id(d)] for d in line], p_letter)
             dropped.update(id(d) for d, drop in zip(line, drops) if drop)
     for d in digits:
-        d.pop("_hull", None), d.pop("_slant", None)
+        d.pop("_hull", None)
+        d.pop("_slant", None)
     return [d for d in digits if id(d) not in dropped]
