@@ -428,6 +428,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--no-rescale", action="store_true", help="turn scale normalisation off (the 'before' column)")
     p.add_argument("--no-reader", action="store_true",
                    help="read each digit with the net alone, without the weights' digit reader (segapp/reread.py)")
+    p.add_argument("--no-ink-judge", action="store_true",
+                   help="masks follow the ink thresholds alone, without the weights' ink judge (segapp/ink_judge.py)")
     p.add_argument("--out", type=Path, default=None, help="also write the labelled folders and results.json here")
     p.add_argument("--score-predict", type=Path, default=None, metavar="PRED",
                    help="instead: score `segapp predict` outputs PRED/<category> against the folders in --out")
@@ -445,7 +447,8 @@ def main(argv: list[str] | None = None) -> dict:
         for cat, r in results.items():
             print(f"{cat:14s} {r['miou_digits']:11.4f} {r['read']:6.1%}")
         return results
-    seg = Segmenter(a.weights, InferenceConfig(rescale=not a.no_rescale, reader=not a.no_reader))
+    seg = Segmenter(a.weights, InferenceConfig(rescale=not a.no_rescale, reader=not a.no_reader,
+                                                 ink_judge=not a.no_ink_judge))
     results = {}
     print(f"{'category':14s} {'mIoU digits':>11s} {'bound F':>7s} {'read':>6s} {'ECE':>6s} {'check':>6s} "
           f"{'caught':>6s} {'s/img':>6s}")

@@ -4,6 +4,7 @@
   segapp train      train the decoder-free net (defaults: the first of the shipped weights' four stages)
   segapp train-reader  train the digit reader that gives each digit the net found a second opinion
   segapp train-context  train the reader that tells a word's letters from a number's digits by their neighbours
+  segapp train-ink  train the ink judge that tells where a blurred stroke was drawn (the masks' edge)
   segapp evaluate   score weights on the test split or a Kaggle M2NIST pair
   segapp predict    turn folders or files of images into masks, overlays and a summary
   segapp export     export the model to ONNX (or write a labelled image folder)
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The `segapp` parser (:func:`segapp.cli_parser.build_parser`), each job's subparser leading to its runner
     here."""
     return cli_parser.build_parser({"data": run_data, "train": run_train, "train-reader": run_train_reader,
-                                      "train-context": run_train_context,
+                                    "train-context": run_train_context, "train-ink": run_train_ink,
                                     "evaluate": run_evaluate,
                                     "predict": run_predict, "export": run_export, "score": run_score,
                                     "demo": run_demo})
@@ -125,6 +126,13 @@ def run_train_context(a) -> None:
     from .context_train import ContextTrainConfig, run
 
     run(config_from(ContextTrainConfig, a, out=str(a.out)), argv=getattr(a, "argv", None))
+
+
+def run_train_ink(a) -> None:
+    """`segapp train-ink`: the flags become a :class:`segapp.ink_judge_train.InkTrainConfig`."""
+    from .ink_judge_train import InkTrainConfig, run
+
+    run(config_from(InkTrainConfig, a, out=str(a.out)), argv=getattr(a, "argv", None))
 
 
 def evaluate_config(a):

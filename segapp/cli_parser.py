@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from .cli_train_flags import add_small_run_flags, add_train, add_train_context
+from .cli_train_flags import add_small_run_flags, add_train, add_train_context, add_train_ink
 from .int8 import INT8_CALIBRATION
 
 DESCRIPTION = "segapp: semantic segmentation of handwritten digits with a net that never downsamples."
@@ -58,6 +58,7 @@ def build_parser(runners: Mapping[str, Callable]) -> argparse.ArgumentParser:
     add_train(sub, fmt, runners["train"])
     _add_train_reader(sub, fmt, runners["train-reader"])
     add_train_context(sub, fmt, runners["train-context"])
+    add_train_ink(sub, fmt, runners["train-ink"])
     _add_evaluate(sub, fmt, runners["evaluate"])
     _add_predict(sub, fmt, runners["predict"])
     _add_export(sub, fmt, runners["export"])
@@ -150,6 +151,9 @@ def _add_evaluate(sub, fmt, run) -> None:
     g.add_argument("--drop-words", action=argparse.BooleanOptionalAction, default=True,
                    help="leave out a word the letters reader (WEIGHTS/letters) is sure holds a letter (\"Room\" "
                         "in \"Room 42\"); --no-drop-words: read every stroke as a digit")
+    g.add_argument("--ink-judge", action=argparse.BooleanOptionalAction, default=True,
+                   help="masks of digits up to 36 px tall follow the weights' ink judge (WEIGHTS/ink: where a "
+                        "blurred stroke was drawn); --no-ink-judge: the ink thresholds alone")
     g.add_argument("--digit-height", type=float, default=None, metavar="PX",
                    help="digit height in the images (px) instead of estimating it from the ink")
     g.add_argument("--quiet", action="store_true", help="no progress bar (also off when stderr is not a terminal)")
@@ -219,6 +223,9 @@ def _add_predict(sub, fmt, run) -> None:
     g.add_argument("--drop-words", action=argparse.BooleanOptionalAction, default=True,
                    help="leave out a word the letters reader (WEIGHTS/letters) is sure holds a letter (\"Room\" "
                         "in \"Room 42\"); --no-drop-words: read every stroke as a digit")
+    g.add_argument("--ink-judge", action=argparse.BooleanOptionalAction, default=True,
+                   help="masks of digits up to 36 px tall follow the weights' ink judge (WEIGHTS/ink: where a "
+                        "blurred stroke was drawn); --no-ink-judge: the ink thresholds alone")
     g.add_argument("--digit-height", type=float, default=None, metavar="PX",
                    help="digit height in the inputs (px) instead of estimating it, e.g. for a batch of forms")
     g.add_argument("--amp", choices=["auto", "on", "off"], default="auto",

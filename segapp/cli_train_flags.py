@@ -170,6 +170,32 @@ def add_train_context(sub, fmt, run) -> None:
     p.set_defaults(run=run)
 
 
+def add_train_ink(sub, fmt, run) -> None:
+    """`segapp train-ink`: the ink judge that tells where a blurred stroke was drawn."""
+    p = sub.add_parser("train-ink", help="train the ink judge that tells where a blurred stroke was drawn (the "
+                       "masks' edge)", formatter_class=fmt,
+                       description="Train the small net that estimates a photo's clean ink at the input's own "
+                                   "resolution (segapp/ink_judge.py) on photographed and resampled MNIST training "
+                                   "digits whose clean ink is known. Digit masks at 11-36 px follow it (segapp/ink.py)."
+                                   " Copy --out to WEIGHTS/ink to use it.")
+    g = p.add_argument_group("data")
+    g.add_argument("--pictures", type=int, default=8_000, help="generated pictures (48 x 128 px, a row or two of "
+                   "digits 11-36 px tall)")
+    g.add_argument("--photo", type=float, default=0.6, metavar="SHARE",
+                   help="share of the pictures photographed (the rest resampled, blurred, noisy or compressed)")
+    g.add_argument("--sharp", type=float, default=0.33, metavar="SHARE",
+                   help="share of the pictures whose clean ink is sharpened first (a crisp pen's or a font's edge)")
+    g.add_argument("--seed", type=int, default=0, help="seeds the pictures, the init and the order")
+    g = p.add_argument_group("model and optimisation")
+    g.add_argument("--width", type=int, default=16, help="channels of each 3x3 convolution")
+    g.add_argument("--epochs", type=int, default=8, help="passes over the pictures")
+    g.add_argument("--batch-size", type=int, default=32, help="pictures per step")
+    g.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
+    g.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
+    add_small_run_flags(p, Path("runs/ink"), "processes generating the pictures")
+    p.set_defaults(run=run)
+
+
 def add_small_run_flags(p: argparse.ArgumentParser, out: Path, workers: str) -> None:
     """The "run" group of the small models' training commands (`segapp train-reader`, `segapp train-context`)."""
     g = p.add_argument_group("run")

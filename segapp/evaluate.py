@@ -122,6 +122,7 @@ class EvaluateConfig(RecordedConfig):
     rescale: bool = True
     reader: bool = True  # each digit read again by the weights' digit reader (segapp.reread)
     drop_words: bool = True  # a word with a letter is not read (segapp.words; a reader trained with letters)
+    ink_judge: bool = True  # small digits' masks follow the weights' ink judge (segapp.ink_judge)
     digit_height: float | None = None
     backend: str = "auto"
     width: int = 84  # canvas width of the recipe split
@@ -157,7 +158,8 @@ def run(cfg: EvaluateConfig) -> dict:
 
     check_out(cfg.out)
     inference = InferenceConfig(device=cfg.device, rescale=cfg.rescale, digit_height=cfg.digit_height,
-                                backend=cfg.backend, reader=cfg.reader, drop_words=cfg.drop_words)
+                                backend=cfg.backend, reader=cfg.reader, drop_words=cfg.drop_words,
+                                ink_judge=cfg.ink_judge)
     segmenter = Segmenter(cfg.weights, inference)
     model = segmenter.model
     t0 = time.perf_counter()

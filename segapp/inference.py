@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -34,6 +35,7 @@ from .context import CONTEXT_DIR, load_context
 from .engines import CropRunner
 from .images import Prepared, prepare
 from .ink import ink_refine
+from .ink_judge import INK_DIR, clean_ink, load_ink_judge
 from .model import DEFAULT_WEIGHTS, load_pretrained
 from .postprocess import certainty, class_maps, settle, stands_out, upsample_classes, vote_blobs
 from .reader import LETTERS_DIR, READER_DIR, load_letters, load_reader
@@ -61,6 +63,7 @@ class InferenceConfig:
     reader: bool = True  # each digit read again by the weights' digit reader, where they have one (segapp.reread)
     reader_weight: float = READER_WEIGHT  # the reader's share in the mix with the net's reading (0 to 1)
     drop_words: bool = True  # a word with a letter in it is not read (segapp.words; a reader trained with letters)
+    ink_judge: bool = True  # small digits' masks follow the weights' ink judge, where they have one (segapp.ink_judge)
 
     def __post_init__(self):
         if self.digit_height is not None and not (2 <= self.digit_height <= 100_000):
@@ -118,6 +121,8 @@ class Segmenter:
         self.letters = None if letters is None else CropRunner(letters)
         # the reader that sees each glyph with its line around it (weights/context), for the same (segapp.context)
         self.context = load_context(folder / CONTEXT_DIR) if cfg.drop_words and own else None
+        # the ink judge that tells where a blurred stroke was drawn (weights/ink), for small digits' masks (segapp.ink)
+        self.ink_judge = load_ink_judge(folder / INK_DIR) if cfg.ink_judge and own else None
 
     def with_options(self, **changes) -> Segmenter:
         """The same weights with other options (e.g. a user's ``digit_height``); shares the model."""
@@ -197,7 +202,9 @@ class Segmenter:
             d.pop("_split", None)  # read again or not, a split part is a digit like any other from here
         H, W = n.prepared.raw.shape
         full = small.copy() if small.shape == (H, W) else upsample_classes(logits, small, H, W)
-        ink_refine(full, n.prepared, n.scale, n.digit_height, min((d["confidence"] for d in digits), default=0.0))
+        judge = None if self.ink_judge is None else partial(clean_ink, self.ink_judge)
+        ink_refine(full, n.prepared, n.scale, n.digit_height, min((d["confidence"] for d in digits), default=0.0),
+                   judge)
         if ruled:  # the line's stretches outside the digits it crosses leave the mask
             keep = np.zeros(small.shape, bool)
             for d in digits:

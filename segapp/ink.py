@@ -17,6 +17,7 @@ ink > 0 on a clean canvas at the net's scale, a quarter of the stroke's full ink
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -45,6 +46,13 @@ FLOOR_SHARE = 0.5  # of the net's digit pixels: conservative ink covering less i
 FLOOR_SURE = 0.95  # ... and only where the net is this sure of every digit: on blank frames the net's floor kept
 # specks of grain the net coloured as unsure digits (0.66-0.91), 6 false reads in 2000 development frames
 INK_PIXELS = 2_000_000  # largest crop whose ink is measured at full resolution (memory: ~20 bytes a pixel)
+JUDGED_HEIGHT = 24.0  # px: digits at most this tall in an unclean input follow the ink judge where one is given
+# (its training pictures' digits are 11-36 px; at 28-36 px real people's photographed digits lost 0.003-0.014 mIoU to
+# it, development seed 103; the thresholds were tuned there)
+JUDGED_INK = 56  # of 255: the judge's clean ink from which a pixel is stroke; its estimate is a mean, and a bit
+# under the truth's quarter (64) kept JPEG canvases' strokes (development seed 103: paper 0.950 -> 0.955 mIoU, photos
+# at 13-20 px 0.964 -> 0.965; 48 took 0.006-0.015 from photos)
+JUDGED_PIXELS = 1_000_000  # largest crop the ink judge runs on (~0.1 s on 2 cores); larger ones follow thresholds
 
 
 def ink_map(raw: np.ndarray, inverted: bool, **how) -> np.ndarray:
@@ -155,7 +163,7 @@ def ink_rule(ink: np.ndarray | None, raw: np.ndarray, inverted: bool, scale: flo
 
 
 def ink_refine(full: np.ndarray, prepared: Prepared, scale: float, digit_height: float | None = None,
-               sure: float = 0.0) -> None:
+               sure: float = 0.0, judge: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
     """Makes digit masks follow the ink at the input's own resolution (in place).
 
     Two rules: a pixel without stroke ink (:func:`stroke_ink`) is background, and stroke ink touching a
@@ -166,6 +174,12 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float, digit_height:
     found for the whole image. Where the conservative ink covers under :data:`FLOOR_SHARE` of the net's
     digit pixels and the net is sure of its digits (``sure``, the least confidence of a digit read, at least
     :data:`FLOOR_SURE`), the net's own floor is followed instead (the ``spread`` rule).
+
+    ``judge`` (:func:`segapp.ink_judge.clean_ink` with a trained judge: normalised ink -> the clean ink it came
+    from, both uint8): where a blurred or resampled image that is not clean (a photo, a scan, a JPEG: not
+    :func:`~segapp.normalise.is_clean`) has digits at most :data:`JUDGED_HEIGHT` px tall, stroke ink is where the
+    judge's clean ink reaches :data:`JUDGED_INK` instead of the thresholds, which cannot tell a photo's blur from a
+    stroke's own faint edge (a clean image's ink is its clean ink: the thresholds follow it).
     """
     ys, xs = np.nonzero(full != BACKGROUND)
     if len(ys) == 0:
@@ -182,7 +196,13 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float, digit_height:
     rule = ink_rule(ink, raw, prepared.inverted, scale, digit_height)
     radius = math.ceil(STROKE_RADIUS / scale)
     view = full[y0:y1, x0:x1]
-    lit = None if rule == "spread" else stroke_ink(ink, rule, radius)
+    height = digit_height if digit_height is not None else TARGET_HEIGHT / scale
+    if (judge is not None and rule in ("spread", "blurred") and height <= JUDGED_HEIGHT and raw.size <= JUDGED_PIXELS
+            and not is_clean(255 - raw if prepared.inverted else raw)):
+        faint = ink_map(raw, prepared.inverted, faint=True, tophat=0)
+        lit = (judge(faint) >= JUDGED_INK) & (faint >= INK_FLOOR)
+    else:
+        lit = None if rule == "spread" else stroke_ink(ink, rule, radius)
     if lit is not None and sure >= FLOOR_SURE and lit[view != BACKGROUND].mean() < FLOOR_SHARE:
         lit = None  # the conservative floor took the digits themselves for noise (see FLOOR_SHARE)
     if lit is None:  # the faint floor, see the module's docstring

@@ -83,6 +83,7 @@ class PredictConfig(RecordedConfig):
     rescale: bool = True
     reader: bool = True  # each digit read again by the weights' digit reader (segapp.reread)
     drop_words: bool = True  # a word with a letter is not read (segapp.words; a reader trained with letters)
+    ink_judge: bool = True  # small digits' masks follow the weights' ink judge (segapp.ink_judge)
     digit_height: float | None = None
     amp: str = "auto"
     backend: str = "auto"

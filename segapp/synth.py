@@ -121,7 +121,7 @@ def glyph_patch(d28: np.ndarray, height: float, rng: np.random.Generator, cfg: W
     return np.clip(p, 0.0, 1.0)
 
 
-def _layout(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, cfg: WildConfig):
+def layout(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, cfg: WildConfig):
     """Digits placed in one or two rows with random sizes and gaps -> ink (H, W) float, label (H, W)."""
     H, W = cfg.height, cfg.width
     ink = np.zeros((H, W), np.float32)
@@ -176,7 +176,7 @@ def stamp(canvas: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], p: np.n
         np.maximum(ink[win], q, out=ink[win])
 
 
-def _photograph(ink: np.ndarray, rng: np.random.Generator, ruled: float = 0.0) -> np.ndarray:
+def photograph(ink: np.ndarray, rng: np.random.Generator, ruled: float = 0.0) -> np.ndarray:
     """White-on-black ink -> a photo of dark ink on paper (uint8 gray), as a phone would take it; ``ruled``: the
     probability that the paper is ruled or squared (:func:`_rules`)."""
     H, W = ink.shape
@@ -251,7 +251,7 @@ def _blank(rng: np.random.Generator, cfg: WildConfig) -> np.ndarray:
         ink = np.zeros((H, W), np.float32)
         for _ in range(int(rng.integers(0, 3))):
             ink = np.maximum(ink, _smudge(H, W, rng))
-        return _photograph(ink, rng, cfg.ruled)
+        return photograph(ink, rng, cfg.ruled)
     level = rng.uniform(0, 40)  # a dark frame: sensor noise, hot pixels, JPEG blocks
     gray = level + rng.normal(0, rng.uniform(2, 16), (H, W))
     if rng.random() < 0.5:
@@ -271,13 +271,13 @@ def wild_sample(
     if rng.random() < cfg.blank:
         image, _ = normalise(_blank(rng, cfg))
         return image.astype(np.float32) / 255.0, np.full((cfg.height, cfg.width), BACKGROUND, np.uint8)
-    ink, label = _layout(rng, digits, labels, cfg)
+    ink, label = layout(rng, digits, labels, cfg)
     return finish(ink, rng, cfg), label
 
 
 def finish(ink: np.ndarray, rng: np.random.Generator, cfg: WildConfig = WildConfig()) -> np.ndarray:
     """Clean white-on-black ink (H, W) float -> the image the net sees, float32 in [0, 1]: at ``cfg``'s rates
-    upscaled from a small original, photographed (:func:`_photograph`) or blurred and noisy, then normalised as
+    upscaled from a small original, photographed (:func:`photograph`) or blurred and noisy, then normalised as
     inference normalises (:func:`segapp.normalise.normalise`)."""
     H, W = ink.shape
     if rng.random() < cfg.resample:  # a small original upscaled: soft, blocky strokes
@@ -285,7 +285,7 @@ def finish(ink: np.ndarray, rng: np.random.Generator, cfg: WildConfig = WildConf
         small = cv2.resize(ink, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
         ink = cv2.resize(small, (W, H), interpolation=cv2.INTER_LINEAR)
     if rng.random() < cfg.photo:
-        gray = _photograph(ink, rng, cfg.ruled)
+        gray = photograph(ink, rng, cfg.ruled)
     else:
         gray = ink * 255.0
         if rng.random() < 0.3:

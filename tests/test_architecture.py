@@ -11,7 +11,7 @@ import pytest
 from segapp.cli import build_parser
 
 PACKAGE = Path(__file__).resolve().parent.parent / "segapp"
-JOBS = {"data", "train", "train-reader", "train-context", "evaluate", "predict", "export", "score", "demo"}
+JOBS = {"data", "train", "train-reader", "train-context", "train-ink", "evaluate", "predict", "export", "score", "demo"}
 CLI = {"cli", "cli_parser", "cli_train_flags"}  # the command line: its runners, its parser, train's flags
 
 

@@ -13,12 +13,14 @@ from segapp.cli import build_parser, config_from
 from segapp.data import DataConfig
 from segapp.evaluate import EvaluateConfig
 from segapp.export import ExportConfig, ScoreConfig
+from segapp.ink_judge_train import InkTrainConfig
 from segapp.predict import inference_config
 from segapp.predict_files import PredictConfig
 from segapp.reader_train import ReaderTrainConfig
 
 CONFIGS = {"data": DataConfig, "evaluate": EvaluateConfig, "predict": PredictConfig, "export": ExportConfig,
-           "score": ScoreConfig, "train-reader": ReaderTrainConfig}
+           "score": ScoreConfig, "train-reader": ReaderTrainConfig,
+           "train-ink": InkTrainConfig}
 RENAMED = {"json": "as_json"}  # flag dest -> field
 NOT_FIELDS = {"command", "threads", "run"}  # global or argparse's own: kept in the record only
 
@@ -30,11 +32,19 @@ def parsed(argv: list[str]):
 
 
 @pytest.mark.parametrize("job, argv", [("data", []), ("evaluate", []), ("predict", ["in"]),
-                                       ("export", ["--out", "m.onnx"]), ("score", ["p", "t"]), ("train-reader", [])])
+                                       ("export", ["--out", "m.onnx"]), ("score", ["p", "t"]), ("train-reader", []),
+                                       ("train-ink", [])])
 def test_every_flag_is_a_field_of_the_jobs_config(job, argv):
     names = {f.name for f in dataclasses.fields(CONFIGS[job])}
     dests = set(vars(parsed([job, *argv]))) - NOT_FIELDS
     assert {RENAMED.get(d, d) for d in dests} <= names
+
+
+@pytest.mark.parametrize("flags, judge", [([], True), (["--no-ink-judge"], False)])
+def test_no_ink_judge_reaches_the_inference_config_of_predict_and_evaluate(flags, judge):
+    predict = config_from(PredictConfig, parsed(["predict", "a", *flags]), input=("a",))
+    assert predict.ink_judge is judge and inference_config(predict).ink_judge is judge
+    assert config_from(EvaluateConfig, parsed(["evaluate", *flags]), as_json=False).ink_judge is judge
 
 
 @pytest.mark.parametrize("flags, reader", [([], True), (["--no-reader"], False)])

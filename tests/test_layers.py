@@ -29,10 +29,10 @@ LAYERS = {
     "imaging": {"normalise", "images", "lines", "ink_parts", "scale", "strokes", "glyphs", "ink", "split", "render",
                 "overlays", "mask_files"},
     "data": {"m2nist", "kaggle", "datasets", "synth", "data", "folders"},
-    "model": {"model", "reader", "context", "metrics", "onnx_export", "engines", "int8", "backends"},
+    "model": {"model", "reader", "context", "ink_judge", "metrics", "onnx_export", "engines", "int8", "backends"},
     "inference": {"postprocess", "ruled", "alternatives", "reread", "words", "inference", "evaluate"},
     "training": {"blend", "distill", "train_config", "train_loop", "train_resume", "train_report", "train",
-                 "reader_train", "context_train"},
+                 "reader_train", "context_train", "ink_judge_train"},
     "app": {"predict_inputs", "predict_plan", "predict_outputs", "predict_files", "predict", "predict_ray", "export",
             "demo_answer", "demo_gradio", "demo", "cli_train_flags", "cli_parser", "cli", "__main__"},
 }
