@@ -178,8 +178,9 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float, digit_height:
     ``judge`` (:func:`segapp.ink_judge.clean_ink` with a trained judge: normalised ink -> the clean ink it came
     from, both uint8): where a blurred or resampled image that is not clean (a photo, a scan, a JPEG: not
     :func:`~segapp.normalise.is_clean`) has digits at most :data:`JUDGED_HEIGHT` px tall, stroke ink is where the
-    judge's clean ink reaches :data:`JUDGED_INK` instead of the thresholds, which cannot tell a photo's blur from a
-    stroke's own faint edge (a clean image's ink is its clean ink: the thresholds follow it).
+    judge's clean ink reaches :data:`JUDGED_INK` as well, which the thresholds alone cannot tell from a photo's blur
+    (a clean image's ink is its clean ink: the thresholds follow it). The judge only takes pixels away: one that lit a
+    speck the thresholds had left dark kept a digit on a blank page (reporting seed 500, session 40).
     """
     ys, xs = np.nonzero(full != BACKGROUND)
     if len(ys) == 0:
@@ -196,17 +197,19 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float, digit_height:
     rule = ink_rule(ink, raw, prepared.inverted, scale, digit_height)
     radius = math.ceil(STROKE_RADIUS / scale)
     view = full[y0:y1, x0:x1]
+    lit = None if rule == "spread" else stroke_ink(ink, rule, radius)
+    if lit is not None and sure >= FLOOR_SURE and lit[view != BACKGROUND].mean() < FLOOR_SHARE:
+        lit = None  # the conservative floor took the digits themselves for noise (see FLOOR_SHARE)
+    faint = None
+    if lit is None:  # the faint floor, see the module's docstring
+        faint = ink_map(raw, prepared.inverted, faint=True, tophat=0)
+        lit = stroke_ink(faint, "spread", radius)
     height = digit_height if digit_height is not None else TARGET_HEIGHT / scale
     if (judge is not None and rule in ("spread", "blurred") and height <= JUDGED_HEIGHT and raw.size <= JUDGED_PIXELS
             and not is_clean(255 - raw if prepared.inverted else raw)):
-        faint = ink_map(raw, prepared.inverted, faint=True, tophat=0)
-        lit = (judge(faint) >= JUDGED_INK) & (faint >= INK_FLOOR)
-    else:
-        lit = None if rule == "spread" else stroke_ink(ink, rule, radius)
-    if lit is not None and sure >= FLOOR_SURE and lit[view != BACKGROUND].mean() < FLOOR_SHARE:
-        lit = None  # the conservative floor took the digits themselves for noise (see FLOOR_SHARE)
-    if lit is None:  # the faint floor, see the module's docstring
-        lit = stroke_ink(ink_map(raw, prepared.inverted, faint=True, tophat=0), "spread", radius)
+        faint = ink_map(raw, prepared.inverted, faint=True, tophat=0) if faint is None else faint
+        near = cv2.dilate(lit.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        lit = near & (judge(faint) >= JUDGED_INK)  # (a speck the thresholds left dark is never made stroke)
     view[~lit & (view != BACKGROUND)] = BACKGROUND
     grow = max(2, math.ceil(1 / scale))  # px: one net pixel, and at least the 2 px of an anti-aliased edge
     kernel = np.ones((3, 3), np.uint8)

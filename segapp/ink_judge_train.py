@@ -9,7 +9,7 @@ pictures have their clean ink sharpened first (a felt pen's or a font's crisp ed
 a pixel or two), so the judge learns a blur, not MNIST's stroke profile.
 
 The loss is binary cross-entropy against the clean ink as a soft target: the judge's sigmoid estimates the share of
-full ink, which :func:`segapp.ink.ink_refine` compares with a quarter (the truth's edge of a stroke).
+full ink, which :func:`segapp.ink.ink_refine` compares with :data:`segapp.ink.JUDGED_INK` (near the truth's quarter).
 """
 
 from __future__ import annotations
