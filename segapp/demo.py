@@ -64,8 +64,7 @@ The image is first resized so its digits are about {TARGET_HEIGHT:.0f} px tall, 
 on: a 12-megapixel phone photo reaches the network as a few hundred pixels and returns in seconds (at most
 1.5 megapixels ever reach it). Specks under {MIN_DIGIT_AREA} pixels at that scale, and blobs the network is less
 than {MIN_DIGIT_CONFIDENCE:.0%} sure of, are ignored, and so is a word beside a number ("Room" in "Room 42") that
-holds a letter two small letters readers are sure of. Small digits in a photo keep only the pixels a third small
-network finds were inked before the camera blurred them.
+holds a letter two small letters readers are sure of.
 """
 
 

@@ -178,9 +178,12 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float, digit_height:
     ``judge`` (:func:`segapp.ink_judge.clean_ink` with a trained judge: normalised ink -> the clean ink it came
     from, both uint8): where a blurred or resampled image that is not clean (a photo, a scan, a JPEG: not
     :func:`~segapp.normalise.is_clean`) has digits at most :data:`JUDGED_HEIGHT` px tall, stroke ink is where the
-    judge's clean ink reaches :data:`JUDGED_INK` as well, which the thresholds alone cannot tell from a photo's blur
-    (a clean image's ink is its clean ink: the thresholds follow it). The judge only takes pixels away: one that lit a
-    speck the thresholds had left dark kept a digit on a blank page (reporting seed 500, session 40).
+    judge's clean ink reaches :data:`JUDGED_INK`, which the thresholds alone cannot tell from a photo's blur (a clean
+    image's ink is its clean ink: the thresholds follow it). The judge sees each stroke stretched to full ink (its
+    training pictures' strokes are; a light-handed digit beside dark ones kept 61-66% of its strokes without the
+    stretch) and decides only within a pixel of the strokes it sees and of the thresholds' ink: a speck the thresholds
+    left dark is never lit (one kept a digit on a blank page, reporting seed 500, session 40), and thresholds' ink
+    the judge sees no stroke near stays.
     """
     ys, xs = np.nonzero(full != BACKGROUND)
     if len(ys) == 0:
@@ -208,8 +211,11 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float, digit_height:
     if (judge is not None and rule in ("spread", "blurred") and height <= JUDGED_HEIGHT and raw.size <= JUDGED_PIXELS
             and not is_clean(255 - raw if prepared.inverted else raw)):
         faint = ink_map(raw, prepared.inverted, faint=True, tophat=0) if faint is None else faint
-        near = cv2.dilate(lit.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-        lit = near & (judge(faint) >= JUDGED_INK)  # (a speck the thresholds left dark is never made stroke)
+        peak = np.maximum(strongest_near(faint, radius), INK_LEVEL).astype(np.float32)  # each stroke at full ink, as
+        judged = judge(np.clip(faint * (255.0 / peak), 0, 255).astype(np.uint8)) >= JUDGED_INK  # it was trained
+        by = cv2.dilate(judged.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0  # within a pixel of its strokes
+        near = cv2.dilate(lit.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0  # ... and of the thresholds' ink
+        lit = (judged & near) | (lit & ~by)  # it decides a stroke's edge; a stroke it sees none of stays
     view[~lit & (view != BACKGROUND)] = BACKGROUND
     grow = max(2, math.ceil(1 / scale))  # px: one net pixel, and at least the 2 px of an anti-aliased edge
     kernel = np.ones((3, 3), np.uint8)
