@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from .cli_train_flags import add_small_run_flags, add_train, add_train_context, add_train_ink
+from .cli_train_flags import add_small_model_flags, add_small_run_flags, add_train, add_train_context, add_train_ink
 from .int8 import INT8_CALIBRATION
 
 DESCRIPTION = "segapp: semantic segmentation of handwritten digits with a net that never downsamples."
@@ -93,12 +93,7 @@ def _add_train_reader(sub, fmt, run) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--canvases", type=int, default=100_000, help="generated training images (about 3 crops each)")
     g.add_argument("--seed", type=int, default=0, help="seeds the canvases, the init and the order")
-    g = p.add_argument_group("model and optimisation")
-    g.add_argument("--width", type=int, default=32, help="channels of the first stage (then 2x, 4x)")
-    g.add_argument("--epochs", type=int, default=8, help="passes over the crops")
-    g.add_argument("--batch-size", type=int, default=256, help="crops per step")
-    g.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
-    g.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
+    g = add_small_model_flags(p, 32, "channels of the first stage (then 2x, 4x)", 8, 256, "crops")
     g.add_argument("--label-smoothing", type=float, default=0.05, help="cross-entropy label smoothing")
     g.add_argument("--augment", type=float, default=1.0,
                    help="how far each crop is varied anew in each pass (turned, sheared, stretched, its ink's edge, "

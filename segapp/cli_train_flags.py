@@ -160,12 +160,7 @@ def add_train_context(sub, fmt, run) -> None:
                    help="font files or folders half the words are set in, beside OpenCV's faces (default: OpenCV's "
                         "faces only)")
     g.add_argument("--seed", type=int, default=0, help="seeds the lines, the init and the order")
-    g = p.add_argument_group("model and optimisation")
-    g.add_argument("--width", type=int, default=16, help="channels of the first stage (then 2x, 4x, 4x)")
-    g.add_argument("--epochs", type=int, default=6, help="passes over the windows")
-    g.add_argument("--batch-size", type=int, default=256, help="windows per step")
-    g.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
-    g.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
+    add_small_model_flags(p, 16, "channels of the first stage (then 2x, 4x, 4x)", 6, 256, "windows")
     add_small_run_flags(p, Path("runs/context"), "processes generating the lines")
     p.set_defaults(run=run)
 
@@ -186,14 +181,22 @@ def add_train_ink(sub, fmt, run) -> None:
     g.add_argument("--sharp", type=float, default=0.33, metavar="SHARE",
                    help="share of the pictures whose clean ink is sharpened first (a crisp pen's or a font's edge)")
     g.add_argument("--seed", type=int, default=0, help="seeds the pictures, the init and the order")
-    g = p.add_argument_group("model and optimisation")
-    g.add_argument("--width", type=int, default=16, help="channels of each 3x3 convolution")
-    g.add_argument("--epochs", type=int, default=8, help="passes over the pictures")
-    g.add_argument("--batch-size", type=int, default=32, help="pictures per step")
-    g.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
-    g.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
+    add_small_model_flags(p, 16, "channels of each 3x3 convolution", 8, 32, "pictures")
     add_small_run_flags(p, Path("runs/ink"), "processes generating the pictures")
     p.set_defaults(run=run)
+
+
+def add_small_model_flags(p: argparse.ArgumentParser, width: int, width_help: str, epochs: int, batch: int,
+                          unit: str) -> argparse._ArgumentGroup:
+    """The "model and optimisation" group the small models' training commands share (width, epochs, batch, one-cycle
+    lr, AdamW weight decay); ``unit``: what a batch holds. Returns the group, for a command's own flags."""
+    g = p.add_argument_group("model and optimisation")
+    g.add_argument("--width", type=int, default=width, help=width_help)
+    g.add_argument("--epochs", type=int, default=epochs, help=f"passes over the {unit}")
+    g.add_argument("--batch-size", type=int, default=batch, help=f"{unit} per step")
+    g.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
+    g.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
+    return g
 
 
 def add_small_run_flags(p: argparse.ArgumentParser, out: Path, workers: str) -> None:

@@ -22,7 +22,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from .classes import BACKGROUND, NUM_DIGITS, SegappError
@@ -34,7 +33,7 @@ from .render import group_lines
 from .safeio import write_atomic
 from .scale import TARGET_HEIGHT
 from .synth import WildConfig, finish, glyph_patch, stamp, wild_sample
-from .train_loop import start_small_run, train_one_epoch
+from .train_loop import check_small_run, fit_small, start_small_run
 
 ASCENDING, DESCENDING = set("bdfhklt"), set("gjpqy")  # lowercase letters above the x-height / below the baseline
 LONE_SIGNS = "#%&@*"  # a word now and then is one of these alone
@@ -66,15 +65,7 @@ class ContextTrainConfig:
     quiet: bool = False
 
     def __post_init__(self):
-        for name in ("lines", "epochs", "batch_size", "width"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise SegappError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {v!r}")
-        for name in ("canvases", "line_style"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise SegappError(f"--{name.replace('_', '-')} must lie in [0, 1], got {getattr(self, name)!r}")
-        if self.lines < 40:
-            raise SegappError(f"--lines {self.lines}: use 40 or more (5% are held out to score the reader)")
+        check_small_run(self, ("lines", "epochs", "batch_size", "width"), ("canvases", "line_style"), images="lines")
         try:
             object.__setattr__(self, "fonts", font_files(tuple(self.fonts)))
         except ValueError as e:
@@ -253,23 +244,14 @@ def run(cfg: ContextTrainConfig, argv: list[str] | None = None) -> dict:
     print(f"{len(x):,} training windows ({float(y.float().mean()):.0%} letters), {len(vx):,} held out "
           f"({time.time() - t0:.0f} s)", file=sys.stderr)
     reader = ContextReader(ContextConfig(width=cfg.width)).to(device)
-    opt = torch.optim.AdamW(reader.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
-    steps = cfg.epochs * (len(x) // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps, pct_start=0.1)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    history = []
-    for epoch in range(cfg.epochs):
-        mean, _ = train_one_epoch(reader, _batches(x, y, cfg.batch_size, generator),
-                                  F.binary_cross_entropy_with_logits, opt, sched, device, amp,
-                                  desc=f"epoch {epoch + 1}/{cfg.epochs}" if progress else None,
-                                  memory_format=torch.contiguous_format)
-        held = scores(reader, vx.to(device), vy.to(device))
-        history.append({"epoch": epoch + 1, "loss": round(mean, 4), **held})
-        print(f"epoch {epoch + 1}: loss {mean:.4f}, held-out letters {held['letters_right']:.2%}, digits "
-              f"{held['digits_right']:.2%}", file=sys.stderr)
+    history = fit_small(reader, cfg, lambda g: _batches(x, y, cfg.batch_size, g), len(x) // cfg.batch_size,
+                        lambda: scores(reader, vx.to(device), vy.to(device)),
+                        lambda h: f"held-out letters {h['letters_right']:.2%}, digits {h['digits_right']:.2%}",
+                        device, amp, progress)
     reader = reader.cpu().eval()
     metrics = {**history[-1], "train_windows": len(x), "held_windows": len(vx), "seconds": round(time.time() - t0),
                "history": history}
-    save_context(reader, out, extra={"trained_with": argv, **{k: history[-1][k] for k in held}})
+    held = {k: history[-1][k] for k in ("letters_right", "digits_right")}
+    save_context(reader, out, extra={"trained_with": argv, **held})
     write_atomic(out / "metrics.json", lambda p: Path(p).write_text(json.dumps(metrics, indent=2) + "\n"))
     return metrics

@@ -23,7 +23,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from .classes import SegappError
@@ -32,7 +31,7 @@ from .m2nist import digit_pool
 from .normalise import normalise
 from .safeio import write_atomic
 from .synth import EDGE, WildConfig, layout, photograph
-from .train_loop import start_small_run, train_one_epoch
+from .train_loop import check_small_run, fit_small, start_small_run
 
 PICTURE = (48, 128)  # (h, w) px of a training picture
 SCALE = (0.55, 1.8)  # digit height / 20 px: 11-36 px, where the judge runs (segapp.ink.JUDGED_HEIGHT)
@@ -58,15 +57,7 @@ class InkTrainConfig:
     quiet: bool = False
 
     def __post_init__(self):
-        for name in ("pictures", "epochs", "batch_size", "width"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise SegappError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {v!r}")
-        for name in ("photo", "sharp"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise SegappError(f"--{name} must lie in [0, 1], got {getattr(self, name)!r}")
-        if self.pictures < 40:
-            raise SegappError(f"--pictures {self.pictures}: use 40 or more (5% are held out to score the judge)")
+        check_small_run(self, ("pictures", "epochs", "batch_size", "width"), ("photo", "sharp"), images="pictures")
 
 
 def picture(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, photo: float = 0.6,
@@ -163,21 +154,10 @@ def run(cfg: InkTrainConfig, argv: list[str] | None = None) -> dict:
     x, y, vx, vy = (torch.from_numpy(a) for a in (x, y, vx, vy))
     print(f"{len(x):,} training pictures, {len(vx):,} held out ({time.time() - t0:.0f} s)", file=sys.stderr)
     judge = InkJudge(InkJudgeConfig(width=cfg.width)).to(device)
-    opt = torch.optim.AdamW(judge.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
-    steps = cfg.epochs * (len(x) // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps, pct_start=0.1)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    history = []
-    for epoch in range(cfg.epochs):
-        mean, _ = train_one_epoch(judge, _batches(x, y, cfg.batch_size, generator),
-                                  F.binary_cross_entropy_with_logits, opt, sched, device, amp,
-                                  desc=f"epoch {epoch + 1}/{cfg.epochs}" if progress else None,
-                                  memory_format=torch.contiguous_format)
-        held = scores(judge, vx.to(device), vy.to(device))
-        history.append({"epoch": epoch + 1, "loss": round(mean, 4), **held})
-        print(f"epoch {epoch + 1}: loss {mean:.4f}, held-out stroke IoU {held['iou']:.4f} (found "
-              f"{held['strokes_found']:.2%}, blank called stroke {held['blank_called_stroke']:.3%})",
-              file=sys.stderr)
+    history = fit_small(judge, cfg, lambda g: _batches(x, y, cfg.batch_size, g), len(x) // cfg.batch_size,
+                        lambda: scores(judge, vx.to(device), vy.to(device)),
+                        lambda h: f"held-out stroke IoU {h['iou']:.4f} (found {h['strokes_found']:.2%}, blank "
+                                  f"called stroke {h['blank_called_stroke']:.3%})", device, amp, progress)
     judge = judge.cpu().eval()
     metrics = {**history[-1], "train_pictures": len(x), "held_pictures": len(vx), "seconds": round(time.time() - t0),
                "history": history}

@@ -29,7 +29,7 @@ from .m2nist import load_mnist
 from .reader import NOT_DIGIT, DigitReader, ReaderConfig, own_strokes, save_reader
 from .safeio import write_atomic
 from .synth import WildConfig, wild_sample
-from .train_loop import start_small_run, train_one_epoch
+from .train_loop import check_small_run, start_small_run, train_one_epoch
 
 LETTER = 11  # the label map's value for a letter's strokes in the reader's canvases (a class no net has)
 MIN_CROP_AREA, MIN_CROP_HEIGHT = 15, 8  # smaller label parts are a digit's piece cut off by a neighbour
@@ -70,12 +70,7 @@ class ReaderTrainConfig:
     quiet: bool = False  # no progress bars (they are shown only on a terminal anyway)
 
     def __post_init__(self):
-        for name in ("canvases", "epochs", "batch_size", "width"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise SegappError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {v!r}")
-        if self.canvases < 40:
-            raise SegappError(f"--canvases {self.canvases}: use 40 or more (5% are held out to score the reader)")
+        check_small_run(self, ("canvases", "epochs", "batch_size", "width"), images="canvases")
         if not (0 < self.lr < 1 and self.weight_decay >= 0 and 0 <= self.label_smoothing < 1 and self.workers >= 0
                 and 0 <= self.augment <= 3 and 0 <= self.low_res <= 1 and 0 <= self.pointed_four <= 1
                 and 0 <= self.proportions <= 2 and 0 <= self.letters < 1 and 0 <= self.letter_runs <= 1):

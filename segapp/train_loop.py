@@ -161,6 +161,41 @@ def train_one_epoch(model: torch.nn.Module, loader, loss_fn, opt, sched, device:
     return loss_sum / max(n, 1), n
 
 
+def check_small_run(cfg, counts: tuple[str, ...], shares: tuple[str, ...] = (), images: str | None = None) -> None:
+    """The checks a small model's training config shares (`segapp train-reader`, `train-context`, `train-ink`): each of
+    ``counts`` a whole number >= 1, each of ``shares`` in [0, 1], and ``images`` (a field) 40 or more, as 5% are held
+    out to score the model. Raises :class:`SegappError` naming the flag."""
+    for name in counts:
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise SegappError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {v!r}")
+    for name in shares:
+        if not 0 <= getattr(cfg, name) <= 1:
+            raise SegappError(f"--{name.replace('_', '-')} must lie in [0, 1], got {getattr(cfg, name)!r}")
+    if images is not None and getattr(cfg, images) < 40:
+        raise SegappError(f"--{images} {getattr(cfg, images)}: use 40 or more (5% are held out to score the model)")
+
+
+def fit_small(model: torch.nn.Module, cfg, batches: Callable, steps_per_epoch: int, held: Callable[[], dict],
+              describe: Callable[[dict], str], device: torch.device, amp: bool, progress: bool) -> list[dict]:
+    """The epochs of a small model's run (`segapp train-context`, `train-ink`): AdamW at ``cfg.weight_decay``, a
+    one-cycle schedule peaking at ``cfg.lr``, binary cross-entropy on logits; ``batches(generator)`` gives one
+    epoch's batches (seeded by ``cfg.seed``), ``held()`` the held-out scores after each, ``describe`` them in the
+    epoch's line on stderr. Returns each epoch's loss and scores."""
+    opt = torch.optim.AdamW(model.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.1)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    history = []
+    for epoch in range(cfg.epochs):
+        mean, _ = train_one_epoch(model, batches(generator), torch.nn.functional.binary_cross_entropy_with_logits,
+                                  opt, sched, device, amp, desc=f"epoch {epoch + 1}/{cfg.epochs}" if progress else None,
+                                  memory_format=torch.contiguous_format)
+        scores = held()
+        history.append({"epoch": epoch + 1, "loss": round(mean, 4), **scores})
+        print(f"epoch {epoch + 1}: loss {mean:.4f}, {describe(scores)}", file=sys.stderr)
+    return history
+
+
 def start_small_run(cfg, argv: list[str] | None) -> tuple[Path, bool, torch.device, bool]:
     """The opening of a small model's training run (`segapp train-reader`, `segapp train-context`): seeds torch,
     makes ``cfg.out`` with the resolved config and ``argv`` in ``args.json``; returns (out folder, whether to show
