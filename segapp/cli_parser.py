@@ -16,6 +16,8 @@ from pathlib import Path
 from .cli_train_flags import add_small_model_flags, add_small_run_flags, add_train, add_train_context, add_train_ink
 from .int8 import INT8_CALIBRATION
 
+INK_JUDGE_HELP = ("masks of digits up to 24 px tall in photos and scans follow the weights' ink judge (WEIGHTS/ink: "
+                  "where a blurred stroke was drawn), where they have one; --no-ink-judge: the ink thresholds alone")
 DESCRIPTION = "segapp: semantic segmentation of handwritten digits with a net that never downsamples."
 BACKEND_HELP = ("what runs the net: torch (BatchNorm folded, bf16 only where native), onnx (ONNX Runtime, the net "
                 "exported once per weights and cached), int8 (that graph quantized: fastest, within 0.003 mIoU of "
@@ -146,9 +148,7 @@ def _add_evaluate(sub, fmt, run) -> None:
     g.add_argument("--drop-words", action=argparse.BooleanOptionalAction, default=True,
                    help="leave out a word the letters reader (WEIGHTS/letters) is sure holds a letter (\"Room\" "
                         "in \"Room 42\"); --no-drop-words: read every stroke as a digit")
-    g.add_argument("--ink-judge", action=argparse.BooleanOptionalAction, default=True,
-                   help="masks of digits up to 36 px tall follow the weights' ink judge (WEIGHTS/ink: where a "
-                        "blurred stroke was drawn); --no-ink-judge: the ink thresholds alone")
+    g.add_argument("--ink-judge", action=argparse.BooleanOptionalAction, default=True, help=INK_JUDGE_HELP)
     g.add_argument("--digit-height", type=float, default=None, metavar="PX",
                    help="digit height in the images (px) instead of estimating it from the ink")
     g.add_argument("--quiet", action="store_true", help="no progress bar (also off when stderr is not a terminal)")
@@ -218,9 +218,7 @@ def _add_predict(sub, fmt, run) -> None:
     g.add_argument("--drop-words", action=argparse.BooleanOptionalAction, default=True,
                    help="leave out a word the letters reader (WEIGHTS/letters) is sure holds a letter (\"Room\" "
                         "in \"Room 42\"); --no-drop-words: read every stroke as a digit")
-    g.add_argument("--ink-judge", action=argparse.BooleanOptionalAction, default=True,
-                   help="masks of digits up to 36 px tall follow the weights' ink judge (WEIGHTS/ink: where a "
-                        "blurred stroke was drawn); --no-ink-judge: the ink thresholds alone")
+    g.add_argument("--ink-judge", action=argparse.BooleanOptionalAction, default=True, help=INK_JUDGE_HELP)
     g.add_argument("--digit-height", type=float, default=None, metavar="PX",
                    help="digit height in the inputs (px) instead of estimating it, e.g. for a batch of forms")
     g.add_argument("--amp", choices=["auto", "on", "off"], default="auto",

@@ -15,7 +15,7 @@ glyphs' boxes (:func:`frame`), so a lowercase letter sits low in its window as i
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -23,8 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .model import write_weights
-from .reader import load_small
+from .reader import load_small, save_small
 
 CONTEXT_DIR = "context"  # the context reader's folder inside a weights folder
 WINDOW = (32, 96)  # (h, w) px of a window: the line's digit height is REF px, three of them either side
@@ -107,9 +106,7 @@ def letter_probability(reader: ContextReader, x: np.ndarray) -> np.ndarray:
 
 def save_context(reader: ContextReader, folder: Path, extra: dict | None = None) -> None:
     """Writes the context reader's ``config.json`` + ``model.safetensors`` into ``folder`` atomically."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_weights(reader, {**asdict(reader.config), **(extra or {})}, folder)
+    save_small(reader, folder, extra)
 
 
 def load_context(folder: Path | str) -> ContextReader | None:

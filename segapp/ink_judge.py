@@ -16,15 +16,14 @@ scans whose digits are at most :data:`segapp.ink.JUDGED_HEIGHT` px tall.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .model import write_weights
-from .reader import load_small
+from .reader import load_small, save_small
 
 INK_DIR = "ink"  # the ink judge's folder inside a weights folder (weights/ink/config.json + model.safetensors)
 
@@ -79,9 +78,7 @@ def clean_ink(judge: InkJudge, ink: np.ndarray) -> np.ndarray:
 
 def save_ink_judge(judge: InkJudge, folder: Path, extra: dict | None = None) -> None:
     """Writes the ink judge's ``config.json`` + ``model.safetensors`` into ``folder`` atomically."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_weights(judge, {**asdict(judge.config), **(extra or {})}, folder)
+    save_small(judge, folder, extra)
 
 
 def load_ink_judge(folder: Path | str) -> InkJudge | None:

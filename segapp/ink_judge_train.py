@@ -1,7 +1,7 @@
 """Training the ink judge (:mod:`segapp.ink_judge`) on pictures whose clean ink is known: ``segapp train-ink``.
 
 Each picture is a row or two of MNIST training digits laid out by the net's generator (:func:`segapp.synth.layout`:
-re-penned, slanted, wobbled, thickened) at 11-36 px tall, the input's own resolution where the judge runs. The clean
+re-penned, slanted, wobbled, thickened) at 11-36 px tall, at the input's own resolution, as the judge runs. The clean
 ink (float, 1 = full) is the target; what the judge sees is that ink photographed (:func:`segapp.synth.photograph`:
 tinted, unevenly lit, ruled paper, specks, smudges, blur, noise, JPEG) or resampled from a smaller original, blurred,
 noisy and compressed, then normalised as the masks' ink is (``normalise(faint=True, tophat=0)``). A third of the
@@ -34,7 +34,7 @@ from .synth import EDGE, WildConfig, layout, photograph
 from .train_loop import check_small_run, fit_small, start_small_run
 
 PICTURE = (48, 128)  # (h, w) px of a training picture
-SCALE = (0.55, 1.8)  # digit height / 20 px: 11-36 px, where the judge runs (segapp.ink.JUDGED_HEIGHT)
+SCALE = (0.55, 1.8)  # digit height / 20 px: 11-36 px, around where the judge runs (segapp.ink.JUDGED_HEIGHT: 24)
 
 
 @dataclass(frozen=True)

@@ -117,11 +117,17 @@ def read_crops(reader: DigitReader | ReaderEnsemble, crops: list[np.ndarray]) ->
     return digits, torch.softmax(logits, 1)[:, NOT_DIGIT].double().numpy()
 
 
-def save_reader(reader: DigitReader, folder: Path, extra: dict | None = None) -> None:
-    """Writes the reader's ``config.json`` + ``model.safetensors`` into ``folder`` atomically."""
+def save_small(module: nn.Module, folder: Path, extra: dict | None = None) -> None:
+    """Writes a small model's ``config.json`` (its frozen config dataclass, plus ``extra``) + ``model.safetensors``
+    into ``folder`` atomically: the digit reader, the context reader, the ink judge (:func:`load_small` reads them)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    write_weights(reader, {**asdict(reader.config), **(extra or {})}, folder)
+    write_weights(module, {**asdict(module.config), **(extra or {})}, folder)
+
+
+def save_reader(reader: DigitReader, folder: Path, extra: dict | None = None) -> None:
+    """Writes the reader's ``config.json`` + ``model.safetensors`` into ``folder`` atomically."""
+    save_small(reader, folder, extra)
 
 
 def load_small(folder: Path | str, config_cls, module_cls, name: str, command: str) -> nn.Module | None:
