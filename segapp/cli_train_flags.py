@@ -180,6 +180,9 @@ def add_train_ink(sub, fmt, run) -> None:
                    help="share of the pictures photographed (the rest resampled, blurred, noisy or compressed)")
     g.add_argument("--sharp", type=float, default=0.33, metavar="SHARE",
                    help="share of the pictures whose clean ink is sharpened first (a crisp pen's or a font's edge)")
+    g.add_argument("--light", type=float, default=0.5, metavar="SHARE",
+                   help="share of the pictures with the digits on one side written light-handed (their clean ink "
+                        "full: a faint stroke is still a stroke)")
     g.add_argument("--seed", type=int, default=0, help="seeds the pictures, the init and the order")
     add_small_model_flags(p, 16, "channels of each 3x3 convolution", 8, 32, "pictures")
     add_small_run_flags(p, Path("runs/ink"), "processes generating the pictures")

@@ -142,6 +142,15 @@ def strongest_near(ink: np.ndarray, radius: int) -> np.ndarray:
     return cv2.resize(small, (W, H), interpolation=cv2.INTER_NEAREST)[:h, :w]
 
 
+def stretched(ink: np.ndarray, radius: int) -> np.ndarray:
+    """(h, w) uint8: normalised ink with each stroke stretched to full ink (divided by its strongest ink within
+    ``radius`` px, at least :data:`INK_LEVEL`, so that grain next to nothing stays grain): what the ink judge sees,
+    in training and in use, so that a light-handed digit's strokes look like a dark one's and only their blur is
+    left to judge."""
+    peak = np.maximum(strongest_near(ink, max(1, radius)), INK_LEVEL).astype(np.float32)
+    return np.clip(ink * (255.0 / peak), 0, 255).astype(np.uint8)
+
+
 def ink_rule(ink: np.ndarray | None, raw: np.ndarray, inverted: bool, scale: float,
              digit_height: float | None) -> str:
     """Which :func:`stroke_ink` rule a crop follows. Read at its own size with digits of M2NIST's height or more
@@ -179,9 +188,10 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float, digit_height:
     from, both uint8): where a blurred or resampled image that is not clean (a photo, a scan, a JPEG: not
     :func:`~segapp.normalise.is_clean`) has digits at most :data:`JUDGED_HEIGHT` px tall, stroke ink is where the
     judge's clean ink reaches :data:`JUDGED_INK`, which the thresholds alone cannot tell from a photo's blur (a clean
-    image's ink is its clean ink: the thresholds follow it). The judge sees each stroke stretched to full ink (its
-    training pictures' strokes are; a light-handed digit beside dark ones kept 61-66% of its strokes without the
-    stretch) and decides only within a pixel of the strokes it sees and of the thresholds' ink: a speck the thresholds
+    image's ink is its clean ink: the thresholds follow it). The judge sees each stroke stretched to full ink
+    (:func:`stretched`, as in its training; a light-handed digit beside dark ones kept 61-66% of its strokes to a
+    judge that saw it unstretched) and decides only within a pixel of the strokes it sees and of the thresholds' ink:
+    a speck the thresholds
     left dark is never lit (one kept a digit on a blank page, reporting seed 500, session 40), and thresholds' ink
     the judge sees no stroke near stays.
     """
@@ -211,8 +221,7 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float, digit_height:
     if (judge is not None and rule in ("spread", "blurred") and height <= JUDGED_HEIGHT and raw.size <= JUDGED_PIXELS
             and not is_clean(255 - raw if prepared.inverted else raw)):
         faint = ink_map(raw, prepared.inverted, faint=True, tophat=0) if faint is None else faint
-        peak = np.maximum(strongest_near(faint, radius), INK_LEVEL).astype(np.float32)  # each stroke at full ink, as
-        judged = judge(np.clip(faint * (255.0 / peak), 0, 255).astype(np.uint8)) >= JUDGED_INK  # it was trained
+        judged = judge(stretched(faint, radius)) >= JUDGED_INK
         by = cv2.dilate(judged.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0  # within a pixel of its strokes
         near = cv2.dilate(lit.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0  # ... and of the thresholds' ink
         lit = (judged & near) | (lit & ~by)  # it decides a stroke's edge; a stroke it sees none of stays

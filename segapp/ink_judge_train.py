@@ -15,6 +15,7 @@ full ink, which :func:`segapp.ink.ink_refine` compares with :data:`segapp.ink.JU
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .classes import SegappError
+from .ink import STROKE_RADIUS, stretched
 from .ink_judge import InkJudge, InkJudgeConfig, save_ink_judge
 from .m2nist import digit_pool
 from .normalise import normalise
@@ -44,6 +46,7 @@ class InkTrainConfig:
     pictures: int = 8_000  # generated pictures (each 48 x 128 px)
     photo: float = 0.6  # share of them photographed; the rest resampled, blurred, noisy, compressed at random
     sharp: float = 0.33  # share whose clean ink is sharpened first (a crisp pen or a font's edge)
+    light: float = 0.5  # share with part of the picture written light-handed (0.15-0.6 of the rest's contrast)
     epochs: int = 8
     batch_size: int = 32
     lr: float = 3e-3  # peak of the one-cycle schedule
@@ -57,20 +60,33 @@ class InkTrainConfig:
     quiet: bool = False
 
     def __post_init__(self):
-        check_small_run(self, ("pictures", "epochs", "batch_size", "width"), ("photo", "sharp"), images="pictures")
+        check_small_run(self, ("pictures", "epochs", "batch_size", "width"), ("photo", "sharp", "light"),
+                        images="pictures")
 
 
 def picture(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, photo: float = 0.6,
-            sharp: float = 0.33) -> tuple[np.ndarray, np.ndarray]:
-    """One training pair: (what the judge sees, the clean ink), both (48, 128) uint8 (255: full ink)."""
-    cfg = WildConfig(height=PICTURE[0], width=PICTURE[1], scale=SCALE, two_rows=0.2)
+            sharp: float = 0.33, light: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """One training pair: (what the judge sees, the clean ink), both (48, 128) uint8 (255: full ink).
+
+    What it sees is what :func:`segapp.ink.ink_refine` gives it: the normalised ink with each stroke stretched to
+    full ink (:func:`segapp.ink.stretched`, over the stroke radius the digits' height gives). With probability
+    ``light`` the digits on one side of a random column are written light-handed (0.15-0.6 of the others' contrast)
+    while their clean ink stays full: a faint stroke is a stroke, whatever its neighbours' ink."""
+    s = float(np.exp(rng.uniform(*np.log(SCALE))))  # digit height / 20 px
+    cfg = WildConfig(height=PICTURE[0], width=PICTURE[1], scale=(s, s), two_rows=0.2)
     ink, _ = layout(rng, digits, labels, cfg)
     if rng.random() < sharp:  # a crisp edge: the stroke's fading rim pulled in to a pixel
         ink = np.clip((ink - 0.15) / 0.3, 0.0, 1.0)
+    drawn = ink
+    if rng.random() < light:  # one side light-handed, the change over a couple of px
+        cut, c = rng.uniform(0.2, 0.8) * PICTURE[1], rng.uniform(0.15, 0.6)
+        w = 1.0 / (1.0 + np.exp(-(np.arange(PICTURE[1]) - cut) / 1.5))  # 0 left of the cut, 1 right of it
+        w = w if rng.random() < 0.5 else 1.0 - w
+        drawn = (ink * (1.0 - (1.0 - c) * w)[None, :]).astype(np.float32)
     if rng.random() < photo:
-        gray, inverted = photograph(ink, rng, 0.3), True
+        gray, inverted = photograph(drawn, rng, 0.3), True
     else:
-        g = ink * 255.0
+        g = drawn * 255.0
         if rng.random() < 0.5:  # a small original enlarged
             f = rng.uniform(0.5, 0.9)
             small = cv2.resize(g, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
@@ -84,14 +100,15 @@ def picture(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, ph
             _, buf = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(40, 96))])
             gray = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
     seen, _ = normalise(gray, inverted=inverted, faint=True, tophat=0)
-    return seen, np.clip(ink * 255.0, 0, 255).round().astype(np.uint8)
+    radius = math.ceil(STROKE_RADIUS * min(s, 1.0))  # ink_refine's: 3 px at the net's scale, less for smaller digits
+    return stretched(seen, radius), np.clip(ink * 255.0, 0, 255).round().astype(np.uint8)
 
 
 class Pictures(Dataset):
     """``n`` pictures, the i-th from its own seed (the same for any number of workers)."""
 
-    def __init__(self, n: int, seed: int, photo: float, sharp: float):
-        self.n, self.seed, self.photo, self.sharp = n, seed, photo, sharp
+    def __init__(self, n: int, seed: int, mix: tuple[float, float, float]):
+        self.n, self.seed, self.mix = n, seed, mix  # (photo, sharp, light): picture()'s shares
         self.digits: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -100,16 +117,17 @@ class Pictures(Dataset):
     def __getitem__(self, i: int):
         if self.digits is None:
             self.digits = digit_pool("train")  # MNIST training digits only (the val pool is left out)
-        return picture(np.random.default_rng([self.seed, i]), *self.digits, self.photo, self.sharp)
+        return picture(np.random.default_rng([self.seed, i]), *self.digits, *self.mix)
 
 
 def _stack(batch):
     return np.stack([s for s, _ in batch]), np.stack([c for _, c in batch])
 
 
-def make_pictures(n: int, seed: int, workers: int, photo: float, sharp: float) -> tuple[np.ndarray, np.ndarray]:
-    """(n, 1, 48, 128) seen and (n, 48, 128) clean uint8 arrays, in order."""
-    loader = DataLoader(Pictures(n, seed, photo, sharp), batch_size=64, num_workers=workers, collate_fn=_stack)
+def make_pictures(n: int, seed: int, workers: int, mix: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 1, 48, 128) seen and (n, 48, 128) clean uint8 arrays, in order (``mix``: picture()'s photo, sharp and
+    light shares)."""
+    loader = DataLoader(Pictures(n, seed, mix), batch_size=64, num_workers=workers, collate_fn=_stack)
     seen, clean = zip(*loader)
     return np.concatenate(seen)[:, None], np.concatenate(clean)
 
@@ -146,8 +164,9 @@ def run(cfg: InkTrainConfig, argv: list[str] | None = None) -> dict:
     returns the metrics."""
     out, progress, device, amp = start_small_run(cfg, argv)
     t0 = time.time()
-    x, y = make_pictures(cfg.pictures, cfg.seed, cfg.workers, cfg.photo, cfg.sharp)
-    vx, vy = make_pictures(max(2, cfg.pictures // 20), cfg.seed + 1_000_003, cfg.workers, cfg.photo, cfg.sharp)
+    mix = (cfg.photo, cfg.sharp, cfg.light)
+    x, y = make_pictures(cfg.pictures, cfg.seed, cfg.workers, mix)
+    vx, vy = make_pictures(max(2, cfg.pictures // 20), cfg.seed + 1_000_003, cfg.workers, mix)
     if len(x) < cfg.batch_size:
         raise SegappError(f"{cfg.pictures} pictures are fewer than one batch of {cfg.batch_size}; raise --pictures "
                           "or lower --batch-size")

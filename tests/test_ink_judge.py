@@ -10,7 +10,7 @@ import torch
 from segapp.classes import BACKGROUND
 from segapp.cli import main
 from segapp.images import prepare
-from segapp.ink import JUDGED_HEIGHT, QUARTER, ink_refine
+from segapp.ink import INK_LEVEL, JUDGED_HEIGHT, QUARTER, ink_refine, stretched
 from segapp.ink_judge import InkJudge, InkJudgeConfig, clean_ink, load_ink_judge, save_ink_judge
 from segapp.ink_judge_train import PICTURE, InkTrainConfig, picture
 from segapp.m2nist import digit_pool
@@ -56,6 +56,24 @@ def test_the_training_config_refuses_what_could_only_fail(bad, flag):
 @pytest.fixture(scope="module")
 def mnist():
     return digit_pool("train")
+
+
+def test_the_judge_sees_a_light_handed_stroke_as_a_dark_one_but_grain_stays_grain():
+    """A stroke at a quarter of its neighbour's ink comes out at full ink, as the dark one does; a speck of grain
+    under INK_LEVEL is scaled only by INK_LEVEL (it has no stroke near to be measured against)."""
+    ink = np.zeros((20, 40), np.uint8)
+    ink[5:15, 8:10], ink[5:15, 30:32], ink[2, 20] = 240, 60, 12
+    out = stretched(ink, 3)
+    assert out[5:15, 8:10].min() == 255 and out[5:15, 30:32].min() == 255
+    assert out[2, 20] == int(12 * 255 / INK_LEVEL) and out[ink == 0].max() == 0
+
+
+def test_a_light_handed_training_picture_keeps_its_strokes_in_the_target(mnist):
+    """A picture written partly light-handed has the same clean ink as written evenly: only what the judge sees
+    changes (the same seed draws the same digits)."""
+    seen, clean = picture(np.random.default_rng(5), *mnist, photo=0.0, sharp=0.0, light=1.0)
+    even_seen, even = picture(np.random.default_rng(5), *mnist, photo=0.0, sharp=0.0, light=0.0)
+    assert np.array_equal(clean, even) and not np.array_equal(seen, even_seen)
 
 
 @pytest.mark.parametrize("photo, sharp", [(1.0, 0.0), (0.0, 1.0)])
