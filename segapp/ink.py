@@ -49,9 +49,9 @@ INK_PIXELS = 2_000_000  # largest crop whose ink is measured at full resolution 
 JUDGED_HEIGHT = 24.0  # px: digits at most this tall in an unclean input follow the ink judge where one is given
 # (its training pictures' digits are 11-36 px; at 28-36 px real people's photographed digits lost 0.003-0.014 mIoU to
 # it, development seed 103; the thresholds were tuned there)
-JUDGED_INK = 56  # of 255: the judge's clean ink from which a pixel is stroke; its estimate is a mean, and a bit
-# under the truth's quarter (64) kept JPEG canvases' strokes (development seed 103: paper 0.950 -> 0.955 mIoU, photos
-# at 13-20 px 0.964 -> 0.965; 48 took 0.006-0.015 from photos)
+JUDGED_INK = 56  # of 255: the judge's clean ink from which a pixel is stroke; its estimate is a mean (development seed
+# 103, photographed hands at 13-20 px, judged under both rules: 40 / 48 / 56 / 64 -> 0.946 / 0.956 / 0.958 / 0.955 mIoU,
+# without the judge 0.943; session 41)
 JUDGED_PIXELS = 1_000_000  # largest crop the ink judge runs on (~0.1 s on 2 cores); larger ones follow thresholds
 
 
@@ -185,15 +185,17 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float, digit_height:
     :data:`FLOOR_SURE`), the net's own floor is followed instead (the ``spread`` rule).
 
     ``judge`` (:func:`segapp.ink_judge.clean_ink` with a trained judge: normalised ink -> the clean ink it came
-    from, both uint8): where a blurred or resampled image that is not clean (a photo, a scan, a JPEG: not
-    :func:`~segapp.normalise.is_clean`) has digits at most :data:`JUDGED_HEIGHT` px tall, stroke ink is where the
-    judge's clean ink reaches :data:`JUDGED_INK`, which the thresholds alone cannot tell from a photo's blur (a clean
-    image's ink is its clean ink: the thresholds follow it). The judge sees each stroke stretched to full ink
-    (:func:`stretched`, as in its training; a light-handed digit beside dark ones kept 61-66% of its strokes to a
-    judge that saw it unstretched) and decides only within a pixel of the strokes it sees and of the thresholds' ink:
-    a speck the thresholds
-    left dark is never lit (one kept a digit on a blank page, reporting seed 500, session 40), and thresholds' ink
-    the judge sees no stroke near stays.
+    from, both uint8): where an image that is not clean (a photo, a scan, a JPEG: not
+    :func:`~segapp.normalise.is_clean`) follows the ``spread`` rule (resampled, or digits under
+    :data:`PHOTO_HEIGHT`) with digits at most :data:`JUDGED_HEIGHT` px tall, stroke ink is where the judge's clean
+    ink reaches :data:`JUDGED_INK`, which the thresholds alone cannot tell from a photo's blur (a clean image's ink is
+    its clean ink: the thresholds follow it). Photos read at their own size (``blurred``) keep the thresholds: there
+    a crisp JPEG canvas on paper wanted a lower level than a blurred photo (48 vs 64 of 255), and at the one between
+    them (56) canvases on paper lost 0.002 mIoU for lone digits' +0.003 (development seed 103, session 41). The judge
+    sees each stroke stretched to full ink (:func:`stretched`, as in its training; a light-handed digit beside dark
+    ones kept 61-66% of its strokes to a judge that saw it unstretched) and decides only within a pixel of the
+    strokes it sees and of the thresholds' ink: a speck the thresholds left dark is never lit (one kept a digit on a
+    blank page, reporting seed 500, session 40), and thresholds' ink the judge sees no stroke near stays.
     """
     ys, xs = np.nonzero(full != BACKGROUND)
     if len(ys) == 0:
@@ -218,7 +220,7 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float, digit_height:
         faint = ink_map(raw, prepared.inverted, faint=True, tophat=0)
         lit = stroke_ink(faint, "spread", radius)
     height = digit_height if digit_height is not None else TARGET_HEIGHT / scale
-    if (judge is not None and rule in ("spread", "blurred") and height <= JUDGED_HEIGHT and raw.size <= JUDGED_PIXELS
+    if (judge is not None and rule == "spread" and height <= JUDGED_HEIGHT and raw.size <= JUDGED_PIXELS
             and not is_clean(255 - raw if prepared.inverted else raw)):
         faint = ink_map(raw, prepared.inverted, faint=True, tophat=0) if faint is None else faint
         judged = judge(stretched(faint, radius)) >= JUDGED_INK
