@@ -10,7 +10,7 @@ import torch
 from segapp.classes import BACKGROUND
 from segapp.cli import main
 from segapp.images import prepare
-from segapp.ink import INK_LEVEL, JUDGED_HEIGHT, QUARTER, ink_refine, stretched
+from segapp.ink import INK_LEVEL, JUDGED_HEIGHT, QUARTER, ink_refine, on_paper, stretched
 from segapp.ink_judge import InkJudge, InkJudgeConfig, clean_ink, load_ink_judge, save_ink_judge
 from segapp.ink_judge_train import PICTURE, InkTrainConfig, picture
 from segapp.m2nist import digit_pool
@@ -66,6 +66,18 @@ def test_the_judge_sees_a_light_handed_stroke_as_a_dark_one_but_grain_stays_grai
     out = stretched(ink, 3)
     assert out[5:15, 8:10].min() == 255 and out[5:15, 30:32].min() == 255
     assert out[2, 20] == int(12 * 255 / INK_LEVEL) and out[ink == 0].max() == 0
+
+
+def test_only_a_photo_or_scan_on_paper_is_judged_not_a_drawing():
+    """A drawing (exact zeros around its ink, either polarity, however faint its resampled edges) is its own clean
+    ink; a photo's paper has grain everywhere."""
+    rng = np.random.default_rng(0)
+    canvas = np.zeros((45, 59), np.uint8)
+    canvas[10:30, 20:23] = 255
+    canvas = cv2.GaussianBlur(canvas, (0, 0), 1.0)  # faint-edged, as a canvas at 0.7x is
+    photo = np.clip(200 - 0.6 * canvas + rng.normal(0, 4, canvas.shape), 0, 255).astype(np.uint8)
+    assert not on_paper(canvas, inverted=False) and not on_paper(255 - canvas, inverted=True)
+    assert on_paper(photo, inverted=True)
 
 
 def test_a_light_handed_training_picture_keeps_its_strokes_in_the_target(mnist):
