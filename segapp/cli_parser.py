@@ -16,7 +16,7 @@ from pathlib import Path
 from .cli_train_flags import add_small_model_flags, add_small_run_flags, add_train, add_train_context, add_train_ink
 from .int8 import INT8_CALIBRATION
 
-INK_JUDGE_HELP = ("masks of digits up to 24 px tall in photos and scans follow the weights' ink judge (WEIGHTS/ink: "
+INK_JUDGE_HELP = ("masks of digits under 18 px tall in photos and scans follow the weights' ink judge (WEIGHTS/ink: "
                   "where a blurred stroke was drawn), where they have one; --no-ink-judge: the ink thresholds alone")
 DESCRIPTION = "segapp: semantic segmentation of handwritten digits with a net that never downsamples."
 BACKEND_HELP = ("what runs the net: torch (BatchNorm folded, bf16 only where native), onnx (ONNX Runtime, the net "

@@ -171,7 +171,7 @@ def add_train_ink(sub, fmt, run) -> None:
                        "masks' edge)", formatter_class=fmt,
                        description="Train the small net that estimates a photo's clean ink at the input's own "
                                    "resolution (segapp/ink_judge.py) on photographed and resampled MNIST training "
-                                   "digits whose clean ink is known. Digit masks up to 24 px in photos follow it "
+                                   "digits whose clean ink is known. Digit masks under 18 px in photos follow it "
                                    "(segapp/ink.py). Copy --out to WEIGHTS/ink to use it.")
     g = p.add_argument_group("data")
     g.add_argument("--pictures", type=int, default=8_000, help="generated pictures (48 x 128 px, a row or two of "

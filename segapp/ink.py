@@ -46,7 +46,7 @@ FLOOR_SHARE = 0.5  # of the net's digit pixels: conservative ink covering less i
 FLOOR_SURE = 0.95  # ... and only where the net is this sure of every digit: on blank frames the net's floor kept
 # specks of grain the net coloured as unsure digits (0.66-0.91), 6 false reads in 2000 development frames
 INK_PIXELS = 2_000_000  # largest crop whose ink is measured at full resolution (memory: ~20 bytes a pixel)
-JUDGED_HEIGHT = 24.0  # px: digits at most this tall in an unclean input follow the ink judge where one is given
+JUDGED_HEIGHT = 24.0  # px: digits at most this tall in a photo on paper may follow the ink judge where one is given
 # (its training pictures' digits are 11-36 px; at 28-36 px real people's photographed digits lost 0.003-0.014 mIoU to
 # it, development seed 103; the thresholds were tuned there)
 JUDGED_INK = 56  # of 255: the judge's clean ink from which a pixel is stroke; its estimate is a mean (development seed
