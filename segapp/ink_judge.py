@@ -8,8 +8,9 @@ at 13-20 px lost 0.05 mIoU, almost all of it one pixel past the void band; three
 
 The ink judge learns the blur instead: four dilated 3x3 convolutions (dilations 1-2-1-1, an 11 x 11 px view, no
 pooling or stride, the project's thesis in small) from the normalised ink (``normalise(faint=True, tophat=0)``, what
-:func:`segapp.ink.ink_map` gives, each stroke stretched to full ink: :func:`segapp.ink.stretched`) to the clean ink it came from, trained on photographed and resampled MNIST
-training digits whose clean ink is known (:mod:`segapp.ink_judge_train`). A pixel is stroke where the estimate
+:func:`segapp.ink.ink_map` gives, each stroke stretched to full ink: :func:`segapp.ink.stretched`) to the clean ink
+it came from, trained on photographed and resampled MNIST training digits whose clean ink is known
+(:mod:`segapp.ink_judge_train`). A pixel is stroke where the estimate
 reaches :data:`segapp.ink.JUDGED_INK` (a little under the truth's quarter: the estimate is a mean), in photos and
 scans on paper whose digits follow the ``spread`` rule (under 18 px, or resampled) and are at most
 :data:`segapp.ink.JUDGED_HEIGHT` px tall. No judge is shipped (sessions 40-41: docs/robustness.md).
