@@ -122,7 +122,8 @@ class Segmenter:
         # the reader that sees each glyph with its line around it (weights/context), for the same (segapp.context)
         self.context = load_context(folder / CONTEXT_DIR) if cfg.drop_words and own else None
         # the ink judge that tells where a blurred stroke was drawn (weights/ink), for small digits' masks (segapp.ink)
-        self.ink_judge = load_ink_judge(folder / INK_DIR) if cfg.ink_judge and own else None
+        judge = load_ink_judge(folder / INK_DIR) if cfg.ink_judge and own else None
+        self.clean_ink = None if judge is None else partial(clean_ink, judge)  # normalised ink -> its clean ink
 
     def with_options(self, **changes) -> Segmenter:
         """The same weights with other options (e.g. a user's ``digit_height``); shares the model."""
@@ -202,9 +203,8 @@ class Segmenter:
             d.pop("_split", None)  # read again or not, a split part is a digit like any other from here
         H, W = n.prepared.raw.shape
         full = small.copy() if small.shape == (H, W) else upsample_classes(logits, small, H, W)
-        judge = None if self.ink_judge is None else partial(clean_ink, self.ink_judge)
         ink_refine(full, n.prepared, n.scale, n.digit_height, min((d["confidence"] for d in digits), default=0.0),
-                   judge)
+                   self.clean_ink)
         if ruled:  # the line's stretches outside the digits it crosses leave the mask
             keep = np.zeros(small.shape, bool)
             for d in digits:

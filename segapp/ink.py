@@ -24,7 +24,7 @@ import numpy as np
 
 from .classes import BACKGROUND
 from .images import Prepared
-from .normalise import is_clean, normalise
+from .normalise import is_clean, normalise, on_black
 from .scale import TARGET_HEIGHT
 
 INK_LEVEL = 48  # of 255: normalised ink at or above this is stroke wherever the image was resampled or blurred
@@ -157,7 +157,7 @@ def on_paper(raw: np.ndarray, inverted: bool) -> bool:
     truth is that ink: the ink judge, which estimates the ink before a camera's blur, cut true strokes from
     lossless canvases at 0.7x that were too faint-edged to pass :func:`~segapp.normalise.is_clean` (analysis seed
     98: 6 of 100, 0.9905 -> 0.9877 mIoU; session 41)."""
-    return bool(((raw == 255) if inverted else (raw == 0)).mean() <= 0.5)
+    return not on_black(255 - raw if inverted else raw)
 
 
 def ink_rule(ink: np.ndarray | None, raw: np.ndarray, inverted: bool, scale: float,
@@ -202,9 +202,9 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float, digit_height:
     (48 vs 64 of 255), and at the one between them (56) canvases on paper lost 0.002 mIoU for lone digits' +0.003
     (development seed 103, session 41). The judge sees each stroke stretched to full ink (:func:`stretched`, as in
     its training; a light-handed digit beside dark ones kept 61-66% of its strokes to a judge that saw it
-    unstretched) and decides only within a pixel of the
-    strokes it sees and of the thresholds' ink: a speck the thresholds left dark is never lit (one kept a digit on a
-    blank page, reporting seed 500, session 40), and thresholds' ink the judge sees no stroke near stays.
+    unstretched) and decides only within a pixel of the strokes it sees and of the thresholds' ink: a speck the
+    thresholds left dark is never lit (one kept a digit on a blank page, reporting seed 500, session 40), and
+    thresholds' ink the judge sees no stroke near stays.
     """
     ys, xs = np.nonzero(full != BACKGROUND)
     if len(ys) == 0:

@@ -25,10 +25,16 @@ def is_clean(g: np.ndarray) -> bool:
     JPEG quality 75-95, against under 10% (2% on average) in M2NIST, where faint values are only
     the digits' own anti-aliased edges.
     """
-    lit = g > 0
-    if (~lit).mean() <= 0.5:
+    if not on_black(g):
         return False
+    lit = g > 0
     return ((g > 0) & (g <= 6)).sum() <= FAINT_SHARE * max(int(lit.sum()), 1)
+
+
+def on_black(g: np.ndarray) -> bool:
+    """Whether over half of an image (bright ink on dark) is exactly zero: a drawing's or a canvas's black, lossless
+    or not, rather than a photo's or a scan's paper, whose grain leaves hardly a pixel at exactly no ink."""
+    return bool((g == 0).mean() > 0.5)
 
 
 def background(g: np.ndarray) -> np.ndarray:
