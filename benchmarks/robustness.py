@@ -382,7 +382,8 @@ def score(seg: Segmenter, items: list, folder: Path | None = None) -> dict:
                     w.writerow(["file", "text"])
                 w.writerow([f"{k:05d}.{ext}", text])
     m = cm.compute()
-    return {"miou_digits": m["miou_digits"], "boundary_f": bf.compute()["boundary_f"], "read": right / len(items),
+    return {"miou_digits": m["miou_digits"], "boundary_f": bf.compute()["boundary_f"], "bleed": m["bleed"],
+            "missed": m["missed"], "read": right / len(items),
             "ece": ece(calib), **review(readings), "n": len(items),
             "seconds_per_image": (time.perf_counter() - t0) / len(items)}
 
@@ -450,8 +451,8 @@ def main(argv: list[str] | None = None) -> dict:
     seg = Segmenter(a.weights, InferenceConfig(rescale=not a.no_rescale, reader=not a.no_reader,
                                                  ink_judge=not a.no_ink_judge))
     results = {}
-    print(f"{'category':14s} {'mIoU digits':>11s} {'bound F':>7s} {'read':>6s} {'ECE':>6s} {'check':>6s} "
-          f"{'caught':>6s} {'s/img':>6s}")
+    print(f"{'category':14s} {'mIoU digits':>11s} {'bound F':>7s} {'bleed':>6s} {'missed':>6s} {'read':>6s} "
+          f"{'ECE':>6s} {'check':>6s} {'caught':>6s} {'s/img':>6s}")
     for i, cat in enumerate(a.categories.split(",")):
         rng = np.random.default_rng([a.seed, CATEGORIES.index(cat) if cat in CATEGORIES else i])
         items = build(cat, a.n, rng, a.fonts)
@@ -459,17 +460,20 @@ def main(argv: list[str] | None = None) -> dict:
         if cat == "blank":
             r["miou_digits"] = float("nan")
         results[cat] = r
-        print(f"{cat:14s} {r['miou_digits']:11.4f} {r['boundary_f']:7.4f} {r['read']:6.1%} {r['ece']:6.3f} "
-              f"{r['check']:6.1%} {r['caught']:6.1%} {r['seconds_per_image']:6.3f}", flush=True)
+        print(f"{cat:14s} {r['miou_digits']:11.4f} {r['boundary_f']:7.4f} {r['bleed']:6.2%} {r['missed']:6.2%} "
+              f"{r['read']:6.1%} {r['ece']:6.3f} {r['check']:6.1%} {r['caught']:6.1%} "
+              f"{r['seconds_per_image']:6.3f}", flush=True)
     if a.out:
         a.out.mkdir(parents=True, exist_ok=True)
         (a.out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(a).items()},
                                                         "results": results}, indent=2) + "\n")
         with open(a.out / "results.csv", "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["category", "miou_digits", "boundary_f", "read", "ece", "check", "caught", "n"])
+            w.writerow(["category", "miou_digits", "boundary_f", "bleed", "missed", "read", "ece", "check", "caught",
+                        "n"])
             for cat, r in results.items():
-                w.writerow([cat, f"{r['miou_digits']:.4f}", f"{r['boundary_f']:.4f}", f"{r['read']:.4f}",
+                w.writerow([cat, f"{r['miou_digits']:.4f}", f"{r['boundary_f']:.4f}", f"{r['bleed']:.4f}",
+                            f"{r['missed']:.4f}", f"{r['read']:.4f}",
                             f"{r['ece']:.4f}", f"{r['check']:.4f}", f"{r['caught']:.4f}", r["n"]])
     return results
 

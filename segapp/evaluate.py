@@ -222,6 +222,8 @@ def format_report(m: dict) -> str:
         + ("" if m["misreads_unsure"] is None else f", holding {m['misreads_unsure']:.1%} of the misreads"),
         f"boundary F ({m['boundary_tolerance_px']} px): {m['boundary_f']:.4f}   "
         f"precision {m['boundary_precision']:.4f}   recall {m['boundary_recall']:.4f}",
+        f"mask bleed (background coloured as a digit): {m.get('bleed', float('nan')):.2%} of digit pixels   "
+        f"missed: {m.get('missed', float('nan')):.2%}",
         "class        IoU     Dice",
     ]
     for name, iou, dice in zip(CLASS_NAMES, m["per_class_iou"], m["per_class_dice"]):

@@ -54,6 +54,12 @@ class ConfusionMatrix:
         iou[~present], dice[~present] = float("nan"), float("nan")
         digits = torch.arange(self.num_classes) != BACKGROUND
         total = int(self.matrix.sum())
+        # Where a mask strays, as shares of the true digit pixels (issue 20's "masks bleed"): ``bleed`` counts
+        # background pixels (ink-less paper, outside the void band) coloured as any digit, ``missed`` digit pixels
+        # left background. A digit read as another digit is in neither: it is a misread, not a mask's edge.
+        true_digit = int(self.matrix[digits].sum()) if BACKGROUND < self.num_classes else 0
+        bleed = int(self.matrix[BACKGROUND, digits].sum()) if BACKGROUND < self.num_classes else 0
+        missed = int(self.matrix[digits, BACKGROUND].sum()) if BACKGROUND < self.num_classes else 0
         return {
             "miou": float(iou[present].mean()) if present.any() else float("nan"),
             "miou_digits": float(iou[present & digits].mean()) if (present & digits).any() else float("nan"),
@@ -63,6 +69,8 @@ class ConfusionMatrix:
             "per_class_iou": [float(v) for v in iou],
             "per_class_dice": [float(v) for v in dice],
             "n_pixels": total,
+            "bleed": bleed / true_digit if true_digit else float("nan"),
+            "missed": missed / true_digit if true_digit else float("nan"),
         }
 
 

@@ -36,6 +36,19 @@ def test_digits_mean_excludes_background_and_absent_classes():
     assert m["per_class_iou"][10] == pytest.approx(2 / 3)
 
 
+def test_bleed_and_missed_are_shares_of_true_digit_pixels():
+    # target 3 3 3 10 10 10 10, prediction 3 10 5 3 3 10 10: three true digit pixels; two background pixels coloured
+    # as a digit (bleed 2/3), one digit pixel left background (missed 1/3); the 3 read as 5 is neither
+    cm = ConfusionMatrix(11)
+    cm.update(torch.tensor([3, 10, 5, 3, 3, 10, 10]), torch.tensor([3, 3, 3, 10, 10, 10, 10]))
+    m = cm.compute()
+    assert m["bleed"] == pytest.approx(2 / 3)
+    assert m["missed"] == pytest.approx(1 / 3)
+    empty = ConfusionMatrix(11)
+    empty.update(torch.tensor([10, 4]), torch.tensor([10, 10]))
+    assert math.isnan(empty.compute()["bleed"])
+
+
 def test_updates_accumulate_independently_of_batching():
     pred, target = torch.tensor([0, 1, 1, 2]), torch.tensor([0, 0, 1, 2])
     whole, parts = ConfusionMatrix(3), ConfusionMatrix(3)
