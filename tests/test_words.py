@@ -11,6 +11,7 @@ from segapp.inference import InferenceConfig, Segmenter
 from segapp.model import WeightsError
 from segapp.reader import DigitReader, ReaderConfig, ReaderEnsemble, load_letters, read_crops, save_reader
 from segapp.words import (
+    BAND,
     IN_CONTEXT,
     LETTER_LIKELY,
     LETTER_SURE,
@@ -51,6 +52,16 @@ def line(gaps: list[int]) -> list[dict]:
 ])
 def test_words_are_cut_at_gaps_wide_against_the_line_or_against_its_other_gaps(gaps, lengths):
     assert [len(w) for w in words(line(gaps))] == lengths
+
+
+@pytest.mark.parametrize("drop, lengths", [(0, [2]), (int(20 * BAND) - 1, [2]), (int(20 * BAND) + 1, [1, 1])])
+def test_close_glyphs_that_share_too_few_rows_are_no_word(drop, lengths):
+    """Two digits 2 px apart, the second ``drop`` px lower (both 20 px tall): a word's letters share their line's
+    band, a number's digits may wander out of it (two rows of clean digits, one a third of a height below the
+    other, were left out as a word at seed 110). A lowercase letter beside a capital shares all its rows."""
+    assert [len(w) for w in words([glyph(0), glyph(12, top=10 + drop)])] == lengths
+    lower = [glyph(0), glyph(12, top=10 + 20 - 9, height=9)]  # "Rm": the m's 9 px all within the R's rows
+    assert [len(w) for w in words(lower)] == [2]
 
 
 @pytest.mark.parametrize("sure, kept", [(0, [2, 3]), (2, [0, 1]), (None, [0, 1, 2, 3])])
