@@ -23,7 +23,9 @@ block counts: ``real`` white on black at 20-36 px, ``real_paper`` photographed o
 half with ``--fonts``); ``grid``: numbers of both kinds photographed on squared or ruled notebook paper;
 ``single``: one digit alone, of both kinds, 10-60 px, white on black or photographed (every other set holds 2-6 digit
 numbers, and a rule that dropped unsure readings lost lone small digits unseen); blank
-paper and blank frames with lines, smudges and noise (must read nothing). Seeds 100 (development) and 200 (held
+paper and blank frames with lines, smudges and noise (must read nothing); ``words``, ``words_natural``: a number among
+words, hand-spaced or at a handwriting font's own spacing; ``words_only``: those lines without their number (must
+read nothing). Seeds 100 (development) and 200 (held
 out: never looked at while tuning) give disjoint image sets.
 """
 
@@ -258,6 +260,16 @@ def build(cat: str, n: int, rng: np.random.Generator, fonts: str = "dev") -> lis
                 items.append((png(both), "png", lab, text))
             else:
                 items.append((jpeg(photograph(both, rng), int(rng.integers(60, 95))), "jpg", lab, text))
+    elif cat == "words_only":  # the same lines of words with their number left out: nothing to read (half each
+        for k in range(n):  # maker; half white on black, half photographed)
+            height = float(np.exp(rng.uniform(np.log(20), np.log(48))))
+            make = wordlines.words_number if k % 4 < 2 else wordlines.words_natural
+            _, _, words, _ = make(rng, height, fonts)
+            lab = np.full(words.shape, BACKGROUND, np.uint8)
+            if k % 2 == 0:
+                items.append((png(words), "png", lab, ""))
+            else:
+                items.append((jpeg(photograph(words, rng), int(rng.integers(60, 95))), "jpg", lab, ""))
     elif cat == "paper_strict":  # M2NIST canvases as dark ink on off-white paper, JPEG (`segapp export --style
         imgs, masks, texts = canvases(n, rng)  # paper`), scored on M2NIST's own truth (ink > 0, faint band included)
         for img, m, text in zip(imgs, masks, texts):
@@ -334,7 +346,7 @@ def time_big_photo(seed: int, weights: str | None) -> dict:
 CATEGORIES = ("m2nist", "up2x", "up4x", "down0.7x", "thick", "photo1x", "photo3x", "paper", "two_rows", "rows_close",
               "touching", "printed", "script", "script_photo", "hand", "hand_paper", "hand_big", "hand_photo", "blank",
               "blank_noise", "paper_strict", "hand_small", "real", "real_paper", "grid", "single",
-              "words", "words_natural")
+              "words", "words_natural", "words_only")
 
 
 def digit_calibration(seg, lab: np.ndarray) -> list[tuple[float, bool]]:
@@ -457,7 +469,7 @@ def main(argv: list[str] | None = None) -> dict:
         rng = np.random.default_rng([a.seed, CATEGORIES.index(cat) if cat in CATEGORIES else i])
         items = build(cat, a.n, rng, a.fonts)
         r = score(seg, items, a.out / cat if a.out else None)
-        if cat == "blank":
+        if cat in ("blank", "blank_noise", "words_only"):  # no digit: only "read" (as nothing) means anything
             r["miou_digits"] = float("nan")
         results[cat] = r
         print(f"{cat:14s} {r['miou_digits']:11.4f} {r['boundary_f']:7.4f} {r['bleed']:6.2%} {r['missed']:6.2%} "

@@ -1,5 +1,7 @@
 """The robustness benchmark's true texts: one entry per digit placed, whatever its number of pieces."""
 
+import io
+
 import numpy as np
 import pytest
 
@@ -57,3 +59,18 @@ def test_the_single_digit_set_holds_one_digit_per_image_of_both_kinds_and_both_l
     assert [ext for _, ext, _, _ in items] == ["png", "png", "jpg", "jpg"] * 2  # white on black, photographed
     assert all(set(np.unique(lab)) - {BACKGROUND, VOID} == {int(text)} for _, _, lab, text in items)
 
+
+
+def test_lines_of_words_alone_hold_ink_and_nothing_to_read():
+    """``words_only``: the word lines with their number left out, both makers, both looks; the truth is no digit."""
+    from PIL import Image
+
+    from benchmarks.robustness import CATEGORIES, build
+    from segapp.classes import BACKGROUND
+
+    items = build("words_only", 4, np.random.default_rng([100, CATEGORIES.index("words_only")]))
+    assert [ext for _, ext, _, _ in items] == ["png", "jpg", "png", "jpg"] and all(t == "" for *_, t in items)
+    assert all((lab == BACKGROUND).all() for _, _, lab, _ in items)
+    for data, ext, _, _ in items:  # ink drawn: white on black, or dark on a photographed page
+        gray = np.asarray(Image.open(io.BytesIO(data)).convert("L")).astype(int)
+        assert gray.max() > 128 if ext == "png" else gray.min() < np.median(gray) - 60
