@@ -22,7 +22,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from .classes import BACKGROUND
+from .classes import BACKGROUND, REVIEW_BELOW
 from .images import Prepared
 from .normalise import is_clean, normalise, on_black
 from .scale import TARGET_HEIGHT
@@ -49,10 +49,11 @@ INK_PIXELS = 2_000_000  # largest crop whose ink is measured at full resolution 
 JUDGED_HEIGHT = 24.0  # px: digits at most this tall in a photo on paper may follow the ink judge where one is given
 # (its training pictures' digits are 11-36 px; at 28-36 px real people's photographed digits lost 0.003-0.014 mIoU to
 # it, development seed 103; the thresholds were tuned there)
-JUDGED_INK = 48  # of 255: the judge's clean ink from which a pixel is stroke; its estimate is a mean. Since the judge
-# only takes ink away (session 42), small photographed hands at seeds 110 / 111 / 92 / 93 (seen): 48 keeps the mIoU of
-# 56 (0.8859 / 0.8993 / 0.9298 / 0.9315 vs 0.8874 / 0.8998 / 0.9293 / 0.9314) and removes 37-45% of the bleed for
-# +0.41-0.57 points of stroke pixels missed (56: 50-57% for +0.81-1.05; 64: 59-67% for +1.35-1.71)
+JUDGED_INK = 52  # of 255: the judge's clean ink from which a pixel is stroke; its estimate is a mean. With the judge
+# lighting pixels only beside sure digits (session 42), small photographed hands at seeds 110 / 111 / 92 / 93 (seen):
+# bleed -39 / -42 / -47 / -51% for +0.54 / +0.80 / +0.60 / +0.74 points of stroke pixels missed (48: -30 to -43% for
+# +0.38 to +0.57; 56: -46 to -57% for +0.81 to +1.06), mIoU 0.8854 / 0.8984 / 0.9286 / 0.9310 (without a judge
+# 0.8738 / 0.8883 / 0.9205 / 0.9266)
 JUDGED_PIXELS = 1_000_000  # largest crop the ink judge runs on (~0.1 s on 2 cores); larger ones follow thresholds
 
 
@@ -236,7 +237,11 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float, digit_height:
         faint = ink_map(raw, prepared.inverted, faint=True, tophat=0) if faint is None else faint
         judged = judge(stretched(faint, radius)) >= JUDGED_INK
         by = cv2.dilate(judged.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0  # within a pixel of its strokes
-        lit = lit & (judged | ~by)  # it cuts a stroke's edge, never widens it; a stroke it sees none of stays
+        if sure >= REVIEW_BELOW:  # every digit sure: the judge also keeps a faint stroke's edge the net coloured,
+            near = cv2.dilate(lit.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0  # a pixel from the thresholds' ink
+            lit = (judged & near & (view != BACKGROUND)) | (lit & ~by)
+        else:  # an unsure digit (grain the net coloured on a blank frame: 0.73): it only takes ink away
+            lit = lit & (judged | ~by)  # a stroke it sees none of stays
     view[~lit & (view != BACKGROUND)] = BACKGROUND
     grow = max(2, math.ceil(1 / scale))  # px: one net pixel, and at least the 2 px of an anti-aliased edge
     kernel = np.ones((3, 3), np.uint8)

@@ -149,18 +149,32 @@ def test_small_digits_masks_follow_the_judge_where_one_is_given():
 
 
 @pytest.mark.parametrize("seen", [255, 0])
-def test_the_judge_takes_pixels_away_but_adds_none(seen):
+def test_beside_an_unsure_digit_the_judge_takes_pixels_away_but_adds_none(seen):
     """A judge that lit a speck the thresholds left dark kept a digit on a blank page (reporting seed 500, session
-    40), and one that widened the thresholds' ink by a pixel made grain a "6" (seed 110, session 42): whatever the
-    judge sees, the mask is the thresholds' or less. A judge that sees ink everywhere changes nothing; one that sees
-    none leaves the thresholds' strokes as they were (a stroke it sees none of stays)."""
+    40), and one that widened the thresholds' ink by a pixel made grain the net was unsure of a "6" (seed 110, session
+    42): where a digit is unsure, whatever the judge sees, the mask is the thresholds' or less. A judge that sees ink
+    everywhere changes nothing; one that sees none leaves the thresholds' strokes as they were."""
     rgb, full = _small_blurred_digit()
     p = prepare(rgb, "ring.png")
     plain, judged = full.copy(), full.copy()
-    ink_refine(plain, p, 1.0, digit_height=14.0)
-    ink_refine(judged, p, 1.0, digit_height=14.0, judge=lambda ink: np.full(ink.shape, seen, np.uint8))
+    ink_refine(plain, p, 1.0, digit_height=14.0, sure=0.7)
+    ink_refine(judged, p, 1.0, digit_height=14.0, sure=0.7,
+               judge=lambda ink: np.full(ink.shape, seen, np.uint8))
     assert (plain != BACKGROUND).any()
     assert np.array_equal(judged, plain)
+
+
+def test_beside_sure_digits_the_judge_keeps_a_faint_edge_the_net_coloured_and_nothing_beyond():
+    """Where every digit is sure, the judge may keep a pixel next to the thresholds' ink (a light-handed stroke's
+    faint edge), but only inside the net's own mask and within a pixel of that ink."""
+    rgb, full = _small_blurred_digit()
+    p = prepare(rgb, "ring.png")
+    plain, judged = full.copy(), full.copy()
+    ink_refine(plain, p, 1.0, digit_height=14.0, sure=0.99)
+    ink_refine(judged, p, 1.0, digit_height=14.0, sure=0.99, judge=lambda ink: np.full(ink.shape, 255, np.uint8))
+    near = cv2.dilate((plain != BACKGROUND).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    assert (judged != BACKGROUND).sum() > (plain != BACKGROUND).sum()  # an edge kept ...
+    assert not ((judged != BACKGROUND) & ~(near & (full != BACKGROUND))).any()  # ... inside the net's mask only
 
 
 def _never(ink: np.ndarray) -> np.ndarray:
