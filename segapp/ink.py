@@ -204,10 +204,11 @@ def ink_refine(full: np.ndarray, prepared: Prepared, scale: float, digit_height:
     (48 vs 64 of 255), and at the one between them (56) canvases on paper lost 0.002 mIoU for lone digits' +0.003
     (development seed 103, session 41). The judge sees each stroke stretched to full ink (:func:`stretched`, as in
     its training; a light-handed digit beside dark ones kept 61-66% of its strokes to a judge that saw it
-    unstretched) and only takes the thresholds' ink away, within a pixel of the strokes it sees: it never lights a
-    pixel the thresholds left dark (a speck lit kept a digit on a blank page at reporting seed 500, session 40; a
-    pixel's widening under the ``grow`` below made grain a "6" at seed 110, session 42), and thresholds' ink the
-    judge sees no stroke near stays.
+    unstretched) and decides within a pixel of the strokes it sees; thresholds' ink it sees no stroke near stays.
+    Beside an unsure digit (under :data:`~segapp.classes.REVIEW_BELOW`) it only takes the thresholds' ink away: a
+    pixel it lit by the thresholds' ink let the ``grow`` below spread grain into a "6" (seed 110, session 42), and a
+    speck it lit kept a digit on a blank page (reporting seed 500, session 40). Where every digit is sure it may also
+    keep a pixel next to the thresholds' ink inside the net's own mask: a light-handed stroke's faint edge.
     """
     ys, xs = np.nonzero(full != BACKGROUND)
     if len(ys) == 0:

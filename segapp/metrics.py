@@ -57,9 +57,10 @@ class ConfusionMatrix:
         # Where a mask strays, as shares of the true digit pixels (issue 20's "masks bleed"): ``bleed`` counts
         # background pixels (ink-less paper, outside the void band) coloured as any digit, ``missed`` digit pixels
         # left background. A digit read as another digit is in neither: it is a misread, not a mask's edge.
-        true_digit = int(self.matrix[digits].sum()) if BACKGROUND < self.num_classes else 0
-        bleed = int(self.matrix[BACKGROUND, digits].sum()) if BACKGROUND < self.num_classes else 0
-        missed = int(self.matrix[digits, BACKGROUND].sum()) if BACKGROUND < self.num_classes else 0
+        has_bg = BACKGROUND < self.num_classes  # (a toy matrix of fewer classes has no background)
+        true_digit = int(self.matrix[digits].sum()) if has_bg else 0
+        bleed = int(self.matrix[BACKGROUND, digits].sum()) if has_bg else 0
+        missed = int(self.matrix[digits, BACKGROUND].sum()) if has_bg else 0
         return {
             "miou": float(iou[present].mean()) if present.any() else float("nan"),
             "miou_digits": float(iou[present & digits].mean()) if (present & digits).any() else float("nan"),

@@ -28,7 +28,7 @@ def is_clean(g: np.ndarray) -> bool:
     if not on_black(g):
         return False
     lit = g > 0
-    return ((g > 0) & (g <= 6)).sum() <= FAINT_SHARE * max(int(lit.sum()), 1)
+    return (lit & (g <= 6)).sum() <= FAINT_SHARE * max(int(lit.sum()), 1)
 
 
 def on_black(g: np.ndarray) -> bool:

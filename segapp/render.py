@@ -38,6 +38,7 @@ SAME_COLUMNS = 0.4  # of a blob's height: two digits read this close in one blob
 UNSURE_CONFIDENCE = 0.45
 UNSURE_AREA = 40  # pixels at the net's scale (a 20 px digit's stroke covers 60-150)
 UNSURE_HEIGHT = (0.7, 1.4)  # its height over the sure neighbour's
+ROW_SHARE = 0.5  # of the shorter box's rows: two boxes sharing this many sit side by side in one band (see share_rows)
 
 
 @dataclass
@@ -262,19 +263,20 @@ def _part_of_another(f: dict, same_blob: list[dict], blob_height: int) -> bool:
     rows, and centres less than :data:`SAME_COLUMNS` blob heights apart. Touching digits sit side by side; a wide
     italic 6 the net coloured as 0 at its left and 6 at its right, or a footed 1 whose foot it read as a 2, is one
     digit."""
-    return any(g["area"] > f["area"] and abs(g["_x"] - f["_x"]) < SAME_COLUMNS * blob_height and _overlap_y(f, g)
+    return any(g["area"] > f["area"] and abs(g["_x"] - f["_x"]) < SAME_COLUMNS * blob_height and share_rows(f, g)
                for g in same_blob)
 
 
 def _beside(unsure: dict, sure: dict) -> bool:
     """Whether an unsure digit sits in the rows of a sure one and is about its height (:data:`UNSURE_HEIGHT`)."""
     ratio = (unsure["bbox"][3] - unsure["bbox"][1]) / (sure["bbox"][3] - sure["bbox"][1])
-    return UNSURE_HEIGHT[0] <= ratio <= UNSURE_HEIGHT[1] and _overlap_y(unsure, sure)
+    return UNSURE_HEIGHT[0] <= ratio <= UNSURE_HEIGHT[1] and share_rows(unsure, sure)
 
 
-def _overlap_y(a: dict, b: dict) -> bool:
-    """Whether two boxes share half the rows of the shorter (not stacked, as close rows' digits are)."""
+def share_rows(a: dict, b: dict) -> bool:
+    """Whether two boxes share :data:`ROW_SHARE` of the rows of the shorter (not stacked, as close rows' digits are;
+    one band, as a word's letters are: :func:`segapp.words.words`)."""
     ay0, ay1, by0, by1 = a["bbox"][1], a["bbox"][3], b["bbox"][1], b["bbox"][3]
-    return min(ay1, by1) - max(ay0, by0) >= 0.5 * min(ay1 - ay0, by1 - by0)
+    return min(ay1, by1) - max(ay0, by0) >= ROW_SHARE * min(ay1 - ay0, by1 - by0)
 
 

@@ -210,7 +210,7 @@ def _stacked_pair(found: list[dict]) -> tuple[int, int] | None:
 
 def _in_rows(box: np.ndarray, y0: float, y1: float) -> np.ndarray:
     """(n,) bool: which of the boxes (n, 4) share half the rows of the shorter with rows ``y0``..``y1``: the same
-    line (as :func:`segapp.render._overlap_y`)."""
+    line (as :func:`segapp.render.share_rows`)."""
     h = box[:, 3] - box[:, 1]
     return np.minimum(box[:, 3], y1) - np.maximum(box[:, 1], y0) >= 0.5 * np.minimum(h, y1 - y0)
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from .context import ContextReader, letter_probability, windows
 from .postprocess import digit_pixels
-from .render import group_lines
+from .render import group_lines, share_rows
 
 LETTER_SURE = 0.95  # the letters reader's probability of "no digit" at which a glyph drops its word alone ...
 LETTER_LIKELY = 0.6  # ... and at which it drops a word that also holds a glyph of a lowercase letter's height
@@ -35,9 +35,6 @@ WORD_GAP = 0.55  # a gap between glyph boxes wider than this share of the line's
 MIN_GAP = 0.15  # ... and so does one wider than this share that is also SPREAD of the tallest wider than the line's
 SPREAD = 0.15  # median gap: a font's or an even hand's own space (a quarter to half a digit's height) between close
 # letters (session 36's words_natural: typed "Room 42" is one word by WORD_GAP alone, and the number goes with it)
-BAND = 0.5  # share of the shorter of two neighbouring glyphs' heights their boxes must share in rows to be one word:
-# a word's letters share the line's x-height band, a number's digits wander (two rows of clean digits, "8 8" a
-# third of a height apart, were left out as a word at seed 110, session 42; set, not tuned)
 SLANT = (-0.2, 0.6)  # a line's slant (x per y, leaning right positive) is clipped to this: upright to italic
 IN_CONTEXT = 0.7  # the context reader's mean probability of a letter over a word of two or more glyphs that drops it
 WITNESS = 0.4  # ... where the letters reader also gives one of its glyphs this much (session 39: 0.6 before; a
@@ -102,8 +99,9 @@ def words(line: list[dict]) -> list[list[dict]]:
     letters has a small median, and its letters' own gaps would cut a word in two): a gap over :data:`WORD_GAP` of it
     starts a word, and so does one over :data:`MIN_GAP` that stands :data:`SPREAD` above the line's median gap (the
     space of a line whose letters sit close; a line of two glyphs has only its one gap for a median, so there only
-    :data:`WORD_GAP` cuts). Neighbours whose boxes share under :data:`BAND` of the shorter one's rows are never one
-    word, however close: a word's letters sit in one band, a number's digits may not."""
+    :data:`WORD_GAP` cuts). Neighbours whose boxes do not :func:`~segapp.render.share_rows` (half the shorter one's)
+    are never one word, however close: a word's letters sit in the line's x-height band, a number's digits wander (two
+    rows of clean digits, "8 8" a third of a height apart, were left out as a word at seed 110, session 42)."""
     height = max(d["bbox"][3] - d["bbox"][1] for d in line)
     edges = _extents(line)
     gaps, right = [], edges[0][1]
@@ -114,9 +112,7 @@ def words(line: list[dict]) -> list[list[dict]]:
     cut = min(WORD_GAP, max(MIN_GAP, median + SPREAD)) * height
     out, word = [], [line[0]]
     for prev, d, g in zip(line, line[1:], gaps):
-        shared = min(prev["bbox"][3], d["bbox"][3]) - max(prev["bbox"][1], d["bbox"][1])  # rows both boxes span
-        shorter = min(prev["bbox"][3] - prev["bbox"][1], d["bbox"][3] - d["bbox"][1])
-        if g > cut or shared < BAND * shorter:
+        if g > cut or not share_rows(prev, d):
             out.append(word)
             word = []
         word.append(d)

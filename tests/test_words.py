@@ -10,8 +10,8 @@ from segapp.engines import CropRunner
 from segapp.inference import InferenceConfig, Segmenter
 from segapp.model import WeightsError
 from segapp.reader import DigitReader, ReaderConfig, ReaderEnsemble, load_letters, read_crops, save_reader
+from segapp.render import ROW_SHARE
 from segapp.words import (
-    BAND,
     IN_CONTEXT,
     LETTER_LIKELY,
     LETTER_SURE,
@@ -54,7 +54,7 @@ def test_words_are_cut_at_gaps_wide_against_the_line_or_against_its_other_gaps(g
     assert [len(w) for w in words(line(gaps))] == lengths
 
 
-@pytest.mark.parametrize("drop, lengths", [(0, [2]), (int(20 * BAND) - 1, [2]), (int(20 * BAND) + 1, [1, 1])])
+@pytest.mark.parametrize("drop, lengths", [(0, [2]), (int(20 * ROW_SHARE) - 1, [2]), (int(20 * ROW_SHARE) + 1, [1, 1])])
 def test_close_glyphs_that_share_too_few_rows_are_no_word(drop, lengths):
     """Two digits 2 px apart, the second ``drop`` px lower (both 20 px tall): a word's letters share their line's
     band, a number's digits may wander out of it (two rows of clean digits, one a third of a height below the
