@@ -62,6 +62,17 @@ def resample(img: np.ndarray, mask: np.ndarray, f: float) -> tuple[np.ndarray, n
     return out, void_edges(out, lab)
 
 
+def tilted(ink: np.ndarray, lab: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
+    """White-on-black ink and its class map turned ``degrees`` counterclockwise on a canvas that holds them."""
+    h, w = ink.shape
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    c, s = abs(m[0, 0]), abs(m[0, 1])
+    size = int(np.ceil(h * s + w * c)) + 8, int(np.ceil(h * c + w * s)) + 8
+    m[:, 2] += (size[0] / 2 - w / 2, size[1] / 2 - h / 2)
+    return (cv2.warpAffine(ink, m, size, flags=cv2.INTER_LINEAR, borderValue=0),
+            cv2.warpAffine(lab, m, size, flags=cv2.INTER_NEAREST, borderValue=BACKGROUND))
+
+
 def void_edges(ink: np.ndarray, lab: np.ndarray) -> np.ndarray:
     """Digit where ink >= EDGE (label of the nearest digit), void in the faint band, background elsewhere."""
     lab = lab.copy()
@@ -270,6 +281,16 @@ def build(cat: str, n: int, rng: np.random.Generator, fonts: str = "dev") -> lis
                 items.append((png(words), "png", lab, ""))
             else:
                 items.append((jpeg(photograph(words, rng), int(rng.integers(60, 95))), "jpg", lab, ""))
+    elif cat == "tilted":  # a number photographed at a tilt of 10-35 degrees either way: other writers' hands and
+        for k in range(n):  # real people's digits (24-64 px), and every third two rows of M2NIST canvases, on paper
+            if k % 3 == 2:
+                imgs, masks, texts = canvases(2, rng)
+                ink, lab, text = np.vstack(imgs), np.vstack(masks), "\n".join(t for t in texts if t)
+            else:
+                number = handwriting.real_number if k % 3 else handwriting.hand_number
+                ink, lab, text = number(rng, float(np.exp(rng.uniform(np.log(24), np.log(64)))), fonts)
+            ink, lab = tilted(ink, lab, rng.uniform(10, 35) * rng.choice([-1, 1]))
+            items.append((jpeg(photograph(ink, rng), int(rng.integers(60, 95))), "jpg", void_edges(ink, lab), text))
     elif cat == "paper_strict":  # M2NIST canvases as dark ink on off-white paper, JPEG (`segapp export --style
         imgs, masks, texts = canvases(n, rng)  # paper`), scored on M2NIST's own truth (ink > 0, faint band included)
         for img, m, text in zip(imgs, masks, texts):
@@ -346,7 +367,7 @@ def time_big_photo(seed: int, weights: str | None) -> dict:
 CATEGORIES = ("m2nist", "up2x", "up4x", "down0.7x", "thick", "photo1x", "photo3x", "paper", "two_rows", "rows_close",
               "touching", "printed", "script", "script_photo", "hand", "hand_paper", "hand_big", "hand_photo", "blank",
               "blank_noise", "paper_strict", "hand_small", "real", "real_paper", "grid", "single",
-              "words", "words_natural", "words_only")
+              "words", "words_natural", "words_only", "tilted")
 
 
 def digit_calibration(seg, lab: np.ndarray) -> list[tuple[float, bool]]:
@@ -443,6 +464,8 @@ def main(argv: list[str] | None = None) -> dict:
                    help="read each digit with the net alone, without the weights' digit reader (segapp/reread.py)")
     p.add_argument("--no-ink-judge", action="store_true",
                    help="masks follow the ink thresholds alone, without the weights' ink judge (segapp/ink_judge.py)")
+    p.add_argument("--no-deskew", action="store_true",
+                   help="read a tilted number as it stands, not turned upright (segapp/tilt.py)")
     p.add_argument("--out", type=Path, default=None, help="also write the labelled folders and results.json here")
     p.add_argument("--score-predict", type=Path, default=None, metavar="PRED",
                    help="instead: score `segapp predict` outputs PRED/<category> against the folders in --out")
@@ -461,7 +484,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{cat:14s} {r['miou_digits']:11.4f} {r['read']:6.1%}")
         return results
     seg = Segmenter(a.weights, InferenceConfig(rescale=not a.no_rescale, reader=not a.no_reader,
-                                                 ink_judge=not a.no_ink_judge))
+                                                 ink_judge=not a.no_ink_judge, deskew=not a.no_deskew))
     results = {}
     print(f"{'category':14s} {'mIoU digits':>11s} {'bound F':>7s} {'bleed':>6s} {'missed':>6s} {'read':>6s} "
           f"{'ECE':>6s} {'check':>6s} {'caught':>6s} {'s/img':>6s}")

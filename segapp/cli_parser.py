@@ -18,6 +18,8 @@ from .int8 import INT8_CALIBRATION
 
 INK_JUDGE_HELP = ("masks of digits under 18 px tall in photos and scans follow the weights' ink judge (WEIGHTS/ink: "
                   "where a blurred stroke was drawn), where they have one; --no-ink-judge: the ink thresholds alone")
+DESKEW_HELP = ("a photo or scan of a number tilted 8-40 degrees (three digits or more in a line) is read turned "
+               "upright and its mask turned back; --no-deskew: read as it stands")
 DESCRIPTION = "segapp: semantic segmentation of handwritten digits with a net that never downsamples."
 BACKEND_HELP = ("what runs the net: torch (BatchNorm folded, bf16 only where native), onnx (ONNX Runtime, the net "
                 "exported once per weights and cached), int8 (that graph quantized: fastest, within 0.003 mIoU of "
@@ -149,6 +151,7 @@ def _add_evaluate(sub, fmt, run) -> None:
                    help="leave out a word the letters reader (WEIGHTS/letters) is sure holds a letter (\"Room\" "
                         "in \"Room 42\"); --no-drop-words: read every stroke as a digit")
     g.add_argument("--ink-judge", action=argparse.BooleanOptionalAction, default=True, help=INK_JUDGE_HELP)
+    g.add_argument("--deskew", action=argparse.BooleanOptionalAction, default=True, help=DESKEW_HELP)
     g.add_argument("--digit-height", type=float, default=None, metavar="PX",
                    help="digit height in the images (px) instead of estimating it from the ink")
     g.add_argument("--quiet", action="store_true", help="no progress bar (also off when stderr is not a terminal)")
@@ -219,6 +222,7 @@ def _add_predict(sub, fmt, run) -> None:
                    help="leave out a word the letters reader (WEIGHTS/letters) is sure holds a letter (\"Room\" "
                         "in \"Room 42\"); --no-drop-words: read every stroke as a digit")
     g.add_argument("--ink-judge", action=argparse.BooleanOptionalAction, default=True, help=INK_JUDGE_HELP)
+    g.add_argument("--deskew", action=argparse.BooleanOptionalAction, default=True, help=DESKEW_HELP)
     g.add_argument("--digit-height", type=float, default=None, metavar="PX",
                    help="digit height in the inputs (px) instead of estimating it, e.g. for a batch of forms")
     g.add_argument("--amp", choices=["auto", "on", "off"], default="auto",

@@ -123,6 +123,7 @@ class EvaluateConfig(RecordedConfig):
     reader: bool = True  # each digit read again by the weights' digit reader (segapp.reread)
     drop_words: bool = True  # a word with a letter is not read (segapp.words; a reader trained with letters)
     ink_judge: bool = True  # small digits' masks follow the weights' ink judge (segapp.ink_judge)
+    deskew: bool = True  # a tilted photo of a number is read turned upright (segapp.tilt)
     digit_height: float | None = None
     backend: str = "auto"
     width: int = 84  # canvas width of the recipe split
@@ -159,7 +160,7 @@ def run(cfg: EvaluateConfig) -> dict:
     check_out(cfg.out)
     inference = InferenceConfig(device=cfg.device, rescale=cfg.rescale, digit_height=cfg.digit_height,
                                 backend=cfg.backend, reader=cfg.reader, drop_words=cfg.drop_words,
-                                ink_judge=cfg.ink_judge)
+                                ink_judge=cfg.ink_judge, deskew=cfg.deskew)
     segmenter = Segmenter(cfg.weights, inference)
     model = segmenter.model
     t0 = time.perf_counter()

@@ -34,7 +34,7 @@ from .classes import BACKGROUND, MIN_DIGIT_AREA
 from .context import CONTEXT_DIR, load_context
 from .engines import CropRunner
 from .images import Prepared, prepare
-from .ink import ink_refine
+from .ink import ink_refine, on_paper
 from .ink_judge import INK_DIR, clean_ink, load_ink_judge
 from .model import DEFAULT_WEIGHTS, load_pretrained
 from .postprocess import certainty, class_maps, settle, stands_out, upsample_classes, vote_blobs
@@ -44,6 +44,7 @@ from .reread import READER_WEIGHT, reread
 from .ruled import erase_rules, inked, off_the_page_lines, on_the_lines, ruled_lines
 from .runtime import amp_enabled, pick_device
 from .scale import TARGET_HEIGHT, NetInput, to_net_scale
+from .tilt import box_back, text_tilt, turn_back, upright
 from .words import context_letters, drop_words
 
 
@@ -64,6 +65,7 @@ class InferenceConfig:
     reader_weight: float = READER_WEIGHT  # the reader's share in the mix with the net's reading (0 to 1)
     drop_words: bool = True  # a word with a letter in it is not read (segapp.words; a reader trained with letters)
     ink_judge: bool = True  # small digits' masks follow the weights' ink judge, where they have one (segapp.ink_judge)
+    deskew: bool = True  # a number photographed at a tilt is read turned upright, its mask turned back (segapp.tilt)
 
     def __post_init__(self):
         if self.digit_height is not None and not (2 <= self.digit_height <= 100_000):
@@ -144,6 +146,8 @@ class Segmenter:
         n = to_net_scale(p, c.rescale, c.digit_height, c.analysis_pixels, c.max_net_pixels)
         if n.image.size > 1:
             n.image, n.unerased = erase_rules(n.image), n.image
+            if c.deskew and not n.groups and on_paper(n.prepared.raw, n.inverted):  # a photo or a scan, not a
+                n.tilt = text_tilt(n.image)  # drawing (drawn upright on its screen; canvases' digits scatter)
         return n
 
     # -- net -------------------------------------------------------------------------------------
@@ -263,6 +267,32 @@ class Segmenter:
         """Net + postprocess for preprocessed inputs of one size: :meth:`run`, every result finished."""
         return [self.finish(r) for r in self.run(inputs)]
 
+    def segment_tilted(self, n: NetInput) -> Segmentation:
+        """A number photographed at a tilt (``n.tilt`` degrees, :func:`~segapp.tilt.text_tilt`): the image is read
+        turned upright, in a pass of its own, and its mask and boxes are turned back to the input's pixels; the
+        reading keeps the upright pass's lines and order."""
+        p = n.prepared
+        shape = p.raw.shape
+        turned, inside, back = upright(p.raw, n.tilt)
+        sub = self.with_options(deskew=False).segment([Prepared(turned).with_polarity(n.inverted)])[0]
+        digits = []
+        for d in sub.digits:  # a digit found mostly where the canvas only continues the image's border is none
+            x0, y0, x1, y1 = d["bbox"]
+            mine = sub.classes[y0:y1, x0:x1] == d["digit"]
+            if mine.any() and inside[y0:y1, x0:x1][mine].mean() >= 0.5:
+                digits.append({**d, "bbox": box_back(d["bbox"], back, shape)})
+        classes = np.where(inside, sub.classes, BACKGROUND).astype(np.uint8)
+        full = turn_back(classes, back, shape, BACKGROUND)
+        # cut again to the ink at the input's own pixels: the turns resample the image and its mask once each
+        ink_refine(full, p, n.scale, n.digit_height, min((d["confidence"] for d in digits), default=0.0),
+                   self.clean_ink)
+        renumber = {k: i for i, k in enumerate(sorted({d["line"] for d in digits}))}  # lines left empty go
+        for d in digits:
+            d["line"] = renumber[d["line"]]
+        lines = [" ".join(str(d["digit"]) for d in digits if d["line"] == i) for i in range(len(renumber))]
+        return Segmentation(full, p, digits, lines, scale=sub.scale, digit_height=sub.digit_height,
+                            words_left_out=[box_back(b, back, shape) for b in sub.words_left_out])
+
     def segment_mixed(self, n: NetInput) -> Segmentation:
         """Digits of clearly different sizes in one image: each size group in its own pass, at its own scale.
 
@@ -305,7 +335,7 @@ class Segmenter:
         """Whether :meth:`segment_inputs` reads ``n`` in more than one pass of the net (digits of clearly different
         sizes, or a borderline size estimate read both ways): such an input cannot go through :meth:`net` and
         :meth:`postprocess` alone, which is all a batch job does for the others."""
-        return bool(n.groups) or n.ambiguous
+        return bool(n.groups) or n.ambiguous or bool(n.tilt)
 
     def segment_inputs(self, inputs: list[NetInput]) -> list[Segmentation]:
         """Preprocessed inputs -> segmentations (in order): the whole reading, every job's path (the demo and
@@ -315,6 +345,8 @@ class Segmenter:
         for i, n in enumerate(inputs):
             if n.groups:
                 results[i] = self.segment_mixed(n)
+            elif n.tilt:
+                results[i] = self.segment_tilted(n)
             else:
                 groups.setdefault(n.image.shape, []).append(i)
         for shape, idx in groups.items():
@@ -324,7 +356,8 @@ class Segmenter:
                 for i, seg in zip(chunk, self.infer([inputs[i] for i in chunk])):
                     results[i] = seg
         for i, n in enumerate(inputs):
-            if n.ambiguous and not n.groups:  # borderline size estimate on a small image: also try it unscaled
+            # a borderline size estimate on a small image: also try it unscaled (a tilted one was read upright)
+            if n.ambiguous and not n.groups and not n.tilt:
                 plain = self.infer([NetInput(n.prepared, n.prepared.net_gray, 1.0, n.digit_height)])[0]
                 if certainty(plain) > certainty(results[i]):
                     results[i] = plain

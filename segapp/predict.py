@@ -65,7 +65,7 @@ def inference_config(cfg: PredictConfig):
     try:
         return InferenceConfig(rescale=cfg.rescale, digit_height=cfg.digit_height, batch_size=cfg.batch_size,
                                device=cfg.device, amp=cfg.amp, backend=cfg.backend, reader=cfg.reader,
-                               drop_words=cfg.drop_words, ink_judge=cfg.ink_judge)
+                               drop_words=cfg.drop_words, ink_judge=cfg.ink_judge, deskew=cfg.deskew)
     except ValueError as e:
         flag = "--digit-height" if "digit height" in str(e) else "the model options"
         raise UsageError(f"{flag}: {e}") from None

@@ -84,6 +84,7 @@ class PredictConfig(RecordedConfig):
     reader: bool = True  # each digit read again by the weights' digit reader (segapp.reread)
     drop_words: bool = True  # a word with a letter is not read (segapp.words; a reader trained with letters)
     ink_judge: bool = True  # small digits' masks follow the weights' ink judge (segapp.ink_judge)
+    deskew: bool = True  # a tilted photo of a number is read turned upright (segapp.tilt)
     digit_height: float | None = None
     amp: str = "auto"
     backend: str = "auto"

@@ -48,6 +48,7 @@ class NetInput:
     groups: list[SizeGroup] = field(default_factory=list)  # digits of clearly different sizes: one pass each
     ambiguous: bool = False  # a small image whose estimate is near the keep band: the net also tries scale 1
     unerased: np.ndarray | None = None  # ``image`` before a notebook's rules were erased from it (None: the same)
+    tilt: float = 0.0  # degrees the text is turned counterclockwise (segapp.tilt); read upright in its own pass
 
     @property
     def inverted(self) -> bool:

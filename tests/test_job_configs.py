@@ -47,6 +47,13 @@ def test_no_ink_judge_reaches_the_inference_config_of_predict_and_evaluate(flags
     assert config_from(EvaluateConfig, parsed(["evaluate", *flags]), as_json=False).ink_judge is judge
 
 
+@pytest.mark.parametrize("flags, deskew", [([], True), (["--no-deskew"], False)])
+def test_no_deskew_reaches_the_inference_config_of_predict_and_evaluate(flags, deskew):
+    predict = config_from(PredictConfig, parsed(["predict", "a", *flags]), input=("a",))
+    assert predict.deskew is deskew and inference_config(predict).deskew is deskew
+    assert config_from(EvaluateConfig, parsed(["evaluate", *flags]), as_json=False).deskew is deskew
+
+
 @pytest.mark.parametrize("flags, reader", [([], True), (["--no-reader"], False)])
 def test_no_reader_reaches_the_inference_config_of_predict_and_evaluate(flags, reader):
     predict = config_from(PredictConfig, parsed(["predict", "a", *flags]), input=("a",))

@@ -26,8 +26,8 @@ from test_architecture import imports
 PACKAGE = Path(__file__).resolve().parent.parent / "segapp"
 LAYERS = {
     "core": {"__init__", "classes", "paths", "safeio", "runtime", "distributed"},
-    "imaging": {"normalise", "images", "lines", "ink_parts", "scale", "strokes", "glyphs", "ink", "split", "render",
-                "overlays", "mask_files"},
+    "imaging": {"normalise", "images", "lines", "ink_parts", "scale", "tilt", "strokes", "glyphs", "ink", "split",
+                "render", "overlays", "mask_files"},
     "data": {"m2nist", "kaggle", "datasets", "synth", "data", "folders"},
     "model": {"model", "reader", "context", "ink_judge", "metrics", "onnx_export", "engines", "int8", "backends"},
     "inference": {"postprocess", "ruled", "alternatives", "reread", "words", "inference", "evaluate"},
