@@ -44,7 +44,7 @@ from .reread import READER_WEIGHT, reread
 from .ruled import erase_rules, inked, off_the_page_lines, on_the_lines, ruled_lines
 from .runtime import amp_enabled, pick_device
 from .scale import TARGET_HEIGHT, NetInput, to_net_scale
-from .tilt import box_back, text_tilt, turn_back, upright
+from .tilt import box_back, must_turn, text_tilt, turn_back, upright
 from .words import context_letters, drop_words
 
 
@@ -345,8 +345,6 @@ class Segmenter:
         for i, n in enumerate(inputs):
             if n.groups:
                 results[i] = self.segment_mixed(n)
-            elif n.tilt:
-                results[i] = self.segment_tilted(n)
             else:
                 groups.setdefault(n.image.shape, []).append(i)
         for shape, idx in groups.items():
@@ -356,9 +354,15 @@ class Segmenter:
                 for i, seg in zip(chunk, self.infer([inputs[i] for i in chunk])):
                     results[i] = seg
         for i, n in enumerate(inputs):
-            # a borderline size estimate on a small image: also try it unscaled (a tilted one was read upright)
-            if n.ambiguous and not n.groups and not n.tilt:
+            # a borderline size estimate on a small image: also try it unscaled
+            if n.ambiguous and not n.groups:
                 plain = self.infer([NetInput(n.prepared, n.prepared.net_gray, 1.0, n.digit_height)])[0]
                 if certainty(plain) > certainty(results[i]):
                     results[i] = plain
+            # a number that seems tilted is also read turned upright, and the surer reading kept: a canvas's
+            # scattered digits can line up by chance (held seed 119: two canvases on paper lost to the turn)
+            if n.tilt:
+                turned = self.segment_tilted(n)
+                if must_turn(n.image) or certainty(turned) > certainty(results[i]):
+                    results[i] = turned
         return results

@@ -22,6 +22,7 @@ MAX_TILT = 40.0  # degrees either way that are searched; beyond, a number is mor
 STEP = 1.0  # degrees between the angles tried
 SHARPER = 1.3  # how much more concentrated the profile must be at the angle found than upright
 MIN_PARTS = 3  # ink parts (digits) whose angle is measured: two digits have no baseline to measure
+SURE_PARTS = 4  # ink parts from which a tilt found is no chance (an M2NIST canvas holds at most three digits a row)
 PART_SHARE = 0.5  # a part counts when it is at least this share of the median part's height (no specks, no dots)
 ONE_LINE = 1.5  # digit heights: the band across the line at the angle found ...
 IN_LINE = 0.9  # ... that must hold this share of the ink (one line of digits; its tallest digits reach out of it)
@@ -68,6 +69,15 @@ def text_tilt(image: np.ndarray) -> float:
     return float(-angles[best])
 
 
+def must_turn(image: np.ndarray) -> bool:
+    """Whether a tilted line (:func:`text_tilt` found its angle) holds :data:`SURE_PARTS` digits or more: a line
+    that long is no canvas's few digits lining up by chance, and its upright reading is taken as it is (a shorter
+    one is read both ways, the surer reading kept)."""
+    n, _, stats, _ = cv2.connectedComponentsWithStats((image >= MEASURED_INK).astype(np.uint8), connectivity=8)
+    heights = stats[1:, cv2.CC_STAT_HEIGHT]
+    return n > 1 and int((heights >= PART_SHARE * np.median(heights)).sum()) >= SURE_PARTS
+
+
 def _turn(degrees: float, h: int, w: int) -> tuple[np.ndarray, tuple[int, int]]:
     """The 2x3 affine matrix turning an (h, w) image by ``degrees`` counterclockwise about its centre into a canvas
     that holds all of it, and that canvas's (width, height)."""
@@ -108,4 +118,4 @@ def box_back(box: list[int], back: np.ndarray, shape: tuple[int, int]) -> list[i
     return [int(np.clip(lo[0], 0, W)), int(np.clip(lo[1], 0, H)), int(np.clip(hi[0], 0, W)), int(np.clip(hi[1], 0, H))]
 
 
-__all__ = ["MIN_TILT", "MAX_TILT", "text_tilt", "upright", "turn_back", "box_back"]
+__all__ = ["MIN_TILT", "MAX_TILT", "text_tilt", "must_turn", "upright", "turn_back", "box_back"]
