@@ -44,7 +44,7 @@ from .reread import READER_WEIGHT, reread
 from .ruled import erase_rules, inked, off_the_page_lines, on_the_lines, ruled_lines
 from .runtime import amp_enabled, pick_device
 from .scale import TARGET_HEIGHT, NetInput, to_net_scale
-from .tilt import box_back, must_turn, text_tilt, turn_back, upright
+from .tilt import must_turn, text_tilt, turned_back, upright
 from .words import context_letters, drop_words
 
 
@@ -272,26 +272,13 @@ class Segmenter:
         turned upright, in a pass of its own, and its mask and boxes are turned back to the input's pixels; the
         reading keeps the upright pass's lines and order."""
         p = n.prepared
-        shape = p.raw.shape
         turned, inside, back = upright(p.raw, n.tilt)
         sub = self.with_options(deskew=False).segment([Prepared(turned).with_polarity(n.inverted)])[0]
-        digits = []
-        for d in sub.digits:  # a digit found mostly where the canvas only continues the image's border is none
-            x0, y0, x1, y1 = d["bbox"]
-            mine = sub.classes[y0:y1, x0:x1] == d["digit"]
-            if mine.any() and inside[y0:y1, x0:x1][mine].mean() >= 0.5:
-                digits.append({**d, "bbox": box_back(d["bbox"], back, shape)})
-        classes = np.where(inside, sub.classes, BACKGROUND).astype(np.uint8)
-        full = turn_back(classes, back, shape, BACKGROUND)
+        seg = turned_back(sub, p, inside, back)
         # cut again to the ink at the input's own pixels: the turns resample the image and its mask once each
-        ink_refine(full, p, n.scale, n.digit_height, min((d["confidence"] for d in digits), default=0.0),
+        ink_refine(seg.classes, p, n.scale, n.digit_height, min((d["confidence"] for d in seg.digits), default=0.0),
                    self.clean_ink)
-        renumber = {k: i for i, k in enumerate(sorted({d["line"] for d in digits}))}  # lines left empty go
-        for d in digits:
-            d["line"] = renumber[d["line"]]
-        lines = [" ".join(str(d["digit"]) for d in digits if d["line"] == i) for i in range(len(renumber))]
-        return Segmentation(full, p, digits, lines, scale=sub.scale, digit_height=sub.digit_height,
-                            words_left_out=[box_back(b, back, shape) for b in sub.words_left_out])
+        return seg
 
     def segment_mixed(self, n: NetInput) -> Segmentation:
         """Digits of clearly different sizes in one image: each size group in its own pass, at its own scale.

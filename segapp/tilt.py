@@ -17,6 +17,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .classes import BACKGROUND
+from .images import Prepared
+from .render import Segmentation
+
 MIN_TILT = 8.0  # degrees; a smaller tilt is read as it is (the net reads 10 degrees about as well as upright)
 MAX_TILT = 40.0  # degrees either way that are searched; beyond, a number is more likely written on purpose so
 STEP = 1.0  # degrees between the angles tried
@@ -118,4 +122,27 @@ def box_back(box: list[int], back: np.ndarray, shape: tuple[int, int]) -> list[i
     return [int(np.clip(lo[0], 0, W)), int(np.clip(lo[1], 0, H)), int(np.clip(hi[0], 0, W)), int(np.clip(hi[1], 0, H))]
 
 
-__all__ = ["MIN_TILT", "MAX_TILT", "text_tilt", "must_turn", "upright", "turn_back", "box_back"]
+def turned_back(sub: Segmentation, prepared: Prepared, inside: np.ndarray, back: np.ndarray) -> Segmentation:
+    """The reading of the upright canvas (:func:`upright`) as the input's: its class map turned back (nearest
+    class), digits' boxes in the input's pixels, its lines and order kept. A digit standing mostly where the canvas
+    only continues the image's border is dropped, pixels and all (the border's streaks read as a "1")."""
+    shape = prepared.raw.shape
+    classes = np.where(inside, sub.classes, BACKGROUND).astype(np.uint8)
+    digits = []
+    for d in sub.digits:
+        x0, y0, x1, y1 = d["bbox"]
+        mine = sub.classes[y0:y1, x0:x1] == d["digit"]
+        if mine.any() and inside[y0:y1, x0:x1][mine].mean() >= 0.5:
+            digits.append({**d, "bbox": box_back(d["bbox"], back, shape)})
+        else:
+            classes[y0:y1, x0:x1][mine] = BACKGROUND
+    renumber = {k: i for i, k in enumerate(sorted({d["line"] for d in digits}))}  # a line left empty goes
+    for d in digits:
+        d["line"] = renumber[d["line"]]
+    lines = [" ".join(str(d["digit"]) for d in digits if d["line"] == i) for i in range(len(renumber))]
+    return Segmentation(turn_back(classes, back, shape, BACKGROUND), prepared, digits, lines, scale=sub.scale,
+                        digit_height=sub.digit_height, words_left_out=[box_back(b, back, shape)
+                                                                        for b in sub.words_left_out])
+
+
+__all__ = ["MIN_TILT", "MAX_TILT", "text_tilt", "must_turn", "upright", "turn_back", "box_back", "turned_back"]
