@@ -64,7 +64,8 @@ The image is first resized so its digits are about {TARGET_HEIGHT:.0f} px tall, 
 on: a 12-megapixel phone photo reaches the network as a few hundred pixels and returns in seconds (at most
 1.5 megapixels ever reach it). Specks under {MIN_DIGIT_AREA} pixels at that scale, and blobs the network is less
 than {MIN_DIGIT_CONFIDENCE:.0%} sure of, are ignored, and so is a word beside a number ("Room" in "Room 42") that
-holds a letter two small letters readers are sure of.
+holds a letter two small letters readers are sure of. A photo of a number held at a tilt (a line of three digits or
+more, turned 8-40 degrees) is read turned upright, and its mask turned back onto the photo.
 """
 
 

@@ -7,7 +7,12 @@ import time
 import zlib
 from pathlib import Path
 
+import cv2
 import matplotlib
+import numpy as np
+
+from segapp.classes import BACKGROUND
+from segapp.m2nist import load_mnist
 
 MPL_FONTS = Path(matplotlib.get_data_path()) / "fonts" / "ttf"  # DejaVu and STIX faces: on every machine segapp runs
 
@@ -51,3 +56,32 @@ def wait_for_rows(out: Path, n: int, seconds: float, running) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and running() and summary_rows(out) < n:
         time.sleep(0.01)
+
+
+def mnist_line(digits: tuple[int, ...] = (3, 7, 2, 5, 0)) -> tuple[np.ndarray, np.ndarray, str]:
+    """MNIST test digits (the first of each class in the test file) side by side on one baseline, white on black:
+    (image, class map with the strokes over a quarter of full ink, text)."""
+    images, labels = load_mnist("test")
+    picks = [int(np.nonzero(labels == d)[0][0]) for d in digits]
+    img = np.zeros((48, 16 + 24 * len(picks)), np.uint8)
+    lab = np.full(img.shape, BACKGROUND, np.uint8)
+    for k, i in enumerate(picks):
+        img[10:38, 8 + 24 * k : 36 + 24 * k] = np.maximum(img[10:38, 8 + 24 * k : 36 + 24 * k], images[i])
+        view = lab[10:38, 8 + 24 * k : 36 + 24 * k]
+        view[images[i] > 64] = labels[i]
+    return img, lab, " ".join(str(d) for d in digits)
+
+
+def turned(a: np.ndarray, degrees: float, interp: int = cv2.INTER_LINEAR, fill: int = 0) -> np.ndarray:
+    """``a`` turned ``degrees`` counterclockwise about its centre on a canvas that holds it."""
+    h, w = a.shape
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    c, s = abs(m[0, 0]), abs(m[0, 1])
+    W, H = int(np.ceil(h * s + w * c)) + 10, int(np.ceil(h * c + w * s)) + 10
+    m[:, 2] += (W / 2 - w / 2, H / 2 - h / 2)
+    return cv2.warpAffine(a, m, (W, H), flags=interp, borderValue=fill)
+
+
+def tilted_photo(ink: np.ndarray) -> np.ndarray:
+    """White-on-black ink as a light-grey photo of dark ink (what a phone gives, without its blur and noise)."""
+    return 235 - (ink.astype(np.float32) * 0.8).astype(np.uint8)

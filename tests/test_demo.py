@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from imagefiles import png_claiming
+from imagefiles import mnist_line, png_claiming, tilted_photo, turned
 from PIL import Image
 
 from segapp.classes import BACKGROUND, MAX_PIXELS, PALETTE, hex_colour
@@ -466,6 +466,26 @@ def test_phone_viewport_shows_the_reading_first(browser, server):
                       ".map(r => r.getBoundingClientRect().height)")
     assert rows and max(rows) < 40  # one text line per row
     save_screenshot(browser, "demo-phone.png")
+
+
+@pytest.mark.slow
+def test_browser_reads_a_number_photographed_at_a_tilt(browser, server, model, tmp_path):
+    """A phone held at an angle: the number is read turned upright, and the overlay comes back at the photo's size."""
+    img, _, text = mnist_line()
+    photo = tmp_path / "tilted.png"
+    Image.fromarray(tilted_photo(turned(img, 27))).save(photo)
+    assert analyse(model, photo).seg.text == text
+    browser.call("POST", "/url", {"url": server})
+    browser.wait_for(lambda: browser.js("return !!document.querySelector('#input-image input[type=file]')"), 60,
+                     "the page did not render its upload input")
+    browser.upload("#input-image input[type=file]", photo)
+    browser.wait_for(lambda: browser.js(
+        f"const n = document.querySelector('#reading .number'); return n && n.innerText.trim() == '{text}'"), 60,
+        "the tilted number was not read")
+    width = browser.wait_for(lambda: browser.js("const i = document.querySelector('#overlay img');"
+                                                "return i && i.complete && i.naturalWidth"), 30, "no overlay")
+    assert width == Image.open(photo).width
+    save_screenshot(browser, "demo-tilted.png")
 
 
 def draw(browser, element: str, strokes: list[list[tuple[int, int]]]) -> None:

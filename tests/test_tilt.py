@@ -5,60 +5,42 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from imagefiles import mnist_line, tilted_photo, turned
 
 from segapp.classes import BACKGROUND
 from segapp.inference import InferenceConfig, Segmenter
-from segapp.m2nist import load_mnist
 from segapp.tilt import MIN_TILT, box_back, text_tilt, turn_back, upright
-
-DIGITS = (3, 7, 2, 5, 0)  # MNIST test digits by index, labels below (the first of each class in the test file)
 
 
 @pytest.fixture(scope="module")
-def mnist_line():
+def line():
     """Five MNIST test digits side by side on one baseline, white on black: (image, class map, text)."""
-    images, labels = load_mnist("test")
-    picks = [int(np.nonzero(labels == d)[0][0]) for d in DIGITS]
-    img = np.zeros((48, 16 + 24 * len(picks)), np.uint8)
-    lab = np.full(img.shape, BACKGROUND, np.uint8)
-    for k, i in enumerate(picks):
-        img[10:38, 8 + 24 * k : 36 + 24 * k] = np.maximum(img[10:38, 8 + 24 * k : 36 + 24 * k], images[i])
-        view = lab[10:38, 8 + 24 * k : 36 + 24 * k]
-        view[images[i] > 64] = labels[i]
-    return img, lab, " ".join(str(d) for d in DIGITS)
-
-
-def turned(a: np.ndarray, degrees: float, interp: int = cv2.INTER_LINEAR, fill: int = 0) -> np.ndarray:
-    """``a`` turned ``degrees`` counterclockwise about its centre on a canvas that holds it."""
-    h, w = a.shape
-    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
-    c, s = abs(m[0, 0]), abs(m[0, 1])
-    W, H = int(np.ceil(h * s + w * c)) + 10, int(np.ceil(h * c + w * s)) + 10
-    m[:, 2] += (W / 2 - w / 2, H / 2 - h / 2)
-    return cv2.warpAffine(a, m, (W, H), flags=interp, borderValue=fill)
+    return mnist_line()
 
 
 @pytest.mark.parametrize("degrees", [-30, -15, 12, 25, 35])
-def test_the_angle_of_a_tilted_line_is_found(mnist_line, degrees):
-    img, _, _ = mnist_line
+def test_the_angle_of_a_tilted_line_is_found(line, degrees):
+    img, _, _ = line
     assert text_tilt(turned(img, degrees)) == pytest.approx(degrees, abs=4)
 
 
 @pytest.mark.parametrize("degrees", [0, 5, -6])
-def test_an_upright_or_slightly_tilted_line_is_left_as_it_is(mnist_line, degrees):
-    img, _, _ = mnist_line
+def test_an_upright_or_slightly_tilted_line_is_left_as_it_is(line, degrees):
+    img, _, _ = line
     assert abs(degrees) < MIN_TILT and text_tilt(turned(img, degrees)) == 0.0
 
 
-def test_two_digits_or_scattered_digits_give_no_angle(mnist_line, test_split):
-    img, _, _ = mnist_line
+def test_two_digits_two_rows_or_no_ink_give_no_angle(line, test_split):
+    img, _, _ = line
     assert text_tilt(turned(img[:, : 8 + 24 * 2 + 8], 25)) == 0.0  # two digits: no baseline to measure
-    assert text_tilt(np.zeros((64, 84), np.uint8)) == 0.0  # no ink at all
+    assert text_tilt(np.zeros((64, 84), np.uint8)) == 0.0
+    images = test_split[0]  # two rows of M2NIST canvases: their scattered digits hold no one line
+    assert all(text_tilt(np.vstack([images[2 * k], images[2 * k + 1]])) == 0.0 for k in range(20))
 
 
-def test_upright_and_back_is_the_identity_on_a_mask(mnist_line):
+def test_upright_and_back_is_the_identity_on_a_mask(line):
     """The image turned upright, its strokes found there and turned back, lands on the input's strokes."""
-    img, _, _ = mnist_line
+    img, _, _ = line
     tilted = turned(img, 20)
     straight, inside, back = upright(tilted, 20)
     assert inside.shape == straight.shape and inside.mean() < 1.0  # the canvas's corners come from no pixel
@@ -74,11 +56,11 @@ def test_upright_and_back_is_the_identity_on_a_mask(mnist_line):
 
 
 @pytest.mark.parametrize("degrees", [-28, 24])
-def test_a_tilted_number_is_read_and_its_mask_aligns_with_the_input(mnist_line, degrees):
+def test_a_tilted_number_is_read_and_its_mask_aligns_with_the_input(line, degrees):
     """Read as a user's photo at a tilt would be (dark ink on paper); the shipped weights."""
-    img, lab, text = mnist_line
+    img, lab, text = line
     ink, truth = turned(img, degrees), turned(lab, degrees, cv2.INTER_NEAREST, BACKGROUND)
-    photo = 235 - (ink.astype(np.float32) * 0.8).astype(np.uint8)
+    photo = tilted_photo(ink)
     seg = Segmenter()(photo)
     assert seg.text == text and seg.classes.shape == photo.shape
     strokes = truth != BACKGROUND
