@@ -44,7 +44,7 @@ from .reread import READER_WEIGHT, reread
 from .ruled import erase_rules, inked, off_the_page_lines, on_the_lines, ruled_lines
 from .runtime import amp_enabled, pick_device
 from .scale import TARGET_HEIGHT, NetInput, to_net_scale
-from .tilt import must_turn, text_tilt, turned_back, upright
+from .tilt import detail, must_turn, text_tilt, turned_back, upright
 from .words import context_letters, drop_words
 
 
@@ -272,7 +272,7 @@ class Segmenter:
         turned upright, in a pass of its own, and its mask and boxes are turned back to the input's pixels; the
         reading keeps the upright pass's lines and order."""
         p = n.prepared
-        turned, inside, back = upright(p.raw, n.tilt)
+        turned, inside, back = upright(p.raw, n.tilt, detail(n.scale))
         sub = self.with_options(deskew=False).segment([Prepared(turned).with_polarity(n.inverted)])[0]
         seg = turned_back(sub, p, inside, back)
         # cut again to the ink at the input's own pixels: the turns resample the image and its mask once each

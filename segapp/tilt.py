@@ -30,6 +30,7 @@ SURE_PARTS = 4  # ink parts from which a tilt found is no chance (an M2NIST canv
 PART_SHARE = 0.5  # a part counts when it is at least this share of the median part's height (no specks, no dots)
 ONE_LINE = 1.5  # digit heights: the band across the line at the angle found ...
 IN_LINE = 0.9  # ... that must hold this share of the ink (one line of digits; its tallest digits reach out of it)
+DETAIL = 4.0  # an upright canvas keeps digits this many times the net's size (80 px), however large the photo
 MEASURED_INK = 64  # a quarter of full intensity: the ink measured (as segapp.ink_parts measures the digit height)
 
 
@@ -93,16 +94,28 @@ def _turn(degrees: float, h: int, w: int) -> tuple[np.ndarray, tuple[int, int]]:
     return m, (W, H)
 
 
-def upright(raw: np.ndarray, tilt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def upright(raw: np.ndarray, tilt: float, shrink: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(H, W) uint8 image whose text is turned ``tilt`` degrees -> (the image turned upright on a canvas that holds
     all of it, its border continued from the image's edge so no frame of new ink appears; a bool map of the
     canvas's pixels that come from the image, where a digit must stand (the continued border streaks); the 2x3
-    matrix from the upright canvas back to the input's pixels)."""
+    matrix from the upright canvas back to the input's pixels). ``shrink`` < 1: the canvas is that much smaller
+    than the image (a phone photo's digits, hundreds of px tall, need not be turned at full size)."""
+    H, W = raw.shape
+    if shrink < 1.0:
+        raw = cv2.resize(raw, (max(1, round(W * shrink)), max(1, round(H * shrink))), interpolation=cv2.INTER_AREA)
     h, w = raw.shape
     m, size = _turn(-tilt, h, w)
     turned = cv2.warpAffine(raw, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     inside = cv2.warpAffine(np.ones((h, w), np.uint8), m, size, flags=cv2.INTER_NEAREST, borderValue=0)
-    return turned, inside.astype(bool), cv2.invertAffineTransform(m)
+    back = cv2.invertAffineTransform(m) * np.array([[W / w], [H / h]])  # to the reduced copy, then to the input
+    return turned, inside.astype(bool), back
+
+
+def detail(scale: float) -> float:
+    """How much smaller than the input its upright canvas may be (:func:`upright`'s ``shrink``), for an input read at
+    ``scale`` net px per input px: the canvas keeps the digits :data:`DETAIL` times the net's size (its mask is cut
+    to the ink at the input's own pixels afterwards)."""
+    return min(1.0, DETAIL * scale)
 
 
 def turn_back(classes: np.ndarray, back: np.ndarray, shape: tuple[int, int], fill: int) -> np.ndarray:
@@ -140,9 +153,12 @@ def turned_back(sub: Segmentation, prepared: Prepared, inside: np.ndarray, back:
     for d in digits:
         d["line"] = renumber[d["line"]]
     lines = [" ".join(str(d["digit"]) for d in digits if d["line"] == i) for i in range(len(renumber))]
-    return Segmentation(turn_back(classes, back, shape, BACKGROUND), prepared, digits, lines, scale=sub.scale,
-                        digit_height=sub.digit_height, words_left_out=[box_back(b, back, shape)
-                                                                        for b in sub.words_left_out])
+    shrink = 1.0 / float(np.hypot(back[0, 0], back[1, 0]))  # canvas px per input px
+    return Segmentation(turn_back(classes, back, shape, BACKGROUND), prepared, digits, lines,
+                        scale=sub.scale * shrink,
+                        digit_height=None if sub.digit_height is None else sub.digit_height / shrink,
+                        words_left_out=[box_back(b, back, shape) for b in sub.words_left_out])
 
 
-__all__ = ["MIN_TILT", "MAX_TILT", "text_tilt", "must_turn", "upright", "turn_back", "box_back", "turned_back"]
+__all__ = ["MIN_TILT", "MAX_TILT", "text_tilt", "must_turn", "upright", "detail", "turn_back", "box_back",
+           "turned_back"]
