@@ -55,6 +55,18 @@ def test_upright_and_back_is_the_identity_on_a_mask(line):
     assert box[0] <= tx.min() + 1 and box[1] <= ty.min() + 1 and box[2] >= tx.max() and box[3] >= ty.max()
 
 
+def test_a_reduced_upright_copy_turns_back_onto_the_full_size_strokes(line):
+    """A phone photo's upright copy is made smaller (``shrink``); its mask still lands on the input's own pixels."""
+    img, _, _ = line
+    big = cv2.resize(turned(img, -22), None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+    straight, inside, back = upright(big, -22, shrink=1 / 3)
+    assert straight.shape[0] < big.shape[0] and inside.shape == straight.shape
+    mask = np.where(straight > 127, 1, BACKGROUND).astype(np.uint8)
+    again = turn_back(mask, back, big.shape, BACKGROUND)
+    strokes = big > 127
+    assert (again[strokes] == 1).mean() > 0.85 and (again[big < 20] == 1).mean() < 0.02
+
+
 @pytest.mark.parametrize("degrees", [-28, 24])
 def test_a_tilted_number_is_read_and_its_mask_aligns_with_the_input(line, degrees):
     """Read as a user's photo at a tilt would be (dark ink on paper); the shipped weights."""
