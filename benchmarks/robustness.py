@@ -25,7 +25,7 @@ half with ``--fonts``); ``grid``: numbers of both kinds photographed on squared 
 numbers, and a rule that dropped unsure readings lost lone small digits unseen); blank
 paper and blank frames with lines, smudges and noise (must read nothing); ``words``, ``words_natural``: a number among
 words, hand-spaced or at a handwriting font's own spacing; ``words_only``: those lines without their number (must
-read nothing). Seeds 100 (development) and 200 (held
+read nothing); ``tilted``: a number photographed at a tilt of 10-35 degrees. Seeds 100 (development) and 200 (held
 out: never looked at while tuning) give disjoint image sets.
 """
 

@@ -14,7 +14,8 @@ it came from, trained on photographed and resampled MNIST training digits whose 
 reaches :data:`segapp.ink.JUDGED_INK` (a little under the truth's quarter: the estimate is a mean), in photos and
 scans on paper whose digits follow the ``spread`` rule (under 18 px, or resampled) and are at most
 :data:`segapp.ink.JUDGED_HEIGHT` px tall; beside an unsure digit it only takes the thresholds' ink away (grain it lit
-grew into a "6" on a blank frame, session 42). No judge is shipped (sessions 40-42: docs/robustness.md).
+grew into a "6" on a blank frame, session 42). Shipped as ``weights/ink`` since session 43 (docs/robustness.md,
+sessions 40-43).
 """
 
 from __future__ import annotations

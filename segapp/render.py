@@ -22,7 +22,9 @@ from .classes import (
     NUM_DIGITS,
 )
 from .images import Prepared
-from .split import PIECE, join_beside, join_stacked, split_beside, split_stacked  # PIECE: short digits stack on none
+
+# PIECE: short digits stack on none; ROW_SHARE: boxes sharing that share of the shorter one's rows sit in one band
+from .split import PIECE, ROW_SHARE, join_beside, join_stacked, split_beside, split_stacked
 
 # Inside one connected blob of digit pixels, a second class counts as its own digit only when it
 # covers at least this share of the blob's main class (touching digits); smaller minorities are
@@ -38,7 +40,6 @@ SAME_COLUMNS = 0.4  # of a blob's height: two digits read this close in one blob
 UNSURE_CONFIDENCE = 0.45
 UNSURE_AREA = 40  # pixels at the net's scale (a 20 px digit's stroke covers 60-150)
 UNSURE_HEIGHT = (0.7, 1.4)  # its height over the sure neighbour's
-ROW_SHARE = 0.5  # of the shorter box's rows: two boxes sharing this many sit side by side in one band (see share_rows)
 
 
 @dataclass

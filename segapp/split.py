@@ -15,6 +15,7 @@ import numpy as np
 
 # of the median digit height: shorter digits are pieces (a split stroke) and stand for no row
 PIECE = 0.6
+ROW_SHARE = 0.5  # of the shorter box's rows: two boxes sharing this many sit side by side in one band
 # Close rows: a digit that reaches from the middle of a digit in one row to the middle of a digit wholly below it
 # (and is this many times their height) is two digits of one class touching one above the other (a 4 above a 4).
 STACKED = 1.5
@@ -209,10 +210,10 @@ def _stacked_pair(found: list[dict]) -> tuple[int, int] | None:
 
 
 def _in_rows(box: np.ndarray, y0: float, y1: float) -> np.ndarray:
-    """(n,) bool: which of the boxes (n, 4) share half the rows of the shorter with rows ``y0``..``y1``: the same
-    line (as :func:`segapp.render.share_rows`)."""
+    """(n,) bool: which of the boxes (n, 4) share :data:`ROW_SHARE` of the rows of the shorter with rows
+    ``y0``..``y1``: the same line (as :func:`segapp.render.share_rows`)."""
     h = box[:, 3] - box[:, 1]
-    return np.minimum(box[:, 3], y1) - np.maximum(box[:, 1], y0) >= 0.5 * np.minimum(h, y1 - y0)
+    return np.minimum(box[:, 3], y1) - np.maximum(box[:, 1], y0) >= ROW_SHARE * np.minimum(h, y1 - y0)
 
 
 def _join(g: dict, f: dict, digit: int, ys: np.ndarray, xs: np.ndarray, conf: np.ndarray) -> dict:

@@ -44,12 +44,7 @@ def text_tilt(image: np.ndarray) -> float:
     most concentrated (fewest, fullest rows: the sum of squared counts, in bins a sixth of a digit tall) is the
     text's, where it is at least :data:`MIN_TILT`, short of the search's edge, and :data:`SHARPER` times as
     concentrated as upright."""
-    binary = (image >= MEASURED_INK).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-    if n - 1 < MIN_PARTS:
-        return 0.0
-    heights = stats[1:, cv2.CC_STAT_HEIGHT]
-    parts = np.nonzero(heights >= PART_SHARE * np.median(heights))[0] + 1
+    labels, stats, parts = _digit_parts(image)
     if len(parts) < MIN_PARTS:
         return 0.0
     ys, xs = np.nonzero(np.isin(labels, parts))
@@ -78,9 +73,17 @@ def must_turn(image: np.ndarray) -> bool:
     """Whether a tilted line (:func:`text_tilt` found its angle) holds :data:`SURE_PARTS` digits or more: a line
     that long is no canvas's few digits lining up by chance, and its upright reading is taken as it is (a shorter
     one is read both ways, the surer reading kept)."""
-    n, _, stats, _ = cv2.connectedComponentsWithStats((image >= MEASURED_INK).astype(np.uint8), connectivity=8)
+    return len(_digit_parts(image)[2]) >= SURE_PARTS
+
+
+def _digit_parts(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ink's connected parts (labels, stats) and the labels of those a digit's size: at least
+    :data:`PART_SHARE` of the median part's height (no specks, no i's dots)."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats((image >= MEASURED_INK).astype(np.uint8), connectivity=8)
     heights = stats[1:, cv2.CC_STAT_HEIGHT]
-    return n > 1 and int((heights >= PART_SHARE * np.median(heights)).sum()) >= SURE_PARTS
+    if len(heights) == 0:
+        return labels, stats, np.zeros(0, np.int64)
+    return labels, stats, np.nonzero(heights >= PART_SHARE * np.median(heights))[0] + 1
 
 
 def _turn(degrees: float, h: int, w: int) -> tuple[np.ndarray, tuple[int, int]]:

@@ -7,7 +7,6 @@ import time
 import zlib
 from pathlib import Path
 
-import cv2
 import matplotlib
 import numpy as np
 
@@ -70,16 +69,6 @@ def mnist_line(digits: tuple[int, ...] = (3, 7, 2, 5, 0)) -> tuple[np.ndarray, n
         view = lab[10:38, 8 + 24 * k : 36 + 24 * k]
         view[images[i] > 64] = labels[i]
     return img, lab, " ".join(str(d) for d in digits)
-
-
-def turned(a: np.ndarray, degrees: float, interp: int = cv2.INTER_LINEAR, fill: int = 0) -> np.ndarray:
-    """``a`` turned ``degrees`` counterclockwise about its centre on a canvas that holds it."""
-    h, w = a.shape
-    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
-    c, s = abs(m[0, 0]), abs(m[0, 1])
-    W, H = int(np.ceil(h * s + w * c)) + 10, int(np.ceil(h * c + w * s)) + 10
-    m[:, 2] += (W / 2 - w / 2, H / 2 - h / 2)
-    return cv2.warpAffine(a, m, (W, H), flags=interp, borderValue=fill)
 
 
 def tilted_photo(ink: np.ndarray) -> np.ndarray:

@@ -5,11 +5,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from imagefiles import mnist_line, tilted_photo, turned
+from imagefiles import mnist_line, tilted_photo
 
+from benchmarks.robustness import tilted as tilted_pair
 from segapp.classes import BACKGROUND
 from segapp.inference import InferenceConfig, Segmenter
 from segapp.tilt import MIN_TILT, box_back, text_tilt, turn_back, upright
+
+
+def turned(a: np.ndarray, degrees: float) -> np.ndarray:
+    """White-on-black ink turned ``degrees`` counterclockwise as the benchmark's ``tilted`` category turns it."""
+    return tilted_pair(a, np.full(a.shape, BACKGROUND, np.uint8), degrees)[0]
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +77,7 @@ def test_a_reduced_upright_copy_turns_back_onto_the_full_size_strokes(line):
 def test_a_tilted_number_is_read_and_its_mask_aligns_with_the_input(line, degrees):
     """Read as a user's photo at a tilt would be (dark ink on paper); the shipped weights."""
     img, lab, text = line
-    ink, truth = turned(img, degrees), turned(lab, degrees, cv2.INTER_NEAREST, BACKGROUND)
+    ink, truth = tilted_pair(img, lab, degrees)
     photo = tilted_photo(ink)
     seg = Segmenter()(photo)
     assert seg.text == text and seg.classes.shape == photo.shape
