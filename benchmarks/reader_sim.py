@@ -38,6 +38,8 @@ from pathlib import Path
 import numpy as np
 
 import segapp.inference as inference
+import segapp.readout as readout
+import segapp.words as words
 from segapp.classes import NUM_DIGITS
 from segapp.context import WINDOW, letter_probability, load_context
 from segapp.reader import load_letters, load_reader, read_crops
@@ -75,9 +77,9 @@ def _ink(digits: list[dict], classes) -> list[dict]:
 
 def collect(weights: str, categories: list[str], seed: int, fonts: str, n: int) -> dict:
     """Every digit the net finds in ``n`` images per category -> arrays for :func:`score` (see the module doc)."""
-    real = inference.reread, inference.drop_words, inference.context_letters
-    inference.reread = _record  # the segmenter calls it for every image: record instead of reading again
-    inference.drop_words, inference.context_letters = _ink, _windows
+    real = readout.reread, words.drop_words, words.context_letters
+    readout.reread = _record  # the postprocess calls it for every image: record instead of reading again
+    words.drop_words, words.context_letters = _ink, _windows
     try:
         seg = inference.Segmenter(weights)
         if seg.reader is None:  # the weights have no reader: reread would not be called, so give it a stand-in
@@ -103,7 +105,7 @@ def collect(weights: str, categories: list[str], seed: int, fonts: str, n: int) 
                                "bbox": d["bbox"], "truth": truth, **({"ink": d["_ink"]} if "_ink" in d else {})})
                 recs.append({"cat": cat, "k": k, "text": text, "digits": ds})
     finally:
-        inference.reread, inference.drop_words, inference.context_letters = real
+        readout.reread, words.drop_words, words.context_letters = real
     empty = np.zeros((0, 28, 28), np.float16)
     return {"crops": np.stack(crops).astype(np.float16) if crops else empty,
             "pn": np.stack(pns).astype(np.float32) if pns else np.zeros((0, 10), np.float32),

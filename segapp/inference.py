@@ -8,10 +8,10 @@ preprocess -> net -> postprocess, Ultralytics-predictor style:
    3-digit number thus becomes a few hundred pixels: its cost follows the digits, not the megapixels.
 2. **net** (:meth:`Segmenter.logits`): same-sized inputs in batches; large ones in tiles with a
    margin of the receptive field's radius, so memory is bounded and the result equals one pass.
-3. **postprocess** (:meth:`Segmenter.postprocess`): digits are read at the net's scale (where
-   their size is known), boxes mapped back to input pixels; the class map comes back at the
-   input's exact H x W by bilinear upsampling of the logits, then argmax (clean boundaries), only
-   around the digits (the rest is background), in strips of bounded memory; finally the masks are
+3. **postprocess** (:meth:`Segmenter.postprocess` = :func:`segapp.readout.read_out`): digits are read at
+   the net's scale (where their size is known), boxes mapped back to input pixels; the class map comes
+   back at the input's exact H x W by bilinear upsampling of the logits, then argmax (clean boundaries),
+   only around the digits (the rest is background), in strips of bounded memory; finally the masks are
    made to follow the ink at full resolution (:func:`ink_refine`).
 
 The network itself stays decoder-free and never downsamples: all resizing is around it.
@@ -19,7 +19,6 @@ The network itself stays decoder-free and never downsamples: all resizing is aro
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -28,24 +27,24 @@ import cv2
 import numpy as np
 import torch
 
-from .alternatives import alternatives, runner_up
+from .alternatives import runner_up
 from .backends import BACKENDS, make_engine
-from .classes import BACKGROUND, MIN_DIGIT_AREA
+from .classes import BACKGROUND
 from .context import CONTEXT_DIR, load_context
 from .engines import CropRunner
 from .images import Prepared, prepare
 from .ink import ink_refine, on_paper
 from .ink_judge import INK_DIR, clean_ink, load_ink_judge
 from .model import DEFAULT_WEIGHTS, load_pretrained
-from .postprocess import certainty, class_maps, settle, stands_out, upsample_classes, vote_blobs
+from .postprocess import certainty, class_maps, vote_blobs
 from .reader import LETTERS_DIR, READER_DIR, load_letters, load_reader
-from .render import Segmentation, read_digits
-from .reread import READER_WEIGHT, reread
-from .ruled import erase_rules, inked, off_the_page_lines, on_the_lines, ruled_lines
+from .readout import read_out
+from .render import Segmentation
+from .reread import READER_WEIGHT
+from .ruled import erase_rules, off_the_page_lines
 from .runtime import amp_enabled, pick_device
 from .scale import TARGET_HEIGHT, NetInput, to_net_scale
 from .tilt import detail, must_turn, text_tilt, turned_back, upright
-from .words import context_letters, drop_words
 
 
 @dataclass(frozen=True)
@@ -172,66 +171,14 @@ class Segmenter:
         return self.engine(x)
 
     # -- postprocess -----------------------------------------------------------------------------
-    def postprocess(self, n: NetInput, logits: torch.Tensor, small: np.ndarray | None = None,
+    def postprocess(self, n: NetInput, logits: torch.Tensor | None, small: np.ndarray | None = None,
                     conf: np.ndarray | None = None, runner: tuple[np.ndarray, np.ndarray] | None = None
                     ) -> Segmentation:
-        """(C, h, w) logits -> class map at the input's size, digits read in lines, in input pixels.
-
-        ``small`` / ``conf`` / ``runner``: the net-scale class map, its softmax confidence and the runner-up
-        classes when already computed for the whole batch (see :meth:`net`); taken from ``logits`` otherwise.
-        """
-        if small is None or conf is None:
-            small, conf = class_maps(logits[None])
-            small, conf = vote_blobs(logits, small[0]), conf[0]
-        runner = runner_up(logits, small) if runner is None else runner
-        left_out: list[list[int]] = []  # net-scale boxes of the glyphs of words left out (segapp.words)
-        # a faint rule is no 1: followed where it ran before it was erased from the net's input (development grid
-        # pages, seeds 100-101 and 77-78: 3 numbers of 400 lost an extra 1, none changed otherwise)
-        faint = n.image if n.unerased is None else n.unerased
-        digits = [d for d in read_digits(small, conf) if inked(d, small, faint)]
-        lines = ruled_lines(n.image)
-        ruled = bool(lines.any())
-        if ruled:  # a ruled line, a margin or a table's border is no digit, nor is where two of them cross
-            digits = [d for d in digits if not on_the_lines(d, small, lines)]
-        alternatives(digits, small, runner)  # each digit's likeliest other reading, while boxes are at net scale
-        if (self.reader is not None or self.letters is not None) and digits:
-            reread(digits, small, n.image, runner, self.reader, self.cfg.reader_weight, self.letters)
-            if self.cfg.drop_words:
-                if self.context is not None:
-                    context_letters(digits, small, n.image, self.context)
-                kept = {id(d) for d in drop_words(digits, small)}  # (gaps on the glyphs' ink, along the lean)
-                left_out = [d["bbox"] for d in digits if id(d) not in kept]
-                digits = [d for d in digits if id(d) in kept]
-        for d in digits:
-            d.pop("_not_digit", None)  # (kept where words are not dropped)
-            d.pop("_split", None)  # read again or not, a split part is a digit like any other from here
-        H, W = n.prepared.raw.shape
-        full = small.copy() if small.shape == (H, W) else upsample_classes(logits, small, H, W)
-        ink_refine(full, n.prepared, n.scale, n.digit_height, min((d["confidence"] for d in digits), default=0.0),
-                   self.clean_ink)
-        if ruled:  # the line's stretches outside the digits it crosses leave the mask
-            keep = np.zeros(small.shape, bool)
-            for d in digits:
-                x0, y0, x1, y1 = d["bbox"]
-                keep[y0:y1, x0:x1] = True
-            off = (lines & ~keep).view(np.uint8)
-            off = off if off.shape == (H, W) else cv2.resize(off, (W, H), interpolation=cv2.INTER_NEAREST)
-            full[off.view(bool)] = BACKGROUND
-        sy, sx = small.shape[0] / H, small.shape[1] / W
-        to_input = lambda b: [int(b[0] / sx), int(b[1] / sy), min(W, math.ceil(b[2] / sx)),  # noqa: E731
-                              min(H, math.ceil(b[3] / sy))]
-        for d in digits:  # boxes to input pixels
-            d["bbox"] = x0, y0, x1, y1 = to_input(d["bbox"])
-            if "_was" in d:  # read anew (reread): its pixels take the new class
-                box = full[y0:y1, x0:x1]
-                box[box == d.pop("_was")] = d["digit"]
-            if "_joined" in d:  # pieces of one digit the net coloured otherwise (a 4's stem as a 1) take its class
-                box = full[y0:y1, x0:x1]
-                box[np.isin(box, d.pop("_joined"))] = d["digit"]
-        digits = [d for d in digits if stands_out(full, d, n.prepared.raw, n.prepared.inverted)]
-        digits = settle(full, digits, MIN_DIGIT_AREA / (sx * sy))
-        return Segmentation.from_digits(full, n.prepared, digits, scale=n.scale, digit_height=n.digit_height,
-                                        words_left_out=[to_input(b) for b in left_out])
+        """(C, h, w) logits -> class map at the input's size, digits read in lines, in input pixels
+        (:func:`segapp.readout.read_out` with this segmenter's readers and options)."""
+        return read_out(n, logits, small, conf, runner, reader=self.reader, letters=self.letters,
+                        context=self.context, clean_ink=self.clean_ink, reader_weight=self.cfg.reader_weight,
+                        drop_words=self.cfg.drop_words)
 
     def net(self, inputs: list[NetInput]) -> list[tuple[torch.Tensor, np.ndarray, np.ndarray, tuple]]:
         """The net on preprocessed inputs of one size: per input, its (C, h, w) logits, (h, w) uint8 class map,

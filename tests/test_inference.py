@@ -653,10 +653,10 @@ def test_a_blank_ruled_pages_margin_is_read_as_nothing(segmenter):
 @pytest.mark.parametrize("reader", [True, False])
 def test_the_split_mark_stays_inside_the_reading(monkeypatch, reader):
     """``_split`` tells the reread step to read a part again; with or without a reader, no reading carries it out."""
-    import segapp.inference as inference
+    import segapp.readout as readout
 
-    real = inference.read_digits
-    monkeypatch.setattr(inference, "read_digits", lambda *a, **k: [{**d, "_split": True} for d in real(*a, **k)])
+    real = readout.read_digits
+    monkeypatch.setattr(readout, "read_digits", lambda *a, **k: [{**d, "_split": True} for d in real(*a, **k)])
     canvas = np.zeros((64, 84), np.uint8)
     canvas[20:44, 38:42] = 255  # a plain 1
     s = Segmenter(None, InferenceConfig(backend="torch", reader=reader))(canvas)
