@@ -25,7 +25,8 @@ half with ``--fonts``); ``grid``: numbers of both kinds photographed on squared 
 numbers, and a rule that dropped unsure readings lost lone small digits unseen); blank
 paper and blank frames with lines, smudges and noise (must read nothing); ``words``, ``words_natural``: a number among
 words, hand-spaced or at a handwriting font's own spacing; ``words_only``: those lines without their number (must
-read nothing); ``tilted``: a number photographed at a tilt of 10-35 degrees. Seeds 100 (development) and 200 (held
+read nothing); ``tilted``: a number photographed at a tilt of 10-35 degrees; ``signs``: a number written with
+signs among its digits (a date, a phone number, a price: the signs are no digits). Seeds 100 (development) and 200 (held
 out: never looked at while tuning) give disjoint image sets.
 """
 
@@ -271,6 +272,16 @@ def build(cat: str, n: int, rng: np.random.Generator, fonts: str = "dev") -> lis
                 items.append((png(both), "png", lab, text))
             else:
                 items.append((jpeg(photograph(both, rng), int(rng.integers(60, 95))), "jpg", lab, text))
+    elif cat == "signs":  # a number written with signs among its digits (a date, a phone number, a price), set by
+        for k in range(n):  # other writers' fonts at 20-48 px, half white on black, half photographed
+            height = float(np.exp(rng.uniform(np.log(20), np.log(48))))
+            ink, lab, signs, text = wordlines.signs_line(rng, height, fonts)
+            lab = void_edges(ink, lab)
+            both = np.maximum(ink, signs)
+            if k % 2 == 0:
+                items.append((png(both), "png", lab, text))
+            else:
+                items.append((jpeg(photograph(both, rng), int(rng.integers(60, 95))), "jpg", lab, text))
     elif cat == "words_only":  # the same lines of words with their number left out: nothing to read (half each
         for k in range(n):  # maker; half white on black, half photographed)
             height = float(np.exp(rng.uniform(np.log(20), np.log(48))))
@@ -367,7 +378,7 @@ def time_big_photo(seed: int, weights: str | None) -> dict:
 CATEGORIES = ("m2nist", "up2x", "up4x", "down0.7x", "thick", "photo1x", "photo3x", "paper", "two_rows", "rows_close",
               "touching", "printed", "script", "script_photo", "hand", "hand_paper", "hand_big", "hand_photo", "blank",
               "blank_noise", "paper_strict", "hand_small", "real", "real_paper", "grid", "single",
-              "words", "words_natural", "words_only", "tilted")
+              "words", "words_natural", "words_only", "tilted", "signs")
 
 
 def digit_calibration(seg, lab: np.ndarray) -> list[tuple[float, bool]]:

@@ -1,4 +1,4 @@
-"""Numbers among words, for the robustness benchmark's ``words`` and ``words_natural`` sets.
+"""Numbers among words or signs, for the robustness benchmark's ``words``, ``words_natural`` and ``signs`` sets.
 
 ``words`` (session 34) places each glyph of a line apart, a gap of 0.05-0.35 of a digit's height between glyphs and a
 space of half a digit's height more between words: a word and its number stand well apart. Lines set by a font
@@ -6,7 +6,8 @@ itself (``words_natural``, session 36) are harder: the font's own spacing puts a
 height from its number (most fonts a third to a half: typed text, and a hand that writes evenly), its letters
 close, and some units written tight against the number ("12kg"), as people write them. Both use the handwriting
 fonts of :mod:`benchmarks.handwriting` (``dev``, ``held`` or ``fresh``); the words' strokes are background in the
-truth.
+truth. ``signs`` (session 44) sets numbers written with signs among their digits the same way: dates, times, phone
+numbers, prices ("12/05/2026", "(555) 123-4567", "$25.50"), the signs background.
 """
 
 from __future__ import annotations
@@ -82,8 +83,35 @@ def words_natural(rng: np.random.Generator, height: float,
     little: (the digits' ink, their label map, the words' ink, the digits' text), white on black, as
     :func:`words_number` gives."""
     font_path, before, digits, unit = _words(rng, which)
-    path = str(font_path)
     line = before + digits + (unit if not unit or rng.random() < TIGHT else " " + unit)
+    return (*set_line(rng, str(font_path), line, height), " ".join(digits))
+
+
+# how people write numbers with signs among their digits: a date, a time, a phone number, a price, a share, a
+# fraction, a reference; "d" is a digit drawn at random
+SIGNED = ("dd/dd/dddd", "d/dd/dd", "dd.dd.dddd", "dd:dd", "(ddd) ddd-dddd", "ddd-dddd", "$dd.dd", "dd,dd", "dd%",
+          "+dd", "-d", "d/d", "#ddd", "dd-dd", "d.ddd", "(dd)")
+
+
+def signs_line(rng: np.random.Generator, height: float,
+               which: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """A number written with signs among its digits (:data:`SIGNED`: "12/05/2026", "(555) 123-4567", "$25.50"), set
+    by one handwriting font of ``which`` at its own spacing as :func:`words_natural` sets a line: (the digits' ink,
+    their label map, the signs' ink, the digits' text). The signs are background: a slash or a bracket read as a 1
+    is a misread, as a letter is."""
+    paths = fonts(which)
+    font = paths[int(rng.integers(0, len(paths)))]
+    pattern = SIGNED[int(rng.integers(0, len(SIGNED)))]
+    line = "".join(str(int(rng.integers(0, 10))) if c == "d" else c for c in pattern)
+    return (*set_line(rng, str(font), line, height), " ".join(c for c in line if c.isdigit()))
+
+
+def set_line(rng: np.random.Generator, path: str, line: str,
+             height: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``line`` set by the font at ``path`` at its own spacing and kerning, its digits ``height`` px tall, a third of
+    lines in bold, the whole slanted and turned a little: (the digits' ink, their label map, the other glyphs' ink),
+    white on black, cut to the ink with half a digit's margin. Each digit is labelled where its ink is the
+    strongest; another glyph's stroke over a digit's is that glyph's."""
     probe = ImageFont.truetype(path, 100)
     box = probe.getbbox("0123456789", anchor="ls")
     font = ImageFont.truetype(path, max(8, round(100 * height / (box[3] - box[1]))))
@@ -118,6 +146,4 @@ def words_natural(rng: np.random.Generator, height: float,
     y0, y1 = max(ys.min() - pad // 2, 0), min(ys.max() + pad // 2 + 1, H)
     x0, x1 = max(xs.min() - pad // 2, 0), min(xs.max() + pad // 2 + 1, W)
     cut = (slice(y0, y1), slice(x0, x1))
-    return (np.clip(ink[cut], 0, 255).astype(np.uint8), lab[cut], np.clip(wrd[cut], 0, 255).astype(np.uint8),
-            " ".join(digits))
-
+    return np.clip(ink[cut], 0, 255).astype(np.uint8), lab[cut], np.clip(wrd[cut], 0, 255).astype(np.uint8)

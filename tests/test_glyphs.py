@@ -84,8 +84,8 @@ def test_letters_put_ink_where_the_labels_say_background(digits, share):
     assert (unlabelled > 100) == (share > 0)
 
 
-@pytest.mark.parametrize("category", ["words", "words_natural"])
-def test_the_words_sets_label_digits_only_and_leave_the_words_background(category):
+@pytest.mark.parametrize("category", ["words", "words_natural", "signs"])
+def test_the_words_and_signs_sets_label_digits_only_and_leave_the_rest_background(category):
     import io
 
     from PIL import Image
