@@ -49,6 +49,7 @@ from segapp.export import on_paper
 from segapp.inference import InferenceConfig, Segmenter
 from segapp.m2nist import digit_pool, place, slot_draws
 from segapp.metrics import BoundaryScore, ConfusionMatrix, review
+from segapp.tilt import turning
 
 EDGE = handwriting.EDGE  # clean ink below a quarter of 255 is void where digits were resampled
 MIN_VISIBLE = 20  # px: a placed digit with fewer visible pixels (hidden under another) is not in the true text
@@ -65,11 +66,7 @@ def resample(img: np.ndarray, mask: np.ndarray, f: float) -> tuple[np.ndarray, n
 
 def tilted(ink: np.ndarray, lab: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
     """White-on-black ink and its class map turned ``degrees`` counterclockwise on a canvas that holds them."""
-    h, w = ink.shape
-    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
-    c, s = abs(m[0, 0]), abs(m[0, 1])
-    size = int(np.ceil(h * s + w * c)) + 8, int(np.ceil(h * c + w * s)) + 8
-    m[:, 2] += (size[0] / 2 - w / 2, size[1] / 2 - h / 2)
+    m, size = turning(degrees, *ink.shape, margin=8)  # the product's own turn (segapp.tilt), 4 px of black around
     return (cv2.warpAffine(ink, m, size, flags=cv2.INTER_LINEAR, borderValue=0),
             cv2.warpAffine(lab, m, size, flags=cv2.INTER_NEAREST, borderValue=BACKGROUND))
 

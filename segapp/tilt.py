@@ -86,12 +86,12 @@ def _digit_parts(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return labels, stats, np.nonzero(heights >= PART_SHARE * np.median(heights))[0] + 1
 
 
-def _turn(degrees: float, h: int, w: int) -> tuple[np.ndarray, tuple[int, int]]:
+def turning(degrees: float, h: int, w: int, margin: int = 0) -> tuple[np.ndarray, tuple[int, int]]:
     """The 2x3 affine matrix turning an (h, w) image by ``degrees`` counterclockwise about its centre into a canvas
-    that holds all of it, and that canvas's (width, height)."""
+    that holds all of it (with ``margin`` px more across and down), and that canvas's (width, height)."""
     m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
     c, s = abs(m[0, 0]), abs(m[0, 1])
-    W, H = int(np.ceil(h * s + w * c)), int(np.ceil(h * c + w * s))
+    W, H = int(np.ceil(h * s + w * c)) + margin, int(np.ceil(h * c + w * s)) + margin
     m[0, 2] += W / 2 - w / 2
     m[1, 2] += H / 2 - h / 2
     return m, (W, H)
@@ -107,7 +107,7 @@ def upright(raw: np.ndarray, tilt: float, shrink: float = 1.0) -> tuple[np.ndarr
     if shrink < 1.0:
         raw = cv2.resize(raw, (max(1, round(W * shrink)), max(1, round(H * shrink))), interpolation=cv2.INTER_AREA)
     h, w = raw.shape
-    m, size = _turn(-tilt, h, w)
+    m, size = turning(-tilt, h, w)
     turned = cv2.warpAffine(raw, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     inside = cv2.warpAffine(np.ones((h, w), np.uint8), m, size, flags=cv2.INTER_NEAREST, borderValue=0)
     back = cv2.invertAffineTransform(m) * np.array([[W / w], [H / h]])  # to the reduced copy, then to the input
@@ -163,5 +163,5 @@ def turned_back(sub: Segmentation, prepared: Prepared, inside: np.ndarray, back:
                         words_left_out=[box_back(b, back, shape) for b in sub.words_left_out])
 
 
-__all__ = ["MIN_TILT", "MAX_TILT", "text_tilt", "must_turn", "upright", "detail", "turn_back", "box_back",
+__all__ = ["MIN_TILT", "MAX_TILT", "text_tilt", "must_turn", "turning", "upright", "detail", "turn_back", "box_back",
            "turned_back"]
