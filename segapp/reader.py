@@ -13,6 +13,7 @@ The reader never finds digits nor shapes masks: the net does both. It runs on ea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +29,8 @@ READER_DIR = "reader"  # the reader's folder inside a weights folder (weights/re
 LETTERS_DIR = "letters"  # a reader trained with letters, for its NOT_DIGIT class alone (segapp.words)
 MNIST_CANVAS, MNIST_BOX = 28, 20  # MNIST's layout: a digit fitted into 20x20, centred by mass in 28x28
 NOT_DIGIT = NUM_DIGITS  # the reader's eleventh class, where it has one: a letter or a sign, no digit at all
+SIGN = NUM_DIGITS + 1  # a signs reader's twelfth class (segapp train-reader --signs): a sign, its eleventh a letter
+SIGNS_DIR = "signs"  # a reader trained with letters and signs, for its SIGN class alone (segapp.signs)
 CROP_INK = 0.15  # share of full ink that bounds a crop's digit (fainter pixels are the stroke's blurred edge)
 
 
@@ -35,7 +38,8 @@ CROP_INK = 0.15  # share of full ink that bounds a crop's digit (fainter pixels 
 class ReaderConfig:
     """The reader's shape: three stages of two 3x3 convs (``width``, 2x, 4x channels), 2x2 pooling between them,
     global average pooling and a linear layer to the ten digits, and with ``classes`` 11 to an eleventh class,
-    :data:`NOT_DIGIT` (a letter or a sign: ``segapp train-reader --letters``)."""
+    :data:`NOT_DIGIT` (a letter or a sign: ``segapp train-reader --letters``), with 12 a letter there and a sign in
+    a twelfth, :data:`SIGN` (``--signs``)."""
 
     width: int = 32
     classes: int = NUM_DIGITS
@@ -44,9 +48,9 @@ class ReaderConfig:
     def __post_init__(self):
         if isinstance(self.width, bool) or not isinstance(self.width, int) or not 4 <= self.width <= 256:
             raise ValueError(f"reader width must be a whole number in 4..256, got {self.width!r}"[:200])
-        if self.classes not in (NUM_DIGITS, NUM_DIGITS + 1):
-            raise ValueError(f"reader classes must be {NUM_DIGITS} (digits) or {NUM_DIGITS + 1} (digits and not a "
-                             f"digit), got {self.classes!r}"[:200])
+        if self.classes not in (NUM_DIGITS, NUM_DIGITS + 1, NUM_DIGITS + 2):
+            raise ValueError(f"reader classes must be {NUM_DIGITS} (digits), {NUM_DIGITS + 1} (and not a digit) or "
+                             f"{NUM_DIGITS + 2} (and a sign), got {self.classes!r}"[:200])
         if self.architecture != "segapp.DigitReader":
             raise ValueError(f"architecture {self.architecture!r} is not a segapp digit reader")
 
@@ -117,6 +121,14 @@ def read_crops(reader: DigitReader | ReaderEnsemble, crops: list[np.ndarray]) ->
     return digits, torch.softmax(logits, 1)[:, NOT_DIGIT].double().numpy()
 
 
+@torch.inference_mode()
+def read_signs(reader: DigitReader | Callable, crops: list[np.ndarray]) -> np.ndarray:
+    """(28, 28) canonical crops -> (N,) a signs reader's probability of :data:`SIGN` (its softmax over all twelve
+    classes: a crop it finds a letter or a digit is no sign), in one batch."""
+    logits = reader(torch.from_numpy(np.stack(crops))[:, None]).float()
+    return torch.softmax(logits, 1)[:, SIGN].double().numpy()
+
+
 def save_small(module: nn.Module, folder: Path, extra: dict | None = None) -> None:
     """Writes a small model's ``config.json`` (its frozen config dataclass, plus ``extra``) + ``model.safetensors``
     into ``folder`` atomically: the digit reader, the context reader, the ink judge (:func:`load_small` reads them)."""
@@ -178,6 +190,17 @@ class ReaderEnsemble(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = torch.stack([r(x).float().softmax(1) for r in self.readers]).mean(0)
         return mean.clamp_min(1e-12).log()
+
+
+def load_signs(folder: Path | str) -> DigitReader | None:
+    """The reader in ``folder`` (a weights folder's ``signs/``) that tells signs from letters and digits, or None
+    where there is none (a sign is then read as the digit it looks like). Only its :data:`SIGN` probability is
+    used (:mod:`segapp.signs`)."""
+    reader = load_reader(folder)
+    if reader is not None and reader.config.classes <= SIGN:
+        raise WeightsError(f"{Path(folder) / CONFIG_NAME}: this reader knows no signs; train one with "
+                           "`segapp train-reader --letters 0.2 --signs 0.15` and put its folder here")
+    return reader
 
 
 def load_letters(folder: Path | str) -> DigitReader | ReaderEnsemble | None:

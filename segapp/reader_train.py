@@ -24,14 +24,15 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from .classes import NUM_DIGITS, SegappError
-from .glyphs import READER_GLYPHS, font_files
+from .glyphs import READER_GLYPHS, SIGN_GLYPHS, font_files
 from .m2nist import load_mnist
-from .reader import NOT_DIGIT, DigitReader, ReaderConfig, own_strokes, save_reader
+from .reader import NOT_DIGIT, SIGN, DigitReader, ReaderConfig, own_strokes, save_reader
 from .safeio import write_atomic
 from .synth import WildConfig, wild_sample
 from .train_loop import check_small_run, start_small_run, train_one_epoch
 
 LETTER = 11  # the label map's value for a letter's strokes in the reader's canvases (a class no net has)
+SIGN_LABEL = 12  # ... and for a sign's (--signs: a slash, a bracket, a dollar among the digits)
 MIN_CROP_AREA, MIN_CROP_HEIGHT = 15, 8  # smaller label parts are a digit's piece cut off by a neighbour
 MIN_LETTER_HEIGHT = 12  # px: a smaller letter is a blur no shape tells from a digit's (a lowercase letter, small)
 TURN = 12.0  # degrees: at --augment 1 crops are turned by up to this much either way ...
@@ -61,6 +62,8 @@ class ReaderTrainConfig:
     letter_chars: str = READER_GLYPHS  # the letters and signs drawn (segapp.glyphs draws any Hershey has)
     letter_fonts: tuple[str, ...] = ()  # font files or folders half the letters are drawn with (resolved to files)
     letter_runs: float = 0.0  # share of the letters drawn as a run of two or three of them, one crop (segapp.glyphs)
+    signs: float = 0.0  # share of the glyphs that are signs (sign_chars), crops of a twelfth class (reader.SIGN)
+    sign_chars: str = SIGN_GLYPHS  # the signs drawn (no letter of letter_chars), in Hershey's faces and letter_fonts
     width: int = 32
     seed: int = 0
     out: str = "runs/reader"
@@ -73,14 +76,24 @@ class ReaderTrainConfig:
         check_small_run(self, ("canvases", "epochs", "batch_size", "width"), images="canvases")
         if not (0 < self.lr < 1 and self.weight_decay >= 0 and 0 <= self.label_smoothing < 1 and self.workers >= 0
                 and 0 <= self.augment <= 3 and 0 <= self.low_res <= 1 and 0 <= self.pointed_four <= 1
-                and 0 <= self.proportions <= 2 and 0 <= self.letters < 1 and 0 <= self.letter_runs <= 1):
+                and 0 <= self.proportions <= 2 and 0 <= self.letters < 1 and 0 <= self.letter_runs <= 1
+                and 0 <= self.signs < 1 and self.letters + self.signs < 1):
             raise SegappError("--lr must lie in (0, 1), --weight-decay >= 0, --label-smoothing in [0, 1), "
                               "--workers >= 0, --augment in [0, 3], --low-res and --pointed-four in [0, 1], "
-                              "--proportions in [0, 2], --letters in [0, 1), --letter-runs in [0, 1]")
+                              "--proportions in [0, 2], --letters and --signs in [0, 1) (together under 1), "
+                              "--letter-runs in [0, 1]")
         bad = sorted({c for c in self.letter_chars if c.isdigit() or not c.isprintable() or c.isspace()})
         if not self.letter_chars or bad:
             raise SegappError(f"--letter-chars {self.letter_chars!r}: give letters and signs, no digits or spaces "
                               f"(default {READER_GLYPHS!r})")
+        if self.signs and not self.letters:
+            raise SegappError("--signs needs --letters above 0: the sign is the reader's twelfth class, after "
+                              "\"a letter\" (e.g. --letters 0.2 --signs 0.15)")
+        bad = sorted({c for c in self.sign_chars if c.isalnum() or not c.isprintable() or c.isspace()}
+                     | set(self.sign_chars) & set(self.letter_chars) if self.signs else ())
+        if self.signs and (not self.sign_chars or bad):
+            raise SegappError(f"--sign-chars {self.sign_chars!r}: give signs only, none of --letter-chars "
+                              f"{''.join(bad)!r}; leave them out of --letter-chars (default {SIGN_GLYPHS!r})")
         try:  # the files themselves, so args.json records exactly which typefaces the letters came from
             object.__setattr__(self, "letter_fonts", font_files(tuple(self.letter_fonts)))
         except ValueError as e:
@@ -94,8 +107,8 @@ def digit_crops(image: np.ndarray, label: np.ndarray) -> list[tuple[np.ndarray, 
     two touching letters: the net colours such a run as one digit)."""
     out = []
     H, W = label.shape
-    for c in np.unique(label[(label < NUM_DIGITS) | (label == LETTER)]).tolist():
-        wide, low = (2.5, MIN_LETTER_HEIGHT) if c == LETTER else (1.2, MIN_CROP_HEIGHT)
+    for c in np.unique(label[(label < NUM_DIGITS) | (label == LETTER) | (label == SIGN_LABEL)]).tolist():
+        wide, low = (2.5, MIN_LETTER_HEIGHT) if c in (LETTER, SIGN_LABEL) else (1.2, MIN_CROP_HEIGHT)
         n, parts, stats, _ = cv2.connectedComponentsWithStats((label == c).view(np.uint8), connectivity=8)
         for k in range(1, n):
             x, y, w, h, area = stats[k].tolist()
@@ -105,7 +118,7 @@ def digit_crops(image: np.ndarray, label: np.ndarray) -> list[tuple[np.ndarray, 
             window = np.s_[y - 1 : y + h + 1, x - 1 : x + w + 1]  # 1 px around the box: room for the faint edge
             v = own_strokes(image[window], parts[window] == k)
             if v is not None:
-                out.append((v, NOT_DIGIT if c == LETTER else int(c)))
+                out.append((v, {LETTER: NOT_DIGIT, SIGN_LABEL: SIGN}.get(c, int(c))))
     return out
 
 
@@ -232,7 +245,8 @@ def run(cfg: ReaderTrainConfig, argv: list[str] | None = None) -> dict:
     held = max(2, cfg.canvases // 20)
     recipe = WildConfig(pointed_four=cfg.pointed_four, letters=cfg.letters, letter_label=LETTER,
                         letter_chars=cfg.letter_chars, letter_fonts=cfg.letter_fonts,
-                        letter_runs=cfg.letter_runs)
+                        letter_runs=cfg.letter_runs, signs=cfg.signs, sign_label=SIGN_LABEL,
+                        sign_chars=cfg.sign_chars)
     x, y = make_crops(cfg.canvases, cfg.seed, cfg.workers, recipe)
     vx, vy = make_crops(held, cfg.seed + 1_000_003, cfg.workers, recipe)  # other canvases: no crop shared with training
     if len(x) < cfg.batch_size:
@@ -240,7 +254,8 @@ def run(cfg: ReaderTrainConfig, argv: list[str] | None = None) -> dict:
                           "raise --canvases or lower --batch-size")
     x, y, vx, vy = (torch.from_numpy(a) for a in (x, y, vx, vy))
     print(f"{len(x):,} training crops, {len(vx):,} held out ({time.time() - t0:.0f} s)", file=sys.stderr)
-    reader = DigitReader(ReaderConfig(width=cfg.width, classes=NUM_DIGITS + (cfg.letters > 0))).to(device)
+    classes = NUM_DIGITS + (cfg.letters > 0) + (cfg.signs > 0)
+    reader = DigitReader(ReaderConfig(width=cfg.width, classes=classes)).to(device)
     opt = torch.optim.AdamW(reader.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * (len(x) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps, pct_start=0.1)

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from . import signs as sign_rule
 from . import words
 from .alternatives import alternatives, runner_up
 from .classes import BACKGROUND, MIN_DIGIT_AREA
@@ -33,15 +34,16 @@ from .scale import NetInput
 
 def read_out(n: NetInput, logits: torch.Tensor | None, small: np.ndarray | None, conf: np.ndarray | None,
              runner: tuple[np.ndarray, np.ndarray] | None, *, reader: DigitReader | None, letters: CropRunner | None,
-             context: ContextReader | None, clean_ink: Callable | None, reader_weight: float,
+             signs: CropRunner | None, context: ContextReader | None, clean_ink: Callable | None, reader_weight: float,
              drop_words: bool) -> Segmentation:
     """(C, h, w) logits -> class map at the input's size, digits read in lines, in input pixels.
 
     ``small`` / ``conf`` / ``runner``: the net-scale class map, its softmax confidence and the runner-up classes when
     already computed for the whole batch (:meth:`~segapp.inference.Segmenter.net`); taken from ``logits`` otherwise
     (then ``logits`` may be None where the net's scale is the input's own: nothing is upsampled). ``reader``,
-    ``letters``, ``context``, ``clean_ink``: the weights' digit reader, letters reader, context reader and ink judge
-    (None: that step is skipped); ``reader_weight``, ``drop_words``: :class:`~segapp.inference.InferenceConfig`'s.
+    ``letters``, ``signs``, ``context``, ``clean_ink``: the weights' digit reader, letters reader, signs reader,
+    context reader and ink judge (None: that step is skipped); ``reader_weight``, ``drop_words``:
+    :class:`~segapp.inference.InferenceConfig`'s (``drop_words`` drops signs too: :mod:`segapp.signs`).
     """
     if small is None or conf is None:
         small, conf = class_maps(logits[None])
@@ -57,16 +59,20 @@ def read_out(n: NetInput, logits: torch.Tensor | None, small: np.ndarray | None,
     if ruled:  # a ruled line, a margin or a table's border is no digit, nor is where two of them cross
         digits = [d for d in digits if not on_the_lines(d, small, lines)]
     alternatives(digits, small, runner)  # each digit's likeliest other reading, while boxes are at net scale
-    if (reader is not None or letters is not None) and digits:
-        reread(digits, small, n.image, runner, reader, reader_weight, letters)
+    if (reader is not None or letters is not None or signs is not None) and digits:
+        reread(digits, small, n.image, runner, reader, reader_weight, letters, signs if drop_words else None)
         if drop_words:
+            kept = {id(d) for d in sign_rule.drop_signs(digits)}  # a sign goes alone, before words are judged
+            left_out = [d["bbox"] for d in digits if id(d) not in kept]
+            digits = [d for d in digits if id(d) in kept]
             if context is not None:
                 words.context_letters(digits, small, n.image, context)
             kept = {id(d) for d in words.drop_words(digits, small)}  # (gaps on the glyphs' ink, along the lean)
-            left_out = [d["bbox"] for d in digits if id(d) not in kept]
+            left_out += [d["bbox"] for d in digits if id(d) not in kept]
             digits = [d for d in digits if id(d) in kept]
     for d in digits:
         d.pop("_not_digit", None)  # (kept where words are not dropped)
+        d.pop("_sign", None)
         d.pop("_split", None)  # read again or not, a split part is a digit like any other from here
     H, W = n.prepared.raw.shape
     full = small.copy() if small.shape == (H, W) else upsample_classes(logits, small, H, W)

@@ -22,7 +22,7 @@ import numpy as np
 from .alternatives import runner_sums
 from .classes import NUM_DIGITS
 from .postprocess import digit_pixels
-from .reader import own_strokes, read_crops
+from .reader import own_strokes, read_crops, read_signs
 
 if TYPE_CHECKING:
     from .reader import DigitReader, ReaderEnsemble
@@ -58,7 +58,7 @@ def mix_scores(p_net: np.ndarray, p_reader: np.ndarray, weight: float) -> np.nda
 
 def reread(digits: list[dict], small: np.ndarray, image: np.ndarray, runner: tuple[np.ndarray, np.ndarray],
            reader: DigitReader | None, weight: float = READER_WEIGHT,
-           letters: DigitReader | ReaderEnsemble | None = None) -> None:
+           letters: DigitReader | ReaderEnsemble | None = None, signs: DigitReader | None = None) -> None:
     """Reads each digit the net is unsure of (under :data:`REREAD_BELOW`; net-scale boxes in ``small``, the net's
     uint8 input ``image``, ink high) with ``reader`` and mixes it with the net's reading, in place. A digit whose
     class changes gets ``_was`` (its former class: the caller recolours its pixels), the mix's probability as its
@@ -68,13 +68,14 @@ def reread(digits: list[dict], small: np.ndarray, image: np.ndarray, runner: tup
     was) reads every digit, sure or not (a letter is read as a digit at 0.99 as readily as a digit is), and leaves
     its probability of no digit at all in ``_not_digit`` (:func:`segapp.words.drop_words` uses it). Its digit
     probabilities are not used: the shipped reader, trained on digits alone, reads them better (docs/robustness.md,
-    session 35)."""
+    session 35). ``signs`` (a reader trained with letters and signs, :data:`~segapp.reader.SIGN`) reads every digit
+    too and leaves its probability of a sign in ``_sign`` (:func:`segapp.signs.drop_signs` uses it)."""
     if letters is None and reader is not None and reader.config.classes > NUM_DIGITS:
         letters = reader
     crops, where = [], []
     for i, d in enumerate(digits):
         unsure = reader is not None and (d["confidence"] < REREAD_BELOW or d.get("_split"))  # a split part: always
-        if not unsure and letters is None:
+        if not unsure and letters is None and signs is None:
             continue
         mine, crop = digit_crop(d, small, image)
         if crop is not None:
@@ -85,6 +86,9 @@ def reread(digits: list[dict], small: np.ndarray, image: np.ndarray, runner: tup
     if letters is not None:
         for (i, _, _), pn in zip(where, read_crops(letters, crops)[1]):
             digits[i]["_not_digit"] = float(pn)
+    if signs is not None:
+        for (i, _, _), ps in zip(where, read_signs(signs, crops)):
+            digits[i]["_sign"] = float(ps)
     where = [(w, c) for w, c in zip(where, crops) if w[2]]
     if not where:
         return

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from .classes import BACKGROUND, VOID
-from .glyphs import GLYPHS, pick_glyph
+from .glyphs import GLYPHS, SIGN_GLYPHS, pick_glyph
 from .normalise import normalise
 from .scale import TARGET_HEIGHT
 from .strokes import hook, open_loop, pointed, repen, restyle
@@ -66,6 +66,10 @@ class WildConfig:
     letter_chars: str = GLYPHS  # the glyphs letters are drawn from (segapp.glyphs)
     letter_fonts: tuple[str, ...] = ()  # font files half the letters are drawn with (segapp.glyphs.draw_glyph)
     letter_runs: float = 0.0  # share of the letters drawn as a run of two or three (segapp.glyphs.pick_glyph)
+    signs: float = 0.0  # share of the glyphs placed that are signs (sign_chars), drawn as letters are, labelled
+    # sign_label (at 0 no random number is drawn for it: the streams of every recipe before it are unchanged)
+    sign_label: int = BACKGROUND
+    sign_chars: str = SIGN_GLYPHS
 
 
 def glyph_patch(d28: np.ndarray, height: float, rng: np.random.Generator, cfg: WildConfig,
@@ -139,7 +143,10 @@ def layout(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, cfg
         y_row = y_top + row * (base + row_gap)
         while x < W:
             drop = 0.0
-            if cfg.letters and rng.random() < cfg.letters:  # not a digit: its strokes are background
+            if cfg.signs and rng.random() < cfg.signs:  # a sign among the digits ("12/05", "$25"): no digit
+                glyph, share, drop = pick_glyph(rng, cfg.sign_chars, cfg.letter_fonts)
+                p, owner = glyph_patch(glyph, base * share * rng.uniform(0.9, 1.1), rng, cfg), cfg.sign_label
+            elif cfg.letters and rng.random() < cfg.letters:  # not a digit: its strokes are background
                 glyph, share, drop = pick_glyph(rng, cfg.letter_chars, cfg.letter_fonts, cfg.letter_runs)
                 p, owner = glyph_patch(glyph, base * share * rng.uniform(0.9, 1.1), rng, cfg), cfg.letter_label
             else:
