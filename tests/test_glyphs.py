@@ -5,7 +5,7 @@ import pytest
 from imagefiles import MPL_FONTS
 
 from segapp.classes import BACKGROUND, VOID
-from segapp.glyphs import GLYPHS, draw_glyph, font_files, pick_glyph
+from segapp.glyphs import GLYPHS, SIGN_GLYPHS, TALL_SIGNS, draw_glyph, font_files, pick_glyph
 from segapp.m2nist import digit_pool
 from segapp.synth import WildConfig, wild_sample
 
@@ -66,6 +66,30 @@ def test_letter_runs_draw_two_or_three_letters_of_one_case_and_zero_keeps_the_st
     assert lower and np.median(wide(lower)) > 1.5 * np.median(wide(singles))  # an "m" alone is 1.6 wide, "kxm" 2.9
     assert wide(lower).min() > np.median(wide(singles))
     assert all(g.dtype == np.uint8 and g.max() == 255 and g[0].any() and g[:, -1].any() for g, _, _ in runs)
+
+
+def test_tall_signs_reach_a_digits_height_and_below_its_baseline_other_signs_sit_within_it():
+    # a slash, a bracket, a dollar are written as tall as a digit or taller (the signs reader learns them so)
+    for ch in SIGN_GLYPHS:
+        drawn = [pick_glyph(np.random.default_rng(k), ch)[1:] for k in range(30)]
+        if ch in TALL_SIGNS:
+            assert all(0.95 <= share <= 1.25 and -0.1 <= drop and share + drop <= 1.2 + 1e-9 for share, drop in drawn)
+            assert any(share + drop > 1.05 for share, drop in drawn)  # below the baseline
+        else:
+            assert all(0.4 <= share <= 0.75 and 0 <= drop <= 1 - share + 1e-9 for share, drop in drawn)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.3])
+def test_signs_are_drawn_with_their_own_label_and_zero_keeps_the_stream(digits, share):
+    cfg = dict(letters=0.2, letter_label=11, photo=0.0, blank=0.0, resample=0.0)
+    signed = 0
+    for k in range(12):
+        image, label = wild_sample(np.random.default_rng(k), *digits, WildConfig(**cfg, signs=share, sign_label=12))
+        plain = wild_sample(np.random.default_rng(k), *digits, WildConfig(**cfg))
+        if share == 0:
+            assert np.array_equal(image, plain[0]) and np.array_equal(label, plain[1])
+        signed += int((label == 12).sum())
+    assert (signed > 100) == (share > 0)
 
 
 @pytest.mark.parametrize("share", [0.0, 0.5])

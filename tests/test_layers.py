@@ -30,7 +30,7 @@ LAYERS = {
                 "render", "overlays", "mask_files"},
     "data": {"m2nist", "kaggle", "datasets", "synth", "data", "folders"},
     "model": {"model", "reader", "context", "ink_judge", "metrics", "onnx_export", "engines", "int8", "backends"},
-    "inference": {"postprocess", "ruled", "alternatives", "reread", "words", "readout", "inference", "evaluate"},
+    "inference": {"postprocess", "ruled", "alternatives", "reread", "words", "signs", "readout", "inference", "evaluate"},
     "training": {"blend", "distill", "train_config", "train_loop", "train_resume", "train_report", "train",
                  "reader_train", "context_train", "ink_judge_train"},
     "app": {"predict_inputs", "predict_plan", "predict_outputs", "predict_files", "predict", "predict_ray", "export",

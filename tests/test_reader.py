@@ -17,6 +17,8 @@ from segapp.model import DEFAULT_WEIGHTS, WeightsError, load_pretrained
 from segapp.reader import (
     NOT_DIGIT,
     READER_DIR,
+    SIGN,
+    SIGNS_DIR,
     DigitReader,
     ReaderConfig,
     canonical,
@@ -24,7 +26,7 @@ from segapp.reader import (
     read_crops,
     save_reader,
 )
-from segapp.reader_train import LETTER, ReaderTrainConfig, digit_crops, vary
+from segapp.reader_train import LETTER, SIGN_LABEL, ReaderTrainConfig, digit_crops, vary
 from segapp.reread import reread
 
 
@@ -119,14 +121,15 @@ def test_digit_crops_keep_whole_digits_only():
     assert crops[0][0].shape == (28, 28)
 
 
-def test_digit_crops_take_letters_as_not_a_digit_and_as_wide_as_two():
+def test_digit_crops_take_letters_as_not_a_digit_and_as_wide_as_two_and_signs_as_signs():
     image = np.zeros((40, 90), np.float32)
     label = np.full((40, 90), BACKGROUND, np.uint8)
     image[5:25, 5:12], label[5:25, 5:12] = 1.0, 4  # a digit
     image[8:24, 20:52], label[8:24, 20:52] = 1.0, LETTER  # an "m": twice as wide as tall
     image[8:17, 60:66], label[8:17, 60:66] = 1.0, LETTER  # a letter under MIN_LETTER_HEIGHT: a blur
+    image[4:30, 72:78], label[4:30, 72:78] = 1.0, SIGN_LABEL  # a slash, taller than the digit
     crops = digit_crops(image, label)
-    assert sorted(c for _, c in crops) == [4, NOT_DIGIT]
+    assert sorted(c for _, c in crops) == [4, NOT_DIGIT, SIGN]
 
 
 def test_vary_changes_each_crop_its_own_way_and_keeps_the_ink_in_range():
@@ -173,17 +176,20 @@ def test_proportions_move_a_digits_parts_against_each_other_and_keep_its_extent(
 @pytest.mark.parametrize("bad", [{"canvases": 10}, {"epochs": 0}, {"lr": 2.0}, {"width": True}, {"augment": -1},
                                  {"low_res": 1.5}, {"proportions": -0.1}, {"letters": 1.0}, {"letter_chars": "Ab1"},
                                  {"letter_chars": ""}, {"letter_fonts": ("/nonexistent/fonts",)},
-                                 {"letter_runs": 1.5}])
+                                 {"letter_runs": 1.5}, {"signs": 0.2}, {"letters": 0.2, "signs": 0.2},
+                                 {"letters": 0.5, "signs": 0.5, "letter_chars": "AB"},
+                                 {"letters": 0.2, "signs": 0.2, "letter_chars": "AB", "sign_chars": "/7"}])
 def test_train_reader_refuses_values_that_could_only_fail(bad):
     with pytest.raises(Exception, match="--"):
         ReaderTrainConfig(**bad)
 
 
-@pytest.mark.parametrize("letters", [0.0, 0.3, "fonts"])
+@pytest.mark.parametrize("letters", [0.0, 0.3, "fonts", "signs"])
 def test_train_reader_writes_a_reader_a_segmenter_loads(tmp_path, capsys, letters):
     out = tmp_path / "r"
-    more = ["--letters", "0.3", "--letter-chars", "ATdx", "--letter-fonts", str(MPL_FONTS)] if letters == "fonts" else \
-        ["--letters", str(letters)]
+    more = {"fonts": ["--letters", "0.3", "--letter-chars", "ATdx", "--letter-fonts", str(MPL_FONTS)],
+            "signs": ["--letters", "0.3", "--signs", "0.2", "--letter-chars", "ATdx"]}.get(letters,
+                                                                                           ["--letters", str(letters)])
     assert main(["train-reader", "--canvases", "60", "--epochs", "1", "--batch-size", "32", "--width", "4",
                  "--workers", "0", *more, "--out", str(out), "--quiet"]) in (0, None)
     metrics = json.loads((out / "metrics.json").read_text())
@@ -199,7 +205,11 @@ def test_train_reader_writes_a_reader_a_segmenter_loads(tmp_path, capsys, letter
     shutil.copytree(out, weights / READER_DIR)
     seg = Segmenter(weights, InferenceConfig(backend="torch"))
     assert seg.reader is not None and seg.reader.config.width == 4
-    assert seg.reader.config.classes == (11 if letters else 10)  # letters: a class for them
+    assert seg.reader.config.classes == {0.0: 10, "signs": 12}.get(letters, 11)  # letters (signs): a class each
+    if letters == "signs":  # a signs reader goes in WEIGHTS/signs
+        assert args["sign_chars"] == "/()+#$%" and args["signs"] == 0.2
+        shutil.copytree(out, weights / SIGNS_DIR)
+        assert Segmenter(weights, InferenceConfig(backend="torch")).signs.model.config.classes == 12
     assert Segmenter(weights, InferenceConfig(backend="torch", reader=False)).reader is None
 
 
