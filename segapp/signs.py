@@ -15,7 +15,7 @@ as a digit nor drops its word ("#42" reads 42: the letters reader learned "#" as
 
 from __future__ import annotations
 
-SIGN_SURE = 0.9  # the signs reader's probability of a sign at which a glyph is left out alone
+SIGN_SURE = 0.95  # the signs reader's probability of a sign at which a glyph is left out alone
 
 
 def drop_signs(digits: list[dict]) -> list[dict]:
