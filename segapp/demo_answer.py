@@ -142,8 +142,8 @@ def reading_html(result: Result) -> str:
             else f"digits ~{seg.digit_height:.0f} px tall, seen at {seg.scale:.2f}x")
     c = seg.confidence
     sure = "" if c is None else f" · confidence {c:.2f}{' (unsure: check it)' if needs_review(c) else ''}"
-    n = len(seg.words_left_out)  # glyphs of words beside the number ("Room" in "Room 42"; segapp/words.py)
-    words = f" · {n} glyph{'s' * (n != 1)} of words left out" if n else ""
+    n = len(seg.words_left_out)  # glyphs of words beside the number ("Room 42": segapp/words.py) and signs
+    words = f" · {n} glyph{'s' * (n != 1)} of words or signs left out" if n else ""
     return (
         f'<div class="reading"><div class="number">{lines}</div>'
         f'<div class="meta">{count}{sure}{words} · {w}×{h} px · {size} · assumed {html.escape(seg.prepared.polarity)}'

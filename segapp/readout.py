@@ -49,7 +49,7 @@ def read_out(n: NetInput, logits: torch.Tensor | None, small: np.ndarray | None,
         small, conf = class_maps(logits[None])
         small, conf = vote_blobs(logits, small[0]), conf[0]
     runner = runner_up(logits, small) if runner is None else runner
-    left_out: list[list[int]] = []  # net-scale boxes of the glyphs of words left out (segapp.words)
+    left_out: list[list[int]] = []  # net-scale boxes of the glyphs of words and signs left out (words, signs)
     # a faint rule is no 1: followed where it ran before it was erased from the net's input (development grid
     # pages, seeds 100-101 and 77-78: 3 numbers of 400 lost an extra 1, none changed otherwise)
     faint = n.image if n.unerased is None else n.unerased

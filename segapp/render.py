@@ -53,7 +53,8 @@ class Segmentation:
     scale: float = 1.0  # net pixels per input pixel used by scale normalisation
     digit_height: float | None = None  # estimated (or given) digit height in input pixels
     words_left_out: list[list[int]] = field(default_factory=list)  # [x0, y0, x1, y1] of each glyph of a word left
-    # out of the reading and the mask (segapp.words), so a reviewer sees where segapp saw letters
+    # out of the reading and the mask (segapp.words), or of a sign (segapp.signs), so a reviewer sees where segapp saw
+    # letters and signs
 
     @classmethod
     def from_digits(cls, classes: np.ndarray, prepared: Prepared, digits: list[dict], **kw) -> Segmentation:

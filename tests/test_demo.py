@@ -120,7 +120,7 @@ def test_shipped_examples_are_read_correctly(model):
 def test_reading_says_when_a_word_beside_the_number_was_left_out(model):
     r = analyse(model, EXAMPLES_DIR / "form_42.jpg")  # a printed "Room" beside a handwritten 42
     assert r.seg.text == "4 2" and len(r.seg.words_left_out) >= 2
-    assert f"{len(r.seg.words_left_out)} glyphs of words left out" in reading_html(r)
+    assert f"{len(r.seg.words_left_out)} glyphs of words or signs left out" in reading_html(r)
     assert "left out" not in reading_html(analyse(model, EXAMPLES_DIR / "m2nist_test_1_647.png"))
 
 
