@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from segapp.inference import InferenceConfig, Segmenter
-from segapp.model import WeightsError
+from segapp.model import DEFAULT_WEIGHTS, WeightsError
 from segapp.reader import NOT_DIGIT, SIGN, SIGNS_DIR, DigitReader, ReaderConfig, load_signs, read_signs, save_reader
-from segapp.signs import SIGN_SURE, drop_signs
+from segapp.signs import REACH, SIGN_LIKELY, SIGN_SURE, drop_signs, reaches_past
 
 
 class Sure(DigitReader):
@@ -33,6 +33,37 @@ def test_a_glyph_is_left_out_alone_where_the_signs_reader_is_sure_of_a_sign(p, k
     out = drop_signs(glyphs)
     assert [d["digit"] for d in out] == ([1, 2] if kept else [2])  # its neighbour stays either way
     assert all("_sign" not in d for d in glyphs)
+
+
+def box(x0: int, top: int = 10, bottom: int = 30, p: float | None = None) -> dict:
+    d = {"digit": 1, "bbox": [x0, top, x0 + 8, bottom]}
+    if p is not None:
+        d["_sign"] = p
+    return d
+
+
+@pytest.mark.parametrize("top, bottom, reaches", [
+    (10, 30 + int(REACH * 20) + 1, True),  # from the line's top to below its baseline: a slash, a bracket
+    (8, 36, True),
+    (10, 30 + int(REACH * 20) - 1, False),  # not far enough below
+    (12, 36, False),  # below the baseline, but its top under the line's: a digit set low (a 7's descender)
+    (10, 30, False),  # a digit standing in its line
+])
+def test_a_sign_reaches_from_its_lines_top_to_below_its_baseline(top, bottom, reaches):
+    line = [box(0), box(12), box(36), box(48)]  # four glyphs 20 px tall, tops at 10
+    assert reaches_past(box(24, top, bottom), line) is reaches
+    assert reaches_past(box(24, top, bottom), line[:1]) is False  # one neighbour: no line to measure
+
+
+@pytest.mark.parametrize("p, reaching, kept", [
+    (SIGN_LIKELY, True, False), (SIGN_LIKELY - 0.01, True, True), (SIGN_LIKELY, False, True),
+    (SIGN_SURE, False, False),
+])
+def test_a_likely_sign_is_left_out_only_where_it_reaches_past_its_line(p, reaching, kept):
+    middle = box(24, 8, 36, p) if reaching else box(24, 10, 30, p)
+    glyphs = [box(0), box(12), middle, box(36), box(48)]
+    out = drop_signs(glyphs)
+    assert len(out) == (5 if kept else 4) and (middle in out) is kept
 
 
 def test_read_signs_is_the_softmax_of_the_sign_class_over_all_twelve():
@@ -81,5 +112,6 @@ def test_a_sign_is_left_out_of_the_reading_and_the_mask_and_its_neighbours_stay(
 @pytest.mark.parametrize("drop", [True, False])
 def test_the_shipped_weights_load_their_signs_reader_only_to_drop_signs(drop):
     seg = Segmenter("weights", InferenceConfig(backend="torch", drop_words=drop))
-    assert (seg.signs is not None) == (drop and (seg.letters is not None) and
-                                       load_signs(__import__("pathlib").Path("weights") / SIGNS_DIR) is not None)
+    assert (seg.signs is not None) == drop
+    if drop:
+        assert seg.signs.model.config.classes == 12 and (DEFAULT_WEIGHTS / SIGNS_DIR / "args.json").exists()

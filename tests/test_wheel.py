@@ -67,8 +67,9 @@ def test_the_wheel_holds_the_package_and_its_files_not_the_benchmarks(installed)
     for path in (package, weights, mnist, examples):
         assert Path(path).is_relative_to(venv), path  # the installed copy, not the checkout
     assert {p.name for p in Path(weights).iterdir()} >= {"config.json", "model.safetensors", "MODEL_CARD.md",
-                                                         "metrics.json", "reader", "letters", "context", "ink"}
-    for part in ("reader", "context", "ink"):
+                                                         "metrics.json", "reader", "letters", "signs", "context",
+                                                         "ink"}
+    for part in ("reader", "signs", "context", "ink"):
         assert {p.name for p in (Path(weights) / part).iterdir()} >= {"config.json", "model.safetensors"}
     letters = sorted((Path(weights) / "letters").iterdir())  # the readers that tell letters, averaged (words.py)
     assert len(letters) == 2 and all({p.name for p in part.iterdir()} >= {"config.json", "model.safetensors",
