@@ -73,13 +73,13 @@ def test_the_reader_reads_a_batch_of_crops_as_probabilities(classes):
         assert (p_not > 0.5).all() and (p.max(1) < 0.3).all()
 
 
-@pytest.mark.parametrize("classes", [9, 12, True])
-def test_a_reader_has_ten_classes_or_eleven(classes):
+@pytest.mark.parametrize("classes", [9, 13, True])
+def test_a_reader_has_ten_eleven_or_twelve_classes(classes):
     with pytest.raises(ValueError, match="classes"):
         ReaderConfig(classes=classes)
 
 
-@pytest.mark.parametrize("classes", [10, 11])
+@pytest.mark.parametrize("classes", [10, 11, 12])
 def test_save_and_load_round_trip(tmp_path, classes):
     r = DigitReader(ReaderConfig(width=8, classes=classes)).eval()
     save_reader(r, tmp_path / "reader", extra={"held_accuracy": 0.5})
