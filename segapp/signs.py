@@ -10,7 +10,8 @@ stands in is one word ("12/05/2026").
 A signs reader (``segapp train-reader --letters 0.2 --signs 0.15``: weights/signs, :data:`~segapp.reader.SIGN`)
 tells a sign from a letter and from a digit by its shape; :func:`segapp.reread.reread` leaves its probability in
 ``_sign``. A glyph it is sure is a sign (:data:`SIGN_SURE`) is left out before words are judged, so it neither reads
-as a digit nor drops its word ("#42" reads 42: the letters reader learned "#" as a letter).
+as a digit nor drops its word (a handwritten "#" before its number: the letters readers learned "#" as a letter).
+Where the reader is under 0.95 (a typed "+" or "#" at 0.84-0.92) the sign is read as a digit as before.
 
 A slash is a slanted 1 to a reader of crops (0.4-0.7), and a bracket is often a bowed one: only the line tells them
 apart. Written among digits, both run from the line's top to below its baseline, where a number's 1 stands on it
