@@ -89,8 +89,8 @@ class ReaderTrainConfig:
         if self.signs and not self.letters:
             raise SegappError("--signs needs --letters above 0: the sign is the reader's twelfth class, after "
                               "\"a letter\" (e.g. --letters 0.2 --signs 0.15)")
-        bad = sorted({c for c in self.sign_chars if c.isalnum() or not c.isprintable() or c.isspace()}
-                     | set(self.sign_chars) & set(self.letter_chars) if self.signs else ())
+        bad = sorted({c for c in self.sign_chars if c.isalnum() or not c.isprintable() or c.isspace()
+                      or c in self.letter_chars})
         if self.signs and (not self.sign_chars or bad):
             raise SegappError(f"--sign-chars {self.sign_chars!r}: give signs only, none of --letter-chars "
                               f"{''.join(bad)!r}; leave them out of --letter-chars (default {SIGN_GLYPHS!r})")

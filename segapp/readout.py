@@ -32,6 +32,13 @@ from .ruled import inked, on_the_lines, ruled_lines
 from .scale import NetInput
 
 
+def _keep(digits: list[dict], kept: list[dict], left_out: list[list[int]]) -> list[dict]:
+    """``kept`` (a rule's digits, in order); the net-scale boxes of the others appended to ``left_out``."""
+    ids = {id(d) for d in kept}
+    left_out += [d["bbox"] for d in digits if id(d) not in ids]
+    return kept
+
+
 def read_out(n: NetInput, logits: torch.Tensor | None, small: np.ndarray | None, conf: np.ndarray | None,
              runner: tuple[np.ndarray, np.ndarray] | None, *, reader: DigitReader | None, letters: CropRunner | None,
              signs: CropRunner | None, context: ContextReader | None, clean_ink: Callable | None, reader_weight: float,
@@ -62,17 +69,12 @@ def read_out(n: NetInput, logits: torch.Tensor | None, small: np.ndarray | None,
     if (reader is not None or letters is not None or signs is not None) and digits:
         reread(digits, small, n.image, runner, reader, reader_weight, letters, signs if drop_words else None)
         if drop_words:
-            kept = {id(d) for d in sign_rule.drop_signs(digits)}  # a sign goes alone, before words are judged
-            left_out = [d["bbox"] for d in digits if id(d) not in kept]
-            digits = [d for d in digits if id(d) in kept]
+            digits = _keep(digits, sign_rule.drop_signs(digits), left_out)  # a sign alone, before words are judged
             if context is not None:
                 words.context_letters(digits, small, n.image, context)
-            kept = {id(d) for d in words.drop_words(digits, small)}  # (gaps on the glyphs' ink, along the lean)
-            left_out += [d["bbox"] for d in digits if id(d) not in kept]
-            digits = [d for d in digits if id(d) in kept]
+            digits = _keep(digits, words.drop_words(digits, small), left_out)  # (gaps on the ink, along the lean)
     for d in digits:
         d.pop("_not_digit", None)  # (kept where words are not dropped)
-        d.pop("_sign", None)
         d.pop("_split", None)  # read again or not, a split part is a digit like any other from here
     H, W = n.prepared.raw.shape
     full = small.copy() if small.shape == (H, W) else upsample_classes(logits, small, H, W)

@@ -39,7 +39,7 @@ def reaches_past(glyph: dict, others: list[dict]) -> bool:
         return False
     b = np.array([d["bbox"] for d in others], np.float64)
     height = float(np.median(b[:, 3] - b[:, 1]))
-    x0, y0, x1, y1 = glyph["bbox"]
+    _, y0, _, y1 = glyph["bbox"]
     return y0 <= float(np.median(b[:, 1])) and y1 - float(np.median(b[:, 3])) >= REACH * height
 
 

@@ -143,12 +143,14 @@ def layout(rng: np.random.Generator, digits: np.ndarray, labels: np.ndarray, cfg
         y_row = y_top + row * (base + row_gap)
         while x < W:
             drop = 0.0
-            if cfg.signs and rng.random() < cfg.signs:  # a sign among the digits ("12/05", "$25"): no digit
-                glyph, share, drop = pick_glyph(rng, cfg.sign_chars, cfg.letter_fonts)
-                p, owner = glyph_patch(glyph, base * share * rng.uniform(0.9, 1.1), rng, cfg), cfg.sign_label
-            elif cfg.letters and rng.random() < cfg.letters:  # not a digit: its strokes are background
-                glyph, share, drop = pick_glyph(rng, cfg.letter_chars, cfg.letter_fonts, cfg.letter_runs)
-                p, owner = glyph_patch(glyph, base * share * rng.uniform(0.9, 1.1), rng, cfg), cfg.letter_label
+            other = None  # a sign among the digits ("12/05", "$25") or a letter: no digit, labelled as such
+            if cfg.signs and rng.random() < cfg.signs:
+                other = cfg.sign_chars, 0.0, cfg.sign_label
+            elif cfg.letters and rng.random() < cfg.letters:
+                other = cfg.letter_chars, cfg.letter_runs, cfg.letter_label
+            if other is not None:
+                glyph, share, drop = pick_glyph(rng, other[0], cfg.letter_fonts, other[1])
+                p, owner = glyph_patch(glyph, base * share * rng.uniform(0.9, 1.1), rng, cfg), other[2]
             else:
                 j = int(rng.integers(0, len(digits)))
                 p, owner = glyph_patch(digits[j], base * rng.uniform(0.9, 1.1), rng, cfg, int(labels[j])), labels[j]
